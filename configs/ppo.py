@@ -1,0 +1,53 @@
+"""PPO. Run:
+
+  python -m distrl.launch --config=configs/ppo.py --workdir=runs/ppo-cartpole
+  python -m distrl.launch --config=configs/ppo.py:Acrobot-v1 --config.seed=1
+
+The default is CartPole-v1 with the well-known PPO defaults (CleanRL / PureJaxRL).
+"""
+
+import ml_collections
+
+PRESETS = {
+    "CartPole-v1": {},
+    "Acrobot-v1": {"env_name": "Acrobot-v1"},
+}
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.algo = "ppo"  # which algorithm package trains this config
+  config.env_name = "CartPole-v1"  # a gymnax environment id
+  config.seed = 0  # parameters, environments and shuffling all derive from it
+  config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
+
+  # Sizes are global: each of D devices runs num_envs / D environments.
+  config.total_timesteps = 500_000  # environment steps in the whole run
+  config.num_envs = 4  # parallel environments
+  config.num_steps = 128  # rollout length per environment per iteration
+  config.update_epochs = 4  # passes over each rollout
+  config.num_minibatches = 4  # gradient steps per epoch; each takes num_steps/num_minibatches steps of every env
+
+  config.lr = 2.5e-4  # Adam step size
+  config.anneal_lr = True  # decay the step size linearly to 0 over the run
+  config.max_grad_norm = 0.5  # clip gradients to this global norm
+  config.gamma = 0.99  # discount
+  config.gae_lambda = 0.95  # GAE trace decay
+  config.clip_eps = 0.2  # PPO ratio clip, also used for the value clip
+  config.clip_value_loss = True  # clip the value update around the rollout's values
+  config.norm_adv = True  # normalise advantages over each (global) minibatch
+  config.ent_coef = 0.01  # entropy bonus weight
+  config.vf_coef = 0.5  # value loss weight
+
+  config.hidden_sizes = (64, 64)  # MLP widths of the (separate) policy and value networks
+  config.activation = "tanh"  # "tanh" or "relu"
+
+  config.log_every = 10  # iterations per compiled chunk, and so per log line
+  config.checkpoint_every = 100  # iterations between checkpoints (rounded up to a chunk end)
+  config.keep_checkpoints = 3  # how many recent checkpoints to keep
+
+  if arg:
+    if arg not in PRESETS:
+      raise ValueError(f"unknown preset {arg!r} for configs/ppo.py; choose one of {', '.join(PRESETS)}")
+    config.update(PRESETS[arg])
+  return config

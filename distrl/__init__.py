@@ -1,0 +1,1 @@
+"""distrl: PPO and DQN in JAX, compiled end to end and sharded over every device."""

@@ -1,0 +1,65 @@
+"""Environments: `make(name)` over the gymnax registry, wrapped for training.
+
+Observations with more than one axis are flattened to vectors (MinAtar keeps its image shape for
+a CNN torso), and every environment is wrapped in gymnax's `LogWrapper`, whose `info` carries the return and length of
+each episode that ends. gymnax 1.0 auto-resets inside `step` and returns
+`(obs, state, reward, terminated, truncated, info)`; `info["final_observation"]` is the
+observation the step reached *before* any reset, which is the state to bootstrap from when an
+episode is truncated by its time limit.
+"""
+
+import difflib
+from typing import Any
+
+import gymnax
+import jax
+from flax import struct
+from gymnax.environments import spaces
+from gymnax.wrappers.purerl import FlattenObservationWrapper, LogWrapper
+
+from distrl.errors import ConfigError
+
+
+@struct.dataclass
+class Env:
+  """A wrapped gymnax environment with its parameters bound: `reset(key)`, `step(key, state, action)`."""
+
+  env: Any = struct.field(pytree_node=False)
+  params: Any
+  name: str = struct.field(pytree_node=False)
+
+  def reset(self, key: jax.Array):
+    """-> (obs, state) for one environment."""
+    return self.env.reset(key, self.params)
+
+  def step(self, key: jax.Array, state, action: jax.Array):
+    """-> (obs, state, reward, terminated, truncated, info) for one environment; resets itself."""
+    return self.env.step(key, state, action, self.params)
+
+  @property
+  def observation_shape(self) -> tuple[int, ...]:
+    return tuple(self.env.observation_space(self.params).shape)
+
+  @property
+  def num_actions(self) -> int:
+    space = self.env.action_space(self.params)
+    if not isinstance(space, spaces.Discrete):
+      raise ConfigError(f"{self.name} has a {type(space).__name__} action space; this algorithm needs discrete actions")
+    return int(space.n)
+
+
+def names() -> list[str]:
+  """Every environment name `make` accepts."""
+  return list(gymnax.registered_envs)
+
+
+def make(name: str) -> Env:
+  """The gymnax environment `name`, flattened and with episode statistics."""
+  if name not in gymnax.registered_envs:
+    close = difflib.get_close_matches(name, names(), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"unknown environment {name!r}: {hint}choose one of {', '.join(names())}")
+  env, params = gymnax.make(name)
+  if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
+    env = FlattenObservationWrapper(env)
+  return Env(env=LogWrapper(env), params=params, name=name)

@@ -1,0 +1,138 @@
+"""The host loop every algorithm shares: build, restore, compile once, run chunks, log, checkpoint.
+
+The trainer knows an algorithm only through its package's `sizes`, `init`, `update` and `act`.
+"""
+
+import dataclasses
+import functools
+import importlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+
+import jax
+import ml_collections
+
+from distrl import envs, metrics, sharding
+from distrl.checkpoint import Checkpoints
+from distrl.errors import ConfigError, require
+from distrl.state import TrainState
+
+ALGORITHMS = ("ppo",)
+
+
+class TrainingDiverged(RuntimeError):
+  """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class Result:
+  state: TrainState  # the final state, global layout
+  history: list[dict]  # every logged record: step, update, time and scalars
+  compile_seconds: float
+  traces: int  # times the chunk was traced (1 in a healthy run)
+  stopped: bool  # ended early by SIGTERM/SIGINT, after saving
+
+
+def algorithm(name: str):
+  """The algorithm package `distrl.<name>`."""
+  require(name in ALGORITHMS, f"algo={name!r} is not an algorithm; choose one of {', '.join(ALGORITHMS)}")
+  return importlib.import_module(f"distrl.{name}")
+
+
+class _StopRequest:
+  """Turns SIGTERM/SIGINT into a flag checked between chunks (main thread only)."""
+
+  def __init__(self):
+    self.signal = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signal is not None:  # a second signal: stop now
+      raise KeyboardInterrupt
+    self.signal = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  except OSError as error:
+    raise ConfigError(f"cannot write to --workdir={workdir}: {error.strerror}; pick a writable directory") from error
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> Result:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint if it has one."""
+  algo = algorithm(config.algo)
+  env = envs.make(config.env_name)
+  mesh = sharding.make_mesh(devices)
+  sizes = algo.sizes(config, mesh.size)
+  _prepare_workdir(workdir, config)
+  primary = jax.process_index() == 0
+  total_steps = sizes.num_updates * sizes.steps_per_update
+
+  state = sharding.init_sharded(functools.partial(algo.init, config, env), jax.random.PRNGKey(config.seed), mesh)
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  writer = metrics.Writer(workdir, total_steps=total_steps, name=f"{config.algo} {config.env_name}", enabled=primary)
+  try:
+    latest = checkpoints.latest()
+    if latest is not None:
+      state = checkpoints.restore(latest, like=state)
+      writer.message(f"resuming {workdir} from update {latest} (step {latest * sizes.steps_per_update:,})")
+    else:
+      writer.message(f"training {config.algo} on {config.env_name}: {sizes.num_updates} updates of "
+                     f"{sizes.steps_per_update} steps on {mesh.size} device(s); workdir {workdir}")
+
+    runner = sharding.Runner(functools.partial(algo.update, config=config, env=env), mesh, config.backend, state)
+    state = runner.put(state)
+    start = time.perf_counter()
+    runner.compile(state)
+    compile_seconds = time.perf_counter() - start
+    writer.message(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
+
+    update, history, stopped = int(jax.device_get(runner.get(state).update)), [], False
+    last_saved = update
+    with _StopRequest() as stop:
+      while update < sizes.num_updates and stop.signal is None:
+        n = min(config.log_every, sizes.num_updates - update)
+        chunk_start = time.perf_counter()
+        state, sums = runner(state, n)
+        scalars = metrics.summarize(jax.device_get(sums))
+        update += n
+        scalars["perf/sps"] = n * sizes.steps_per_update / (time.perf_counter() - chunk_start)
+        bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+        if bad:
+          raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "
+                                 f"(step {update * sizes.steps_per_update:,}); the last good checkpoint "
+                                 f"(update {checkpoints.latest()}) is kept in {checkpoints.directory}")
+        record = {"step": update * sizes.steps_per_update, "update": update,
+                  "time": time.perf_counter() - start, **scalars}
+        history.append(record)
+        writer.write(step=record["step"], update=update, time=record["time"], scalars=scalars)
+        if update // config.checkpoint_every > last_saved // config.checkpoint_every:
+          checkpoints.save(update, runner.get(state))
+          last_saved = update
+      stopped = stop.signal is not None
+    checkpoints.save(update, runner.get(state))
+    if stopped:
+      writer.message(f"stopped by {stop.signal}: saved update {update} to {checkpoints.directory}; "
+                     f"run the same command to resume")
+    return Result(state=runner.get(state), history=history, compile_seconds=compile_seconds,
+                  traces=runner.traces, stopped=stopped)
+  finally:
+    checkpoints.close()  # waits for a save in flight
+    writer.close()
