@@ -9,7 +9,6 @@ One mesh over every device of every process with one axis, `DATA_AXIS`. A `Train
 
 from typing import Callable
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +30,21 @@ def make_mesh(devices=None) -> Mesh:
 def pmean(tree):
   """Mean over devices; inside `update` this is where devices show through."""
   return jax.lax.pmean(tree, DATA_AXIS)
+
+
+def per_device(tree):
+  """Marks replicated values (parameters) as varying over devices before differentiating them.
+
+  Inside shard_map, `jax.grad` with respect to a replicated input *sums* the gradient over
+  devices by itself (the transpose of the implicit broadcast). Casting the parameters to
+  per-device values first gives each device its own gradient, which `pmean` then averages
+  exactly as under pmap, where the parameters are per-device already.
+  """
+
+  def cast(x):
+    return x if DATA_AXIS in jax.typeof(x).manual_axis_type.varying else jax.lax.pcast(x, DATA_AXIS, to="varying")
+
+  return jax.tree.map(cast, tree)
 
 
 def psum(tree):
@@ -89,9 +103,8 @@ class Runner:
       raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     self.mesh, self.backend = mesh, backend
     self._shardings = shardings(mesh, abstract_state)
-    self.traces = 0  # how many times the chunk was traced; a run should trace it once
+    self.traces = 0  # how many times the chunk was traced; `compile` makes it exactly once
 
-    @chex.assert_max_traces(n=1)
     def chunk(state, num_updates):
       self.traces += 1
       return _chunk(update, state, num_updates)
@@ -113,23 +126,23 @@ class Runner:
     return self._step(state, np.int32(num_updates))
 
   def put(self, state: TrainState):
-    """Global layout -> backend layout."""
+    """Global layout -> backend layout (for pmap, a leading device axis on every leaf)."""
     if self.backend == "shard_map":
       return jax.device_put(state, self._shardings)
-    devices = self.mesh.devices.tolist()
-    n = len(devices)
-    split = lambda x: jax.device_put_sharded(list(np.asarray(x).reshape((n, -1) + x.shape[1:])), devices)
-    copy = lambda x: jax.device_put_replicated(np.asarray(x), devices)
-    return TrainState(update=copy(state.update), learner=jax.tree.map(copy, state.learner),
-                      actors=jax.tree.map(split, state.actors))
+    n = self.mesh.size
+    split = lambda x: x.reshape((n, -1) + x.shape[1:])
+    copy = lambda x: jnp.broadcast_to(x, (n,) + x.shape)
+    to_pmap = lambda s: TrainState(update=copy(s.update), learner=jax.tree.map(copy, s.learner),
+                                   actors=jax.tree.map(split, s.actors))
+    device_axis = NamedSharding(self.mesh, P(DATA_AXIS))
+    return jax.jit(to_pmap, out_shardings=device_axis)(state)
 
   def get(self, state) -> TrainState:
     """Backend layout -> global layout."""
     if self.backend == "shard_map":
       return state
-    first = lambda x: np.asarray(x[0])
-    merge = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])
-    host = TrainState(update=first(state.update), learner=jax.tree.map(first, state.learner),
-                      actors=jax.tree.map(merge, state.actors))
-    return jax.device_put(host, self._shardings)
-
+    merge = lambda x: x.reshape((-1,) + x.shape[2:])
+    first = lambda x: x[0]
+    from_pmap = lambda s: TrainState(update=first(s.update), learner=jax.tree.map(first, s.learner),
+                                     actors=jax.tree.map(merge, s.actors))
+    return jax.jit(from_pmap, out_shardings=self._shardings)(state)

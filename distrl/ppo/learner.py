@@ -173,11 +173,11 @@ def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, 
                             clip_value_loss=config.clip_value_loss)
     return terms.total, terms
 
-  grads, terms = jax.grad(loss_fn, has_aux=True)(learner.params)
+  grads, terms = jax.grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
   grads, terms = sharding.pmean((grads, terms))
   updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
   learner = Learner(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
-  return learner, (terms, optax.global_norm(grads))
+  return learner, (terms, optax.tree.norm(grads))
 
 
 def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env):

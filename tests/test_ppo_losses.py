@@ -1,0 +1,85 @@
+"""GAE and the PPO loss against numbers computed by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from distrl.ppo import losses
+
+# One environment, four steps, gamma 0.9, lambda 0.8 (gamma * lambda = 0.72).
+# Step 1 is truncated by a time limit: the trace ends, but it bootstraps from V(final obs) = 3.0.
+# Step 3 is terminal: no bootstrap (its value_tp1 = 0.7 must be ignored).
+REWARD = [1.0, 0.0, 2.0, 1.0]
+VALUE = [0.5, 1.0, 1.5, 2.0]
+VALUE_TP1 = [1.0, 3.0, 2.0, 0.7]
+TERMINATED = [0, 0, 0, 1]
+EPISODE_END = [0, 1, 0, 1]
+# delta = r + 0.9 * (1 - terminated) * V' - V = [1.4, 1.7, 2.3, -1.0]
+# A3 = -1.0; A2 = 2.3 + 0.72 * -1.0 = 1.58; A1 = 1.7 (trace cut); A0 = 1.4 + 0.72 * 1.7 = 2.624
+EXPECTED = [2.624, 1.7, 1.58, -1.0]
+
+
+def _gae(*arrays, jit=False):
+  fn = jax.jit(losses.gae, static_argnames=("gamma", "gae_lambda")) if jit else losses.gae
+  return fn(*map(jnp.asarray, arrays), gamma=0.9, gae_lambda=0.8)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_gae_hand_computed_with_truncation_and_termination(jit):
+  advantage = _gae(REWARD, VALUE, VALUE_TP1, np.float32(TERMINATED), np.float32(EPISODE_END), jit=jit)
+  np.testing.assert_allclose(advantage, EXPECTED, rtol=1e-6)
+
+
+def test_gae_treating_truncation_as_terminal_would_differ():
+  # The same data with step 1 marked terminal: delta_1 = 0 - 1.0 = -1.0 instead of 1.7.
+  advantage = _gae(REWARD, VALUE, VALUE_TP1, np.float32([0, 1, 0, 1]), np.float32(EPISODE_END))
+  assert float(advantage[1]) == pytest.approx(-1.0)
+  assert float(advantage[0]) == pytest.approx(1.4 + 0.72 * -1.0)
+
+
+def test_gae_batched_over_environments_is_per_environment():
+  column = lambda x: np.stack([np.asarray(x, np.float32), np.zeros(4, np.float32)], axis=1)  # (T, 2)
+  advantage = _gae(column(REWARD), column(VALUE), column(VALUE_TP1), column(TERMINATED), column(EPISODE_END))
+  np.testing.assert_allclose(advantage[:, 0], EXPECTED, rtol=1e-6)
+  np.testing.assert_allclose(advantage[:, 1], 0.0)
+
+
+def test_gae_rejects_mismatched_shapes():
+  with pytest.raises(ValueError, match="share one shape"):
+    _gae(REWARD, VALUE[:3], VALUE_TP1, np.float32(TERMINATED), np.float32(EPISODE_END))
+
+
+def _loss(clip_value_loss):
+  # ratio = [1.5, 0.5]; advantage = [1, -2]; clip 0.2.
+  return losses.ppo_loss(
+      log_prob=jnp.log(jnp.array([1.5, 0.5])), old_log_prob=jnp.zeros(2), advantage=jnp.array([1.0, -2.0]),
+      value=jnp.array([1.0, 2.0]), old_value=jnp.array([0.5, 2.0]), target=jnp.array([2.0, 1.0]),
+      entropy=jnp.array([0.6, 0.4]), clip_eps=0.2, vf_coef=0.5, ent_coef=0.01, clip_value_loss=clip_value_loss)
+
+
+def test_ppo_loss_hand_computed():
+  terms = _loss(clip_value_loss=True)
+  # surrogate: min(1.5*1, 1.2*1) = 1.2; min(0.5*-2, 0.8*-2) = -1.6  ->  policy = -(1.2 - 1.6)/2 = 0.2
+  assert float(terms.policy) == pytest.approx(0.2)
+  # value: unclipped errors [1, 1]; clipped values [0.5 + 0.2, 2.0] -> errors [1.69, 1]; max -> 0.5*mean = 0.6725
+  assert float(terms.value) == pytest.approx(0.6725)
+  assert float(terms.entropy) == pytest.approx(0.5)
+  assert float(terms.total) == pytest.approx(0.2 + 0.5 * 0.6725 - 0.01 * 0.5)
+  # approx_kl = mean((r - 1) - log r) = ((0.5 - log 1.5) + (-0.5 - log 0.5)) / 2
+  assert float(terms.approx_kl) == pytest.approx((0.5 - np.log(1.5) - 0.5 - np.log(0.5)) / 2, rel=1e-5)
+  assert float(terms.clip_fraction) == pytest.approx(1.0)
+
+
+def test_ppo_loss_without_value_clipping():
+  assert float(_loss(clip_value_loss=False).value) == pytest.approx(0.5)
+
+
+def test_ppo_loss_gradient_is_zero_where_the_ratio_is_clipped():
+  # Sample 0: ratio 1.5 > 1.2 with a positive advantage, the clipped branch: no gradient.
+  # Sample 1: ratio 0.9 inside [0.8, 1.2]: d/dlogp of -(r * A)/2 = -0.9 * -2 / 2 = 0.9.
+  grad = jax.grad(lambda lp: losses.ppo_loss(lp, jnp.zeros(2), jnp.array([1.0, -2.0]), jnp.zeros(2), jnp.zeros(2),
+                                             jnp.zeros(2), jnp.zeros(2), clip_eps=0.2, vf_coef=0.5, ent_coef=0.0,
+                                             clip_value_loss=True).policy)(jnp.log(jnp.array([1.5, 0.9])))
+  assert float(grad[0]) == 0.0
+  assert float(grad[1]) == pytest.approx(0.9)
