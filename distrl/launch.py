@@ -6,6 +6,7 @@ Running the same command on a workdir that holds a checkpoint resumes it.
 """
 
 import os
+import re
 import sys
 import time
 
@@ -15,7 +16,40 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, with an optional preset: configs/ppo.py:Acrobot-v1.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go (default: runs/<algo>-<env>-<time>).")
-flags.mark_flags_as_required(["config"])
+
+
+def _flag_error(error: Exception, argv: list[str]) -> str:
+  """One line for a bad flag, config field, preset or config file."""
+  text = str(error).replace("\\n", "\n")
+  config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if config_arg is not None and not os.path.exists(config_arg.split(":", 1)[0]):
+    return f"config file {config_arg.split(':', 1)[0]!r} does not exist (e.g. --config=configs/ppo.py)"
+  if isinstance(error, (AttributeError, KeyError)):
+    suggestion = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', text)
+    if suggestion:
+      return f"unknown config field {suggestion[2]!r}: did you mean {suggestion[1]!r}?"
+    name = re.search(r"(\w+)", text)
+    return f"unknown config field {name[1] if name else text!r}"
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if "Traceback" in text:  # a config file raised: its own message is the last line
+    return re.sub(r"^\w+(Error|Exception): ", "", lines[-1])
+  return " ".join(lines)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag, config field or config file reported as one line, exit 2."""
+  try:
+    rest = flags.FLAGS(argv)
+    config = _CONFIG.value
+    if config is not None:
+      config.algo  # a config file that failed to load raises only when first read
+  except Exception as error:  # flags.Error, or whatever a config file or override raised
+    print(f"distrl: error: {_flag_error(error, argv)}", file=sys.stderr)
+    sys.exit(2)
+  if config is None:
+    print("distrl: error: --config is required, e.g. --config=configs/ppo.py", file=sys.stderr)
+    sys.exit(2)
+  return rest
 
 
 def default_workdir(config) -> str:
@@ -39,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

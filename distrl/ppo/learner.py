@@ -155,13 +155,15 @@ def _rollout(net: ActorCritic, env: Env, params, actors: Actors, act_keys, step_
   return jax.lax.scan(step, actors, (act_keys, step_keys))
 
 
-def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, learner: Learner, batch: Batch):
-  """One gradient step on a local minibatch (B, ...); gradients are averaged over devices."""
+def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, learner: Learner, inputs):
+  """One gradient step on a local minibatch (B, ...); gradients are averaged over devices.
+
+  `inputs` is (batch, advantage_mean, advantage_std), the statistics being those of the global minibatch.
+  """
+  batch, advantage_mean, advantage_std = inputs
   advantage = batch.advantage
-  if config.norm_adv:  # statistics of the global minibatch, not of this device's share
-    mean = sharding.pmean(jnp.mean(advantage))
-    std = jnp.sqrt(sharding.pmean(jnp.mean(jnp.square(advantage - mean))))
-    advantage = (advantage - mean) / (std + 1e-8)
+  if config.norm_adv:
+    advantage = (advantage - advantage_mean) / (advantage_std + 1e-8)
 
   def loss_fn(params):
     logits, value = net.apply(params, batch.obs)
@@ -206,25 +208,34 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env):
   batch = Batch(obs=traj.obs, action=traj.action, log_prob=traj.log_prob, value=value,
                 advantage=advantage, target=advantage + value)
 
-  def epoch(learner: Learner, shuffle_key):
-    order = jax.vmap(jax.random.permutation, in_axes=(0, None))(shuffle_key, num_steps)  # (E, T)
+  # Each environment shuffles its own time steps each epoch: (epochs, E, T).
+  order = jax.vmap(jax.vmap(jax.random.permutation, in_axes=(0, None)), in_axes=(0, None))(shuffle_keys, num_steps)
 
-    def minibatches(x):  # (T, E, ...) -> (M, T/M * E, ...), each env's steps in its own order
-      x = x[order.T, jnp.arange(num_envs)]
-      return x.reshape((num_minibatches, -1) + x.shape[2:])
+  def minibatches(x, order):  # (T, E, ...) -> (M, T/M * E, ...) in one environment-stratified order
+    x = x[order.T, jnp.arange(num_envs)]
+    return x.reshape((num_minibatches, -1) + x.shape[2:])
 
+  # Advantage statistics of every global minibatch of every epoch, in one all-reduce.
+  minibatch_advantage = jax.vmap(minibatches, in_axes=(None, 0))(advantage, order)  # (epochs, M, B)
+  adv_mean, adv_square = sharding.pmean((jnp.mean(minibatch_advantage, -1),
+                                         jnp.mean(jnp.square(minibatch_advantage), -1)))
+  adv_std = jnp.sqrt(jnp.maximum(adv_square - jnp.square(adv_mean), 0.0))
+
+  def epoch(learner: Learner, inputs):
+    order, adv_mean, adv_std = inputs
     step = functools.partial(_minibatch_step, net, tx, config)
-    return jax.lax.scan(step, learner, jax.tree.map(minibatches, batch))
+    return jax.lax.scan(step, learner, (jax.tree.map(lambda x: minibatches(x, order), batch), adv_mean, adv_std))
 
-  learner, (terms, grad_norm) = jax.lax.scan(epoch, state.learner, shuffle_keys)
+  learner, (terms, grad_norm) = jax.lax.scan(epoch, state.learner, (order, adv_mean, adv_std))
 
   ends = traj.episode_end.astype(jnp.float32)
-  episodes = sharding.psum(jnp.sum(ends))
+  episodes, return_sum, length_sum = sharding.psum(
+      (jnp.sum(ends), jnp.sum(traj.episode_return * ends), jnp.sum(traj.episode_length * ends)))
   gradient_steps = state.update * epochs * num_minibatches
-  mean = lambda x: (jnp.mean(x), jnp.float32(1))
+  mean = lambda x: (jnp.mean(x), jnp.float32(1))  # terms are pmean-ed already: same on every device
   metrics = {
-      "train/episode_return": (sharding.psum(jnp.sum(traj.episode_return * ends)), episodes),
-      "train/episode_length": (sharding.psum(jnp.sum(traj.episode_length * ends)), episodes),
+      "train/episode_return": (return_sum, episodes),
+      "train/episode_length": (length_sum, episodes),
       "loss/total": mean(terms.total),
       "loss/policy": mean(terms.policy),
       "loss/value": mean(terms.value),

@@ -1,0 +1,124 @@
+"""The host loop and the launcher: chunks traced once, stop and resume, errors a user can act on."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from distrl import trainer
+from distrl.checkpoint import Checkpoints
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PPO_CONFIG = os.path.join(ROOT, "configs", "ppo.py")
+
+
+def launch(*flags, cwd=ROOT, devices=8, **popen):
+  """Starts `python -m distrl.launch --config=configs/ppo.py FLAGS` with `devices` emulated CPU devices."""
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+         "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+  command = [sys.executable, "-m", "distrl.launch", f"--config={PPO_CONFIG}", *flags]
+  return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def records(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path):
+  ppo_cfg.num_steps = 16
+  ppo_cfg.num_minibatches = 2
+  ppo_cfg.total_timesteps = 7 * ppo_cfg.num_envs * 16  # 7 updates
+  ppo_cfg.log_every = 3  # chunks of 3, 3, 1
+  result = trainer.train(ppo_cfg, str(tmp_path))
+  assert result.traces == 1
+  assert [h["update"] for h in result.history] == [3, 6, 7]
+  assert int(result.state.update) == 7
+  assert [r["step"] for r in records(tmp_path)] == [h["step"] for h in result.history]
+  assert {"train/episode_return", "loss/policy", "loss/value", "loss/entropy", "ppo/approx_kl",
+          "ppo/clip_fraction", "opt/lr", "perf/sps"} <= set(result.history[-1])
+  assert os.listdir(tmp_path / "tb")  # tensorboard events written
+
+
+def test_stopped_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(ppo_cfg, tmp_path):
+  # 64 envs x 128 steps: each update takes long enough to interrupt the run in its middle.
+  sizes = ["--config.num_envs=64", "--config.total_timesteps=327680", "--config.log_every=1",
+           "--config.checkpoint_every=1000"]  # 40 updates; checkpoints only at the stop and at the end
+  workdir = str(tmp_path / "run")
+  run = launch(f"--workdir={workdir}", *sizes)
+  deadline = time.time() + 120
+  while time.time() < deadline and run.poll() is None:
+    if os.path.exists(os.path.join(workdir, "metrics.jsonl")) and len(records(workdir)) >= 3:
+      break
+    time.sleep(0.05)
+  run.send_signal(signal.SIGTERM)
+  out, err = run.communicate(timeout=120)
+  assert run.returncode == 0, err
+  assert "stopped by SIGTERM: saved update" in out
+  stopped_at = records(workdir)[-1]["update"]
+  assert 3 <= stopped_at < 40, "the run should stop in its middle"
+  assert Checkpoints(os.path.join(workdir, "checkpoints"), keep=3).latest() == stopped_at
+
+  resumed = launch(f"--workdir={workdir}", *sizes)
+  out, err = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, err
+  assert f"resuming {workdir} from update {stopped_at}" in out
+  updates = [r["update"] for r in records(workdir)]
+  assert updates == list(range(1, 41)), "the resumed run continues the step count, no repeats or gaps"
+
+  # The same run, never interrupted, here in-process on the same devices.
+  ppo_cfg.num_envs, ppo_cfg.total_timesteps, ppo_cfg.log_every = 64, 327680, 1
+  reference = trainer.train(ppo_cfg, str(tmp_path / "reference"))
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=3)
+  final = checkpoints.restore(40, like=reference.state)
+  for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(reference.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_default_workdir_and_a_short_run_from_the_command_line(tmp_path):
+  run = launch("--config.num_envs=8", "--config.total_timesteps=8192", cwd=tmp_path)
+  out, err = run.communicate(timeout=300)
+  assert run.returncode == 0, err
+  (workdir,) = (tmp_path / "runs").iterdir()
+  assert workdir.name.startswith("ppo-CartPole-v1-")
+  assert [r["step"] for r in records(workdir)] == [8 * 128 * 8]  # 8 updates, one chunk of 10 or fewer
+  assert "step 8,192/8,192 (100%)" in out
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["8"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--config.num_envs=12"], "num_envs=12 does not divide evenly over the number of devices=8"),
+    (["--config.env_name=CartPol-v1"], "unknown environment 'CartPol-v1': did you mean 'CartPole-v1'?"),
+    (["--config.num_minibatches=3"], "num_steps=128 does not divide evenly over num_minibatches=3"),
+    (["--config.total_timesteps=100"], "total_timesteps=100 is less than one iteration"),
+    (["--config.lr=0"], "lr=0.0 must be a positive number"),
+    (["--config.backend=tpu_magic"], "backend='tpu_magic' must be one of"),
+])
+def test_bad_config_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path):
+  run = launch(f"--workdir={tmp_path / 'run'}", "--config.num_envs=8", *flags)
+  out, err = run.communicate(timeout=120)
+  assert run.returncode != 0
+  assert message in err
+  assert "Traceback" not in err
+  assert not (tmp_path / "run").exists(), "a rejected config leaves no workdir behind"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--config.num_env=8"], "unknown config field 'num_env': did you mean 'num_envs'?"),
+    (["--config.lr=fast"], "flag --config.lr=fast: could not convert string to float: 'fast'"),
+    ([f"--config={PPO_CONFIG}:Pong"], "unknown preset 'Pong' for configs/ppo.py"),
+    (["--config=configs/nope.py"], "config file 'configs/nope.py' does not exist"),
+])
+def test_bad_flag_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path):
+  run = launch(f"--workdir={tmp_path / 'run'}", *flags)
+  _, err = run.communicate(timeout=120)
+  assert run.returncode == 2
+  assert err.strip() == f"distrl: error: {message}" or message in err.splitlines()[0]
+  assert len(err.strip().splitlines()) == 1, err
+  assert not (tmp_path / "run").exists()
