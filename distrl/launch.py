@@ -21,7 +21,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go (
 def _flag_error(error: Exception, argv: list[str]) -> str:
   """One line for a bad flag, config field, preset or config file."""
   text = str(error).replace("\\n", "\n")
-  config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  config_arg = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith("--config=")), None)  # absl takes the last
   if config_arg is not None and not os.path.exists(config_arg.split(":", 1)[0]):
     return f"config file {config_arg.split(':', 1)[0]!r} does not exist (e.g. --config=configs/ppo.py)"
   if isinstance(error, (AttributeError, KeyError)):
