@@ -43,6 +43,8 @@ def get_config(arg=None):
   config.activation = "tanh"  # "tanh" or "relu"
 
   config.log_every = 10  # iterations per compiled chunk, and so per log line
+  config.eval_every = 100  # iterations between greedy evaluations (rounded up to a chunk end)
+  config.eval_episodes = 16  # greedy evaluation episodes, split over devices
   config.checkpoint_every = 100  # iterations between checkpoints (rounded up to a chunk end)
   config.keep_checkpoints = 3  # how many recent checkpoints to keep
 

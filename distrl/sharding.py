@@ -38,7 +38,7 @@ def pmean(tree):
 
 
 def per_device(tree):
-  """Marks replicated values (parameters) as varying over devices before differentiating them.
+  """Marks replicated values as varying over devices: parameters before `jax.grad`, loop carries.
 
   Inside shard_map, `jax.grad` with respect to a replicated input *sums* the gradient over
   devices by itself (the transpose of the implicit broadcast). Casting the parameters to
@@ -77,6 +77,16 @@ def init_sharded(init: Callable[[jax.Array], TrainState], key: jax.Array, mesh: 
   """Runs `init(key)` compiled, writing each device's environments straight to that device."""
   abstract = jax.eval_shape(init, key)
   return jax.jit(init, out_shardings=shardings(mesh, abstract))(key)
+
+
+def global_index(local_count: int) -> jax.Array:
+  """Inside a mapped function: the global indices (local_count,) of this device's rows."""
+  return jax.lax.axis_index(DATA_AXIS) * local_count + jnp.arange(local_count)
+
+
+def map_replicated(fn: Callable, mesh: Mesh) -> Callable:
+  """jit(shard_map(fn)) for a per-device fn of replicated inputs with replicated (reduced) outputs."""
+  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=P(), out_specs=P()))
 
 
 def _chunk(update: Callable, state: TrainState, num_updates: jax.Array):

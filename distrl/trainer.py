@@ -16,12 +16,12 @@ import time
 import jax
 import ml_collections
 
-from distrl import envs, metrics, sharding
+from distrl import envs, evaluation, metrics, sharding
 from distrl.checkpoint import Checkpoints
-from distrl.errors import ConfigError, require
+from distrl.errors import ConfigError, require, require_divisible, require_positive
 from distrl.state import TrainState
 
-ALGORITHMS = ("ppo",)
+ALGORITHMS = ("ppo", "dqn")
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,6 +66,18 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
+def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """The fields every algorithm's config has: intervals, backend, and what must split over devices."""
+  require_positive(config, "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
+                   "eval_episodes")
+  require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
+  suggestion = num_devices * max(1, config.num_envs // num_devices)
+  require_divisible("num_envs", config.num_envs, "the number of devices", num_devices,
+                    f"use a multiple of {num_devices}, e.g. --config.num_envs={suggestion}")
+  require_divisible("eval_episodes", config.eval_episodes, "the number of devices", num_devices,
+                    f"use a multiple of {num_devices}")
+
+
 def _prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -80,6 +92,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
   algo = algorithm(config.algo)
   env = envs.make(config.env_name)
   mesh = sharding.make_mesh(devices)
+  check_run_config(config, mesh.size)
   sizes = algo.sizes(config, mesh.size)
   _prepare_workdir(workdir, config)
   primary = jax.process_index() == 0
@@ -104,6 +117,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
     compile_seconds = time.perf_counter() - start
     writer.message(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
 
+    evaluate = evaluation.make_evaluate(algo.act, config, env, mesh)
+    eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     update, history, stopped = int(jax.device_get(runner.get(state).update)), [], False
     last_saved = update
     with _StopRequest() as stop:
@@ -114,6 +129,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
         scalars = metrics.summarize(jax.device_get(sums))
         update += n
         scalars["perf/sps"] = n * sizes.steps_per_update / (time.perf_counter() - chunk_start)
+        if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
+          params = runner.get(state).learner.params
+          results = jax.device_get(evaluate(params, jax.random.fold_in(eval_key, update)))
+          scalars.update({name: float(value) for name, value in results.items()})
         bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
         if bad:
           raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "

@@ -81,13 +81,10 @@ class Sizes:
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
   require_positive(config, "total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
-                   "lr", "max_grad_norm", "log_every", "checkpoint_every", "keep_checkpoints")
+                   "lr", "max_grad_norm")
   require(0 < config.gamma <= 1, f"gamma={config.gamma} must be in (0, 1]")
   require(0 <= config.gae_lambda <= 1, f"gae_lambda={config.gae_lambda} must be in [0, 1]")
   require(config.clip_eps > 0, f"clip_eps={config.clip_eps} must be positive")
-  require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
-  require_divisible("num_envs", config.num_envs, "the number of devices", num_devices,
-                    f"use a multiple of {num_devices}, e.g. --config.num_envs={num_devices * max(1, config.num_envs // num_devices)}")
   require_divisible("num_steps", config.num_steps, "num_minibatches", config.num_minibatches,
                     "each minibatch takes num_steps/num_minibatches steps of every environment; "
                     "pick num_minibatches that divides num_steps")

@@ -1,0 +1,58 @@
+"""DQN. Run:
+
+  python -m distrl.launch --config=configs/dqn.py --workdir=runs/dqn-cartpole
+  python -m distrl.launch --config=configs/dqn.py:Acrobot-v1
+
+The default is CartPole-v1 with the well-known DQN defaults (CleanRL's dqn_jax).
+"""
+
+import ml_collections
+
+PRESETS = {
+    "CartPole-v1": {},
+    "Acrobot-v1": {"env_name": "Acrobot-v1"},
+}
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.algo = "dqn"  # which algorithm package trains this config
+  config.env_name = "CartPole-v1"  # a gymnax environment id
+  config.seed = 0  # parameters, environments and sampling all derive from it
+  config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
+
+  # Sizes are global: each of D devices runs num_envs / D environments, keeps their replay rows,
+  # and samples batch_size / D transitions from them per gradient step.
+  config.total_timesteps = 500_000  # environment steps in the whole run
+  config.num_envs = 10  # parallel environments
+  config.buffer_size = 10_000  # replay capacity in transitions, split evenly over environments
+  config.batch_size = 128  # transitions per gradient step
+  config.train_frequency = 10  # environment steps per gradient step
+  config.learning_starts = 10_000  # environment steps before the first gradient step
+
+  config.lr = 2.5e-4  # Adam step size
+  config.max_grad_norm = 10.0  # clip gradients to this global norm
+  config.gamma = 0.99  # discount
+  config.loss = "mse"  # TD loss: "mse" or "huber"
+  config.double_dqn = False  # pick the bootstrap action with the online network
+  config.target_update_interval = 500  # environment steps between target network updates
+  config.tau = 1.0  # target <- tau * online + (1 - tau) * target at each update; 1.0 is a hard copy
+
+  config.start_e = 1.0  # exploration rate at the start
+  config.end_e = 0.05  # exploration rate after exploration_steps
+  config.exploration_steps = 250_000  # environment steps over which epsilon decays linearly
+
+  config.hidden_sizes = (120, 84)  # MLP widths of the Q-network
+  config.activation = "relu"  # "tanh" or "relu"
+
+  config.log_every = 500  # iterations per compiled chunk, and so per log line
+  config.eval_every = 5_000  # iterations between greedy evaluations (rounded up to a chunk end)
+  config.eval_episodes = 16  # greedy evaluation episodes, split over devices
+  config.checkpoint_every = 5_000  # iterations between checkpoints (rounded up to a chunk end)
+  config.keep_checkpoints = 3  # how many recent checkpoints to keep
+
+  if arg:
+    if arg not in PRESETS:
+      raise ValueError(f"unknown preset {arg!r} for configs/dqn.py; choose one of {', '.join(PRESETS)}")
+    config.update(PRESETS[arg])
+  return config

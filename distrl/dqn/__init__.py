@@ -1,0 +1,5 @@
+"""DQN behind the algorithm contract: sizes, init, update, act."""
+
+from distrl.dqn.learner import act, init, sizes, update
+
+__all__ = ["act", "init", "sizes", "update"]

@@ -1,0 +1,47 @@
+"""Greedy evaluation: `episodes` fresh environments, split over devices, each play one episode."""
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from distrl import sharding
+from distrl.envs import Env
+
+
+def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, mesh) -> Callable:
+  """-> evaluate(params, key) -> {"eval/episode_return": mean, "eval/episode_length": mean}.
+
+  `act(params, obs, key, *, config, env, greedy)` is the algorithm's; evaluation environment i
+  resets from fold_in(key, i) whatever device runs it. Each environment runs for the
+  environment's time limit and counts its first episode only.
+  """
+  local = config.eval_episodes // mesh.size
+  max_steps = int(env.params.max_steps_in_episode)
+  policy = functools.partial(act, config=config, env=env, greedy=True)
+
+  def per_device(params, key):
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, sharding.global_index(local))
+    keys, reset_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
+    obs, env_state = jax.vmap(env.reset)(reset_keys)
+    step_keys = jnp.swapaxes(jax.vmap(functools.partial(jax.random.split, num=max_steps))(keys), 0, 1)
+
+    def step(carry, step_key):
+      obs, env_state, done, episode_return, episode_length = carry
+      action = policy(params, obs, None)
+      obs, env_state, _, _, _, info = jax.vmap(env.step)(step_key, env_state, action)
+      first_end = info["returned_episode"] & ~done
+      episode_return = jnp.where(first_end, info["returned_episode_returns"], episode_return)
+      episode_length = jnp.where(first_end, info["returned_episode_lengths"], episode_length)
+      return (obs, env_state, done | info["returned_episode"], episode_return, episode_length), None
+
+    zeros = jnp.zeros(local, jnp.float32)
+    carry = sharding.per_device((obs, env_state, jnp.zeros(local, bool), zeros, zeros))
+    _, _, _, episode_return, episode_length = jax.lax.scan(step, carry, step_keys)[0]
+    total_return, total_length = sharding.psum((jnp.sum(episode_return), jnp.sum(episode_length)))
+    return {"eval/episode_return": total_return / config.eval_episodes,
+            "eval/episode_length": total_length / config.eval_episodes}
+
+  return sharding.map_replicated(per_device, mesh)
