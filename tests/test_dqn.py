@@ -85,26 +85,27 @@ def test_truncated_step_stores_the_final_observation_and_is_not_terminal(cfg):
   np.testing.assert_array_equal(steps.next_obs[1], steps.obs[2])  # consecutive within the episode
 
 
-def _small(cfg, total):
-  cfg.total_timesteps, cfg.learning_starts, cfg.buffer_size, cfg.batch_size = total, 400, 800, 32
-  cfg.target_update_interval, cfg.log_every, cfg.eval_every, cfg.checkpoint_every = 200, 20, 10_000, 10_000
-  cfg.num_envs = cfg.train_frequency = jax.device_count() * 2
-  cfg.buffer_size = cfg.num_envs * 100
+def _small(cfg, total_updates):
+  """Two environments per device; learning from update 20, the target network moves every 30 updates."""
+  cfg.num_envs = cfg.train_frequency = steps_per_update = jax.device_count() * 2
+  cfg.total_timesteps, cfg.buffer_size, cfg.batch_size = total_updates * steps_per_update, 100 * cfg.num_envs, 32
+  cfg.learning_starts, cfg.target_update_interval = 20 * steps_per_update, 30 * steps_per_update
+  cfg.log_every, cfg.eval_every, cfg.checkpoint_every = 20, 10_000, 10_000
   return cfg
 
 
 def test_resumed_run_restores_buffer_and_target_network_exactly(cfg, tmp_path):
-  steps_per_update = 2 * jax.device_count()
-  first = trainer.train(_small(cfg, 80 * steps_per_update), str(tmp_path / "split"))
+  first = trainer.train(_small(cfg, 80), str(tmp_path / "split"))
   assert int(first.state.update) == 80
-  resumed = trainer.train(_small(cfg, 160 * steps_per_update), str(tmp_path / "split"))
+  resumed = trainer.train(_small(cfg, 160), str(tmp_path / "split"))
   assert [h["update"] for h in resumed.history][0] == 100, "the second run starts after update 80"
-  straight = trainer.train(_small(cfg, 160 * steps_per_update), str(tmp_path / "straight"))
+  straight = trainer.train(_small(cfg, 160), str(tmp_path / "straight"))
   state, reference = jax.device_get((resumed.state, straight.state))
   np.testing.assert_array_equal(state.actors.replay.obs, reference.actors.replay.obs)
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
     np.testing.assert_array_equal(a, b)
-  # The target network lags the online network: restoring it, not copying params, mattered.
+  assert "loss/total" in straight.history[-1]  # it trained
+  # The target network (last moved at update 150) lags the online network: restoring it mattered.
   assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.learner.params),
                                                       jax.tree.leaves(state.learner.target_params)))
 
