@@ -1,10 +1,12 @@
-"""PPO CartPole throughput from the command line, as a user runs it.
+"""Training throughput from the command line, as a user runs it.
 
-  python benchmarks/ppo_cartpole.py [--devices 1 2 8] [--repeats 3] [--flags --config.num_envs=8 ...]
+  python benchmarks/train_speed.py [--config configs/ppo.py] [--devices 1 2 8] [--repeats 3] \
+      [--flags --config.num_envs=8 ...]
 
-For each device count, runs `python -m distrl.launch --config=configs/ppo.py` `--repeats` times
-and prints medians of: compile seconds, steady steps/s (after the first chunk), wall seconds from
-the command to the first logged mean return >= 475, total wall seconds, and peak resident memory.
+For each device count, runs `python -m distrl.launch --config=CONFIG` `--repeats` times and
+prints medians of: compile seconds, steady steps/s (after the first chunk), wall seconds from
+the command to the first logged mean training return >= 475 (CartPole's bar), total wall
+seconds, and peak resident memory.
 """
 
 import argparse
@@ -20,11 +22,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_once(devices: int, flags: list[str]) -> dict:
+def run_once(config: str, devices: int, flags: list[str]) -> dict:
   workdir = tempfile.mkdtemp(prefix="distrl-bench-")
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
   start = time.perf_counter()
-  proc = subprocess.Popen([sys.executable, "-m", "distrl.launch", "--config=configs/ppo.py",
+  proc = subprocess.Popen([sys.executable, "-m", "distrl.launch", f"--config={config}",
                            f"--workdir={workdir}", *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
   to_475 = compile_s = None
   for line in proc.stdout:
@@ -50,14 +52,15 @@ def median(values):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", default="configs/ppo.py")
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 8])
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="extra launcher flags")
   args = parser.parse_args()
   print(f"{'devices':>7} {'compile s':>9} {'steps/s':>9} {'to 475 s':>8} {'wall s':>7} {'peak MB':>8}  "
-        f"(median of {args.repeats}; flags: {' '.join(args.flags) or 'default'})", flush=True)
+        f"(median of {args.repeats}; {args.config} {' '.join(args.flags)})", flush=True)
   for devices in args.devices:
-    runs = [run_once(devices, args.flags) for _ in range(args.repeats)]
+    runs = [run_once(args.config, devices, args.flags) for _ in range(args.repeats)]
     row = {key: median([r[key] for r in runs]) for key in runs[0]}
     print(f"{devices:>7} {row['compile_s']:>9.2f} {row['sps']:>9,.0f} {row['to_475_s']:>8.1f} "
           f"{row['wall_s']:>7.1f} {row['peak_rss_mb']:>8.0f}   runs: "
