@@ -2,7 +2,10 @@
 
   python -m distrl.launch --config=configs/ppo.py --workdir=runs/cartpole [--config.lr=1e-3 ...]
 
-Running the same command on a workdir that holds a checkpoint resumes it.
+Running the same command on a workdir that holds a checkpoint resumes it. Several processes
+(hosts) form one run with `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`
+on every process, or `--distributed` where JAX finds them itself (TPU pods, SLURM, Open MPI);
+a SLURM job of several tasks is detected without the flag. See launch/ and BUILD.md.
 """
 
 import os
@@ -16,6 +19,13 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, with an optional preset: configs/ppo.py:Acrobot-v1.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go (default: runs/<algo>-<env>-<time>).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a run of several processes.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "How many processes the run has (with --coordinator_address).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 to num_processes - 1.")
+_DISTRIBUTED = flags.DEFINE_boolean("distributed", None, "Start jax.distributed with cluster auto-detection (TPU pod, "
+                                    "SLURM, Open MPI). Default: on inside a SLURM job of several tasks.")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds without word from a peer process before the run "
+                                  "stops with an error.")
 
 
 def _flag_error(error: Exception, argv: list[str]) -> str:
@@ -52,6 +62,24 @@ def parse_flags(argv: list[str]) -> list[str]:
   return rest
 
 
+def start_distributed() -> None:
+  """Joins the processes of a multi-host run into one JAX runtime, or does nothing for one process."""
+  explicit = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
+  detected = _DISTRIBUTED.value if _DISTRIBUTED.value is not None else int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  if not any(v is not None for v in explicit) and not detected:
+    return
+  if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
+    raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
+  import jax
+
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices talk over gloo
+  if all(v is not None for v in explicit):
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                               heartbeat_timeout_seconds=_HEARTBEAT.value)
+  else:
+    jax.distributed.initialize(heartbeat_timeout_seconds=_HEARTBEAT.value)
+
+
 def default_workdir(config) -> str:
   return os.path.join("runs", f"{config.algo}-{config.env_name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -61,15 +89,29 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-  from distrl import errors, trainer  # after flag parsing: JAX reads XLA_FLAGS at import
+  start_distributed()
+  import jax  # after flag parsing and start-up
+
+  from distrl import errors, trainer
 
   config = _CONFIG.value
+  if _WORKDIR.value is None and jax.process_count() > 1:
+    raise app.UsageError("a run of several processes needs one --workdir shared by all of them")
   workdir = _WORKDIR.value or default_workdir(config)
   try:
     trainer.train(config, workdir)
   except (errors.ConfigError, trainer.TrainingDiverged) as error:
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
+  except jax.errors.JaxRuntimeError as error:
+    if jax.process_count() == 1:
+      raise
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    print(f"distrl: error: process {jax.process_index()} of {jax.process_count()} lost contact with the run "
+          f"(another process died or was stopped?): {first}. Restart all processes with the same "
+          f"command to resume from the last checkpoint in {workdir}.", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # skips jax.distributed's shutdown barrier, which would wait for the dead peer and abort
 
 
 if __name__ == "__main__":

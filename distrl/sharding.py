@@ -73,6 +73,19 @@ def shardings(mesh: Mesh, state: TrainState) -> TrainState:
   return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs(state))
 
 
+def to_host(tree):
+  """Global arrays -> numpy on this host: replicated values (metrics, parameters) work in every process."""
+
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      if not x.is_fully_replicated:
+        raise ValueError(f"cannot fetch an array split over processes to one host: {x.shape} {x.sharding}")
+      x = x.addressable_data(0)
+    return np.asarray(x)
+
+  return jax.tree.map(fetch, tree)
+
+
 def init_sharded(init: Callable[[jax.Array], TrainState], key: jax.Array, mesh: Mesh) -> TrainState:
   """Runs `init(key)` compiled, writing each device's environments straight to that device."""
   abstract = jax.eval_shape(init, key)

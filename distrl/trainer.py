@@ -81,8 +81,9 @@ def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> Non
 def _prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   except OSError as error:
     raise ConfigError(f"cannot write to --workdir={workdir}: {error.strerror}; pick a writable directory") from error
 
@@ -119,19 +120,19 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
 
     evaluate = evaluation.make_evaluate(algo.act, config, env, mesh)
     eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-    update, history, stopped = int(jax.device_get(runner.get(state).update)), [], False
+    update, history, stopped = int(sharding.to_host(runner.get(state).update)), [], False
     last_saved = update
     with _StopRequest() as stop:
       while update < sizes.num_updates and stop.signal is None:
         n = min(config.log_every, sizes.num_updates - update)
         chunk_start = time.perf_counter()
         state, sums = runner(state, n)
-        scalars = metrics.summarize(jax.device_get(sums))
+        scalars = metrics.summarize(sharding.to_host(sums))
         update += n
         scalars["perf/sps"] = n * sizes.steps_per_update / (time.perf_counter() - chunk_start)
         if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
           params = runner.get(state).learner.params
-          results = jax.device_get(evaluate(params, jax.random.fold_in(eval_key, update)))
+          results = sharding.to_host(evaluate(params, jax.random.fold_in(eval_key, update)))
           scalars.update({name: float(value) for name, value in results.items()})
         bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
         if bad:

@@ -1,0 +1,33 @@
+"""One process of a multi-process test run: trains a config and saves this process's parameters.
+
+  python tests/multiprocess_worker.py PORT NUM_PROCESSES PROCESS_ID ALGO WORKDIR OUT.npz [field=value ...]
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def main():
+  port, num_processes, process_id, algo, workdir, out, *overrides = sys.argv[1:]
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(f"localhost:{port}", int(num_processes), int(process_id), heartbeat_timeout_seconds=10)
+  import importlib
+
+  from distrl import sharding, trainer
+
+  config = importlib.import_module(f"configs.{algo}").get_config()
+  for override in overrides:
+    field, value = override.split("=", 1)
+    config[field] = type(config[field])(value)
+  result = trainer.train(config, workdir)
+  params = sharding.to_host(result.state.learner.params)
+  np.savez(out, *jax.tree.leaves(params))
+
+
+if __name__ == "__main__":
+  main()
