@@ -6,7 +6,8 @@
 For each device count, runs `python -m distrl.launch --config=CONFIG` `--repeats` times and
 prints medians of: compile seconds, training steps/s (median chunk after the first), wall seconds from
 the command to the first logged mean training return >= 475 (CartPole's bar), total wall
-seconds, and peak resident memory.
+seconds, and peak resident memory (of the process this script waits on: process 0's launcher).
+With `--processes P`, each run is P local processes of `--devices` devices (launch/local.sh).
 """
 
 import argparse
@@ -22,12 +23,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_once(config: str, devices: int, flags: list[str]) -> dict:
+def run_once(config: str, processes: int, devices: int, flags: list[str]) -> dict:
+  """One run of `processes` processes with `devices` emulated devices each (launch/local.sh for several)."""
   workdir = tempfile.mkdtemp(prefix="distrl-bench-")
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  command = [sys.executable, "-m", "distrl.launch", f"--config={config}", f"--workdir={workdir}", *flags]
+  if processes > 1:
+    command = ["bash", "launch/local.sh", str(processes), str(devices), *command[3:]]
   start = time.perf_counter()
-  proc = subprocess.Popen([sys.executable, "-m", "distrl.launch", f"--config={config}",
-                           f"--workdir={workdir}", *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
   to_475 = compile_s = None
   for line in proc.stdout:
     if compile_s is None and (m := re.search(r"compiled .* in ([\d.]+)s", line)):
@@ -36,7 +40,7 @@ def run_once(config: str, devices: int, flags: list[str]) -> dict:
       to_475 = time.perf_counter() - start
   _, status, usage = os.wait4(proc.pid, 0)
   if status != 0:
-    raise SystemExit(f"run on {devices} device(s) failed with status {status}")
+    raise SystemExit(f"run of {processes} x {devices} device(s) failed with status {status}")
   wall = time.perf_counter() - start
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
@@ -55,15 +59,16 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--config", default="configs/ppo.py")
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 8])
+  parser.add_argument("--processes", type=int, default=1, help="processes per run, each with --devices devices")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="extra launcher flags")
   args = parser.parse_args()
-  print(f"{'devices':>7} {'compile s':>9} {'steps/s':>9} {'to 475 s':>8} {'wall s':>7} {'peak MB':>8}  "
+  print(f"{'procs x devices':>15} {'compile s':>9} {'steps/s':>9} {'to 475 s':>8} {'wall s':>7} {'peak MB':>8}  "
         f"(median of {args.repeats}; {args.config} {' '.join(args.flags)})", flush=True)
   for devices in args.devices:
-    runs = [run_once(args.config, devices, args.flags) for _ in range(args.repeats)]
+    runs = [run_once(args.config, args.processes, devices, args.flags) for _ in range(args.repeats)]
     row = {key: median([r[key] for r in runs]) for key in runs[0]}
-    print(f"{devices:>7} {row['compile_s']:>9.2f} {row['sps']:>9,.0f} {row['to_475_s']:>8.1f} "
+    print(f"{f'{args.processes} x {devices}':>15} {row['compile_s']:>9.2f} {row['sps']:>9,.0f} {row['to_475_s']:>8.1f} "
           f"{row['wall_s']:>7.1f} {row['peak_rss_mb']:>8.0f}   runs: "
           + ", ".join(f"{r['sps']:,.0f}" for r in runs), flush=True)
 

@@ -62,24 +62,6 @@ def parse_flags(argv: list[str]) -> list[str]:
   return rest
 
 
-def start_distributed() -> None:
-  """Joins the processes of a multi-host run into one JAX runtime, or does nothing for one process."""
-  explicit = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
-  detected = _DISTRIBUTED.value if _DISTRIBUTED.value is not None else int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  if not any(v is not None for v in explicit) and not detected:
-    return
-  if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
-    raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
-  import jax
-
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices talk over gloo
-  if all(v is not None for v in explicit):
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                               heartbeat_timeout_seconds=_HEARTBEAT.value)
-  else:
-    jax.distributed.initialize(heartbeat_timeout_seconds=_HEARTBEAT.value)
-
-
 def default_workdir(config) -> str:
   return os.path.join("runs", f"{config.algo}-{config.env_name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -89,10 +71,16 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-  start_distributed()
-  import jax  # after flag parsing and start-up
+  import jax  # after flag parsing: JAX reads XLA_FLAGS when its backend starts
 
-  from distrl import errors, trainer
+  from distrl import distributed
+
+  explicit = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
+  if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
+    raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
+  auto = _DISTRIBUTED.value if _DISTRIBUTED.value is not None else int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  distributed.start(*explicit, auto=auto, timeout=_HEARTBEAT.value)
+  from distrl import errors, trainer  # after start: importing gymnax starts JAX's backend
 
   config = _CONFIG.value
   if _WORKDIR.value is None and jax.process_count() > 1:
@@ -100,6 +88,7 @@ def main(argv):
   workdir = _WORKDIR.value or default_workdir(config)
   try:
     trainer.train(config, workdir)
+    distributed.finished()
   except (errors.ConfigError, trainer.TrainingDiverged) as error:
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
@@ -107,11 +96,7 @@ def main(argv):
     if jax.process_count() == 1:
       raise
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    print(f"distrl: error: process {jax.process_index()} of {jax.process_count()} lost contact with the run "
-          f"(another process died or was stopped?): {first}. Restart all processes with the same "
-          f"command to resume from the last checkpoint in {workdir}.", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(1)  # skips jax.distributed's shutdown barrier, which would wait for the dead peer and abort
+    distributed.lost(f"lost contact with the run, another process died or was stopped? ({first})")
 
 
 if __name__ == "__main__":

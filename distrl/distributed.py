@@ -1,0 +1,76 @@
+"""Joining the processes (hosts) of one run, and stopping cleanly when one of them dies.
+
+`start` calls `jax.distributed.initialize` with an explicit coordinator, or with JAX's cluster
+auto-detection (TPU pods, SLURM, Open MPI). JAX's own health check aborts every process some
+time after a peer dies, from C++ and with a stack dump; a watchdog thread here notices first
+(at `timeout`, JAX's check being set to twice that) and ends this process with one line.
+"""
+
+import os
+import sys
+import threading
+import time
+
+import jax
+from jax._src import distributed as jax_distributed  # the runtime client: key-value store of the run
+
+_PREFIX = "distrl/peers"
+
+
+def start(coordinator_address: str | None, num_processes: int | None, process_id: int | None, *,
+          auto: bool, timeout: int) -> bool:
+  """Initialises jax.distributed if asked (explicitly or `auto`); returns whether it did."""
+  explicit = (coordinator_address, num_processes, process_id)
+  if all(v is None for v in explicit) and not auto:
+    return False
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices talk over gloo
+  jax.distributed.initialize(*explicit, heartbeat_timeout_seconds=2 * timeout)
+  if jax.process_count() > 1:
+    threading.Thread(target=_watch, args=(timeout,), daemon=True, name="distrl-peers").start()
+  return True
+
+
+def finished() -> None:
+  """Tells the peers this process ended normally, so that its silence is not taken for a crash."""
+  if jax.process_count() > 1:
+    _client().key_value_set(f"{_PREFIX}/done/{jax.process_index()}", "1", allow_overwrite=True)
+
+
+def _client():
+  return jax_distributed.global_state.client
+
+
+def lost(reason: str) -> None:
+  """Ends this process of a multi-process run with one line saying why."""
+  print(f"distrl: error: process {jax.process_index()} of {jax.process_count()} stops: {reason}. "
+        f"Restart every process with the same command to resume from the last checkpoint.",
+        file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(1)  # jax.distributed's shutdown would wait for the dead peer, then abort
+
+
+def _watch(timeout: int) -> None:
+  """Beats once a second; a peer whose beat has not changed for `timeout` seconds is dead."""
+  client, me = _client(), jax.process_index()
+  peers = [p for p in range(jax.process_count()) if p != me]
+  last_beat = {p: None for p in peers}
+  last_change = {p: time.monotonic() for p in peers}
+  beat = 0
+  while True:
+    beat += 1
+    try:
+      client.key_value_set(f"{_PREFIX}/beat/{me}", str(beat), allow_overwrite=True)
+      store = dict(client.key_value_dir_get(f"{_PREFIX}/"))
+    except Exception as error:  # the coordinator (process 0) is gone
+      message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+      lost(f"lost the run's coordinator, process 0 ({message})")
+    now = time.monotonic()
+    for peer in peers:
+      if f"{_PREFIX}/done/{peer}" in store:
+        continue
+      value = store.get(f"{_PREFIX}/beat/{peer}")
+      if value != last_beat[peer]:
+        last_beat[peer], last_change[peer] = value, now
+      elif now - last_change[peer] > timeout:
+        lost(f"process {peer} has been silent for {timeout}s (it died, hung, or was stopped)")
+    time.sleep(1.0)
