@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_once(config: str, processes: int, devices: int, flags: list[str]) -> dict:
   """One run of `processes` processes with `devices` emulated devices each (launch/local.sh for several)."""
   workdir = tempfile.mkdtemp(prefix="distrl-bench-")
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "PYTHON": sys.executable}
   command = [sys.executable, "-m", "distrl.launch", f"--config={config}", f"--workdir={workdir}", *flags]
   if processes > 1:
     command = ["bash", "launch/local.sh", str(processes), str(devices), *command[3:]]

@@ -1,20 +1,45 @@
-"""Orbax checkpoints of the full `TrainState` (global layout), one per saved update."""
+"""Orbax checkpoints of the full `TrainState` (global layout), one per saved update.
+
+Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
+process killed mid-save leaves no checkpoint that looks whole. A checkpoint that is whole but
+unreadable (a truncated or corrupted file) is moved aside as `<update>.corrupt` with a warning,
+and the previous one is used. A checkpoint whose arrays do not have the shapes the current
+config gives is refused: it was written by another config.
+"""
 
 import os
+import time
+from typing import Callable
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from distrl.errors import ConfigError
 
 
+class IncompatibleCheckpoint(ConfigError):
+  """The checkpoint's arrays differ in shape or structure from this config's state."""
+
+
+def signature(tree) -> dict[str, tuple]:
+  """{"actors/obs": (shape, dtype), ...} for a state, an abstract state or checkpoint metadata."""
+
+  def name(key):
+    return str(getattr(key, "name", getattr(key, "key", getattr(key, "idx", key))))
+
+  return {"/".join(map(name, path)): (tuple(leaf.shape), str(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 class Checkpoints:
-  """`WORKDIR/checkpoints/<update>/`, written atomically by orbax; the newest `keep` are kept."""
+  """`WORKDIR/checkpoints/<update>/`; the newest `keep` are kept."""
 
   def __init__(self, directory: str, *, keep: int):
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_handlers=ocp.StandardCheckpointHandler())
 
   def latest(self) -> int | None:
     """The newest complete checkpoint's update number, or None."""
@@ -28,12 +53,43 @@ class Checkpoints:
   def restore(self, update: int, like):
     """The checkpoint `update`, placed with the shardings of `like` (a state of the same config)."""
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
-    try:
-      return self._manager.restore(update, args=ocp.args.StandardRestore(abstract))
-    except (ValueError, KeyError, TypeError) as error:
-      raise ConfigError(f"the checkpoint at {self.directory}/{update} does not match this config "
-                        f"(different environment, network or sizes?): {str(error).splitlines()[0]}. "
-                        f"Resume with the config it was written with, or use a new --workdir.") from error
+    return self._manager.restore(update, args=ocp.args.StandardRestore(abstract))
+
+  def restore_latest(self, like, *, warn: Callable[[str], None]):
+    """(update, state) from the newest readable checkpoint, or (None, like) if there is none.
+
+    Raises IncompatibleCheckpoint if the newest checkpoint was written by a config of other shapes.
+    """
+    expected = signature(like)
+    for update in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        found = signature(self._manager.item_metadata(update))
+      except Exception as error:  # unreadable metadata: a damaged checkpoint
+        self._set_aside(update, error, warn)
+        continue
+      if found != expected:
+        differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        details = ", ".join(f"{k}: {found.get(k, 'missing')} in the checkpoint vs {expected.get(k, 'missing')}"
+                            for k in differ[:3])
+        raise IncompatibleCheckpoint(f"the checkpoint {self.directory}/{update} holds arrays of other shapes "
+                                     f"than this config's ({details}{', ...' if len(differ) > 3 else ''})")
+      try:
+        return update, self.restore(update, like)
+      except Exception as error:  # whole metadata but unreadable arrays
+        self._set_aside(update, error, warn)
+    return None, like
+
+  def _set_aside(self, update: int, error: Exception, warn: Callable[[str], None]) -> None:
+    """Renames a damaged checkpoint out of the manager's sight, keeping it for inspection."""
+    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    target = os.path.join(self.directory, f"{update}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    warn(f"warning: checkpoint {self.directory}/{update} is damaged ({reason}); moved it to {target} "
+         f"and trying the one before")
+    if jax.process_index() == 0:
+      os.rename(os.path.join(self.directory, str(update)), target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"distrl-set-aside-{update}")
+    self._manager.reload()
 
   def close(self) -> None:
     self._manager.wait_until_finished()

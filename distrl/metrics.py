@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import sys
 
 from tensorboardX import SummaryWriter
 
@@ -27,11 +26,12 @@ def _duration(seconds: float) -> str:
 class Writer:
   """Writes one record per log interval to stdout, tensorboard and metrics.jsonl (appending on resume)."""
 
-  def __init__(self, workdir: str, *, total_steps: int, name: str, enabled: bool = True):
+  def __init__(self, workdir: str, *, total_steps: int, name: str, enabled: bool = True, resume_step: int = 0):
     self.total_steps, self.name, self.enabled = total_steps, name, enabled
     if enabled:
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+      # purge_step: TensorBoard drops events a crashed run logged past the checkpoint it resumes from.
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=resume_step or None)
 
   def write(self, *, step: int, update: int, time: float, scalars: dict[str, float]) -> None:
     if not self.enabled:
@@ -51,10 +51,6 @@ class Writer:
              f"{sps:,.0f} steps/s"]
     parts += [f"{label} {scalars[key]:.4g}" for key, label in SHOWN if key in scalars and math.isfinite(scalars[key])]
     return " | ".join(parts + [f"ETA {eta}"])
-
-  def message(self, text: str) -> None:
-    if self.enabled:
-      print(text, file=sys.stdout, flush=True)
 
   def close(self) -> None:
     if self.enabled:

@@ -19,6 +19,7 @@ from distrl.state import TrainState
 
 DATA_AXIS = "data"
 BACKENDS = ("shard_map", "pmap")
+FINITE_LEARNER = "check/finite_learner"  # a chunk's extra metric: 1 if every learner value is finite
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -116,7 +117,11 @@ def _chunk(update: Callable, state: TrainState, num_updates: jax.Array):
     state = state.replace(update=state.update + 1)
     return state, jax.tree.map(jnp.add, totals, metrics)
 
-  return jax.lax.fori_loop(0, num_updates, body, (state, zeros))
+  state, totals = jax.lax.fori_loop(0, num_updates, body, (state, zeros))
+  # Whether the learner (parameters, optimizer state) is still finite after the chunk.
+  floats = [x for x in jax.tree.leaves(state.learner) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats])).astype(jnp.float32)
+  return state, {**totals, FINITE_LEARNER: (finite, jnp.float32(1))}
 
 
 class Runner:

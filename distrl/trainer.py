@@ -17,7 +17,7 @@ import jax
 import ml_collections
 
 from distrl import envs, evaluation, metrics, sharding
-from distrl.checkpoint import Checkpoints
+from distrl.checkpoint import Checkpoints, IncompatibleCheckpoint
 from distrl.errors import ConfigError, require, require_divisible, require_positive
 from distrl.state import TrainState
 
@@ -78,14 +78,53 @@ def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> Non
                     f"use a multiple of {num_devices}")
 
 
-def _prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+def _record_config(config: ml_collections.ConfigDict) -> dict:
+  """The config as JSON-like values (tuples become lists), as config.json holds it."""
+  return json.loads(config.to_json_best_effort())
+
+
+def _config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
+  """"field: old -> new" for every field that differs from the run's recorded config.json."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    old = json.load(f)
+  new = _record_config(config)
+  return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+          for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+
+
+def _make_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    probe = os.path.join(workdir, f".write-test-{jax.process_index()}")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
   except OSError as error:
     raise ConfigError(f"cannot write to --workdir={workdir}: {error.strerror}; pick a writable directory") from error
+
+
+def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(_record_config(config), f, indent=2, sort_keys=True)
+      f.write("\n")
+
+
+def _truncate_metrics(workdir: str, update: int) -> None:
+  """Drops records past `update` (logged, then lost by a crash) so that a resumed run does not repeat them."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if jax.process_index() != 0 or not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [line for line in f if line.strip()]
+  kept = [line for line in lines if json.loads(line)["update"] <= update]
+  if len(kept) < len(lines):
+    with open(path + ".tmp", "w") as f:
+      f.writelines(kept)
+    os.replace(path + ".tmp", path)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> Result:
@@ -95,50 +134,65 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
   mesh = sharding.make_mesh(devices)
   check_run_config(config, mesh.size)
   sizes = algo.sizes(config, mesh.size)
-  _prepare_workdir(workdir, config)
+  _make_workdir(workdir)
   primary = jax.process_index() == 0
+  say = print if primary else (lambda *args, **kwargs: None)
   total_steps = sizes.num_updates * sizes.steps_per_update
 
   state = sharding.init_sharded(functools.partial(algo.init, config, env), jax.random.PRNGKey(config.seed), mesh)
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-  writer = metrics.Writer(workdir, total_steps=total_steps, name=f"{config.algo} {config.env_name}", enabled=primary)
+  writer = None
   try:
-    latest = checkpoints.latest()
-    if latest is not None:
-      state = checkpoints.restore(latest, like=state)
-      writer.message(f"resuming {workdir} from update {latest} (step {latest * sizes.steps_per_update:,})")
+    try:
+      restored, state = checkpoints.restore_latest(state, warn=lambda text: say(text, flush=True))
+    except IncompatibleCheckpoint as error:
+      changes = _config_changes(workdir, config)
+      fields = f"; fields that differ from {workdir}/config.json: {', '.join(changes)}" if changes else ""
+      raise ConfigError(f"{error}{fields}. Resume with the config the run was started with, or use a new "
+                        f"--workdir.") from None
+    if restored is not None:
+      changes = _config_changes(workdir, config)
+      say(f"resuming {workdir} from update {restored} (step {restored * sizes.steps_per_update:,})"
+          + (f" with changed settings: {', '.join(changes)}" if changes else ""), flush=True)
     else:
-      writer.message(f"training {config.algo} on {config.env_name}: {sizes.num_updates} updates of "
-                     f"{sizes.steps_per_update} steps on {mesh.size} device(s); workdir {workdir}")
+      say(f"training {config.algo} on {config.env_name}: {sizes.num_updates} updates of "
+          f"{sizes.steps_per_update} steps on {mesh.size} device(s); workdir {workdir}", flush=True)
+    _write_config(workdir, config)
+    update = restored or 0
+    _truncate_metrics(workdir, update)
+    writer = metrics.Writer(workdir, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
+                            enabled=primary, resume_step=update * sizes.steps_per_update)
 
     runner = sharding.Runner(functools.partial(algo.update, config=config, env=env), mesh, config.backend, state)
     state = runner.put(state)
     start = time.perf_counter()
     runner.compile(state)
     compile_seconds = time.perf_counter() - start
-    writer.message(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
+    say(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s", flush=True)
 
     evaluate = evaluation.make_evaluate(algo.act, config, env, mesh)
     eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-    update, history, stopped = int(sharding.to_host(runner.get(state).update)), [], False
-    last_saved = update
+    history, last_saved = [], update
     with _StopRequest() as stop:
       while update < sizes.num_updates and stop.signal is None:
         n = min(config.log_every, sizes.num_updates - update)
         chunk_start = time.perf_counter()
         state, sums = runner(state, n)
-        scalars = metrics.summarize(sharding.to_host(sums))
+        sums = sharding.to_host(sums)
+        finite_learner = bool(sums.pop(sharding.FINITE_LEARNER)[0])
+        scalars = metrics.summarize(sums)
         update += n
         scalars["perf/sps"] = n * sizes.steps_per_update / (time.perf_counter() - chunk_start)
-        if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
-          params = runner.get(state).learner.params
-          results = sharding.to_host(evaluate(params, jax.random.fold_in(eval_key, update)))
-          scalars.update({name: float(value) for name, value in results.items()})
         bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+        bad += [] if finite_learner else ["parameters or optimizer state"]
         if bad:
           raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "
                                  f"(step {update * sizes.steps_per_update:,}); the last good checkpoint "
                                  f"(update {checkpoints.latest()}) is kept in {checkpoints.directory}")
+        if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
+          params = runner.get(state).learner.params
+          results = sharding.to_host(evaluate(params, jax.random.fold_in(eval_key, update)))
+          scalars.update({name: float(value) for name, value in results.items()})
         record = {"step": update * sizes.steps_per_update, "update": update,
                   "time": time.perf_counter() - start, **scalars}
         history.append(record)
@@ -149,10 +203,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
       stopped = stop.signal is not None
     checkpoints.save(update, runner.get(state))
     if stopped:
-      writer.message(f"stopped by {stop.signal}: saved update {update} to {checkpoints.directory}; "
-                     f"run the same command to resume")
+      say(f"stopped by {stop.signal}: saved update {update} to {checkpoints.directory}; "
+          f"run the same command to resume", flush=True)
     return Result(state=runner.get(state), history=history, compile_seconds=compile_seconds,
                   traces=runner.traces, stopped=stopped)
   finally:
     checkpoints.close()  # waits for a save in flight
-    writer.close()
+    if writer is not None:
+      writer.close()

@@ -17,16 +17,17 @@ workdir=$(printf '%s\n' "$@" | sed -n 's/^--workdir=//p' | tail -n 1)
 [[ -n "$workdir" ]] || { echo "local.sh: pass --workdir=DIR (all processes share it)" >&2; exit 2; }
 mkdir -p "$workdir"
 port=${DISTRL_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])')}
+python=${PYTHON:-python}  # the interpreter with distrl installed
 export XLA_FLAGS="--xla_force_host_platform_device_count=$devices"
 
 pids=()
 trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' INT TERM
 for ((i = 1; i < processes; i++)); do
-  python -m distrl.launch "$@" --coordinator_address="localhost:$port" --num_processes="$processes" \
+  "$python" -m distrl.launch "$@" --coordinator_address="localhost:$port" --num_processes="$processes" \
     --process_id="$i" >"$workdir/process-$i.log" 2>&1 &
   pids+=($!)
 done
-python -m distrl.launch "$@" --coordinator_address="localhost:$port" --num_processes="$processes" --process_id=0 &
+"$python" -m distrl.launch "$@" --coordinator_address="localhost:$port" --num_processes="$processes" --process_id=0 &
 pids+=($!)
 
 status=0
