@@ -186,9 +186,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
         bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
         bad += [] if finite_learner else ["parameters or optimizer state"]
         if bad:
+          kept = (f"the last good checkpoint (update {checkpoints.latest()}) is kept in {checkpoints.directory}"
+                  if checkpoints.latest() is not None else "no checkpoint had been saved yet")
           raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "
-                                 f"(step {update * sizes.steps_per_update:,}); the last good checkpoint "
-                                 f"(update {checkpoints.latest()}) is kept in {checkpoints.directory}")
+                                 f"(step {update * sizes.steps_per_update:,}); {kept}. A lower lr or "
+                                 f"max_grad_norm usually helps")
         if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
           params = runner.get(state).learner.params
           results = sharding.to_host(evaluate(params, jax.random.fold_in(eval_key, update)))

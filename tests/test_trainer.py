@@ -1,10 +1,7 @@
 """The host loop and the launcher: chunks traced once, stop and resume, errors a user can act on."""
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import jax
@@ -13,23 +10,9 @@ import pytest
 
 from distrl import trainer
 from distrl.checkpoint import Checkpoints
+from tests.cli import ROOT, launch, records
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PPO_CONFIG = os.path.join(ROOT, "configs", "ppo.py")
-
-
-def launch(*flags, cwd=ROOT, **popen):
-  """Starts `python -m distrl.launch --config=configs/ppo.py FLAGS` on as many devices as the tests have."""
-  devices = jax.device_count()
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-  command = [sys.executable, "-m", "distrl.launch", f"--config={PPO_CONFIG}", *flags]
-  return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-
-
-def records(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path):

@@ -1,0 +1,29 @@
+"""Helpers for tests that run distrl from the command line, as a user does."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def launch(*flags, config="configs/ppo.py", cwd=ROOT, devices=None, **popen):
+  """Starts `python -m distrl.launch --config=CONFIG FLAGS` on as many devices as the tests have."""
+  devices = devices or jax.device_count()
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+         "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+  command = [sys.executable, "-m", "distrl.launch", f"--config={os.path.join(ROOT, config)}", *flags]
+  return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          **popen)
+
+
+def records(workdir):
+  """The run's metrics.jsonl as a list of dicts."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
