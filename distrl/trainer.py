@@ -71,7 +71,7 @@ def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> Non
   require_positive(config, "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                    "eval_episodes")
   require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
-  suggestion = num_devices * max(1, config.num_envs // num_devices)
+  suggestion = num_devices * max(1, -(-config.num_envs // num_devices))  # the next multiple up
   require_divisible("num_envs", config.num_envs, "the number of devices", num_devices,
                     f"use a multiple of {num_devices}, e.g. --config.num_envs={suggestion}")
   require_divisible("eval_episodes", config.eval_episodes, "the number of devices", num_devices,
@@ -96,6 +96,8 @@ def _config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str
 
 
 def _make_workdir(workdir: str) -> None:
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir} is a file, not a directory; pick another path")
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write-test-{jax.process_index()}")
