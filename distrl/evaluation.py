@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from distrl import sharding
+from distrl import envs, sharding
 from distrl.envs import Env
 
 
@@ -23,9 +23,7 @@ def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, me
   policy = functools.partial(act, config=config, env=env, greedy=True)
 
   def per_device(params, key):
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, sharding.global_index(local))
-    keys, reset_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
-    obs, env_state = jax.vmap(env.reset)(reset_keys)
+    obs, env_state, keys = envs.reset_batch(env, key, sharding.global_index(local))
     step_keys = jnp.swapaxes(jax.vmap(functools.partial(jax.random.split, num=max_steps))(keys), 0, 1)
 
     def step(carry, step_key):

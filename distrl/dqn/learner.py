@@ -18,7 +18,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import sharding
+from distrl import envs, sharding
 from distrl.dqn import losses, replay
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
@@ -109,9 +109,7 @@ def init(config: ml_collections.ConfigDict, env: Env, key: jax.Array) -> TrainSt
   """Parameters from `key`; environment i reset from fold_in(key, i) whatever device runs it."""
   param_key, env_key = jax.random.split(key)
   params = network(config, env).init(param_key, jnp.zeros(env.observation_shape))
-  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(env_key, jnp.arange(config.num_envs))
-  keys, reset_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
-  obs, env_state = jax.vmap(env.reset)(reset_keys)
+  obs, env_state, keys = envs.reset_batch(env, env_key, jnp.arange(config.num_envs))
   example = replay.Transition(obs=obs[0], action=jnp.int32(0), reward=jnp.float32(0), next_obs=obs[0],
                               terminated=jnp.bool_(False))
   capacity = config.buffer_size // config.num_envs

@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnax
 import jax
+import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 from gymnax.wrappers.purerl import FlattenObservationWrapper, LogWrapper
@@ -46,6 +47,18 @@ class Env:
     if not isinstance(space, spaces.Discrete):
       raise ConfigError(f"{self.name} has a {type(space).__name__} action space; this algorithm needs discrete actions")
     return int(space.n)
+
+
+def reset_batch(env: Env, key: jax.Array, indices: jax.Array):
+  """Resets environments `indices` (global indices, shaped (E,)), each from its own stream fold_in(key, i).
+
+  Returns (obs, env_state, keys): batched first observations and states, and each environment's
+  key (E, 2) for what comes after the reset. The same index gives the same stream on any device.
+  """
+  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
+  keys, reset_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
+  obs, env_state = jax.vmap(env.reset)(reset_keys)
+  return obs, env_state, keys
 
 
 def names() -> list[str]:
