@@ -24,6 +24,9 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "How many processes
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 to num_processes - 1.")
 _DISTRIBUTED = flags.DEFINE_boolean("distributed", None, "Start jax.distributed with cluster auto-detection (TPU pod, "
                                     "SLURM, Open MPI). Default: on inside a SLURM job of several tasks.")
+_CACHE = flags.DEFINE_string("compilation_cache", os.path.join("~", ".cache", "distrl", "jax"),
+                             "Directory of JAX's persistent compilation cache: a rerun of a config compiles in a "
+                             "fraction of the time. Empty to disable.")
 _HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds without word from a peer process before the run "
                                   "stops with an error.")
 
@@ -75,6 +78,9 @@ def main(argv):
 
   from distrl import distributed
 
+  if _CACHE.value:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_CACHE.value))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # evaluation and init too
   explicit = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
   if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
     raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
