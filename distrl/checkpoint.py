@@ -41,6 +41,10 @@ class Checkpoints:
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
 
+  def saved(self) -> list[int]:
+    """The update numbers of every complete checkpoint, oldest first."""
+    return sorted(self._manager.all_steps())
+
   def latest(self) -> int | None:
     """The newest complete checkpoint's update number, or None."""
     return self._manager.latest_step()

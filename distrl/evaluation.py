@@ -11,14 +11,14 @@ from distrl import envs, sharding
 from distrl.envs import Env
 
 
-def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, mesh) -> Callable:
-  """-> evaluate(params, key) -> {"eval/episode_return": mean, "eval/episode_length": mean}.
+def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, mesh, episodes: int) -> Callable:
+  """-> evaluate(params, key) -> {"episode_return": (episodes,), "episode_length": (episodes,)}.
 
   `act(params, obs, key, *, config, env, greedy)` is the algorithm's; evaluation environment i
   resets from fold_in(key, i) whatever device runs it. Each environment runs for the
   environment's time limit and counts its first episode only.
   """
-  local = config.eval_episodes // mesh.size
+  local = episodes // mesh.size
   max_steps = int(env.params.max_steps_in_episode)
   policy = functools.partial(act, config=config, env=env, greedy=True)
 
@@ -38,8 +38,6 @@ def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, me
     zeros = jnp.zeros(local, jnp.float32)
     carry = sharding.per_device((obs, env_state, jnp.zeros(local, bool), zeros, zeros))
     _, _, _, episode_return, episode_length = jax.lax.scan(step, carry, step_keys)[0]
-    total_return, total_length = sharding.psum((jnp.sum(episode_return), jnp.sum(episode_length)))
-    return {"eval/episode_return": total_return / config.eval_episodes,
-            "eval/episode_length": total_length / config.eval_episodes}
+    return sharding.gather({"episode_return": episode_return, "episode_length": episode_length})
 
   return sharding.map_replicated(per_device, mesh)

@@ -38,6 +38,19 @@ def pmean(tree):
   return unravel(jax.lax.pmean(flat, DATA_AXIS))
 
 
+def gather(tree):
+  """Every device's rows, concatenated in global order and the same (replicated) on every device.
+
+  Each device writes its rows at their global offset into zeros, and one psum adds them up.
+  """
+
+  def one(x):
+    rows = jnp.zeros((x.shape[0] * jax.lax.axis_size(DATA_AXIS),) + x.shape[1:], x.dtype)
+    return jax.lax.psum(rows.at[global_index(x.shape[0])].set(x), DATA_AXIS)
+
+  return jax.tree.map(one, tree)
+
+
 def per_device(tree):
   """Marks replicated values as varying over devices: parameters before `jax.grad`, loop carries.
 

@@ -172,7 +172,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
     compile_seconds = time.perf_counter() - start
     say(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s", flush=True)
 
-    evaluate = evaluation.make_evaluate(algo.act, config, env, mesh)
+    evaluate = evaluation.make_evaluate(algo.act, config, env, mesh, config.eval_episodes)
     eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     history, last_saved = [], update
     with _StopRequest() as stop:
@@ -196,7 +196,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
         if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
           params = runner.get(state).learner.params
           results = sharding.to_host(evaluate(params, jax.random.fold_in(eval_key, update)))
-          scalars.update({name: float(value) for name, value in results.items()})
+          scalars.update({f"eval/{name}": float(values.mean()) for name, values in results.items()})
         record = {"step": update * sizes.steps_per_update, "update": update,
                   "time": time.perf_counter() - start, **scalars}
         history.append(record)

@@ -1,0 +1,122 @@
+"""Evaluate a trained run: greedy episodes from one of its checkpoints.
+
+  python -m distrl.evaluate --workdir=runs/cartpole                     # latest checkpoint, 16 episodes
+  python -m distrl.evaluate --workdir=runs/cartpole --checkpoint=500 --episodes=64
+  python -m distrl.evaluate --workdir=runs/cartpole --gif=cartpole.gif  # also render one episode
+
+The run's config comes from WORKDIR/config.json; episodes are split over the devices.
+"""
+
+import functools
+import json
+import math
+import os
+import sys
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate (a --workdir of distrl.launch).")
+_CHECKPOINT = flags.DEFINE_integer("checkpoint", None, "Which saved update to load (default: the latest).")
+_EPISODES = flags.DEFINE_integer("episodes", 16, "Greedy episodes to run (each in its own environment).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation environments.")
+_GIF = flags.DEFINE_string("gif", None, "Also render one greedy episode to this .gif file (needs pygame for "
+                           "classic-control environments: pip install -e '.[render]').")
+
+
+def load_run(workdir: str, checkpoint: int | None):
+  """-> (config, env, mesh, state, update): the run's config and the state saved at `checkpoint`."""
+  import jax
+  import ml_collections
+
+  from distrl import envs, sharding, trainer
+  from distrl.checkpoint import Checkpoints
+  from distrl.errors import ConfigError
+
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  algo = trainer.algorithm(config.algo)
+  env = envs.make(config.env_name)
+  devices = jax.devices()[:math.gcd(config.num_envs, jax.device_count())]  # the run's env count must split
+  mesh = sharding.make_mesh(devices)
+  state = sharding.init_sharded(functools.partial(algo.init, config, env), jax.random.PRNGKey(config.seed), mesh)
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  try:
+    saved = checkpoints.saved()
+    if not saved:
+      raise ConfigError(f"no checkpoint in {checkpoints.directory}")
+    update = saved[-1] if checkpoint is None else checkpoint
+    if update not in saved:
+      raise ConfigError(f"no checkpoint {update} in {checkpoints.directory}; saved: {', '.join(map(str, saved))}")
+    state = checkpoints.restore(update, like=state)
+  finally:
+    checkpoints.close()
+  return config, env, mesh, state, update
+
+
+def render(config, env, params, path: str, seed: int) -> int:
+  """Plays one greedy episode on the host and writes it with gymnax's visualizer; returns its length."""
+  os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+  os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+  import jax
+  from gymnax.visualize import Visualizer
+
+  from distrl import trainer
+
+  algo = trainer.algorithm(config.algo)
+  policy = jax.jit(lambda obs: algo.act(params, obs[None], None, config=config, env=env, greedy=True)[0])
+  step = jax.jit(env.step)
+  obs, state = jax.jit(env.reset)(jax.random.PRNGKey(seed))
+  states, returns = [state.env_state], [0.0]  # one frame per state, labelled with the return so far
+  for t in range(int(env.params.max_steps_in_episode)):
+    obs, state, reward, _, _, info = step(jax.random.PRNGKey(seed * 100_003 + t), state, policy(obs))
+    states.append(state.env_state)
+    returns.append(returns[-1] + float(reward))
+    if bool(info["returned_episode"]):
+      break
+  raw = env.env._env  # the gymnax environment under distrl's LogWrapper
+  raw = getattr(raw, "_env", raw)  # ... and under observation flattening, if any
+  Visualizer(raw, env.params, states, returns).animate(path)
+  return len(states) - 1
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _WORKDIR.value is None:
+    raise app.UsageError("--workdir is required")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  import jax
+  import numpy as np
+
+  from distrl import evaluation, sharding, trainer
+  from distrl.errors import ConfigError
+
+  try:
+    config, env, mesh, state, update = load_run(_WORKDIR.value, _CHECKPOINT.value)
+    if _EPISODES.value <= 0 or _EPISODES.value % mesh.size:
+      raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
+    algo = trainer.algorithm(config.algo)
+    evaluate = evaluation.make_evaluate(algo.act, config, env, mesh, _EPISODES.value)
+    results = sharding.to_host(evaluate(state.learner.params, jax.random.PRNGKey(_SEED.value)))
+  except ConfigError as error:
+    print(f"distrl: error: {error}", file=sys.stderr)
+    sys.exit(1)
+  returns, lengths = np.asarray(results["episode_return"]), np.asarray(results["episode_length"])
+  print(f"{_WORKDIR.value} at update {update}: {config.algo} on {config.env_name}, {len(returns)} greedy episodes")
+  print(f"return {returns.mean():.2f} ± {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f}); "
+        f"length {lengths.mean():.1f} ± {lengths.std():.1f}")
+  if _GIF.value:
+    try:
+      length = render(config, env, sharding.to_host(state.learner.params), _GIF.value, _SEED.value)
+    except ImportError as error:
+      print(f"distrl: error: --gif needs {error.name}: pip install -e '.[render]'", file=sys.stderr)
+      sys.exit(1)
+    print(f"wrote a {length}-step episode to {_GIF.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

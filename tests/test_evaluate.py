@@ -1,0 +1,64 @@
+"""python -m distrl.evaluate: greedy episodes from a run's checkpoint, and a rendered episode."""
+
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import pytest
+from PIL import Image
+
+from distrl import trainer
+from tests.cli import ROOT
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, request):
+  """A short PPO run with checkpoints at updates 4 and 8."""
+  from configs import ppo as ppo_config
+
+  workdir = tmp_path_factory.mktemp("run")
+  config = ppo_config.get_config()
+  n = jax.device_count()
+  config.update(dict(num_envs=n, num_steps=32, total_timesteps=8 * n * 32, log_every=4, checkpoint_every=4,
+                     eval_episodes=n))
+  trainer.train(config, str(workdir))
+  return workdir
+
+
+def evaluate(*flags):
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={jax.device_count()}",
+         "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+  return subprocess.run([sys.executable, "-m", "distrl.evaluate", *flags], env=env, cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_latest_checkpoint_greedy_episodes_with_mean_and_spread(run):
+  out = evaluate(f"--workdir={run}", f"--episodes={2 * jax.device_count()}")
+  assert out.returncode == 0, out.stderr
+  assert f"{run} at update 8: ppo on CartPole-v1, {2 * jax.device_count()} greedy episodes" in out.stdout
+  mean, std = map(float, re.search(r"return ([\d.]+) ± ([\d.]+)", out.stdout).groups())
+  assert 8 <= mean <= 500 and std >= 0  # CartPole returns are episode lengths, 8 at the least
+
+
+def test_a_named_checkpoint_and_a_missing_one(run):
+  assert "at update 4:" in evaluate(f"--workdir={run}", "--checkpoint=4").stdout
+  missing = evaluate(f"--workdir={run}", "--checkpoint=5")
+  assert missing.returncode == 1
+  assert missing.stderr.strip() == f"distrl: error: no checkpoint 5 in {run}/checkpoints; saved: 4, 8"
+
+
+def test_gif_holds_one_frame_per_step_of_the_episode(run, tmp_path):
+  out = evaluate(f"--workdir={run}", f"--gif={tmp_path / 'episode.gif'}")
+  assert out.returncode == 0, out.stderr
+  length = int(re.search(r"wrote a (\d+)-step episode", out.stdout).group(1))
+  with Image.open(tmp_path / "episode.gif") as gif:
+    assert gif.format == "GIF"
+    assert gif.n_frames == length + 1  # the reset state, then one frame per step
+
+
+def test_a_directory_without_a_run_is_one_line(tmp_path):
+  out = evaluate(f"--workdir={tmp_path}")
+  assert out.returncode == 1
+  assert out.stderr.strip() == f"distrl: error: no run in --workdir={tmp_path}: {tmp_path}/config.json is missing"
