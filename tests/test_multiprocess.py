@@ -1,6 +1,7 @@
 """Several processes (stand-ins for hosts) with CPU devices and gloo collectives form one mesh."""
 
 import importlib
+import json
 import os
 import signal
 import socket
@@ -72,7 +73,7 @@ def launch_two(workdir, *flags, heartbeat=60):
                  f"--heartbeat_timeout={heartbeat}", *flags], devices=4) for i in range(2)]
 
 
-def test_only_process_zero_logs_and_its_checkpoint_restores_in_one_process(tmp_path):
+def test_only_process_zero_logs_and_the_checkpoint_moves_between_process_counts(tmp_path):
   workdir = tmp_path / "run"
   flags = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=5", "--config.eval_episodes=8"]
   runs = launch_two(workdir, *flags, "--config.total_timesteps=2560")  # 10 updates
@@ -88,6 +89,14 @@ def test_only_process_zero_logs_and_its_checkpoint_restores_in_one_process(tmp_p
   result = trainer.train(config, str(workdir))
   assert [h["update"] for h in result.history] == [15, 20]
   assert Checkpoints(str(workdir / "checkpoints"), keep=3).latest() == 20
+
+  # ... and two processes resume from that shared checkpoint in turn.
+  runs = launch_two(workdir, *flags, "--config.total_timesteps=7680")  # 30 updates
+  outputs = [run.communicate(timeout=300) for run in runs]
+  assert all(run.returncode == 0 for run in runs), outputs[0][1][-2000:] + outputs[1][1][-2000:]
+  assert f"resuming {workdir} from update 20" in outputs[0][0]
+  assert [json.loads(line)["update"] for line in (workdir / "metrics.jsonl").read_text().splitlines()] == \
+      [5, 10, 15, 20, 25, 30]
 
 
 def test_killed_peer_ends_the_other_process_with_an_error_in_bounded_time(tmp_path):
