@@ -35,9 +35,11 @@ def signature(tree) -> dict[str, tuple]:
 class Checkpoints:
   """`WORKDIR/checkpoints/<update>/`; the newest `keep` are kept."""
 
-  def __init__(self, directory: str, *, keep: int):
-    self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  def __init__(self, directory: str, *, keep: int, best_of: str | None = None):
+    """Keeps the newest `keep` checkpoints, or, with `best_of`, the `keep` with the highest such metric."""
+    self.directory, self.best_of = os.path.abspath(directory), best_of
+    best = dict(best_fn=lambda metrics: metrics[best_of], best_mode="max") if best_of else {}
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, **best)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
 
@@ -49,10 +51,16 @@ class Checkpoints:
     """The newest complete checkpoint's update number, or None."""
     return self._manager.latest_step()
 
-  def save(self, update: int, state) -> None:
+  def save(self, update: int, state, metrics: dict[str, float] | None = None) -> None:
     """Starts saving `state` as `update` (written in the background; `close` waits for it)."""
     if update not in self._manager.all_steps():
-      self._manager.save(update, args=ocp.args.StandardSave(state))
+      self._manager.save(update, args=ocp.args.StandardSave(state), metrics=metrics)
+
+  def best(self) -> tuple[int, float] | None:
+    """(update, metric) of the best checkpoint kept, for a manager made with `best_of`."""
+    self._manager.wait_until_finished()
+    update = self._manager.best_step()
+    return None if update is None else (update, float(self._manager.metrics(update)[self.best_of]))
 
   def restore(self, update: int, like):
     """The checkpoint `update`, placed with the shardings of `like` (a state of the same config)."""

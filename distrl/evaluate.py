@@ -17,14 +17,18 @@ from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate (a --workdir of distrl.launch).")
 _CHECKPOINT = flags.DEFINE_integer("checkpoint", None, "Which saved update to load (default: the latest).")
+_BEST = flags.DEFINE_boolean("best", False, "Load the checkpoint of the best evaluation during training instead.")
 _EPISODES = flags.DEFINE_integer("episodes", 16, "Greedy episodes to run (each in its own environment).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation environments.")
 _GIF = flags.DEFINE_string("gif", None, "Also render one greedy episode to this .gif file (needs pygame for "
                            "classic-control environments: pip install -e '.[render]').")
 
 
-def load_run(workdir: str, checkpoint: int | None):
-  """-> (config, env, mesh, state, update): the run's config and the state saved at `checkpoint`."""
+def load_run(workdir: str, checkpoint: int | None, best: bool = False):
+  """-> (config, env, mesh, state, update): the run's config and the state saved at `checkpoint`.
+
+  With `best`, the state kept in WORKDIR/best: the one of the highest evaluation return in training.
+  """
   import jax
   import ml_collections
 
@@ -42,7 +46,8 @@ def load_run(workdir: str, checkpoint: int | None):
   devices = jax.devices()[:math.gcd(config.num_envs, jax.device_count())]  # the run's env count must split
   mesh = sharding.make_mesh(devices)
   state = sharding.init_sharded(functools.partial(algo.init, config, env), jax.random.PRNGKey(config.seed), mesh)
-  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  checkpoints = Checkpoints(os.path.join(workdir, "best" if best else "checkpoints"), keep=1 if best else
+                            config.keep_checkpoints, best_of="eval/episode_return" if best else None)
   try:
     saved = checkpoints.saved()
     if not saved:
@@ -96,7 +101,7 @@ def main(argv):
   from distrl.errors import ConfigError
 
   try:
-    config, env, mesh, state, update = load_run(_WORKDIR.value, _CHECKPOINT.value)
+    config, env, mesh, state, update = load_run(_WORKDIR.value, _CHECKPOINT.value, _BEST.value)
     if _EPISODES.value <= 0 or _EPISODES.value % mesh.size:
       raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
     algo = trainer.algorithm(config.algo)
@@ -106,7 +111,9 @@ def main(argv):
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
   returns, lengths = np.asarray(results["episode_return"]), np.asarray(results["episode_length"])
-  print(f"{_WORKDIR.value} at update {update}: {config.algo} on {config.env_name}, {len(returns)} greedy episodes")
+  which = "best evaluation, " if _BEST.value else ""
+  print(f"{_WORKDIR.value} at update {update} ({which}{config.algo} on {config.env_name}): "
+        f"{len(returns)} greedy episodes")
   print(f"return {returns.mean():.2f} ± {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f}); "
         f"length {lengths.mean():.1f} ± {lengths.std():.1f}")
   if _GIF.value:

@@ -143,6 +143,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
 
   state = sharding.init_sharded(functools.partial(algo.init, config, env), jax.random.PRNGKey(config.seed), mesh)
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  best = Checkpoints(os.path.join(workdir, "best"), keep=1, best_of="eval/episode_return")
   writer = None
   try:
     try:
@@ -197,6 +198,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
           params = runner.get(state).learner.params
           results = sharding.to_host(evaluate(params, jax.random.fold_in(eval_key, update)))
           scalars.update({f"eval/{name}": float(values.mean()) for name, values in results.items()})
+          best.save(update, runner.get(state), metrics={"eval/episode_return": scalars["eval/episode_return"]})
         record = {"step": update * sizes.steps_per_update, "update": update,
                   "time": time.perf_counter() - start, **scalars}
         history.append(record)
@@ -213,5 +215,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
                   traces=runner.traces, stopped=stopped)
   finally:
     checkpoints.close()  # waits for a save in flight
+    best.close()
     if writer is not None:
       writer.close()

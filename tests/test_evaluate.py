@@ -10,21 +10,27 @@ import pytest
 from PIL import Image
 
 from distrl import trainer
+from distrl.checkpoint import Checkpoints
 from tests.cli import ROOT
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, request):
-  """A short PPO run with checkpoints at updates 4 and 8."""
+def trained(tmp_path_factory):
+  """A short PPO run with checkpoints at updates 4 and 8, evaluated at both."""
   from configs import ppo as ppo_config
 
   workdir = tmp_path_factory.mktemp("run")
   config = ppo_config.get_config()
   n = jax.device_count()
   config.update(dict(num_envs=n, num_steps=32, total_timesteps=8 * n * 32, log_every=4, checkpoint_every=4,
-                     eval_episodes=n))
-  trainer.train(config, str(workdir))
-  return workdir
+                     eval_episodes=n, eval_every=4))
+  result = trainer.train(config, str(workdir))
+  return workdir, [h["eval/episode_return"] for h in result.history]
+
+
+@pytest.fixture(scope="module")
+def run(trained):
+  return trained[0]
 
 
 def evaluate(*flags):
@@ -37,13 +43,24 @@ def evaluate(*flags):
 def test_latest_checkpoint_greedy_episodes_with_mean_and_spread(run):
   out = evaluate(f"--workdir={run}", f"--episodes={2 * jax.device_count()}")
   assert out.returncode == 0, out.stderr
-  assert f"{run} at update 8: ppo on CartPole-v1, {2 * jax.device_count()} greedy episodes" in out.stdout
+  assert f"{run} at update 8 (ppo on CartPole-v1): {2 * jax.device_count()} greedy episodes" in out.stdout
   mean, std = map(float, re.search(r"return ([\d.]+) ± ([\d.]+)", out.stdout).groups())
   assert 8 <= mean <= 500 and std >= 0  # CartPole returns are episode lengths, 8 at the least
 
 
+def test_the_best_evaluation_is_kept_as_its_own_checkpoint(trained):
+  run, evals = trained  # the evaluations at updates 4 and 8
+  best_update = 4 * (1 + evals.index(max(evals)))
+  best = Checkpoints(str(run / "best"), keep=1, best_of="eval/episode_return")
+  assert best.saved() == [best_update]
+  assert best.best() == (best_update, pytest.approx(max(evals)))
+  best.close()
+  out = evaluate(f"--workdir={run}", "--best")
+  assert f"at update {best_update} (best evaluation, ppo" in out.stdout
+
+
 def test_a_named_checkpoint_and_a_missing_one(run):
-  assert "at update 4:" in evaluate(f"--workdir={run}", "--checkpoint=4").stdout
+  assert "at update 4 (ppo" in evaluate(f"--workdir={run}", "--checkpoint=4").stdout
   missing = evaluate(f"--workdir={run}", "--checkpoint=5")
   assert missing.returncode == 1
   assert missing.stderr.strip() == f"distrl: error: no checkpoint 5 in {run}/checkpoints; saved: 4, 8"
