@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import sys
 
 from tensorboardX import SummaryWriter
 
@@ -24,10 +25,17 @@ def _duration(seconds: float) -> str:
 
 
 class Writer:
-  """Writes one record per log interval to stdout, tensorboard and metrics.jsonl (appending on resume)."""
+  """Writes one record per log interval to stdout, tensorboard and metrics.jsonl (appending on resume).
 
-  def __init__(self, workdir: str, *, total_steps: int, name: str, enabled: bool = True, resume_step: int = 0):
+  On a terminal, stdout shows one live progress bar, redrawn in place; otherwise (CI, a log file)
+  one plain line per record. Other messages go through `print`, which keeps the two apart.
+  """
+
+  def __init__(self, workdir: str, *, total_steps: int, name: str, enabled: bool = True, resume_step: int = 0,
+               live: bool | None = None):
     self.total_steps, self.name, self.enabled = total_steps, name, enabled
+    self.live = sys.stdout.isatty() if live is None else live
+    self._open_line = False  # a live bar is on screen without its newline
     if enabled:
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
       # purge_step: TensorBoard drops events a crashed run logged past the checkpoint it resumes from.
@@ -42,17 +50,39 @@ class Writer:
     for name, value in scalars.items():
       self._tb.add_scalar(name, value, step)
     self._tb.flush()
-    print(self._line(step, scalars), flush=True)
+    if self.live:
+      sys.stdout.write("\r" + self._line(step, scalars, bar=True) + "\x1b[K")  # redraw, clear what was longer
+      sys.stdout.flush()
+      self._open_line = True
+    else:
+      print(self._line(step, scalars), flush=True)
 
-  def _line(self, step: int, scalars: dict[str, float]) -> str:
+  def print(self, text: str) -> None:
+    """A message of its own line (ends a live bar first)."""
+    if not self.enabled:
+      return
+    if self._open_line:
+      sys.stdout.write("\n")
+      self._open_line = False
+    print(text, flush=True)
+
+  def _line(self, step: int, scalars: dict[str, float], bar: bool = False) -> str:
     sps = scalars.get("perf/sps", 0.0)
     eta = _duration((self.total_steps - step) / sps) if sps > 0 else "?"
-    parts = [f"[{self.name}] step {step:,}/{self.total_steps:,} ({100 * step / self.total_steps:.0f}%)",
-             f"{sps:,.0f} steps/s"]
+    done = step / self.total_steps
+    if bar:
+      filled = int(round(20 * done))
+      head = f"[{self.name}] {'█' * filled}{'░' * (20 - filled)} {100 * done:3.0f}% {step:,}/{self.total_steps:,}"
+    else:
+      head = f"[{self.name}] step {step:,}/{self.total_steps:,} ({100 * done:.0f}%)"
+    parts = [head, f"{sps:,.0f} steps/s"]
     parts += [f"{label} {scalars[key]:.4g}" for key, label in SHOWN if key in scalars and math.isfinite(scalars[key])]
     return " | ".join(parts + [f"ETA {eta}"])
 
   def close(self) -> None:
     if self.enabled:
+      if self._open_line:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
       self._jsonl.close()
       self._tb.close()

@@ -171,7 +171,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
     start = time.perf_counter()
     runner.compile(state)
     compile_seconds = time.perf_counter() - start
-    say(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s", flush=True)
+    writer.print(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
 
     evaluate = evaluation.make_evaluate(algo.act, config, env, mesh, config.eval_episodes)
     eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
@@ -209,8 +209,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
       stopped = stop.signal is not None
     checkpoints.save(update, runner.get(state))
     if stopped:
-      say(f"stopped by {stop.signal}: saved update {update} to {checkpoints.directory}; "
-          f"run the same command to resume", flush=True)
+      writer.print(f"stopped by {stop.signal}: saved update {update} to {checkpoints.directory}; "
+                   f"run the same command to resume")
     return Result(state=runner.get(state), history=history, compile_seconds=compile_seconds,
                   traces=runner.traces, stopped=stopped)
   finally:

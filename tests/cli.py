@@ -16,8 +16,8 @@ def launch(*flags, config="configs/ppo.py", cwd=ROOT, devices=None, **popen):
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
          "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
   command = [sys.executable, "-m", "distrl.launch", f"--config={os.path.join(ROOT, config)}", *flags]
-  return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          **popen)
+  popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+  return subprocess.Popen(command, cwd=cwd, env=env, **popen)
 
 
 def records(workdir):

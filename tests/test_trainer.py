@@ -110,3 +110,31 @@ def test_bad_flag_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path)
   assert err.strip() == f"distrl: error: {message}" or message in err.splitlines()[0]
   assert len(err.strip().splitlines()) == 1, err
   assert not (tmp_path / "run").exists()
+
+
+def test_a_terminal_gets_a_live_progress_bar(tmp_path):
+  import pty
+
+  main, secondary = pty.openpty()
+  run = launch(f"--workdir={tmp_path}", f"--config.num_envs={jax.device_count()}", "--config.num_steps=32",
+               f"--config.eval_episodes={jax.device_count()}", f"--config.total_timesteps={20 * jax.device_count() * 32}",
+               "--config.log_every=4", stdout=secondary, text=False)
+  os.close(secondary)
+  output = b""
+  while True:
+    try:
+      chunk = os.read(main, 4096)
+    except OSError:  # the other end closed
+      break
+    if not chunk:
+      break
+    output += chunk
+  run.wait(timeout=120)
+  text = output.decode()
+  assert run.returncode == 0
+  lines = text.replace("\r\n", "\n").split("\n")
+  bar_line = next(line for line in lines if "█" in line)
+  frames = bar_line.split("\r")[1:]  # the live line, redrawn in place once per record
+  assert len(frames) == 5
+  assert frames[-1].startswith(f"[ppo CartPole-v1] {'█' * 20} 100% {20 * jax.device_count() * 32:,}/")
+  assert "compiled the 4-update chunk" in text and text.index("compiled") < text.index("█")
