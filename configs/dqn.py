@@ -44,6 +44,7 @@ def get_config(arg=None):
 
   config.hidden_sizes = (120, 84)  # MLP widths of the Q-network
   config.activation = "relu"  # "tanh" or "relu"
+  config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
 
   config.log_every = 500  # iterations per compiled chunk, and so per log line
   config.eval_every = 5_000  # iterations between greedy evaluations (rounded up to a chunk end)

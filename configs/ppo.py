@@ -8,9 +8,16 @@ The default is CartPole-v1 with the well-known PPO defaults (CleanRL / PureJaxRL
 
 import ml_collections
 
+# MinAtar: the settings well-tuned single-file PPO agents use on gymnax MinAtar (1e7 steps).
+MINATAR = {"torso": "cnn", "activation": "relu", "hidden_sizes": (64,), "lr": 5e-3, "num_envs": 64,
+           "num_steps": 128, "num_minibatches": 8, "total_timesteps": 10_000_000, "log_every": 20,
+           "eval_every": 200, "checkpoint_every": 200, "eval_episodes": 64}
+
 PRESETS = {
     "CartPole-v1": {},
     "Acrobot-v1": {"env_name": "Acrobot-v1"},
+    **{game: {"env_name": game, **MINATAR}
+       for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")},
 }
 
 
@@ -41,6 +48,7 @@ def get_config(arg=None):
 
   config.hidden_sizes = (64, 64)  # MLP widths of the (separate) policy and value networks
   config.activation = "tanh"  # "tanh" or "relu"
+  config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
 
   config.log_every = 10  # iterations per compiled chunk, and so per log line
   config.eval_every = 100  # iterations between greedy evaluations (rounded up to a chunk end)

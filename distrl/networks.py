@@ -1,4 +1,4 @@
-"""Flax modules: MLP torsos with orthogonal init, and the PPO actor-critic built from them."""
+"""Flax modules: MLP and CNN torsos with orthogonal init, and the PPO actor-critic built from them."""
 
 from typing import Sequence
 
@@ -36,6 +36,38 @@ class MLP(nn.Module):
     return orthogonal_dense(self.out_features, self.head_scale)(x)
 
 
+class ConvMLP(nn.Module):
+  """For image observations (..., H, W, C), e.g. MinAtar's 10x10 grids: a 3x3 convolution with
+  `channels` filters and ReLU, flattened into an `MLP`."""
+
+  hidden_sizes: Sequence[int]
+  out_features: int
+  head_scale: float
+  activation: str = "relu"
+  channels: int = 16
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    batch = x.shape[:-3]
+    x = x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32)
+    x = nn.Conv(self.channels, (3, 3), kernel_init=nn.initializers.orthogonal(np.sqrt(2)),
+                bias_init=nn.initializers.zeros)(x)
+    x = nn.relu(x).reshape(batch + (-1,))
+    return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation)(x)
+
+
+def torso(name: str, hidden_sizes: Sequence[int], out_features: int, head_scale: float, activation: str,
+          obs_ndim: int) -> nn.Module:
+  """An "mlp" (any observation, flattened) or a "cnn" (image observations) with a linear head."""
+  if name == "cnn":
+    if obs_ndim != 3:
+      raise ValueError(f"torso='cnn' needs image observations (H, W, C); these have {obs_ndim} axes")
+    return ConvMLP(hidden_sizes, out_features, head_scale, activation)
+  if name == "mlp":
+    return MLP(hidden_sizes, out_features, head_scale, activation, obs_ndim)
+  raise ValueError(f"unknown torso {name!r}: use 'mlp' or 'cnn'")
+
+
 class ActorCritic(nn.Module):
   """Separate policy and value networks (no shared torso), as in the PPO reference implementations.
 
@@ -46,10 +78,11 @@ class ActorCritic(nn.Module):
   hidden_sizes: Sequence[int]
   activation: str = "tanh"
   obs_ndim: int = 1
+  torso: str = "mlp"
 
   def setup(self):
-    self.actor = MLP(self.hidden_sizes, self.num_actions, 0.01, self.activation, self.obs_ndim)
-    self.critic = MLP(self.hidden_sizes, 1, 1.0, self.activation, self.obs_ndim)
+    self.actor = torso(self.torso, self.hidden_sizes, self.num_actions, 0.01, self.activation, self.obs_ndim)
+    self.critic = torso(self.torso, self.hidden_sizes, 1, 1.0, self.activation, self.obs_ndim)
 
   def logits(self, obs: jax.Array) -> jax.Array:
     return self.actor(obs)

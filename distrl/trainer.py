@@ -66,11 +66,14 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
-def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """The fields every algorithm's config has: intervals, backend, and what must split over devices."""
+def check_run_config(config: ml_collections.ConfigDict, env: envs.Env, num_devices: int) -> None:
+  """The fields every algorithm's config has: intervals, backend, torso, and what must split over devices."""
   require_positive(config, "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                    "eval_episodes")
   require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
+  require(config.torso in ("mlp", "cnn"), f"torso={config.torso!r} must be 'mlp' or 'cnn'")
+  require(config.torso == "mlp" or len(env.observation_shape) == 3,
+          f"torso='cnn' needs image observations; {config.env_name} has vectors (use --config.torso=mlp)")
   suggestion = num_devices * max(1, -(-config.num_envs // num_devices))  # the next multiple up
   require_divisible("num_envs", config.num_envs, "the number of devices", num_devices,
                     f"use a multiple of {num_devices}, e.g. --config.num_envs={suggestion}")
@@ -134,7 +137,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
   algo = algorithm(config.algo)
   env = envs.make(config.env_name)
   mesh = sharding.make_mesh(devices)
-  check_run_config(config, mesh.size)
+  check_run_config(config, env, mesh.size)
   sizes = algo.sizes(config, mesh.size)
   _make_workdir(workdir)
   primary = jax.process_index() == 0

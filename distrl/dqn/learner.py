@@ -22,7 +22,7 @@ from distrl import envs, sharding
 from distrl.dqn import losses, replay
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
-from distrl.networks import MLP
+from distrl.networks import torso
 from distrl.state import TrainState
 
 
@@ -92,8 +92,8 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
 
 def network(config: ml_collections.ConfigDict, env: Env) -> nn.Module:
   """Q-values (..., num_actions) from observations (..., *obs_shape)."""
-  return MLP(tuple(config.hidden_sizes), env.num_actions, head_scale=1.0, activation=config.activation,
-             obs_ndim=len(env.observation_shape))
+  return torso(config.torso, tuple(config.hidden_sizes), env.num_actions, head_scale=1.0,
+               activation=config.activation, obs_ndim=len(env.observation_shape))
 
 
 def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:

@@ -99,7 +99,7 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
 
 def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic:
   return ActorCritic(num_actions=env.num_actions, hidden_sizes=tuple(config.hidden_sizes),
-                     activation=config.activation, obs_ndim=len(env.observation_shape))
+                     activation=config.activation, obs_ndim=len(env.observation_shape), torso=config.torso)
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:

@@ -1,0 +1,35 @@
+"""MinAtar: the CNN torso, the presets, and a short Breakout run that learns."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import ppo as ppo_config
+from distrl import envs, networks, ppo, trainer
+from distrl.errors import ConfigError
+
+
+def test_cnn_torso_maps_grids_to_one_output_per_action_for_any_batch_shape():
+  net = networks.torso("cnn", (64,), 3, head_scale=0.01, activation="relu", obs_ndim=3)
+  obs = jnp.ones((5, 2, 10, 10, 4), bool)  # MinAtar observations are boolean channels
+  params = net.init(jax.random.PRNGKey(0), obs)
+  assert params["params"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)
+  assert params["params"]["MLP_0"]["Dense_0"]["kernel"].shape == (10 * 10 * 16, 64)
+  assert net.apply(params, obs).shape == (5, 2, 3)
+
+
+@pytest.mark.parametrize("game", ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"])
+def test_presets_build_a_cnn_actor_critic_for_each_game(game):
+  config = ppo_config.get_config(game)
+  env = envs.make(config.env_name)
+  assert env.observation_shape[:2] == (10, 10)
+  state = jax.eval_shape(lambda key: ppo.init(config, env, key), jax.random.PRNGKey(0))
+  assert state.actors.obs.shape == (64,) + env.observation_shape
+  assert state.learner.params["params"]["actor"]["MLP_0"]["Dense_1"]["kernel"].shape == (64, env.num_actions)
+
+
+def test_a_cnn_on_vector_observations_is_refused(tmp_path):
+  config = ppo_config.get_config()
+  config.torso, config.num_envs, config.eval_episodes = "cnn", jax.device_count(), jax.device_count()
+  with pytest.raises(ConfigError, match="torso='cnn' needs image observations; CartPole-v1 has vectors"):
+    trainer.train(config, str(tmp_path))
