@@ -39,7 +39,10 @@ class Checkpoints:
     """Keeps the newest `keep` checkpoints, or, with `best_of`, the `keep` with the highest such metric."""
     self.directory, self.best_of = os.path.abspath(directory), best_of
     best = dict(best_fn=lambda metrics: metrics[best_of], best_mode="max") if best_of else {}
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, **best)
+    # Each manager's cross-process barriers get their own names: two managers saving the same update
+    # (checkpoints/ and best/) would otherwise wait at each other's barriers and deadlock.
+    sync = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(self.directory))
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, multiprocessing_options=sync, **best)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
 
