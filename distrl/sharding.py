@@ -151,6 +151,7 @@ class Runner:
     self.mesh, self.backend = mesh, backend
     self._shardings = shardings(mesh, abstract_state)
     self.traces = 0  # how many times the chunk was traced; `compile` makes it exactly once
+    self.layout_traces = 0  # how many times a pmap layout conversion was traced (once each per run)
 
     def chunk(state, num_updates):
       self.traces += 1
@@ -163,6 +164,7 @@ class Runner:
     else:
       self._step = jax.pmap(chunk, axis_name=DATA_AXIS, in_axes=(0, None), out_axes=(0, None),
                             donate_argnums=0, devices=mesh.devices.tolist())
+      self._pmap_layout()
 
   def compile(self, state) -> None:
     """Traces and compiles the chunk for `state`'s shapes now, so that compile time is measured apart."""
@@ -174,22 +176,27 @@ class Runner:
 
   def put(self, state: TrainState):
     """Global layout -> backend layout (for pmap, a leading device axis on every leaf)."""
-    if self.backend == "shard_map":
-      return jax.device_put(state, self._shardings)
-    n = self.mesh.size
-    split = lambda x: x.reshape((n, -1) + x.shape[1:])
-    copy = lambda x: jnp.broadcast_to(x, (n,) + x.shape)
-    to_pmap = lambda s: TrainState(update=copy(s.update), learner=jax.tree.map(copy, s.learner),
-                                   actors=jax.tree.map(split, s.actors))
-    device_axis = NamedSharding(self.mesh, P(DATA_AXIS))
-    return jax.jit(to_pmap, out_shardings=device_axis)(state)
+    return jax.device_put(state, self._shardings) if self.backend == "shard_map" else self._to_pmap(state)
 
   def get(self, state) -> TrainState:
-    """Backend layout -> global layout."""
-    if self.backend == "shard_map":
-      return state
-    merge = lambda x: x.reshape((-1,) + x.shape[2:])
-    first = lambda x: x[0]
-    from_pmap = lambda s: TrainState(update=first(s.update), learner=jax.tree.map(first, s.learner),
-                                     actors=jax.tree.map(merge, s.actors))
-    return jax.jit(from_pmap, out_shardings=self._shardings)(state)
+    """Backend layout -> global layout (the trainer calls this at every evaluation and checkpoint)."""
+    return state if self.backend == "shard_map" else self._from_pmap(state)
+
+  def _pmap_layout(self) -> None:
+    """The two layout conversions for pmap, jitted once: a leading device axis on every leaf, and back."""
+    n = self.mesh.size
+
+    def to_pmap(state):
+      self.layout_traces += 1
+      copy = lambda x: jnp.broadcast_to(x, (n,) + x.shape)
+      return TrainState(update=copy(state.update), learner=jax.tree.map(copy, state.learner),
+                        actors=jax.tree.map(lambda x: x.reshape((n, -1) + x.shape[1:]), state.actors))
+
+    def from_pmap(state):
+      self.layout_traces += 1
+      first = lambda x: x[0]
+      return TrainState(update=first(state.update), learner=jax.tree.map(first, state.learner),
+                        actors=jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), state.actors))
+
+    self._to_pmap = jax.jit(to_pmap, out_shardings=NamedSharding(self.mesh, P(DATA_AXIS)))
+    self._from_pmap = jax.jit(from_pmap, out_shardings=self._shardings)

@@ -34,6 +34,7 @@ class Result:
   history: list[dict]  # every logged record: step, update, time and scalars
   compile_seconds: float
   traces: int  # times the chunk was traced (1 in a healthy run)
+  layout_traces: int  # times a pmap layout conversion was traced (0 under shard_map, 2 under pmap)
   stopped: bool  # ended early by SIGTERM/SIGINT, after saving
 
 
@@ -215,7 +216,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
       writer.print(f"stopped by {stop.signal}: saved update {update} to {checkpoints.directory}; "
                    f"run the same command to resume")
     return Result(state=runner.get(state), history=history, compile_seconds=compile_seconds,
-                  traces=runner.traces, stopped=stopped)
+                  traces=runner.traces, layout_traces=runner.layout_traces, stopped=stopped)
   finally:
     checkpoints.close()  # waits for a save in flight
     best.close()

@@ -22,12 +22,24 @@ def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path):
   ppo_cfg.log_every = 3  # chunks of 3, 3, 1
   result = trainer.train(ppo_cfg, str(tmp_path))
   assert result.traces == 1
+  assert result.layout_traces == 0  # shard_map keeps the global layout: nothing to convert
   assert [h["update"] for h in result.history] == [3, 6, 7]
   assert int(result.state.update) == 7
   assert [r["step"] for r in records(tmp_path)] == [h["step"] for h in result.history]
   assert {"train/episode_return", "loss/policy", "loss/value", "loss/entropy", "ppo/approx_kl",
           "ppo/clip_fraction", "opt/lr", "perf/sps"} <= set(result.history[-1])
   assert os.listdir(tmp_path / "tb")  # tensorboard events written
+
+
+def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(ppo_cfg, tmp_path):
+  ppo_cfg.backend, ppo_cfg.num_steps, ppo_cfg.num_minibatches = "pmap", 16, 2
+  ppo_cfg.total_timesteps = 8 * ppo_cfg.num_envs * 16  # 8 updates
+  ppo_cfg.log_every = ppo_cfg.eval_every = ppo_cfg.checkpoint_every = 2  # get() at 4 evals and 4 checkpoints
+  result = trainer.train(ppo_cfg, str(tmp_path))
+  assert result.traces == 1 and result.layout_traces == 2  # put's and get's conversions, traced once each
+  assert [h["update"] for h in result.history] == [2, 4, 6, 8]
+  assert all("eval/episode_return" in h for h in result.history)
+  assert Checkpoints(str(tmp_path / "checkpoints"), keep=3).saved() == [4, 6, 8]
 
 
 def test_stopped_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(ppo_cfg, tmp_path):
