@@ -19,6 +19,7 @@ def get_config(arg=None):
   config.algo = "dqn"  # which algorithm package trains this config
   config.env_name = "CartPole-v1"  # a gymnax environment id
   config.seed = 0  # parameters, environments and sampling all derive from it
+  config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.seeds)
   config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
 
   # Sizes are global: each of D devices runs num_envs / D environments, keeps their replay rows,

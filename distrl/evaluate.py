@@ -7,7 +7,6 @@
 The run's config comes from WORKDIR/config.json; episodes are split over the devices.
 """
 
-import functools
 import json
 import math
 import os
@@ -41,13 +40,13 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
     raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  algo = trainer.algorithm(config.algo)
+  trainer.algorithm(config.algo)
   env = envs.make(config.env_name)
   devices = jax.devices()[:math.gcd(config.num_envs, jax.device_count())]  # the run's env count must split
   mesh = sharding.make_mesh(devices)
-  state = sharding.init_sharded(functools.partial(algo.init, config, env), jax.random.PRNGKey(config.seed), mesh)
+  state = trainer.initial_state(config, env, mesh)
   checkpoints = Checkpoints(os.path.join(workdir, "best" if best else "checkpoints"), keep=1 if best else
-                            config.keep_checkpoints, best_of="eval/episode_return" if best else None)
+                            config.keep_checkpoints, best_of="eval/return" if best else None)
   try:
     saved = checkpoints.saved()
     if not saved:
@@ -97,7 +96,7 @@ def main(argv):
   import jax
   import numpy as np
 
-  from distrl import evaluation, sharding, trainer
+  from distrl import evaluation, seeds, sharding, trainer
   from distrl.errors import ConfigError
 
   try:
@@ -106,23 +105,35 @@ def main(argv):
       raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
     algo = trainer.algorithm(config.algo)
     evaluate = evaluation.make_evaluate(algo.act, config, env, mesh, _EPISODES.value)
-    results = sharding.to_host(evaluate(state.learner.params, jax.random.PRNGKey(_SEED.value)))
+    key = jax.random.PRNGKey(_SEED.value)  # the same evaluation environments for every agent
+    key = key if seeds.count(config) == 1 else jax.numpy.tile(key, (seeds.count(config), 1))
+    results = sharding.to_host(evaluate(state.learner.params, key))
   except ConfigError as error:
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
-  returns, lengths = np.asarray(results["episode_return"]), np.asarray(results["episode_length"])
+  returns, lengths = np.asarray(results["return"]), np.asarray(results["length"])
   which = "best evaluation, " if _BEST.value else ""
+  agents = seeds.count(config)
   print(f"{_WORKDIR.value} at update {update} ({which}{config.algo} on {config.env_name}): "
-        f"{len(returns)} greedy episodes")
-  print(f"return {returns.mean():.2f} ± {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f}); "
-        f"length {lengths.mean():.1f} ± {lengths.std():.1f}")
+        f"{returns.shape[-1]} greedy episodes" + (f" for each of {agents} agents" if agents > 1 else ""))
+  summary = lambda r, l: (f"return {r.mean():.2f} ± {r.std():.2f} (min {r.min():.1f}, max {r.max():.1f}); "
+                          f"length {l.mean():.1f} ± {l.std():.1f}")
+  if agents > 1:
+    for i in range(agents):
+      print(f"seed {config.seed + i}: {summary(returns[i], lengths[i])}")
+    print(f"all agents: {summary(returns, lengths)}")
+  else:
+    print(summary(returns, lengths))
   if _GIF.value:
+    params = sharding.to_host(state.learner.params)
+    if agents > 1:
+      params = jax.tree.map(lambda x: x[0], params)
     try:
-      length = render(config, env, sharding.to_host(state.learner.params), _GIF.value, _SEED.value)
+      length = render(config, env, params, _GIF.value, _SEED.value)
     except ImportError as error:
       print(f"distrl: error: --gif needs {error.name}: pip install -e '.[render]'", file=sys.stderr)
       sys.exit(1)
-    print(f"wrote a {length}-step episode to {_GIF.value}")
+    print(f"wrote a {length}-step episode{f' of seed {config.seed}' if agents > 1 else ''} to {_GIF.value}")
 
 
 if __name__ == "__main__":

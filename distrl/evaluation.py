@@ -7,16 +7,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from distrl import envs, sharding
+from distrl import envs, seeds, sharding
 from distrl.envs import Env
 
 
 def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, mesh, episodes: int) -> Callable:
-  """-> evaluate(params, key) -> {"episode_return": (episodes,), "episode_length": (episodes,)}.
+  """-> evaluate(params, key) -> {"return": (episodes,), "length": (episodes,)}: each episode's.
 
   `act(params, obs, key, *, config, env, greedy)` is the algorithm's; evaluation environment i
   resets from fold_in(key, i) whatever device runs it. Each environment runs for the
-  environment's time limit and counts its first episode only.
+  environment's time limit and counts its first episode only. With several agents
+  (`config.num_seeds`), params and keys have a leading seed axis, and so do the results.
   """
   local = episodes // mesh.size
   max_steps = int(env.params.max_steps_in_episode)
@@ -38,6 +39,6 @@ def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, me
     zeros = jnp.zeros(local, jnp.float32)
     carry = sharding.per_device((obs, env_state, jnp.zeros(local, bool), zeros, zeros))
     _, _, _, episode_return, episode_length = jax.lax.scan(step, carry, step_keys)[0]
-    return sharding.gather({"episode_return": episode_return, "episode_length": episode_length})
+    return sharding.gather({"return": episode_return, "length": episode_length})
 
-  return sharding.map_replicated(per_device, mesh)
+  return sharding.map_replicated(seeds.vmap(per_device, config), mesh)

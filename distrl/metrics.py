@@ -5,17 +5,37 @@ import math
 import os
 import sys
 
+import numpy as np
+
 from tensorboardX import SummaryWriter
 
 SHOWN = (  # (metric, label) in the stdout line; every metric goes to tensorboard and jsonl
     ("train/episode_return", "return"), ("loss/total", "loss"), ("loss/policy", "pi"),
-    ("loss/value", "v"), ("loss/entropy", "ent"), ("eval/episode_return", "eval"),
+    ("loss/value", "v"), ("loss/entropy", "ent"), ("eval/return", "eval"),
 )
 
 
-def summarize(sums: dict) -> dict[str, float]:
-  """{name: (sum, count)} from a chunk -> {name: mean}; a metric with no samples is left out."""
-  return {name: float(total) / float(count) for name, (total, count) in sums.items() if count > 0}
+PER_AGENT = ("train/episode_return", "train/episode_length", "eval/return", "eval/length")
+
+
+def summarize(sums: dict, first_seed: int = 0) -> dict[str, float]:
+  """{name: (sum, count)} from a chunk -> {name: mean}; a metric with no samples is left out.
+
+  With several agents (`config.num_seeds`) sums and counts are shaped (S,): `name` is then the
+  mean over the agents of each agent's mean, and the metrics of `PER_AGENT` are also given for
+  each agent as `name/seed_<its seed>`, counting seeds from `first_seed`.
+  """
+  scalars = {}
+  for name, (total, count) in sums.items():
+    total, count = np.atleast_1d(total).astype(np.float64), np.atleast_1d(count).astype(np.float64)
+    seen = count > 0
+    if not seen.any():
+      continue
+    means = total[seen] / count[seen]
+    scalars[name] = float(means.mean())
+    if len(count) > 1 and name in PER_AGENT:
+      scalars.update({f"{name}/seed_{first_seed + i}": float(m) for i, m in zip(np.flatnonzero(seen), means)})
+  return scalars
 
 
 def _duration(seconds: float) -> str:

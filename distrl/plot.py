@@ -1,10 +1,10 @@
 """Learning curves from runs' metrics files: episode return against environment steps.
 
   python -m distrl.plot runs/seed0 runs/seed1 runs/seed2 runs/lr1e-3 --out=curves.png
-  python -m distrl.plot runs/* --metric=eval/episode_return --out=eval.png
+  python -m distrl.plot runs/* --metric=eval/return --out=eval.png
 
-Runs whose configs differ only in `seed` form one curve: the mean over them, with a band of one
-standard deviation, on the steps they all reached. Curves are labelled by algorithm, environment,
+Runs whose configs differ only in `seed`, and the agents of a run of several seeds, form one
+curve: the mean over them, with a band of one standard deviation, on the steps they all reached. Curves are labelled by algorithm, environment,
 and the config fields that differ between curves.
 """
 
@@ -29,31 +29,37 @@ class Curve:
   runs: list[str]
 
 
-def _load(workdir: str, metric: str):
+def _load(workdir: str, metric: str) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+  """(config, steps, values) of every agent of a run: one, or `num_seeds` read from `metric/seed_<s>`."""
+  for name in ("config.json", "metrics.jsonl"):
+    if not os.path.exists(os.path.join(workdir, name)):
+      raise ValueError(f"{workdir} is not a distrl run: it has no {name}")
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)
-  steps, values = [], []
+  agents = [config["seed"] + i for i in range(config.get("num_seeds", 1))]
+  names = [metric] if len(agents) == 1 else [f"{metric}/seed_{seed}" for seed in agents]
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      record = json.loads(line)
-      if metric in record:
-        steps.append(record["step"])
-        values.append(record[metric])
-  return config, np.asarray(steps, float), np.asarray(values, float)
+    records = [json.loads(line) for line in f if line.strip()]
+  members = []
+  for seed, name in zip(agents, names):
+    kept = [r for r in records if name in r]
+    if not kept:
+      raise ValueError(f"{workdir}/metrics.jsonl has no {name!r} records")
+    members.append(({**config, "seed": seed, "num_seeds": 1}, np.asarray([r["step"] for r in kept], float),
+                    np.asarray([r[name] for r in kept], float)))
+  return members
 
 
 def curves(workdirs: list[str], metric: str) -> list[Curve]:
-  """One Curve per group of runs that differ only in seed, in the order the groups first appear."""
+  """One Curve per group of agents that differ only in seed, in the order the groups first appear.
+
+  The agents of a multi-seed run (`config.num_seeds`) count as runs of their own seeds.
+  """
   groups: dict[str, list] = {}
   for workdir in workdirs:
-    for name in ("config.json", "metrics.jsonl"):
-      if not os.path.exists(os.path.join(workdir, name)):
-        raise ValueError(f"{workdir} is not a distrl run: it has no {name}")
-    config, steps, values = _load(workdir, metric)
-    if not len(steps):
-      raise ValueError(f"{workdir}/metrics.jsonl has no {metric!r} records")
-    key = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
-    groups.setdefault(key, []).append((workdir, config, steps, values))
+    for config, steps, values in _load(workdir, metric):
+      key = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+      groups.setdefault(key, []).append((workdir, config, steps, values))
 
   configs = [json.loads(key) for key in groups]
   varying = sorted(k for k in set().union(*configs) if len({json.dumps(c.get(k)) for c in configs}) > 1)
@@ -66,7 +72,7 @@ def curves(workdirs: list[str], metric: str) -> list[Curve]:
     grid = np.unique(np.concatenate([steps[steps <= end] for _, _, steps, _ in runs]))
     values = np.stack([np.interp(grid, steps, vals) for _, _, steps, vals in runs])
     result.append(Curve(label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", steps=grid,
-                        mean=values.mean(0), std=values.std(0), runs=[w for w, *_ in runs]))
+                        mean=values.mean(0), std=values.std(0), runs=list(dict.fromkeys(w for w, *_ in runs))))
   return result
 
 

@@ -15,8 +15,9 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 
-from distrl import envs, evaluation, metrics, sharding
+from distrl import envs, evaluation, metrics, seeds, sharding
 from distrl.checkpoint import Checkpoints, IncompatibleCheckpoint
 from distrl.errors import ConfigError, require, require_divisible, require_positive
 from distrl.state import TrainState
@@ -69,7 +70,7 @@ class _StopRequest:
 
 def check_run_config(config: ml_collections.ConfigDict, env: envs.Env, num_devices: int) -> None:
   """The fields every algorithm's config has: intervals, backend, torso, and what must split over devices."""
-  require_positive(config, "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
+  require_positive(config, "num_seeds", "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                    "eval_episodes")
   require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
   require(config.torso in ("mlp", "cnn"), f"torso={config.torso!r} must be 'mlp' or 'cnn'")
@@ -80,6 +81,12 @@ def check_run_config(config: ml_collections.ConfigDict, env: envs.Env, num_devic
                     f"use a multiple of {num_devices}, e.g. --config.num_envs={suggestion}")
   require_divisible("eval_episodes", config.eval_episodes, "the number of devices", num_devices,
                     f"use a multiple of {num_devices}")
+
+
+def initial_state(config: ml_collections.ConfigDict, env: envs.Env, mesh) -> TrainState:
+  """The algorithm's initial state for every agent of `config` (see `seeds`), placed on `mesh`."""
+  init = functools.partial(algorithm(config.algo).init, config, env)
+  return sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh)
 
 
 def _record_config(config: ml_collections.ConfigDict) -> dict:
@@ -145,9 +152,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
   say = print if primary else (lambda *args, **kwargs: None)
   total_steps = sizes.num_updates * sizes.steps_per_update
 
-  state = sharding.init_sharded(functools.partial(algo.init, config, env), jax.random.PRNGKey(config.seed), mesh)
+  state = initial_state(config, env, mesh)
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-  best = Checkpoints(os.path.join(workdir, "best"), keep=1, best_of="eval/episode_return")
+  best = Checkpoints(os.path.join(workdir, "best"), keep=1, best_of="eval/return")  # the mean over agents
   writer = None
   try:
     try:
@@ -170,7 +177,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
     writer = metrics.Writer(workdir, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
                             enabled=primary, resume_step=update * sizes.steps_per_update)
 
-    runner = sharding.Runner(functools.partial(algo.update, config=config, env=env), mesh, config.backend, state)
+    update_fn = seeds.update(functools.partial(algo.update, config=config, env=env), config)
+    runner = sharding.Runner(update_fn, mesh, config.backend, state)
     state = runner.put(state)
     start = time.perf_counter()
     runner.compile(state)
@@ -178,7 +186,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
     writer.print(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
 
     evaluate = evaluation.make_evaluate(algo.act, config, env, mesh, config.eval_episodes)
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+    # Evaluation after update u of the agent of seed s uses fold_in(fold_in(PRNGKey(s), 1), u).
+    eval_key = seeds.vmap(lambda key, u: jax.random.fold_in(jax.random.fold_in(key, 1), u), config, in_axes=(0, None))
     history, last_saved = [], update
     with _StopRequest() as stop:
       while update < sizes.num_updates and stop.signal is None:
@@ -187,7 +196,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
         state, sums = runner(state, n)
         sums = sharding.to_host(sums)
         finite_learner = bool(sums.pop(sharding.FINITE_LEARNER)[0])
-        scalars = metrics.summarize(sums)
+        scalars = metrics.summarize(sums, first_seed=config.seed)
         update += n
         scalars["perf/sps"] = n * sizes.steps_per_update / (time.perf_counter() - chunk_start)
         bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
@@ -200,9 +209,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
                                  f"max_grad_norm usually helps")
         if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
           params = runner.get(state).learner.params
-          results = sharding.to_host(evaluate(params, jax.random.fold_in(eval_key, update)))
-          scalars.update({f"eval/{name}": float(values.mean()) for name, values in results.items()})
-          best.save(update, runner.get(state), metrics={"eval/episode_return": scalars["eval/episode_return"]})
+          results = sharding.to_host(evaluate(params, eval_key(seeds.keys(config), update)))
+          episodes = {f"eval/{name}": (values.sum(-1), np.full(values.shape[:-1], values.shape[-1]))
+                      for name, values in results.items()}  # per agent: (sum, count) over its episodes
+          scalars.update(metrics.summarize(episodes, first_seed=config.seed))
+          best.save(update, runner.get(state), metrics={"eval/return": scalars["eval/return"]})
         record = {"step": update * sizes.steps_per_update, "update": update,
                   "time": time.perf_counter() - start, **scalars}
         history.append(record)

@@ -122,6 +122,6 @@ def test_default_config_learns_cartpole(tmp_path, seed):
   config = dqn_config.get_config()  # 10 environments: one device
   config.seed = seed
   result = trainer.train(config, str(tmp_path), devices=jax.devices()[:1])
-  evals = [h["eval/episode_return"] for h in result.history if "eval/episode_return" in h]
+  evals = [h["eval/return"] for h in result.history if "eval/return" in h]
   assert len(evals) == 10
   assert max(evals) >= 475, evals

@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
   config.update(dict(num_envs=n, num_steps=32, total_timesteps=8 * n * 32, log_every=4, checkpoint_every=4,
                      eval_episodes=n, eval_every=4))
   result = trainer.train(config, str(workdir))
-  return workdir, [h["eval/episode_return"] for h in result.history]
+  return workdir, [h["eval/return"] for h in result.history]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_latest_checkpoint_greedy_episodes_with_mean_and_spread(run):
 def test_the_best_evaluation_is_kept_as_its_own_checkpoint(trained):
   run, evals = trained  # the evaluations at updates 4 and 8
   best_update = 4 * (1 + evals.index(max(evals)))
-  best = Checkpoints(str(run / "best"), keep=1, best_of="eval/episode_return")
+  best = Checkpoints(str(run / "best"), keep=1, best_of="eval/return")
   assert best.saved() == [best_update]
   assert best.best() == (best_update, pytest.approx(max(evals)))
   best.close()

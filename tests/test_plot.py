@@ -59,7 +59,7 @@ def test_command_line_writes_a_png_with_the_curves(runs, tmp_path):
 
 
 def test_eval_metric_and_a_directory_that_is_not_a_run(runs, tmp_path):
-  lines = plot.curves(runs, "eval/episode_return")
+  lines = plot.curves(runs, "eval/return")
   assert [len(c.steps) for c in lines] == [2, 2]  # evaluations at updates 20 and 40
   with pytest.raises(ValueError, match="is not a distrl run: it has no config.json"):
     plot.curves([str(tmp_path)], "train/episode_return")

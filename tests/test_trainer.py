@@ -38,7 +38,7 @@ def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(p
   result = trainer.train(ppo_cfg, str(tmp_path))
   assert result.traces == 1 and result.layout_traces == 2  # put's and get's conversions, traced once each
   assert [h["update"] for h in result.history] == [2, 4, 6, 8]
-  assert all("eval/episode_return" in h for h in result.history)
+  assert all("eval/return" in h for h in result.history)
   assert Checkpoints(str(tmp_path / "checkpoints"), keep=3).saved() == [4, 6, 8]
 
 

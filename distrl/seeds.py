@@ -1,0 +1,63 @@
+"""Many independent agents in one program: an algorithm vmapped over a seed axis.
+
+With `config.num_seeds = S > 1`, agent i is the run of seed `config.seed + i`: its parameters,
+environments, shuffling and evaluations are those a single-seed run of that seed would have.
+Every learner leaf gets a leading seed axis (S, ...) and every actors leaf a *second* axis
+(E, S, ...), so that the environment axis stays first and remains the one split over devices.
+Inside `update`, `sharding.pmean` under `vmap` reduces over devices for each seed on its own:
+gradients are never mixed across seeds. With S = 1 (the default) nothing is vmapped and the
+state has no seed axis at all.
+"""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from distrl.state import TrainState
+
+# Where the seed axis is in a TrainState: none on the update counter, which all seeds share.
+AXES = TrainState(update=None, learner=0, actors=1)
+
+
+def count(config: ml_collections.ConfigDict) -> int:
+  """How many agents a config trains (configs recorded before num_seeds existed train one)."""
+  return int(config.get("num_seeds", 1))
+
+
+def keys(config: ml_collections.ConfigDict) -> jax.Array:
+  """PRNGKey(seed) of every agent: (2,) for one agent, (S, 2) for S."""
+  if count(config) == 1:
+    return jax.random.PRNGKey(config.seed)
+  return jax.vmap(jax.random.PRNGKey)(config.seed + jnp.arange(count(config)))
+
+
+def vmap(fn: Callable, config: ml_collections.ConfigDict, in_axes=0, out_axes=0) -> Callable:
+  """`jax.vmap(fn, in_axes, out_axes)` over the agents, or `fn` itself for one agent."""
+  return fn if count(config) == 1 else jax.vmap(fn, in_axes=in_axes, out_axes=out_axes)
+
+
+def init(init_fn: Callable[[jax.Array], TrainState], config: ml_collections.ConfigDict) -> Callable:
+  """key(s) -> TrainState: an algorithm's `init` for every agent, one agent after the other.
+
+  `lax.map`, not `vmap`: a vmapped orthogonal init is a *batched* QR, whose jaxlib CPU kernel
+  splits its batch over XLA's intra-op thread pool; with every emulated device running it at
+  once, the pool's threads all wait on sub-tasks queued behind them and the program hangs
+  (seen with jax 0.10.2 on 8 devices; cf. PyAutoLabs/PyAutoFit#1528). Unbatched QRs run inline.
+  """
+  if count(config) == 1:
+    return init_fn
+
+  def init_all(keys: jax.Array) -> TrainState:
+    states = jax.lax.map(init_fn, keys)  # every leaf stacked on a leading seed axis
+    return TrainState(update=states.update[0], learner=states.learner,
+                      actors=jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), states.actors))
+
+  return init_all
+
+
+def update(update_fn: Callable, config: ml_collections.ConfigDict) -> Callable:
+  """state -> (state, metrics): an algorithm's per-device `update` for every agent; metrics gain a
+  leading seed axis."""
+  return vmap(update_fn, config, in_axes=(AXES,), out_axes=(AXES, 0))
