@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from distrl import distributions
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
@@ -71,24 +73,32 @@ def torso(name: str, hidden_sizes: Sequence[int], out_features: int, head_scale:
 class ActorCritic(nn.Module):
   """Separate policy and value networks (no shared torso), as in the PPO reference implementations.
 
-  `logits(obs)` -> (..., num_actions); `value(obs)` -> (...); `__call__` -> both (used to init).
+  `policy(obs)` -> a batch (...) of action distributions: categorical over `num_actions` logits, or,
+  if `continuous`, a Gaussian over `num_actions` dimensions with a learned state-independent
+  log-std (initialised to 0); `value(obs)` -> (...); `__call__` -> both.
   """
 
-  num_actions: int
+  num_actions: int  # discrete actions, or the dimensions of a continuous action
   hidden_sizes: Sequence[int]
   activation: str = "tanh"
   obs_ndim: int = 1
   torso: str = "mlp"
+  continuous: bool = False
 
   def setup(self):
     self.actor = torso(self.torso, self.hidden_sizes, self.num_actions, 0.01, self.activation, self.obs_ndim)
     self.critic = torso(self.torso, self.hidden_sizes, 1, 1.0, self.activation, self.obs_ndim)
+    if self.continuous:
+      self.log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))
 
-  def logits(self, obs: jax.Array) -> jax.Array:
-    return self.actor(obs)
+  def policy(self, obs: jax.Array):
+    if self.continuous:
+      mean = self.actor(obs)
+      return distributions.DiagonalNormal(mean=mean, log_std=jnp.broadcast_to(self.log_std, mean.shape))
+    return distributions.Categorical(logits=self.actor(obs))
 
   def value(self, obs: jax.Array) -> jax.Array:
     return self.critic(obs)[..., 0]
 
   def __call__(self, obs: jax.Array):
-    return self.logits(obs), self.value(obs)
+    return self.policy(obs), self.value(obs)

@@ -42,11 +42,31 @@ class Env:
     return tuple(self.env.observation_space(self.params).shape)
 
   @property
+  def discrete(self) -> bool:
+    return isinstance(self.env.action_space(self.params), spaces.Discrete)
+
+  @property
   def num_actions(self) -> int:
+    """How many discrete actions there are (a ConfigError for a continuous action space)."""
     space = self.env.action_space(self.params)
-    if not isinstance(space, spaces.Discrete):
+    if not self.discrete:
       raise ConfigError(f"{self.name} has a {type(space).__name__} action space; this algorithm needs discrete actions")
     return int(space.n)
+
+  @property
+  def action_dim(self) -> int:
+    """The size of a continuous action (a Box of one axis)."""
+    space = self.env.action_space(self.params)
+    if self.discrete or len(space.shape) != 1:
+      raise ConfigError(f"{self.name}'s action space {type(space).__name__}{tuple(space.shape)} is not a vector")
+    return int(space.shape[0])
+
+  def clip(self, action: jax.Array) -> jax.Array:
+    """A continuous action clipped to the action space's bounds (a discrete action as it is)."""
+    if self.discrete:
+      return action
+    space = self.env.action_space(self.params)
+    return jnp.clip(action, space.low, space.high)
 
 
 def reset_batch(env: Env, key: jax.Array, indices: jax.Array):

@@ -1,4 +1,8 @@
-"""PPO (Schulman et al. 2017) for discrete actions: `init`, the per-device `update`, `act`.
+"""PPO (Schulman et al. 2017), discrete or continuous actions: `sizes`, `init`, the per-device `update`, `act`.
+
+Discrete actions come from a categorical policy; continuous ones (a Box action space) from a
+Gaussian with a state-independent log-std, sampled unclipped (the log-probabilities are those of
+the sampled action) and clipped to the action space's bounds only where they enter the environment.
 
 `update` is written for one device's shard of the environments; `sharding.pmean` over the
 devices is the only place devices show through. Minibatches are stratified by environment:
@@ -98,8 +102,9 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
 
 
 def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic:
-  return ActorCritic(num_actions=env.num_actions, hidden_sizes=tuple(config.hidden_sizes),
-                     activation=config.activation, obs_ndim=len(env.observation_shape), torso=config.torso)
+  return ActorCritic(num_actions=env.num_actions if env.discrete else env.action_dim,
+                     hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
+                     obs_ndim=len(env.observation_shape), torso=config.torso, continuous=not env.discrete)
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -126,9 +131,10 @@ def init(config: ml_collections.ConfigDict, env: Env, key: jax.Array) -> TrainSt
 
 
 def act(params, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
-  """Actions for a batch of observations (B, *obs_shape): sampled, or the argmax if `greedy`."""
-  logits = network(config, env).apply(params, obs, method=ActorCritic.logits)
-  return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+  """Actions for a batch of observations (B, *obs_shape), ready for the environment: sampled, or
+  the policy's mode (argmax, or the Gaussian's mean) if `greedy`."""
+  policy = network(config, env).apply(params, obs, method=ActorCritic.policy)
+  return env.clip(policy.mode() if greedy else policy.sample(key))
 
 
 def _rollout(net: ActorCritic, env: Env, params, actors: Actors, act_keys, step_keys):
@@ -136,10 +142,10 @@ def _rollout(net: ActorCritic, env: Env, params, actors: Actors, act_keys, step_
 
   def step(carry: Actors, keys):
     act_key, step_key = keys
-    logits = net.apply(params, carry.obs, method=ActorCritic.logits)
-    action = jax.vmap(jax.random.categorical)(act_key, logits)
-    log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], -1)[:, 0]
-    obs, env_state, reward, terminated, _, info = jax.vmap(env.step)(step_key, carry.env_state, action)
+    policy = net.apply(params, carry.obs, method=ActorCritic.policy)
+    action = jax.vmap(lambda key, policy: policy.sample(key))(act_key, policy)  # each env from its own key
+    log_prob = policy.log_prob(action)
+    obs, env_state, reward, terminated, _, info = jax.vmap(env.step)(step_key, carry.env_state, env.clip(action))
     transition = Transition(obs=carry.obs, action=action, log_prob=log_prob, reward=reward,
                             terminated=terminated, episode_end=info["returned_episode"],
                             final_obs=info["final_observation"],
@@ -161,11 +167,8 @@ def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, 
     advantage = (advantage - advantage_mean) / (advantage_std + 1e-8)
 
   def loss_fn(params):
-    logits, value = net.apply(params, batch.obs)
-    log_probs = jax.nn.log_softmax(logits)
-    log_prob = jnp.take_along_axis(log_probs, batch.action[:, None], -1)[:, 0]
-    entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, -1)
-    terms = losses.ppo_loss(log_prob, batch.log_prob, advantage, value, batch.value, batch.target, entropy,
+    policy, value = net.apply(params, batch.obs)
+    terms = losses.ppo_loss(policy.log_prob(batch.action), batch.log_prob, advantage, value, batch.value, batch.target, policy.entropy(),
                             clip_eps=config.clip_eps, vf_coef=config.vf_coef, ent_coef=config.ent_coef,
                             clip_value_loss=config.clip_value_loss)
     return terms.total, terms

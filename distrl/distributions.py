@@ -1,0 +1,50 @@
+"""The two policy distributions PPO needs, as pytrees (so they vmap): categorical and diagonal Gaussian.
+
+Each holds a batch (..., ) of distributions; `sample` draws one action per distribution from one key
+(vmap it for a key per environment), `log_prob`, `entropy` and `mode` are batched. Written here
+rather than taken from distrax, whose TensorFlow Probability dependency lags the pinned JAX.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Categorical:
+  logits: jax.Array  # (..., num_actions)
+
+  def sample(self, key: jax.Array) -> jax.Array:
+    return jax.random.categorical(key, self.logits)
+
+  def log_prob(self, action: jax.Array) -> jax.Array:
+    log_probs = jax.nn.log_softmax(self.logits)
+    return jnp.take_along_axis(log_probs, action[..., None].astype(jnp.int32), -1)[..., 0]
+
+  def entropy(self) -> jax.Array:
+    log_probs = jax.nn.log_softmax(self.logits)
+    return -jnp.sum(jnp.exp(log_probs) * log_probs, -1)
+
+  def mode(self) -> jax.Array:
+    return jnp.argmax(self.logits, -1)
+
+
+@struct.dataclass
+class DiagonalNormal:
+  mean: jax.Array  # (..., action_dim)
+  log_std: jax.Array  # (..., action_dim), as mean (PPO broadcasts one state-independent vector)
+
+  def sample(self, key: jax.Array) -> jax.Array:
+    return self.mean + jnp.exp(self.log_std) * jax.random.normal(key, self.mean.shape)
+
+  def log_prob(self, action: jax.Array) -> jax.Array:
+    z = (action - self.mean) * jnp.exp(-self.log_std)
+    return jnp.sum(-0.5 * jnp.square(z) - self.log_std - 0.5 * math.log(2 * math.pi), -1)
+
+  def entropy(self) -> jax.Array:
+    return jnp.sum(self.log_std + 0.5 * math.log(2 * math.pi * math.e), -1)
+
+  def mode(self) -> jax.Array:
+    return self.mean
