@@ -23,14 +23,15 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ROWS = {  # name: (config file, overrides, chunk size in updates)
-    "ppo-default": ("configs/ppo.py", {}, 10),
-    "ppo-256-envs": ("configs/ppo.py", {"num_envs": 256}, 2),
-    "dqn-default": ("configs/dqn.py", {}, 500),
+ROWS = {  # name: (config file, preset, overrides, chunk size in updates)
+    "ppo-default": ("configs/ppo.py", None, {}, 10),
+    "ppo-256-envs": ("configs/ppo.py", None, {"num_envs": 256}, 2),
+    "dqn-default": ("configs/dqn.py", None, {}, 500),
+    "ppo-breakout-minatar": ("configs/ppo.py", "Breakout-MinAtar", {}, 1),
 }
 
 
-def measure(config_file: str, overrides: dict, chunk: int, repeats: int) -> dict:
+def measure(config_file: str, preset: str | None, overrides: dict, chunk: int, repeats: int) -> dict:
   """Runs in the worker process: one row on this process's devices."""
   import importlib.util
 
@@ -43,7 +44,7 @@ def measure(config_file: str, overrides: dict, chunk: int, repeats: int) -> dict
   spec = importlib.util.spec_from_file_location("config", os.path.join(ROOT, config_file))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
+  config = module.get_config(preset)
   config.update(overrides)
   config.eval_episodes = jax.device_count()
   mesh = sharding.make_mesh()
@@ -52,7 +53,7 @@ def measure(config_file: str, overrides: dict, chunk: int, repeats: int) -> dict
   algo = trainer.algorithm(config.algo)
   sizes = algo.sizes(config, mesh.size)
   env = envs.make(config.env_name)
-  state = sharding.init_sharded(functools.partial(algo.init, config, env), jax.random.PRNGKey(0), mesh)
+  state = trainer.initial_state(config, env, mesh)
   runner = sharding.Runner(functools.partial(algo.update, config=config, env=env), mesh, config.backend, state)
   state = runner.put(state)
   start = time.perf_counter()
@@ -103,13 +104,13 @@ def main():
   parser.add_argument("--worker", nargs=2, metavar=("ROW", "DEVICES"), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    config_file, overrides, chunk = ROWS[args.worker[0]]
-    print(json.dumps(measure(config_file, overrides, chunk, args.repeats)))
+    print(json.dumps(measure(*ROWS[args.worker[0]], args.repeats)))
     return
 
-  print(f"| config | devices | envs | compile s | steps/s | raw env steps/s | train / raw | peak MB |")
-  print(f"| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+  print(f"| config | devices | envs | compile s | steps/s | vs first | raw env steps/s | train / raw | peak MB |")
+  print(f"| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
   for row in args.rows:
+    first = None  # steps/s on the row's first device count: the ratio is taken within this one run
     for devices in args.devices:
       env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
              "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -120,10 +121,11 @@ def main():
         continue
       r = json.loads(out.stdout.strip().splitlines()[-1])
       if "skipped" in r:
-        print(f"| {row} | {devices} | {r['skipped']} | | | | | |", flush=True)
+        print(f"| {row} | {devices} | {r['skipped']} | | | | | | |", flush=True)
         continue
-      print(f"| {row} | {devices} | {r['envs']} | {r['compile_s']:.2f} | {r['sps']:,.0f} | {r['raw_sps']:,.0f} | "
-            f"{r['sps'] / r['raw_sps']:.2f} | {r['peak_mb']:.0f} |", flush=True)
+      first = first or r["sps"]
+      print(f"| {row} | {devices} | {r['envs']} | {r['compile_s']:.2f} | {r['sps']:,.0f} | {r['sps'] / first:.2f}x | "
+            f"{r['raw_sps']:,.0f} | {r['sps'] / r['raw_sps']:.2f} | {r['peak_mb']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
