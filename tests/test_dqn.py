@@ -116,6 +116,12 @@ def test_batch_larger_than_the_buffer_is_refused(cfg):
     dqn.sizes(cfg, jax.device_count())
 
 
+def test_step_counts_past_int32_are_refused(cfg):
+  cfg.learning_starts = 10**10  # would overflow the int32 step counter it is compared with on the devices
+  with pytest.raises(ConfigError, match="learning_starts=10000000000 must be below 2\\*\\*31"):
+    dqn.sizes(cfg, jax.device_count())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_default_config_learns_cartpole(tmp_path, seed):

@@ -65,6 +65,9 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
           f"epsilon must decay within [0, 1]: got start_e={config.start_e}, end_e={config.end_e}")
   require(config.learning_starts >= 0, f"learning_starts={config.learning_starts} must be >= 0")
   require(config.loss in ("mse", "huber"), f"loss={config.loss!r} must be 'mse' or 'huber'")
+  for field in ("total_timesteps", "learning_starts", "target_update_interval", "exploration_steps"):
+    require(config[field] < 2**31, f"{field}={config[field]} must be below 2**31 (environment steps are int32 "
+                                   f"on the devices)")
   require_divisible("batch_size", config.batch_size, "the number of devices", num_devices,
                     "each device samples an equal share of every batch")
   if config.train_frequency >= config.num_envs:
