@@ -120,10 +120,13 @@ def _make_workdir(workdir: str) -> None:
 
 
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Process 0 replaces config.json atomically: other processes may be reading the old one meanwhile."""
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    path = os.path.join(workdir, "config.json")
+    with open(path + ".tmp", "w") as f:
       json.dump(_record_config(config), f, indent=2, sort_keys=True)
       f.write("\n")
+    os.replace(path + ".tmp", path)
 
 
 def _truncate_metrics(workdir: str, update: int) -> None:
