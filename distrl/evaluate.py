@@ -40,7 +40,7 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
     raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  trainer.algorithm(config.algo)
+  trainer.algorithm(config.algo)  # a clear error for a config.json of an unknown algorithm
   env = envs.make(config.env_name)
   devices = jax.devices()[:math.gcd(config.num_envs, jax.device_count())]  # the run's env count must split
   mesh = sharding.make_mesh(devices)
