@@ -12,7 +12,6 @@ A row whose environment count does not divide over the devices is shown as such.
 """
 
 import argparse
-import functools
 import json
 import os
 import resource
@@ -50,12 +49,9 @@ def measure(config_file: str, preset: str | None, overrides: dict, chunk: int, r
   mesh = sharding.make_mesh()
   if config.num_envs % mesh.size:
     return {"skipped": f"{config.num_envs} envs do not split over {mesh.size} devices"}
-  algo = trainer.algorithm(config.algo)
-  sizes = algo.sizes(config, mesh.size)
-  env = envs.make(config.env_name)
-  state = trainer.initial_state(config, env, mesh)
-  runner = sharding.Runner(functools.partial(algo.update, config=config, env=env), mesh, config.backend, state)
-  state = runner.put(state)
+  program = trainer.build(config, mesh)  # exactly what training runs
+  sizes, env, runner = program.sizes, program.env, program.runner
+  state = runner.put(program.state)
   start = time.perf_counter()
   runner.compile(state)
   compile_s = time.perf_counter() - start

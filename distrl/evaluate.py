@@ -24,14 +24,15 @@ _GIF = flags.DEFINE_string("gif", None, "Also render one greedy episode to this 
 
 
 def load_run(workdir: str, checkpoint: int | None, best: bool = False):
-  """-> (config, env, mesh, state, update): the run's config and the state saved at `checkpoint`.
+  """-> (program, state, update): the run's program (`trainer.build` of its config) and the state saved at
+  `checkpoint`.
 
   With `best`, the state kept in WORKDIR/best: the one of the highest evaluation return in training.
   """
   import jax
   import ml_collections
 
-  from distrl import envs, sharding, trainer
+  from distrl import sharding, trainer
   from distrl.checkpoint import Checkpoints
   from distrl.errors import ConfigError
 
@@ -40,11 +41,8 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
     raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  trainer.algorithm(config.algo)  # a clear error for a config.json of an unknown algorithm
-  env = envs.make(config.env_name)
   devices = jax.devices()[:math.gcd(config.num_envs, jax.device_count())]  # the run's env count must split
-  mesh = sharding.make_mesh(devices)
-  state = trainer.initial_state(config, env, mesh)
+  program = trainer.build(config, sharding.make_mesh(devices))
   checkpoints = Checkpoints(os.path.join(workdir, "best" if best else "checkpoints"), keep=1 if best else
                             config.keep_checkpoints, best_of="eval/return" if best else None)
   try:
@@ -54,27 +52,32 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
     update = saved[-1] if checkpoint is None else checkpoint
     if update not in saved:
       raise ConfigError(f"no checkpoint {update} in {checkpoints.directory}; saved: {', '.join(map(str, saved))}")
-    state = checkpoints.restore(update, like=state)
+    state = checkpoints.restore(update, like=program.state)
   finally:
     checkpoints.close()
-  return config, env, mesh, state, update
+  return program, state, update
 
 
-def render(config, env, params, path: str, seed: int) -> int:
+# The environments gymnax's visualizer draws (gymnax.visualize.Visualizer.init).
+RENDERABLE = ("Acrobot-v1", "CartPole-v1", "Pendulum-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Catch-bsuite",
+              "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar",
+              "Pong-misc", "PointRobot-misc", "MetaMaze-misc", "FourRooms-misc")
+
+
+def render(program, learner, path: str, seed: int) -> int:
   """Plays one greedy episode on the host and writes it with gymnax's visualizer; returns its length."""
   os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
   os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
   import jax
   from gymnax.visualize import Visualizer
 
-  from distrl import trainer
-
-  algo = trainer.algorithm(config.algo)
-  policy = jax.jit(lambda obs: algo.act(params, obs[None], None, config=config, env=env, greedy=True)[0])
+  config, env = program.config, program.env
+  policy = jax.jit(lambda obs: program.algorithm.act(learner, obs[None], None, config=config, env=env,
+                                                     greedy=True)[0])
   step = jax.jit(env.step)
   obs, state = jax.jit(env.reset)(jax.random.PRNGKey(seed))
   states, returns = [state.env_state], [0.0]  # one frame per state, labelled with the return so far
-  for t in range(int(env.params.max_steps_in_episode)):
+  for t in range(env.max_steps):
     obs, state, reward, _, _, info = step(jax.random.PRNGKey(seed * 100_003 + t), state, policy(obs))
     states.append(state.env_state)
     returns.append(returns[-1] + float(reward))
@@ -96,18 +99,21 @@ def main(argv):
   import jax
   import numpy as np
 
-  from distrl import evaluation, seeds, sharding, trainer
+  from distrl import seeds, sharding
   from distrl.errors import ConfigError
 
   try:
-    config, env, mesh, state, update = load_run(_WORKDIR.value, _CHECKPOINT.value, _BEST.value)
+    program, state, update = load_run(_WORKDIR.value, _CHECKPOINT.value, _BEST.value)
+    config, mesh = program.config, program.mesh
+    if _GIF.value and config.env_name not in RENDERABLE:
+      raise ConfigError(f"--gif draws gymnax's own environments ({', '.join(RENDERABLE)}); {config.env_name} has no "
+                        f"renderer")
     if _EPISODES.value <= 0 or _EPISODES.value % mesh.size:
       raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
-    algo = trainer.algorithm(config.algo)
-    evaluate = evaluation.make_evaluate(algo.act, config, env, mesh, _EPISODES.value)
+    evaluate = program.evaluator(_EPISODES.value)
     key = jax.random.PRNGKey(_SEED.value)  # the same evaluation environments for every agent
     key = key if seeds.count(config) == 1 else jax.numpy.tile(key, (seeds.count(config), 1))
-    results = sharding.to_host(evaluate(state.learner.params, key))
+    results = sharding.to_host(evaluate(state.learner, key))
   except ConfigError as error:
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
@@ -125,11 +131,11 @@ def main(argv):
   else:
     print(summary(returns, lengths))
   if _GIF.value:
-    params = sharding.to_host(state.learner.params)
+    learner = sharding.to_host(state.learner)
     if agents > 1:
-      params = jax.tree.map(lambda x: x[0], params)
+      learner = jax.tree.map(lambda x: x[0], learner)
     try:
-      length = render(config, env, params, _GIF.value, _SEED.value)
+      length = render(program, learner, _GIF.value, _SEED.value)
     except ImportError as error:
       print(f"distrl: error: --gif needs {error.name}: pip install -e '.[render]'", file=sys.stderr)
       sys.exit(1)

@@ -66,7 +66,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def default_workdir(config) -> str:
-  return os.path.join("runs", f"{config.algo}-{config.env_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+  """runs/<algo>-<env>-<time>, with a user's module paths (examples.a2c, examples.corridor:make) made path-safe."""
+  name = re.sub(r"[^\w.-]+", "_", f"{config.algo}-{config.env_name}")
+  return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def main(argv):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from distrl import distributions
+from distrl.errors import ConfigError
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
@@ -61,13 +62,16 @@ class ConvMLP(nn.Module):
 def torso(name: str, hidden_sizes: Sequence[int], out_features: int, head_scale: float, activation: str,
           obs_ndim: int) -> nn.Module:
   """An "mlp" (any observation, flattened) or a "cnn" (image observations) with a linear head."""
+  if activation not in ACTIVATIONS:
+    raise ConfigError(f"activation={activation!r} must be one of {', '.join(ACTIVATIONS)}")
   if name == "cnn":
     if obs_ndim != 3:
-      raise ValueError(f"torso='cnn' needs image observations (H, W, C); these have {obs_ndim} axes")
+      raise ConfigError(f"torso='cnn' needs image observations (H, W, C); these have {obs_ndim} axis/axes "
+                        f"(use --config.torso=mlp)")
     return ConvMLP(hidden_sizes, out_features, head_scale, activation)
   if name == "mlp":
     return MLP(hidden_sizes, out_features, head_scale, activation, obs_ndim)
-  raise ValueError(f"unknown torso {name!r}: use 'mlp' or 'cnn'")
+  raise ConfigError(f"torso={name!r} must be 'mlp' or 'cnn'")
 
 
 class ActorCritic(nn.Module):

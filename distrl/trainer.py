@@ -1,11 +1,12 @@
 """The host loop every algorithm shares: build, restore, compile once, run chunks, log, checkpoint.
 
-The trainer knows an algorithm only through its package's `sizes`, `init`, `update` and `act`.
+The trainer knows an algorithm only through the contract of `distrl.algorithms` (`sizes`, `init`,
+`update`, `act`), resolved from `config.algo`; `build` makes what a run executes, for training,
+`distrl.evaluate` and the benchmarks alike.
 """
 
 import dataclasses
 import functools
-import importlib
 import json
 import math
 import os
@@ -17,12 +18,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from distrl import envs, evaluation, metrics, seeds, sharding
+from distrl import algorithms, envs, evaluation, metrics, seeds, sharding
 from distrl.checkpoint import Checkpoints, IncompatibleCheckpoint
 from distrl.errors import ConfigError, require, require_divisible, require_positive
 from distrl.state import TrainState
-
-ALGORITHMS = ("ppo", "dqn")
 
 
 class TrainingDiverged(RuntimeError):
@@ -37,12 +36,6 @@ class Result:
   traces: int  # times the chunk was traced (1 in a healthy run)
   layout_traces: int  # times a pmap layout conversion was traced (0 under shard_map, 2 under pmap)
   stopped: bool  # ended early by SIGTERM/SIGINT, after saving
-
-
-def algorithm(name: str):
-  """The algorithm package `distrl.<name>`."""
-  require(name in ALGORITHMS, f"algo={name!r} is not an algorithm; choose one of {', '.join(ALGORITHMS)}")
-  return importlib.import_module(f"distrl.{name}")
 
 
 class _StopRequest:
@@ -68,14 +61,14 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
-def check_run_config(config: ml_collections.ConfigDict, env: envs.Env, num_devices: int) -> None:
-  """The fields every algorithm's config has: intervals, backend, torso, and what must split over devices."""
+def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """The fields every algorithm's config has: intervals, backend, and what must split over devices."""
+  missing = [field for field in algorithms.RUN_FIELDS if field not in config]
+  require(not missing, f"the config lacks {', '.join(missing)}: every config has the fields "
+                       f"{', '.join(algorithms.RUN_FIELDS)} (see distrl/algorithms.py)")
   require_positive(config, "num_seeds", "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                    "eval_episodes")
   require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
-  require(config.torso in ("mlp", "cnn"), f"torso={config.torso!r} must be 'mlp' or 'cnn'")
-  require(config.torso == "mlp" or len(env.observation_shape) == 3,
-          f"torso='cnn' needs image observations; {config.env_name} has vectors (use --config.torso=mlp)")
   suggestion = num_devices * max(1, -(-config.num_envs // num_devices))  # the next multiple up
   require_divisible("num_envs", config.num_envs, "the number of devices", num_devices,
                     f"use a multiple of {num_devices}, e.g. --config.num_envs={suggestion}")
@@ -83,10 +76,35 @@ def check_run_config(config: ml_collections.ConfigDict, env: envs.Env, num_devic
                     f"use a multiple of {num_devices}")
 
 
-def initial_state(config: ml_collections.ConfigDict, env: envs.Env, mesh) -> TrainState:
-  """The algorithm's initial state for every agent of `config` (see `seeds`), placed on `mesh`."""
-  init = functools.partial(algorithm(config.algo).init, config, env)
-  return sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh)
+@dataclasses.dataclass
+class Program:
+  """What a run executes, built one way (`build`) for training, `distrl.evaluate` and the benchmarks."""
+
+  config: ml_collections.ConfigDict
+  algorithm: algorithms.Algorithm
+  env: envs.Env
+  mesh: jax.sharding.Mesh
+  sizes: algorithms.Sizes
+  state: TrainState  # the initial state of every agent (`config.num_seeds`), global layout, on `mesh`
+  runner: sharding.Runner  # one chunk of updates, of every agent (not compiled until `runner.compile`)
+
+  def evaluator(self, episodes: int):
+    """evaluate(learner, keys) -> {"return", "length"}: greedy episodes of every agent, split over the mesh."""
+    return evaluation.make_evaluate(self.algorithm.act, self.config, self.env, self.mesh, episodes)
+
+
+def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program:
+  """Resolves the algorithm and environment of `config`, validates it for `mesh`, and builds the initial state
+  (placed on the mesh) and the runner of its update. Raises ConfigError for anything a user can fix."""
+  check_run_config(config, mesh.size)
+  algorithm = algorithms.get(config.algo)
+  env = envs.make(config.env_name, config.env_kwargs)
+  sizes = algorithm.sizes(config, mesh.size)
+  init = functools.partial(algorithm.init, config=config, env=env, sizes=sizes)
+  state = sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh)
+  update = seeds.update(functools.partial(algorithm.update, config=config, env=env, sizes=sizes), config)
+  return Program(config=config, algorithm=algorithm, env=env, mesh=mesh, sizes=sizes, state=state,
+                 runner=sharding.Runner(update, mesh, config.backend, state))
 
 
 def _record_config(config: ml_collections.ConfigDict) -> dict:
@@ -145,17 +163,13 @@ def _truncate_metrics(workdir: str, update: int) -> None:
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> Result:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if it has one."""
-  algo = algorithm(config.algo)
-  env = envs.make(config.env_name)
-  mesh = sharding.make_mesh(devices)
-  check_run_config(config, env, mesh.size)
-  sizes = algo.sizes(config, mesh.size)
+  program = build(config, sharding.make_mesh(devices))
+  mesh, sizes, state, runner = program.mesh, program.sizes, program.state, program.runner
   _make_workdir(workdir)
   primary = jax.process_index() == 0
   say = print if primary else (lambda *args, **kwargs: None)
   total_steps = sizes.num_updates * sizes.steps_per_update
 
-  state = initial_state(config, env, mesh)
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   best = Checkpoints(os.path.join(workdir, "best"), keep=1, best_of="eval/return")  # the mean over agents
   writer = None
@@ -180,15 +194,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
     writer = metrics.Writer(workdir, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
                             enabled=primary, resume_step=update * sizes.steps_per_update)
 
-    update_fn = seeds.update(functools.partial(algo.update, config=config, env=env), config)
-    runner = sharding.Runner(update_fn, mesh, config.backend, state)
     state = runner.put(state)
     start = time.perf_counter()
     runner.compile(state)
     compile_seconds = time.perf_counter() - start
     writer.print(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
 
-    evaluate = evaluation.make_evaluate(algo.act, config, env, mesh, config.eval_episodes)
+    evaluate = program.evaluator(config.eval_episodes)
     # Evaluation after update u of the agent of seed s uses fold_in(fold_in(PRNGKey(s), 1), u).
     eval_key = seeds.vmap(lambda key, u: jax.random.fold_in(jax.random.fold_in(key, 1), u), config, in_axes=(0, None))
     history, last_saved = [], update
@@ -211,8 +223,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> R
                                  f"(step {update * sizes.steps_per_update:,}); {kept}. A lower lr or "
                                  f"max_grad_norm usually helps")
         if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
-          params = runner.get(state).learner.params
-          results = sharding.to_host(evaluate(params, eval_key(seeds.keys(config), update)))
+          learner = runner.get(state).learner
+          results = sharding.to_host(evaluate(learner, eval_key(seeds.keys(config), update)))
           episodes = {f"eval/{name}": (values.sum(-1), np.full(values.shape[:-1], values.shape[-1]))
                       for name, values in results.items()}  # per agent: (sum, count) over its episodes
           scalars.update(metrics.summarize(episodes, first_seed=config.seed))

@@ -36,17 +36,18 @@ def test_categorical_log_prob_and_entropy_by_hand():
 def test_gaussian_actions_are_clipped_to_the_action_space():
   config = ppo_config.get_config("Pendulum-v1")
   env = envs.make(config.env_name)
-  params = ppo.init(config, env, jax.random.PRNGKey(0)).learner.params
+  learner = ppo.init(jax.random.PRNGKey(0), config=config, env=env, sizes=ppo.sizes(config, 1)).learner
+  params = learner.params
   assert params["params"]["log_std"].shape == (1,)  # state-independent, one per action dimension
   obs = jnp.zeros((5, 3))
   for bias, clipped in [(10.0, 2.0), (-10.0, -2.0), (0.5, 0.5)]:  # Pendulum's torque is within [-2, 2]
     moved = jax.tree_util.tree_map_with_path(
         lambda path, x: jnp.full_like(x, bias) if "actor" in str(path) and "bias" in str(path) and x.shape == (1,)
         else x, params)
-    action = ppo.act(moved, obs, None, config=config, env=env, greedy=True)
+    action = ppo.act(learner.replace(params=moved), obs, None, config=config, env=env, greedy=True)
     assert action.shape == (5, 1)
     np.testing.assert_allclose(action, clipped, rtol=1e-5)
-  sampled = ppo.act(params | {"params": params["params"] | {"log_std": jnp.array([3.0])}}, obs,
+  sampled = ppo.act(learner.replace(params=params | {"params": params["params"] | {"log_std": jnp.array([3.0])}}), obs,
                     jax.random.PRNGKey(1), config=config, env=env, greedy=False)
   assert float(jnp.abs(sampled).max()) == 2.0  # std e^3: most samples fall outside and are clipped
 
@@ -63,9 +64,24 @@ def test_dqn_refuses_continuous_actions(tmp_path):
 @pytest.mark.slow
 def test_ppo_swings_pendulum_up(tmp_path):
   """A random policy scores about -1200 on Pendulum; -200 (the issue's bar) means swinging up and
-  balancing from most starts. The preset gets there within its 1e6 steps for seeds 0-3 (-139 to -174)."""
+  balancing from most starts. The preset (normalised observations, scaled rewards) gets there within its
+  1e6 steps for seeds 0-2 (final training returns -163 to -177 in development). One device: the result does
+  not depend on the device count, and the 16 environments run faster undivided."""
   config = ppo_config.get_config("Pendulum-v1")
-  result = trainer.train(config, str(tmp_path))
+  result = trainer.train(config, str(tmp_path), devices=jax.devices()[:1])
   final = np.mean([h["train/episode_return"] for h in result.history[-3:]])
   assert final >= -200, [round(h["train/episode_return"]) for h in result.history]
   assert result.history[0]["train/episode_return"] < -800  # it started out random
+
+
+@pytest.mark.slow
+def test_ppo_drives_mountain_car_to_the_flag(tmp_path):
+  """MountainCarContinuous-v0 is solved at a mean return of 90: the flag pays 100 once the car has rocked
+  itself up the hill, and every step costs 0.1 * action^2. A policy that never finds the flag learns to stand
+  still (return 0, where the preset settled before observations were normalised). The preset reaches 95.6-96.0
+  in greedy evaluation for seeds 0-2 in development."""
+  config = ppo_config.get_config("MountainCarContinuous-v0")
+  result = trainer.train(config, str(tmp_path), devices=jax.devices()[:1])
+  final = np.mean([h["train/episode_return"] for h in result.history[-3:]])
+  assert final >= 90, [round(h["train/episode_return"], 1) for h in result.history]
+  assert result.history[-1]["eval/return"] >= 90, result.history[-1]

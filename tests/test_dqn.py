@@ -10,7 +10,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from configs import dqn as dqn_config
-from distrl import dqn, envs, sharding, trainer
+from distrl import acting, dqn, envs, sharding, trainer
 from distrl.dqn import learner as dqn_learner
 from distrl.errors import ConfigError
 
@@ -38,7 +38,7 @@ def test_sharded_gradient_step_equals_unsharded_on_the_same_global_batch(cfg, do
     pytest.skip("needs several devices: run with the default 8 emulated devices")
   cfg.double_dqn, cfg.loss = double_dqn, loss
   env = envs.make(cfg.env_name)
-  learner = dqn.init(cfg, env, jax.random.PRNGKey(0)).learner
+  learner = dqn.init(jax.random.PRNGKey(0), config=cfg, env=env, sizes=dqn.sizes(cfg, 1)).learner
   keys = jax.random.split(jax.random.PRNGKey(1), 4)
   batch = dqn.learner.replay.Transition(
       obs=jax.random.normal(keys[0], (128, 4)), action=jax.random.randint(keys[1], (128,), 0, 2),
@@ -55,34 +55,33 @@ def test_sharded_gradient_step_equals_unsharded_on_the_same_global_batch(cfg, do
 
 def test_pmap_and_shard_map_run_the_same_update(cfg):
   cfg.learning_starts, cfg.target_update_interval = 0, 20
-  env = envs.make(cfg.env_name)
   results = []
   for backend in sharding.BACKENDS:
-    mesh = sharding.make_mesh()
-    state = sharding.init_sharded(functools.partial(dqn.init, cfg, env), jax.random.PRNGKey(0), mesh)
-    runner = sharding.Runner(functools.partial(dqn.update, config=cfg, env=env), mesh, backend, state)
-    state, sums = runner(runner.put(state), 30)
+    cfg.backend = backend
+    program = trainer.build(cfg, sharding.make_mesh())
+    runner = program.runner
+    state, sums = runner(runner.put(program.state), 30)
     results.append(jax.device_get((runner.get(state), sums)))
   for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
     np.testing.assert_allclose(a, b, atol=1e-5)
   assert results[0][1]["loss/total"][1] == 30  # trained in every update
 
 
-def test_truncated_step_stores_the_final_observation_and_is_not_terminal(cfg):
+def test_truncated_step_keeps_the_final_observation_and_is_not_terminal(cfg):
   env = envs.make(cfg.env_name)
   env = env.replace(params=env.params.replace(max_steps_in_episode=3))  # CartPole truncated after 3 steps
   cfg.num_envs = 4
-  state = dqn.init(cfg, env, jax.random.PRNGKey(0))
-  net = dqn_learner.network(cfg, env)
-  keys = jax.random.split(jax.random.PRNGKey(1), 2 * 3 * 4).reshape(2, 3, 4, 2)
-  actors, (steps, (ends, _, lengths)) = dqn_learner._rollout(net, env, state.learner.params, state.actors,
-                                                              jnp.float32(0.0), keys[0], keys[1])
-  np.testing.assert_array_equal(ends[2], True)  # every environment hit its time limit at step 3
-  np.testing.assert_array_equal(lengths[2], 3)
+  state = dqn.init(jax.random.PRNGKey(0), config=cfg, env=env, sizes=dqn.sizes(cfg, 1))
+  observe = lambda obs: obs
+  policy = dqn_learner.epsilon_greedy(dqn_learner.network(cfg, env), state.learner.params, observe, jnp.float32(0.0),
+                                      env.num_actions)
+  _, obs, steps = acting.rollout(env, policy, state.actors.env_state, state.actors.obs, state.actors.key, 3)
+  np.testing.assert_array_equal(steps.episode_end[2], True)  # every environment hit its time limit at step 3
+  np.testing.assert_array_equal(steps.episode_length[2], 3)
   np.testing.assert_array_equal(steps.terminated[2], False)  # ... which is not a terminal state
-  # next_obs is where the third step went, not the observation after the reset.
-  assert not np.allclose(steps.next_obs[2], actors.obs)
-  np.testing.assert_array_equal(steps.next_obs[1], steps.obs[2])  # consecutive within the episode
+  # final_obs (stored as next_obs) is where the third step went, not the observation after the reset.
+  assert not np.allclose(steps.final_obs[2], obs)
+  np.testing.assert_array_equal(steps.final_obs[1], steps.obs[2])  # consecutive within the episode
 
 
 def _small(cfg, total_updates):

@@ -23,7 +23,8 @@ def test_presets_build_a_cnn_actor_critic_for_each_game(game):
   config = ppo_config.get_config(game)
   env = envs.make(config.env_name)
   assert env.observation_shape[:2] == (10, 10)
-  state = jax.eval_shape(lambda key: ppo.init(config, env, key), jax.random.PRNGKey(0))
+  sizes = ppo.sizes(config, 1)
+  state = jax.eval_shape(lambda key: ppo.init(key, config=config, env=env, sizes=sizes), jax.random.PRNGKey(0))
   assert state.actors.obs.shape == (64,) + env.observation_shape
   assert state.learner.params["params"]["actor"]["MLP_0"]["Dense_1"]["kernel"].shape == (64, env.num_actions)
 
@@ -31,7 +32,7 @@ def test_presets_build_a_cnn_actor_critic_for_each_game(game):
 def test_a_cnn_on_vector_observations_is_refused(tmp_path):
   config = ppo_config.get_config()
   config.torso, config.num_envs, config.eval_episodes = "cnn", jax.device_count(), jax.device_count()
-  with pytest.raises(ConfigError, match="torso='cnn' needs image observations; CartPole-v1 has vectors"):
+  with pytest.raises(ConfigError, match=r"torso='cnn' needs image observations \(H, W, C\); these have 1 axis"):
     trainer.train(config, str(tmp_path))
 
 

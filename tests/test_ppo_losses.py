@@ -78,8 +78,9 @@ def test_ppo_loss_without_value_clipping():
 def test_ppo_loss_gradient_is_zero_where_the_ratio_is_clipped():
   # Sample 0: ratio 1.5 > 1.2 with a positive advantage, the clipped branch: no gradient.
   # Sample 1: ratio 0.9 inside [0.8, 1.2]: d/dlogp of -(r * A)/2 = -0.9 * -2 / 2 = 0.9.
-  grad = jax.grad(lambda lp: losses.ppo_loss(lp, jnp.zeros(2), jnp.array([1.0, -2.0]), jnp.zeros(2), jnp.zeros(2),
-                                             jnp.zeros(2), jnp.zeros(2), clip_eps=0.2, vf_coef=0.5, ent_coef=0.0,
-                                             clip_value_loss=True).policy)(jnp.log(jnp.array([1.5, 0.9])))
+  zeros = jnp.zeros(2)
+  grad = jax.grad(lambda lp: losses.ppo_loss(
+      log_prob=lp, old_log_prob=zeros, advantage=jnp.array([1.0, -2.0]), value=zeros, old_value=zeros, target=zeros,
+      entropy=zeros, clip_eps=0.2, vf_coef=0.5, ent_coef=0.0, clip_value_loss=True).policy)(jnp.log(jnp.array([1.5, 0.9])))
   assert float(grad[0]) == 0.0
   assert float(grad[1]) == pytest.approx(0.9)

@@ -15,6 +15,7 @@ from configs import ppo as ppo_config
 from distrl import trainer
 from distrl.checkpoint import Checkpoints
 from distrl.errors import ConfigError
+from examples import a2c_config
 from tests.cli import launch, records
 
 # Runs long enough (a few seconds) to be killed in their middle, with a checkpoint every 2 chunks.
@@ -24,11 +25,16 @@ RUNS = {
     "dqn": ("configs/dqn.py", {"num_envs": 8, "train_frequency": 8, "buffer_size": 8000, "learning_starts": 800,
                                "total_timesteps": 8 * 30 * 200, "log_every": 200, "checkpoint_every": 400,
                                "eval_every": 100000, "eval_episodes": 8}),
+    # The example algorithm that lives outside distrl (examples/a2c.py), resumed like the built-in ones.
+    "a2c": ("examples/a2c_config.py", {"num_envs": 64, "num_steps": 32, "total_timesteps": 64 * 32 * 30 * 20,
+                                       "log_every": 20, "checkpoint_every": 40, "eval_every": 100000,
+                                       "eval_episodes": 8}),
 }
+CONFIGS = {"ppo": ppo_config, "dqn": dqn_config, "a2c": a2c_config}
 
 
 def _config(algo, fields):
-  config = (ppo_config if algo == "ppo" else dqn_config).get_config()
+  config = CONFIGS[algo].get_config()
   config.update(fields)
   return config
 
@@ -38,7 +44,7 @@ def _assert_same_state(a, b):
     np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+@pytest.mark.parametrize("algo", list(RUNS))
 def test_kill_9_at_a_random_chunk_then_resume_ends_bit_identical_to_an_uninterrupted_run(algo, tmp_path):
   config_file, fields = RUNS[algo]
   flags = [f"--workdir={tmp_path / 'run'}", *(f"--config.{k}={v}" for k, v in fields.items())]

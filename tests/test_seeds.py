@@ -6,7 +6,7 @@ import pytest
 
 from configs import dqn as dqn_config
 from configs import ppo as ppo_config
-from distrl import envs, plot, sharding, trainer
+from distrl import plot, sharding, trainer
 from distrl.checkpoint import Checkpoints
 from distrl.errors import ConfigError
 from tests.test_evaluate import evaluate
@@ -71,7 +71,7 @@ def test_checkpoints_hold_every_agent(ppo_runs):
   config = _ppo(3, 2)
   checkpoints = Checkpoints(str(root / "multi" / "checkpoints"), keep=3)
   try:
-    like = trainer.initial_state(config, envs.make(config.env_name), sharding.make_mesh())
+    like = trainer.build(config, sharding.make_mesh()).state
     state = checkpoints.restore(checkpoints.latest(), like=like)
   finally:
     checkpoints.close()

@@ -1,23 +1,19 @@
 """Sharded updates equal the unsharded update on the same global batch, for both backends."""
 
-import functools
-
 import jax
 import numpy as np
 import pytest
 
-from distrl import envs, ppo, sharding
+from distrl import sharding, trainer
 
 
 def _run(config, devices, backend, num_updates):
   """`num_updates` PPO updates on `devices`; returns (global state, metric sums, runner)."""
   config = config.copy_and_resolve_references()
   config.backend = backend
-  env = envs.make(config.env_name)
-  mesh = sharding.make_mesh(devices)
-  state = sharding.init_sharded(functools.partial(ppo.init, config, env), jax.random.PRNGKey(3), mesh)
-  runner = sharding.Runner(functools.partial(ppo.update, config=config, env=env), mesh, backend, state)
-  state, sums = runner(runner.put(state), num_updates)
+  program = trainer.build(config, sharding.make_mesh(devices))
+  runner = program.runner
+  state, sums = runner(runner.put(program.state), num_updates)
   return jax.device_get(runner.get(state)), jax.device_get(sums), runner
 
 
@@ -25,6 +21,7 @@ def _run(config, devices, backend, num_updates):
 def small(ppo_cfg):
   ppo_cfg.num_envs = 8
   ppo_cfg.num_steps = 32
+  ppo_cfg.seed = 3
   return ppo_cfg
 
 
@@ -51,8 +48,7 @@ def test_sharded_update_equals_unsharded(small, backend):
 
 def test_parameters_actually_change(small):
   # Guards the test above against comparing two no-op updates.
-  env = envs.make(small.env_name)
-  initial = ppo.init(small, env, jax.random.PRNGKey(3))
+  initial = trainer.build(small, sharding.make_mesh()).state
   state, sums, _ = _run(small, jax.devices(), "shard_map", 2)
   delta = max(float(np.max(np.abs(a - b))) for a, b in
               zip(jax.tree.leaves(state.learner.params), jax.tree.leaves(initial.learner.params)))
@@ -61,9 +57,7 @@ def test_parameters_actually_change(small):
 
 
 def test_state_layout(small):
-  env = envs.make(small.env_name)
-  mesh = sharding.make_mesh()
-  state = sharding.init_sharded(functools.partial(ppo.init, small, env), jax.random.PRNGKey(0), mesh)
+  state = trainer.build(small, sharding.make_mesh()).state
   assert state.actors.obs.shape == (small.num_envs, 4)
   assert state.actors.obs.sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
   assert len(state.actors.obs.addressable_shards) == jax.device_count()

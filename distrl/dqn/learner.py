@@ -18,7 +18,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import envs, sharding
+from distrl import acting, envs, normalization, sharding
 from distrl.dqn import losses, replay
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
@@ -31,6 +31,7 @@ class Learner:
   params: Any
   target_params: Any
   opt_state: Any
+  normalizer: normalization.Normalizer  # observation / return statistics (fields None when off)
 
 
 @struct.dataclass
@@ -38,9 +39,10 @@ class Actors:
   """One row per environment."""
 
   env_state: Any
-  obs: jax.Array  # (E, *obs_shape)
+  obs: jax.Array  # (E, *obs_shape), raw
   key: jax.Array  # (E, 2) uint32: each environment's own random stream, from its global index
-  replay: replay.Transition  # (E, capacity_per_env, ...)
+  replay: replay.Transition  # (E, capacity_per_env, ...), raw observations and rewards
+  discounted_return: jax.Array | None  # (E,): the running return that scales rewards, if config.scale_rewards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Sizes:
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
   require_positive(config, "total_timesteps", "num_envs", "buffer_size", "batch_size", "lr", "train_frequency",
-                   "target_update_interval", "exploration_steps", "max_grad_norm")
+                   "target_update_interval", "exploration_steps", "max_grad_norm", "obs_clip", "reward_clip")
   require(0 < config.gamma <= 1, f"gamma={config.gamma} must be in (0, 1]")
   require(0 < config.tau <= 1, f"tau={config.tau} must be in (0, 1]")
   require(0 <= config.end_e <= config.start_e <= 1,
@@ -108,29 +110,36 @@ def epsilon(config: ml_collections.ConfigDict, env_steps: jax.Array) -> jax.Arra
   return optax.linear_schedule(config.start_e, config.end_e, config.exploration_steps)(env_steps)
 
 
-def init(config: ml_collections.ConfigDict, env: Env, key: jax.Array) -> TrainState:
+def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
   """Parameters from `key`; environment i reset from fold_in(key, i) whatever device runs it."""
   param_key, env_key = jax.random.split(key)
   params = network(config, env).init(param_key, jnp.zeros(env.observation_shape))
+  normalizer = normalization.init(env.observation_shape, normalize_obs=config.normalize_obs,
+                                  scale_rewards=config.scale_rewards)
   obs, env_state, keys = envs.reset_batch(env, env_key, jnp.arange(config.num_envs))
   example = replay.Transition(obs=obs[0], action=jnp.int32(0), reward=jnp.float32(0), next_obs=obs[0],
                               terminated=jnp.bool_(False))
-  capacity = config.buffer_size // config.num_envs
   return TrainState(update=jnp.zeros((), jnp.int32),
-                    learner=Learner(params=params, target_params=params, opt_state=optimizer(config).init(params)),
+                    learner=Learner(params=params, target_params=params, opt_state=optimizer(config).init(params),
+                                    normalizer=normalizer),
                     actors=Actors(env_state=env_state, obs=obs, key=keys,
-                                  replay=replay.init(example, config.num_envs, capacity)))
+                                  replay=replay.init(example, config.num_envs, sizes.capacity),
+                                  discounted_return=normalization.initial_returns(normalizer, config.num_envs)))
 
 
-def act(params, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
+def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
   """Actions for a batch of observations (B, *obs_shape): argmax Q if `greedy`, else uniformly random."""
-  q = network(config, env).apply(params, obs)
+  q = network(config, env).apply(learner.params, normalization.observations(learner.normalizer, obs,
+                                                                            clip=config.obs_clip))
   return jnp.argmax(q, -1) if greedy else jax.random.randint(key, q.shape[:-1], 0, q.shape[-1])
 
 
 def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, learner: Learner,
                   batch: replay.Transition):
-  """One gradient step on this device's share of a batch (B, ...); gradients averaged over devices."""
+  """One gradient step on this device's share of a batch (B, ...); gradients averaged over devices.
+
+  `batch` holds observations and rewards as the network and the targets take them (normalised, scaled).
+  """
 
   def loss_fn(params):
     q_tm1 = net.apply(params, batch.obs)
@@ -146,53 +155,54 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
   return learner, (loss, q_mean, optax.tree.norm(grads))
 
 
-def _rollout(net: nn.Module, env: Env, params, actors: Actors, eps: jax.Array, act_keys, step_keys):
-  """`num_steps` epsilon-greedy steps of every local environment; keys (T, E, 2) -> (actors, (T, E) steps, ends)."""
+def epsilon_greedy(net: nn.Module, params, observe, eps: jax.Array, num_actions: int) -> acting.Policy:
+  """The rollout policy: with probability `eps` a uniformly random action, else argmax Q."""
 
-  def step(carry: Actors, keys):
-    act_key, step_key = keys
-    greedy = jnp.argmax(net.apply(params, carry.obs), -1)
-    explore_key, random_key = jnp.unstack(jax.vmap(jax.random.split)(act_key), axis=1)
+  def policy(obs, keys):
+    greedy = jnp.argmax(net.apply(params, observe(obs)), -1)
+    explore_key, random_key = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
     explore = jax.vmap(jax.random.uniform)(explore_key) < eps
-    random_action = jax.vmap(lambda k: jax.random.randint(k, (), 0, env.num_actions))(random_key)
-    action = jnp.where(explore, random_action, greedy)
-    obs, env_state, reward, terminated, _, info = jax.vmap(env.step)(step_key, carry.env_state, action)
-    transition = replay.Transition(obs=carry.obs, action=action, reward=reward,
-                                   next_obs=info["final_observation"], terminated=terminated)
-    episode = (info["returned_episode"], info["returned_episode_returns"], info["returned_episode_lengths"])
-    return carry.replace(env_state=env_state, obs=obs), (transition, episode)
+    random_action = jax.vmap(lambda k: jax.random.randint(k, (), 0, num_actions))(random_key)
+    return jnp.where(explore, random_action, greedy), None
 
-  return jax.lax.scan(step, actors, (act_keys, step_keys))
+  return policy
 
 
-def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env):
+def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes):
   """One DQN iteration on this device's environments. Returns (state, {name: (sum, count)})."""
-  num_devices = config.num_envs // state.actors.obs.shape[0]
-  size = sizes(config, num_devices)
   net, tx = network(config, env), optimizer(config)
   learner, actors = state.learner, state.actors
-  steps_before = state.update * size.steps_per_update  # global environment steps so far
-  steps_after = steps_before + size.steps_per_update
+  normalizer = learner.normalizer
+  observe = functools.partial(normalization.observations, normalizer, clip=config.obs_clip)
+  steps_before = state.update * sizes.steps_per_update  # global environment steps so far
+  steps_after = steps_before + sizes.steps_per_update
   eps = epsilon(config, steps_before)
 
-  keys = jax.vmap(functools.partial(jax.random.split, num=2 + 2 * size.num_steps))(actors.key)
-  keys = jnp.swapaxes(keys, 0, 1)  # (2 + 2T, E, 2)
-  next_key, sample_key = keys[0], keys[1][0]  # sampling follows this device's first environment
-  act_keys, step_keys = keys[2:2 + size.num_steps], keys[2 + size.num_steps:]
-
-  actors, (steps, (ends, returns, lengths)) = _rollout(net, env, learner.params, actors, eps, act_keys, step_keys)
-  added = state.update * size.num_steps  # steps per environment before this iteration
+  next_key, rollout_key, sample_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
+                                                  axis=1)
+  policy = epsilon_greedy(net, learner.params, observe, eps, env.num_actions)
+  env_state, obs, traj = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, sizes.num_steps)
+  normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
+                                                               actors.discounted_return, gamma=config.gamma)
+  steps = replay.Transition(obs=traj.obs, action=traj.action, reward=traj.reward, next_obs=traj.final_obs,
+                            terminated=traj.terminated)
+  added = state.update * sizes.num_steps  # steps per environment before this iteration
   buffer = replay.add(actors.replay, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps), added)
-  actors = actors.replace(key=next_key, replay=buffer)
-  filled = jnp.minimum(added + size.num_steps, size.capacity)
+  actors = actors.replace(env_state=env_state, obs=obs, key=next_key, replay=buffer,
+                          discounted_return=discounted_return)
+  filled = jnp.minimum(added + sizes.num_steps, sizes.capacity)
+
+  def prepared(batch: replay.Transition) -> replay.Transition:  # as the network and the targets take them
+    return batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs),
+                         reward=normalization.rewards(normalizer, batch.reward, clip=config.reward_clip))
 
   def train(learner: Learner):
     def one(learner, key):
-      batch = replay.sample(buffer, key, size.batch_per_device, filled)
-      return gradient_step(net, tx, config, learner, batch)
+      batch = replay.sample(buffer, key, sizes.batch_per_device, filled)
+      return gradient_step(net, tx, config, learner, prepared(batch))
 
-    learner, stats = jax.lax.scan(one, learner, jax.random.split(sample_key, size.gradient_steps))
-    return learner, (*jax.tree.map(jnp.mean, stats), jnp.float32(1))
+    learner, stats = jax.lax.scan(one, learner, jax.random.split(sample_key[0], sizes.gradient_steps))
+    return learner, (*jax.tree.map(jnp.mean, stats), jnp.float32(1))  # sampling follows the first local env
 
   def skip(learner: Learner):
     return learner, (jnp.float32(0), jnp.float32(0), jnp.float32(0), jnp.float32(0))
@@ -204,13 +214,11 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env):
   crossed = steps_after // config.target_update_interval > steps_before // config.target_update_interval
   tau = jnp.where(crossed & learning, config.tau, 0.0)
   target = optax.incremental_update(learner.params, learner.target_params, tau)
-  learner = learner.replace(target_params=target)
+  # The observations of this iteration join the statistics for the next one.
+  learner = learner.replace(target_params=target, normalizer=normalization.update_observations(normalizer, traj.obs))
 
-  ends = ends.astype(jnp.float32)
-  episodes, return_sum, length_sum = sharding.psum((jnp.sum(ends), jnp.sum(returns * ends), jnp.sum(lengths * ends)))
   metrics = {
-      "train/episode_return": (return_sum, episodes),
-      "train/episode_length": (length_sum, episodes),
+      **acting.episode_metrics(traj),
       "loss/total": (loss * trained, trained),
       "dqn/q_mean": (q_mean * trained, trained),
       "opt/grad_norm": (grad_norm * trained, trained),

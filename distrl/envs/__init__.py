@@ -1,33 +1,50 @@
-"""Environments: `make(name)` over the gymnax registry, wrapped for training.
+"""Environments: `make(name, kwargs)` over the gymnax registry or a user's factory, wrapped for training.
 
-Observations with more than one axis are flattened to vectors (MinAtar keeps its image shape for
-a CNN torso), and every environment is wrapped in gymnax's `LogWrapper`, whose `info` carries the return and length of
-each episode that ends. gymnax 1.0 auto-resets inside `step` and returns
-`(obs, state, reward, terminated, truncated, info)`; `info["final_observation"]` is the
-observation the step reached *before* any reset, which is the state to bootstrap from when an
-episode is truncated by its time limit.
+`name` is a gymnax id ("CartPole-v1") or `package.module:factory`, where `factory(**kwargs)`
+returns `(env, env_params)` of an environment with the gymnax >= 1.0 API:
+
+    env.reset(key, params) -> (obs, state)
+    env.step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)
+    env.action_space(params) -> Discrete(n), or a Box of one axis (continuous actions)
+    params.max_steps_in_episode: the time limit (evaluation runs each episode at most this long)
+
+`step` resets the environment itself when an episode ends and puts the observation the step
+reached *before* that reset in `info["final_observation"]`: the state to bootstrap from when an
+episode is truncated by its time limit (`terminated` is False there). Subclassing gymnax's
+`Environment` and writing `step_env` / `reset_env` gives all of this. A `step` of the older API
+(five values, one `done` for both terminal states and time limits) is refused: it cannot tell
+the two apart, and bootstrapping depends on it.
+
+Observations are arrays of any shape (an MLP flattens them; `torso="cnn"` takes (H, W, C) images)
+or pytrees (dicts, tuples) of arrays, which are flattened into one float vector. gymnax's own
+environments with observations of several axes are flattened, except MinAtar's images. Every
+environment is wrapped in gymnax's `LogWrapper`, whose `info` carries the return and length of
+each episode that ends.
 """
 
 import difflib
+import inspect
 from typing import Any
 
 import gymnax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
-from gymnax.environments import spaces
-from gymnax.wrappers.purerl import FlattenObservationWrapper, LogWrapper
+from gymnax.wrappers.purerl import FlattenObservationWrapper, GymnaxWrapper, LogWrapper
 
 from distrl.errors import ConfigError
+from distrl.usercode import load_attribute
 
 
 @struct.dataclass
 class Env:
-  """A wrapped gymnax environment with its parameters bound: `reset(key)`, `step(key, state, action)`."""
+  """A wrapped environment with its parameters bound: `reset(key)`, `step(key, state, action)`."""
 
   env: Any = struct.field(pytree_node=False)
   params: Any
   name: str = struct.field(pytree_node=False)
+  observation_shape: tuple[int, ...] = struct.field(pytree_node=False)  # of one observation, as the agent sees it
 
   def reset(self, key: jax.Array):
     """-> (obs, state) for one environment."""
@@ -38,35 +55,39 @@ class Env:
     return self.env.step(key, state, action, self.params)
 
   @property
-  def observation_shape(self) -> tuple[int, ...]:
-    return tuple(self.env.observation_space(self.params).shape)
+  def action_space(self):
+    return self.env.action_space(self.params)
 
   @property
   def discrete(self) -> bool:
-    return isinstance(self.env.action_space(self.params), spaces.Discrete)
+    return _is_discrete(self.action_space)
 
   @property
   def num_actions(self) -> int:
     """How many discrete actions there are (a ConfigError for a continuous action space)."""
-    space = self.env.action_space(self.params)
     if not self.discrete:
-      raise ConfigError(f"{self.name} has a {type(space).__name__} action space; this algorithm needs discrete actions")
-    return int(space.n)
+      raise ConfigError(f"{self.name} has a {type(self.action_space).__name__} action space; this algorithm needs "
+                        f"discrete actions")
+    return int(self.action_space.n)
 
   @property
   def action_dim(self) -> int:
     """The size of a continuous action (a Box of one axis)."""
-    space = self.env.action_space(self.params)
+    space = self.action_space
     if self.discrete or len(space.shape) != 1:
       raise ConfigError(f"{self.name}'s action space {type(space).__name__}{tuple(space.shape)} is not a vector")
     return int(space.shape[0])
+
+  @property
+  def max_steps(self) -> int:
+    """The episode time limit, `params.max_steps_in_episode`."""
+    return int(self.params.max_steps_in_episode)
 
   def clip(self, action: jax.Array) -> jax.Array:
     """A continuous action clipped to the action space's bounds (a discrete action as it is)."""
     if self.discrete:
       return action
-    space = self.env.action_space(self.params)
-    return jnp.clip(action, space.low, space.high)
+    return jnp.clip(action, self.action_space.low, self.action_space.high)
 
 
 def reset_batch(env: Env, key: jax.Array, indices: jax.Array):
@@ -82,17 +103,141 @@ def reset_batch(env: Env, key: jax.Array, indices: jax.Array):
 
 
 def names() -> list[str]:
-  """Every environment name `make` accepts."""
+  """Every gymnax id `make` accepts (and any `package.module:factory`)."""
   return list(gymnax.registered_envs)
 
 
-def make(name: str) -> Env:
-  """The gymnax environment `name`, flattened and with episode statistics."""
-  if name not in gymnax.registered_envs:
-    close = difflib.get_close_matches(name, names(), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ConfigError(f"unknown environment {name!r}: {hint}choose one of {', '.join(names())}")
-  env, params = gymnax.make(name)
-  if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
-    env = FlattenObservationWrapper(env)
-  return Env(env=LogWrapper(env), params=params, name=name)
+class FlattenPytreeObservation(GymnaxWrapper):
+  """Observations that are pytrees (dicts, tuples of arrays) as one float32 vector: the leaves, flattened and
+  concatenated in pytree order (dict keys sorted). `info["final_observation"]` likewise."""
+
+  @staticmethod
+  def flatten(obs) -> jax.Array:
+    return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(obs)])
+
+  def reset(self, key, params=None):
+    obs, state = self._env.reset(key, params)
+    return self.flatten(obs), state
+
+  def step(self, key, state, action, params=None):
+    obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
+    info = {**info, "final_observation": self.flatten(info["final_observation"])}
+    return self.flatten(obs), state, reward, terminated, truncated, info
+
+
+def make(name: str, kwargs: Any = None) -> Env:
+  """The environment `name` (a gymnax id or `package.module:factory`) built with `kwargs`, checked and wrapped."""
+  kwargs = _as_dict(kwargs)
+  if ":" in name:
+    env, params = _from_factory(name, kwargs)
+    env = _checked(env, params, name)
+  else:
+    if name not in gymnax.registered_envs:
+      if "." in name:
+        raise ConfigError(f"env_name={name!r} names no factory: use package.module:factory, e.g. {name}:make")
+      close = difflib.get_close_matches(name, names(), n=1)
+      hint = f"did you mean {close[0]!r}? " if close else ""
+      raise ConfigError(f"unknown environment {name!r}: {hint}choose one of {', '.join(names())}, or name your own "
+                        f"as package.module:factory")
+    try:
+      env, params = gymnax.make(name, **kwargs)
+    except TypeError as error:
+      raise ConfigError(f"env_kwargs {kwargs} do not fit {name}: {error}") from None
+    if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
+      env = FlattenObservationWrapper(env)
+  obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
+  return Env(env=LogWrapper(env), params=params, name=name, observation_shape=tuple(obs.shape))
+
+
+def _as_dict(kwargs) -> dict:
+  if kwargs is None:
+    return {}
+  return kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _from_factory(name: str, kwargs: dict):
+  """`factory(**kwargs)` of `package.module:factory`, checked to be a callable returning (env, params)."""
+  factory = load_attribute(name, "env_name")
+  if not callable(factory):
+    raise ConfigError(f"env_name={name!r} is not a function returning (env, env_params) but a "
+                      f"{type(factory).__name__}")
+  try:
+    inspect.signature(factory).bind(**kwargs)
+  except TypeError as error:
+    raise ConfigError(f"env_kwargs {kwargs} do not fit {name}: {error}") from None
+  except ValueError:  # no signature to check (a builtin): calling it will tell
+    pass
+  try:
+    made = factory(**kwargs)
+  except Exception as error:
+    raise ConfigError(f"env_name={name!r}: the factory raised {_first_line(error)}") from None
+  if not (isinstance(made, tuple) and len(made) == 2):
+    raise ConfigError(f"env_name={name!r}: the factory returned {type(made).__name__}, not (env, env_params)")
+  return made
+
+
+def _is_discrete(space) -> bool:
+  return hasattr(space, "n") and tuple(getattr(space, "shape", ())) == ()
+
+
+def _checked(env, params, name: str):
+  """`env` (flattening pytree observations) if it keeps the gymnax API that training relies on, else a ConfigError."""
+  lacking = [f for f in ("reset", "step", "action_space") if not callable(getattr(env, f, None))]
+  if lacking:
+    raise ConfigError(f"env_name={name!r}: the environment lacks {', '.join(lacking)} of the gymnax API "
+                      f"(reset, step, action_space)")
+  if not hasattr(params, "max_steps_in_episode"):
+    raise ConfigError(f"env_name={name!r}: env_params ({type(params).__name__}) has no max_steps_in_episode, the "
+                      f"time limit that evaluation and truncation need")
+  try:
+    space = env.action_space(params)
+  except Exception as error:
+    raise ConfigError(f"env_name={name!r}: action_space(params) raised {_first_line(error)}") from None
+  if _is_discrete(space):
+    action = jax.ShapeDtypeStruct((), jnp.int32)
+  elif all(hasattr(space, f) for f in ("low", "high", "shape")) and len(space.shape) == 1:
+    action = jax.ShapeDtypeStruct(tuple(space.shape), jnp.float32)
+  else:
+    raise ConfigError(f"env_name={name!r}: the action space {space!r} is neither Discrete(n) nor a Box of one axis; "
+                      f"distrl trains on those two")
+
+  key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+  try:
+    reset = jax.eval_shape(env.reset, key, params)
+  except Exception as error:
+    raise ConfigError(f"env_name={name!r}: reset(key, params) failed: {_first_line(error)}") from None
+  if not (isinstance(reset, tuple) and len(reset) == 2):
+    raise ConfigError(f"env_name={name!r}: reset(key, params) must return (obs, state)")
+  obs, state = reset
+  try:
+    stepped = jax.eval_shape(env.step, key, state, action, params)
+  except Exception as error:
+    raise ConfigError(f"env_name={name!r}: step(key, state, action, params) failed: {_first_line(error)}") from None
+  if isinstance(stepped, tuple) and len(stepped) == 5:
+    raise ConfigError(f"env_name={name!r}: step returns 5 values (obs, state, reward, done, info), the API of gymnax "
+                      f"< 1.0, which does not tell a time limit from a terminal state; return (obs, state, reward, "
+                      f"terminated, truncated, info) as gymnax >= 1.0 does (subclass gymnax's Environment)")
+  if not (isinstance(stepped, tuple) and len(stepped) == 6):
+    raise ConfigError(f"env_name={name!r}: step must return (obs, state, reward, terminated, truncated, info)")
+  next_obs, _, reward, terminated, truncated, info = stepped
+  if not (isinstance(info, dict) and "final_observation" in info):
+    raise ConfigError(f"env_name={name!r}: step's info has no 'final_observation' (the observation before the "
+                      f"automatic reset, to bootstrap truncated episodes from); gymnax's Environment.step adds it")
+  for what, value in (("reward", reward), ("terminated", terminated), ("truncated", truncated)):
+    if not hasattr(value, "shape") or np.prod(value.shape) != 1:
+      raise ConfigError(f"env_name={name!r}: step's {what} must be a scalar, got {value}")
+  leaves = jax.tree.leaves(obs)
+  real = lambda dtype: any(jnp.issubdtype(dtype, kind) for kind in (jnp.floating, jnp.integer, jnp.bool_))
+  if not leaves or not all(real(x.dtype) for x in leaves):
+    raise ConfigError(f"env_name={name!r}: observations must be real-valued arrays or pytrees of them, got {obs}")
+  if jax.tree.structure(next_obs) != jax.tree.structure(obs) or \
+      [x.shape for x in jax.tree.leaves(next_obs)] != [x.shape for x in leaves]:
+    raise ConfigError(f"env_name={name!r}: step's observation {next_obs} differs from reset's {obs}")
+  if not isinstance(obs, jax.ShapeDtypeStruct):  # a dict, tuple, ... of arrays
+    env = FlattenPytreeObservation(env)
+  return env

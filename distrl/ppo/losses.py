@@ -1,6 +1,7 @@
 """PPO math as pure functions of arrays: generalised advantage estimation and the PPO loss.
 
-Arrays are positional, hyperparameters keyword-only; bind them once with `functools.partial`.
+`gae` takes arrays positionally (time-indexed names); `ppo_loss` takes its seven same-shaped arrays by
+keyword. Hyperparameters are keyword-only; bind them once with `functools.partial`.
 """
 
 import jax
@@ -55,7 +56,7 @@ class Losses:
   clip_fraction: jax.Array
 
 
-def ppo_loss(log_prob, old_log_prob, advantage, value, old_value, target, entropy, *,
+def ppo_loss(*, log_prob, old_log_prob, advantage, value, old_value, target, entropy,
              clip_eps: float, vf_coef: float, ent_coef: float, clip_value_loss: bool) -> Losses:
   """The clipped PPO objective (Schulman et al. 2017), as a loss to minimise.
 

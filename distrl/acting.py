@@ -1,0 +1,64 @@
+"""Acting in the environments, shared by every algorithm: the rollout and its episode statistics.
+
+Each environment steps with its own random stream (its key in `actors`, derived from its global
+index), so a rollout is the same whichever device runs it.
+"""
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from distrl import sharding
+from distrl.envs import Env
+
+
+@struct.dataclass
+class Step:
+  """One step of every local environment: leaves shaped (E, ...), stacked by `rollout` to (T, E, ...)."""
+
+  obs: Any  # the observation the action was chosen on
+  action: jax.Array  # as the policy chose it (continuous actions unclipped; the environment got them clipped)
+  extras: Any  # whatever the policy returned beside the action (e.g. log-probabilities)
+  reward: jax.Array
+  terminated: jax.Array  # the step reached a terminal state: no bootstrap
+  episode_end: jax.Array  # terminated or truncated: the environment reset after this step
+  final_obs: Any  # the observation the step reached, before any reset: bootstrap from it
+  episode_return: jax.Array  # return of the episode that ended here (valid where episode_end)
+  episode_length: jax.Array
+
+
+Policy = Callable[[Any, jax.Array], tuple[jax.Array, Any]]  # (obs (E, ...), keys (E, 2)) -> (action, extras)
+
+
+def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps: int):
+  """`num_steps` steps of every local environment; -> (env_state, obs, steps (T, E, ...)).
+
+  `keys` (E, 2) are this rollout's keys, one per environment; each environment splits its key
+  into one per step, and each of those into the policy's key and the environment's.
+  """
+  step_keys = jnp.swapaxes(jax.vmap(functools.partial(jax.random.split, num=num_steps))(keys), 0, 1)  # (T, E, 2)
+
+  def step(carry, keys):
+    env_state, obs = carry
+    act_keys, env_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
+    action, extras = policy(obs, act_keys)
+    next_obs, env_state, reward, terminated, _, info = jax.vmap(env.step)(env_keys, env_state, env.clip(action))
+    transition = Step(obs=obs, action=action, extras=extras, reward=reward, terminated=terminated,
+                      episode_end=info["returned_episode"], final_obs=info["final_observation"],
+                      episode_return=info["returned_episode_returns"],
+                      episode_length=info["returned_episode_lengths"])
+    return (env_state, next_obs), transition
+
+  (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), step_keys)
+  return env_state, obs, steps
+
+
+def episode_metrics(steps: Step) -> dict:
+  """Return and length of every episode that ended in `steps`, over all devices, as (sum, count) metrics."""
+  ends = steps.episode_end.astype(jnp.float32)
+  episodes, return_sum, length_sum = sharding.psum(
+      (jnp.sum(ends), jnp.sum(steps.episode_return * ends), jnp.sum(steps.episode_length * ends)))
+  return {"train/episode_return": (return_sum, episodes), "train/episode_length": (length_sum, episodes)}

@@ -1,0 +1,110 @@
+"""The algorithm contract, and the registry that turns `config.algo` into an algorithm.
+
+An algorithm is any object (a module, a class, a namespace) with the four functions of
+`Algorithm`. The trainer, `distrl.evaluate` and the benchmarks know an algorithm only through
+them. `config.algo` names one: a registered name ("ppo", "dqn", or one given to `register`), or
+the path of a module outside distrl that defines the four functions (`examples.a2c`), or
+`package.module:attribute` for an object that has them.
+
+The state an algorithm threads through its functions is a `TrainState(update, learner, actors)`
+(see `distrl.state`): `learner` is replicated on every device; every leaf of `actors` has the
+*global* environment index as its leading axis and is split over the devices. `update` is
+written for one device's share of the environments, as if there were one device; it reaches
+the other devices only through `sharding.pmean` / `sharding.psum` (and `sharding.per_device`
+before `jax.grad`). A config for any algorithm also has the fields the trainer reads (see
+`RUN_FIELDS`).
+"""
+
+import importlib
+from typing import Any, Callable, Protocol
+
+import jax
+import ml_collections
+
+from distrl.envs import Env
+from distrl.errors import ConfigError
+from distrl.state import TrainState
+from distrl.usercode import load_attribute, load_module
+
+# Fields the trainer reads from every config, whatever the algorithm.
+RUN_FIELDS = ("algo", "env_name", "env_kwargs", "seed", "num_seeds", "backend", "num_envs", "log_every",
+              "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints")
+
+Metrics = dict[str, tuple[jax.Array, jax.Array]]  # {name: (sum, count)}, added up over a chunk, divided on the host
+
+
+class Sizes(Protocol):
+  """What an algorithm's `sizes` returns: at least these two, plus whatever its `update` needs."""
+
+  num_updates: int  # training iterations in the whole run
+  steps_per_update: int  # global environment steps per iteration
+
+
+class Algorithm(Protocol):
+  """The four functions every algorithm implements."""
+
+  def sizes(self, config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
+    """Validates `config` for `num_devices` devices (a `ConfigError` a user can act on otherwise) and derives
+    every size `init` and `update` need. Called once, on the host, before anything is traced."""
+
+  def init(self, key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
+    """The initial state of one agent from `key`, in the global layout: `actors` hold every environment
+    (environment i reset from `fold_in(key, i)`, see `envs.reset_batch`), `learner` the parameters."""
+
+  def update(self, state: TrainState, *, config: ml_collections.ConfigDict, env: Env,
+             sizes: Sizes) -> tuple[TrainState, Metrics]:
+    """One training iteration on one device's share of `state.actors`. Returns the new state and metrics
+    as {name: (sum, count)}, the same on every device (psum/pmean them). The trainer counts `state.update`."""
+
+  def act(self, learner: Any, obs: jax.Array, key: jax.Array | None, *, config: ml_collections.ConfigDict,
+          env: Env, greedy: bool) -> jax.Array:
+    """Actions for a batch of observations (B, *obs_shape), ready for `env.step`: sampled from `key`, or
+    the greedy action if `greedy` (then `key` may be None). `learner` is `TrainState.learner`."""
+
+
+CONTRACT = ("sizes", "init", "update", "act")
+
+_REGISTRY: dict[str, Algorithm | str] = {"ppo": "distrl.ppo", "dqn": "distrl.dqn"}  # a module path: imported when used
+
+
+def register(name: str, algorithm: Algorithm) -> None:
+  """Makes `config.algo = name` train `algorithm` (in this process; the `module:attribute` form needs no call)."""
+  check(algorithm, name)
+  _REGISTRY[name] = algorithm
+
+
+def names() -> list[str]:
+  """The registered algorithm names."""
+  return list(_REGISTRY)
+
+
+def check(algorithm: Any, name: str) -> Algorithm:
+  """`algorithm` itself if it has every function of the contract, else a ConfigError naming what it lacks."""
+  missing = [f for f in CONTRACT if not callable(getattr(algorithm, f, None))]
+  if missing:
+    raise ConfigError(f"algo={name!r} is not an algorithm: it lacks {', '.join(missing)} of the contract "
+                      f"({', '.join(CONTRACT)}; see distrl/algorithms.py)")
+  return algorithm
+
+
+def get(name: str) -> Algorithm:
+  """The algorithm `config.algo` names: a registered name, `package.module` or `package.module:attribute`."""
+  if not isinstance(name, str) or not name:
+    raise ConfigError(f"algo={name!r} must name an algorithm: one of {', '.join(names())}, or package.module[:attribute]")
+  if ":" in name:
+    return check(load_attribute(name, "algo"), name)
+  if "." in name:
+    return check(load_module(name, "algo"), name)
+  if name not in _REGISTRY:
+    raise ConfigError(f"algo={name!r} is not an algorithm; choose one of {', '.join(names())}, or name your own "
+                      f"as package.module[:attribute]")
+  found = _REGISTRY[name]
+  return check(importlib.import_module(found) if isinstance(found, str) else found, name)
+
+
+def bound(algorithm: Algorithm, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> tuple[Callable, ...]:
+  """(init(key), update(state), act(learner, obs, key, greedy)) with config, env and sizes bound."""
+  init = lambda key: algorithm.init(key, config=config, env=env, sizes=sizes)
+  update = lambda state: algorithm.update(state, config=config, env=env, sizes=sizes)
+  act = lambda learner, obs, key, greedy: algorithm.act(learner, obs, key, config=config, env=env, greedy=greedy)
+  return init, update, act

@@ -1,0 +1,31 @@
+"""Loading code a config names by path (`config.algo`, `config.env_name`): `package.module[:attribute]`.
+
+Every failure is a `ConfigError` of one line that says which part failed and why, with the
+import error's own message: the user's module is what they will want to fix.
+"""
+
+import importlib
+from typing import Any
+
+from distrl.errors import ConfigError
+
+
+def load_module(module_name: str, field: str, spec: str | None = None) -> Any:
+  """The module `module_name` (named by config field `field` as `spec`), or a ConfigError."""
+  try:
+    return importlib.import_module(module_name)
+  except Exception as error:  # ImportError, or whatever the module raised while importing
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    raise ConfigError(f"{field}={spec or module_name!r}: cannot import {module_name} "
+                      f"({type(error).__name__}: {reason})") from None
+
+
+def load_attribute(spec: str, field: str) -> Any:
+  """The object `package.module:attribute` names, or a ConfigError."""
+  module_name, _, attribute = spec.partition(":")
+  if not module_name or not attribute:
+    raise ConfigError(f"{field}={spec!r} must look like package.module:attribute")
+  module = load_module(module_name, field, spec)
+  if not hasattr(module, attribute):
+    raise ConfigError(f"{field}={spec!r}: module {module_name} has no attribute {attribute!r}")
+  return getattr(module, attribute)

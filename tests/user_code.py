@@ -1,0 +1,94 @@
+"""Environments and algorithms as users write them, good and broken, for tests/test_extensions.py."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from examples import corridor
+
+
+@struct.dataclass
+class State(environment.EnvState):
+  position: jax.Array
+  time: jax.Array
+
+
+class Walk(environment.Environment):
+  """A short walk: the observation is `observe(position)`; step 0 or 1 moves left or right, 5 steps end it."""
+
+  def __init__(self, observe=lambda p: jnp.stack([p, -p]).astype(jnp.float32), action_space=None):
+    super().__init__()
+    self.obs_fn, self._action_space = observe, action_space or spaces.Discrete(2)
+
+  @property
+  def default_params(self):
+    return environment.EnvParams(max_steps_in_episode=5)
+
+  def reset_env(self, key, params):
+    state = State(position=jnp.int32(0), time=jnp.int32(0))
+    return self.obs_fn(state.position), state
+
+  def step_env(self, key, state, action, params):
+    move = jnp.asarray(action).reshape(-1)[0].astype(jnp.int32)
+    state = State(position=state.position + 2 * move - 1, time=state.time + 1)
+    return self.obs_fn(state.position), state, jnp.float32(state.position), state.position >= 3, {}
+
+  def action_space(self, params=None):
+    return self._action_space
+
+
+def dict_observations():
+  env = Walk(observe=lambda p: {"position": p.astype(jnp.float32), "pair": jnp.stack([p, 2 * p]), "flag": p > 0})
+  return env, env.default_params
+
+
+def image_observations():
+  env = Walk(observe=lambda p: jnp.full((5, 5, 2), p, jnp.float32))
+  return env, env.default_params
+
+
+class OldApi(Walk):
+  """gymnax < 1.0: step returns (obs, state, reward, done, info)."""
+
+  def step(self, key, state, action, params=None):
+    obs, state, reward, done, info = self.step_env(key, state, action, params or self.default_params)
+    return obs, state, reward, done, info
+
+
+def old_api():
+  env = OldApi()
+  return env, env.default_params
+
+
+def matrix_actions():
+  env = Walk(action_space=spaces.Box(-1.0, 1.0, (2, 2)))
+  return env, env.default_params
+
+
+def no_time_limit():
+  return Walk(), {"gravity": 9.8}
+
+
+def not_a_pair():
+  return Walk()
+
+
+def raises():
+  raise RuntimeError("the simulator failed to start")
+
+
+def corridor_of(length: int = 4):
+  return corridor.make(length)
+
+
+not_callable = 42
+
+incomplete_algorithm = types.SimpleNamespace(sizes=lambda config, num_devices: None, init=lambda key: None)
+
+
+def no_observation():
+  env = Walk(observe=lambda p: {})
+  return env, env.default_params
