@@ -70,7 +70,7 @@ def test_pmap_and_shard_map_run_the_same_update(cfg):
 def test_truncated_step_keeps_the_final_observation_and_is_not_terminal(cfg):
   env = envs.make(cfg.env_name)
   env = env.replace(params=env.params.replace(max_steps_in_episode=3))  # CartPole truncated after 3 steps
-  cfg.num_envs = 4
+  cfg.num_envs = cfg.train_frequency = 4
   state = dqn.init(jax.random.PRNGKey(0), config=cfg, env=env, sizes=dqn.sizes(cfg, 1))
   observe = lambda obs: obs
   policy = dqn_learner.epsilon_greedy(dqn_learner.network(cfg, env), state.learner.params, observe, jnp.float32(0.0),
