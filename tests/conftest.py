@@ -11,6 +11,11 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 import jax  # noqa: E402  (after XLA_FLAGS)
 import pytest  # noqa: E402
 
+# Many tests compile the same programs (a run and its resumed or reference twin): JAX's persistent compilation
+# cache, as the launcher uses it (~/.cache/distrl/jax), makes the second compile a load.
+jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "distrl", "jax"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
 from configs import ppo as ppo_config  # noqa: E402
 
 
