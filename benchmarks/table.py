@@ -22,17 +22,17 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ROWS = {  # name: (config file, preset, overrides, chunk size in updates)
-    "ppo-default": ("configs/ppo.py", None, {}, 10),
-    "ppo-256-envs": ("configs/ppo.py", None, {"num_envs": 256}, 2),
-    "dqn-default": ("configs/dqn.py", None, {}, 500),
-    "ppo-breakout-minatar": ("configs/ppo.py", "Breakout-MinAtar", {}, 1),
+ROWS = {  # name: (shipped config, preset, overrides, chunk size in updates)
+    "ppo-default": ("ppo", None, {}, 10),
+    "ppo-256-envs": ("ppo", None, {"num_envs": 256}, 2),
+    "dqn-default": ("dqn", None, {}, 500),
+    "ppo-breakout-minatar": ("ppo", "Breakout-MinAtar", {}, 1),
 }
 
 
-def measure(config_file: str, preset: str | None, overrides: dict, chunk: int, repeats: int) -> dict:
+def measure(config_name: str, preset: str | None, overrides: dict, chunk: int, repeats: int) -> dict:
   """Runs in the worker process: one row on this process's devices."""
-  import importlib.util
+  import importlib
 
   import jax
   import jax.numpy as jnp
@@ -40,10 +40,7 @@ def measure(config_file: str, preset: str | None, overrides: dict, chunk: int, r
 
   from distrl import envs, sharding, trainer
 
-  spec = importlib.util.spec_from_file_location("config", os.path.join(ROOT, config_file))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(preset)
+  config = importlib.import_module(f"distrl.configs.{config_name}").get_config(preset)
   config.update(overrides)
   config.eval_episodes = jax.device_count()
   mesh = sharding.make_mesh()

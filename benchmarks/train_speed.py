@@ -1,6 +1,6 @@
 """Training throughput from the command line, as a user runs it.
 
-  python benchmarks/train_speed.py [--config configs/ppo.py] [--devices 1 2 8] [--repeats 3] \
+  python benchmarks/train_speed.py [--config ppo] [--devices 1 2 8] [--repeats 3] \
       [--flags --config.num_envs=8 ...]
 
 For each device count, runs `python -m distrl.launch --config=CONFIG` `--repeats` times and
@@ -57,7 +57,7 @@ def median(values):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", default="configs/ppo.py")
+  parser.add_argument("--config", default="ppo", help="a shipped config (ppo, dqn:Acrobot-v1) or a config file")
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 8])
   parser.add_argument("--processes", type=int, default=1, help="processes per run, each with --devices devices")
   parser.add_argument("--repeats", type=int, default=3)

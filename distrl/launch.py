@@ -1,6 +1,8 @@
 """Command-line entry point.
 
-  python -m distrl.launch --config=configs/ppo.py --workdir=runs/cartpole [--config.lr=1e-3 ...]
+  python -m distrl.launch --config=ppo --workdir=runs/cartpole [--config.lr=1e-3 ...]
+  python -m distrl.launch --config=ppo:Breakout-MinAtar          # a shipped config with a preset
+  python -m distrl.launch --config=path/to/my_config.py:preset    # a config file of your own
 
 Running the same command on a workdir that holds a checkpoint resumes it. Several processes
 (hosts) form one run with `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`
@@ -16,7 +18,10 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, with an optional preset: configs/ppo.py:Acrobot-v1.",
+from distrl import configs
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn) or a config file, with an "
+                                          "optional preset: ppo:Acrobot-v1, path/to/my_config.py:preset.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go (default: runs/<algo>-<env>-<time>).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a run of several processes.")
@@ -34,9 +39,6 @@ _HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds without word
 def _flag_error(error: Exception, argv: list[str]) -> str:
   """One line for a bad flag, config field, preset or config file."""
   text = str(error).replace("\\n", "\n")
-  config_arg = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith("--config=")), None)  # absl takes the last
-  if config_arg is not None and not os.path.exists(config_arg.split(":", 1)[0]):
-    return f"config file {config_arg.split(':', 1)[0]!r} does not exist (e.g. --config=configs/ppo.py)"
   if isinstance(error, (AttributeError, KeyError)):
     suggestion = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', text)
     if suggestion:
@@ -49,9 +51,21 @@ def _flag_error(error: Exception, argv: list[str]) -> str:
   return " ".join(lines)
 
 
+def _shipped_configs(argv: list[str]) -> list[str]:
+  """`--config=NAME[:preset]` (or `--config NAME`) of a config shipped with distrl, as the path of its file."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      argv[i] = "--config=" + configs.resolve(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(argv):
+      argv[i + 1] = configs.resolve(argv[i + 1])
+  return argv
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag, config field or config file reported as one line, exit 2."""
   try:
+    argv = _shipped_configs(argv)
     rest = flags.FLAGS(argv)
     config = _CONFIG.value
     if config is not None:
@@ -60,7 +74,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     print(f"distrl: error: {_flag_error(error, argv)}", file=sys.stderr)
     sys.exit(2)
   if config is None:
-    print("distrl: error: --config is required, e.g. --config=configs/ppo.py", file=sys.stderr)
+    print("distrl: error: --config is required, e.g. --config=ppo", file=sys.stderr)
     sys.exit(2)
   return rest
 

@@ -1,6 +1,6 @@
 """An environment of your own: a corridor with a goal, written against the gymnax API.
 
-  python -m distrl.launch --config=configs/ppo.py --config.env_name=examples.corridor:make \
+  python -m distrl.launch --config=ppo --config.env_name=examples.corridor:make \
       --config.total_timesteps=100000 --workdir=runs/corridor
 
 The agent stands in a corridor of `length` cells and the goal is in another cell, both drawn

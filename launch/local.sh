@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # N local processes with M emulated CPU devices each: multi-host distrl on one machine.
 #
-#   launch/local.sh N M --config=configs/ppo.py --workdir=runs/mp [--config.field=value ...]
+#   launch/local.sh N M --config=ppo --workdir=runs/mp [--config.field=value ...]
 #
 # Every process joins one mesh of N*M devices through a coordinator on localhost, with gloo for
 # the CPU collectives. Process 0 prints progress and writes logs; the others' output goes to

@@ -2,7 +2,7 @@
 # distrl on a Cloud TPU VM pod slice: create it, install on every worker, train on all of them.
 #
 #   launch/tpu_vm_pod.sh NAME ZONE ACCELERATOR [distrl.launch flags...]
-#   launch/tpu_vm_pod.sh distrl-v4 us-central2-b v4-32 --config=configs/ppo.py --config.num_envs=4096 \
+#   launch/tpu_vm_pod.sh distrl-v4 us-central2-b v4-32 --config=ppo --config.num_envs=4096 \
 #       --workdir=gs://BUCKET/runs/ppo
 #
 # Every worker runs the same command; `--distributed` makes each call jax.distributed.initialize(),

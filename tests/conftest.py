@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "distrl", "jax"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
-from configs import ppo as ppo_config  # noqa: E402
+from distrl.configs import ppo as ppo_config  # noqa: E402
 
 
 @pytest.fixture

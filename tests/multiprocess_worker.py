@@ -20,7 +20,7 @@ def main():
 
   from distrl import sharding, trainer
 
-  config = importlib.import_module(f"configs.{algo}").get_config()
+  config = importlib.import_module(f"distrl.configs.{algo}").get_config()
   for override in overrides:
     field, value = override.split("=", 1)
     config[field] = type(config[field])(value)

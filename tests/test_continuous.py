@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import dqn as dqn_config
-from configs import ppo as ppo_config
+from distrl.configs import dqn as dqn_config
+from distrl.configs import ppo as ppo_config
 from distrl import distributions, envs, ppo, trainer
 from distrl.errors import ConfigError
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from configs import dqn as dqn_config
+from distrl.configs import dqn as dqn_config
 from distrl import acting, dqn, envs, sharding, trainer
 from distrl.dqn import learner as dqn_learner
 from distrl.errors import ConfigError

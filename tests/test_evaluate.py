@@ -17,7 +17,7 @@ from tests.cli import ROOT
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   """A short PPO run with checkpoints at updates 4 and 8, evaluated at both."""
-  from configs import ppo as ppo_config
+  from distrl.configs import ppo as ppo_config
 
   workdir = tmp_path_factory.mktemp("run")
   config = ppo_config.get_config()

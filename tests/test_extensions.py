@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import ppo as ppo_config
+from distrl.configs import ppo as ppo_config
 from distrl import algorithms, envs, sharding, trainer
 from distrl.errors import ConfigError
 from examples import a2c, a2c_config

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import ppo as ppo_config
+from distrl.configs import ppo as ppo_config
 from distrl import envs, networks, ppo, trainer
 from distrl.errors import ConfigError
 

@@ -42,7 +42,7 @@ def spawn(command, devices, **popen):
 
 
 def config_of(algo, overrides):
-  config = importlib.import_module(f"configs.{algo}").get_config()
+  config = importlib.import_module(f"distrl.configs.{algo}").get_config()
   for override in overrides:
     field, value = override.split("=", 1)
     config[field] = type(config[field])(value)
@@ -68,7 +68,7 @@ def test_two_processes_of_four_devices_equal_one_process_of_eight(algo, tmp_path
 
 def launch_two(workdir, *flags, heartbeat=60):
   port = free_port()
-  return [spawn([sys.executable, "-m", "distrl.launch", f"--config={ROOT}/configs/ppo.py", f"--workdir={workdir}",
+  return [spawn([sys.executable, "-m", "distrl.launch", "--config=ppo", f"--workdir={workdir}",
                  f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
                  f"--heartbeat_timeout={heartbeat}", *flags], devices=4) for i in range(2)]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from configs import dqn as dqn_config
-from configs import ppo as ppo_config
+from distrl.configs import dqn as dqn_config
+from distrl.configs import ppo as ppo_config
 from distrl import normalization, ppo, sharding, trainer
 from distrl.checkpoint import Checkpoints
 from distrl.networks import ActorCritic

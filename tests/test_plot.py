@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import ppo as ppo_config
+from distrl.configs import ppo as ppo_config
 from distrl import plot, trainer
 from tests.cli import ROOT
 

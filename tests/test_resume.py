@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from configs import dqn as dqn_config
-from configs import ppo as ppo_config
+from distrl.configs import dqn as dqn_config
+from distrl.configs import ppo as ppo_config
 from distrl import trainer
 from distrl.checkpoint import Checkpoints
 from distrl.errors import ConfigError
@@ -20,9 +20,9 @@ from tests.cli import launch, records
 
 # Runs long enough (a few seconds) to be killed in their middle, with a checkpoint every 2 chunks.
 RUNS = {
-    "ppo": ("configs/ppo.py", {"num_envs": 64, "total_timesteps": 64 * 128 * 30, "log_every": 1, "checkpoint_every": 2,
+    "ppo": ("ppo", {"num_envs": 64, "total_timesteps": 64 * 128 * 30, "log_every": 1, "checkpoint_every": 2,
                                "eval_every": 1000, "eval_episodes": 8}),
-    "dqn": ("configs/dqn.py", {"num_envs": 8, "train_frequency": 8, "buffer_size": 8000, "learning_starts": 800,
+    "dqn": ("dqn", {"num_envs": 8, "train_frequency": 8, "buffer_size": 8000, "learning_starts": 800,
                                "total_timesteps": 8 * 30 * 200, "log_every": 200, "checkpoint_every": 400,
                                "eval_every": 100000, "eval_episodes": 8}),
     # The example algorithm that lives outside distrl (examples/a2c.py), resumed like the built-in ones.

@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from configs import dqn as dqn_config
-from configs import ppo as ppo_config
+from distrl.configs import dqn as dqn_config
+from distrl.configs import ppo as ppo_config
 from distrl import plot, sharding, trainer
 from distrl.checkpoint import Checkpoints
 from distrl.errors import ConfigError

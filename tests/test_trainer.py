@@ -12,7 +12,7 @@ from distrl import trainer
 from distrl.checkpoint import Checkpoints
 from tests.cli import ROOT, launch, records
 
-PPO_CONFIG = os.path.join(ROOT, "configs", "ppo.py")
+PPO_CONFIG = os.path.join(ROOT, "distrl", "configs", "ppo.py")
 
 
 def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path):
@@ -112,8 +112,11 @@ def test_bad_config_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_pat
 @pytest.mark.parametrize("flags, message", [
     (["--config.num_env=8"], "unknown config field 'num_env': did you mean 'num_envs'?"),
     (["--config.lr=fast"], "flag --config.lr=fast: could not convert string to float: 'fast'"),
-    ([f"--config={PPO_CONFIG}:Pong"], "unknown preset 'Pong' for configs/ppo.py"),
-    (["--config=configs/nope.py"], "config file 'configs/nope.py' does not exist"),
+    (["--config=ppo:Pong"], "unknown preset 'Pong' for --config=ppo"),
+    ([f"--config={PPO_CONFIG}:Pong"], "unknown preset 'Pong' for --config=ppo"),
+    (["--config=configs/nope.py"], "config 'configs/nope.py' is neither a file nor one of distrl's configs (dqn, ppo)"),
+    (["--config=configs/ppo.py"], "config 'configs/ppo.py' is neither a file nor one of distrl's configs (dqn, ppo) "
+                                  "(did you mean --config=ppo?)"),
 ])
 def test_bad_flag_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path):
   run = launch(f"--workdir={tmp_path / 'run'}", *flags)

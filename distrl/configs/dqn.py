@@ -1,7 +1,7 @@
 """DQN. Run:
 
-  python -m distrl.launch --config=configs/dqn.py --workdir=runs/dqn-cartpole
-  python -m distrl.launch --config=configs/dqn.py:Acrobot-v1
+  python -m distrl.launch --config=dqn --workdir=runs/dqn-cartpole
+  python -m distrl.launch --config=dqn:Acrobot-v1
 
 The default is CartPole-v1 with the well-known DQN defaults (CleanRL's dqn_jax).
 """
@@ -60,6 +60,6 @@ def get_config(arg=None):
 
   if arg:
     if arg not in PRESETS:
-      raise ValueError(f"unknown preset {arg!r} for configs/dqn.py; choose one of {', '.join(PRESETS)}")
+      raise ValueError(f"unknown preset {arg!r} for --config=dqn; choose one of {', '.join(PRESETS)}")
     config.update(PRESETS[arg])
   return config

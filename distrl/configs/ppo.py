@@ -1,8 +1,8 @@
 """PPO. Run:
 
-  python -m distrl.launch --config=configs/ppo.py --workdir=runs/ppo-cartpole
-  python -m distrl.launch --config=configs/ppo.py:Acrobot-v1 --config.seed=1
-  python -m distrl.launch --config=configs/ppo.py:Pendulum-v1          # continuous actions
+  python -m distrl.launch --config=ppo --workdir=runs/ppo-cartpole
+  python -m distrl.launch --config=ppo:Acrobot-v1 --config.seed=1
+  python -m distrl.launch --config=ppo:Pendulum-v1          # continuous actions
 
 The default is CartPole-v1 with the well-known PPO defaults (CleanRL / PureJaxRL).
 """
@@ -74,6 +74,6 @@ def get_config(arg=None):
 
   if arg:
     if arg not in PRESETS:
-      raise ValueError(f"unknown preset {arg!r} for configs/ppo.py; choose one of {', '.join(PRESETS)}")
+      raise ValueError(f"unknown preset {arg!r} for --config=ppo; choose one of {', '.join(PRESETS)}")
     config.update(PRESETS[arg])
   return config

@@ -1,0 +1,30 @@
+"""distrl's own configs, shipped with the package: `--config=ppo`, `--config=dqn:Acrobot-v1` work from any directory.
+
+Each module here defines `get_config(arg=None)`, `arg` naming a preset. A user's own config file is
+named by its path instead (`--config=my_configs/ppo_big.py:preset`).
+"""
+
+import os
+
+from distrl.errors import ConfigError
+
+DIRECTORY = os.path.dirname(os.path.abspath(__file__))
+
+
+def names() -> list[str]:
+  """The shipped configs: ppo, dqn, ..."""
+  return sorted(f[:-3] for f in os.listdir(DIRECTORY) if f.endswith(".py") and not f.startswith("_"))
+
+
+def resolve(value: str) -> str:
+  """A --config value as ml_collections' config_flags takes it: a file path (with an optional `:preset`) stays as
+  it is; the name of a shipped config becomes its file's path. Anything else is a ConfigError naming what exists."""
+  name, colon, preset = value.partition(":")
+  if os.path.exists(name):
+    return value
+  if name in names():
+    return os.path.join(DIRECTORY, f"{name}.py") + colon + preset
+  stem = os.path.splitext(os.path.basename(name))[0]
+  hint = f" (did you mean --config={stem}{colon}{preset}?)" if stem in names() else ""
+  raise ConfigError(f"config {name!r} is neither a file nor one of distrl's configs ({', '.join(names())}){hint}; "
+                    f"e.g. --config=ppo, --config=ppo:Acrobot-v1 or --config=path/to/my_config.py")
