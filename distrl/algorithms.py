@@ -21,14 +21,12 @@ from typing import Any, Callable, Protocol
 import jax
 import ml_collections
 
+from distrl.configs import RUN_FIELDS  # noqa: F401 - the fields every config has, stated with the configs
 from distrl.envs import Env
 from distrl.errors import ConfigError
 from distrl.state import TrainState
 from distrl.usercode import load_attribute, load_module
 
-# Fields the trainer reads from every config, whatever the algorithm.
-RUN_FIELDS = ("algo", "env_name", "env_kwargs", "seed", "num_seeds", "backend", "num_envs", "log_every",
-              "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints")
 
 Metrics = dict[str, tuple[jax.Array, jax.Array]]  # {name: (sum, count)}, added up over a chunk, divided on the host
 

@@ -7,7 +7,12 @@ and the previous one is used. A checkpoint whose arrays do not have the shapes t
 config gives is refused: it was written by another config.
 """
 
+import contextlib
+import logging
 import os
+import re
+import sys
+import tempfile
 import time
 from typing import Callable
 
@@ -15,7 +20,12 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, RunFailed, first_line
+
+
+# Orbax logs its failures (with tracebacks, from background threads) before raising them; this module turns each
+# into one line of ours (RunFailed, a warning), so orbax's own log records are dropped.
+logging.getLogger("absl").addFilter(lambda record: f"{os.sep}orbax{os.sep}" not in record.pathname)
 
 
 class IncompatibleCheckpoint(ConfigError):
@@ -35,14 +45,15 @@ def signature(tree) -> dict[str, tuple]:
 class Checkpoints:
   """`WORKDIR/checkpoints/<update>/`; the newest `keep` are kept."""
 
-  def __init__(self, directory: str, *, keep: int, best_of: str | None = None):
-    """Keeps the newest `keep` checkpoints, or, with `best_of`, the `keep` with the highest such metric."""
+  def __init__(self, directory: str, *, keep: int, best_of: str | None = None, create: bool = True):
+    """Keeps the newest `keep` checkpoints, or, with `best_of`, the `keep` with the highest such metric
+    (`create`: make the directory if it is missing; readers pass False)."""
     self.directory, self.best_of = os.path.abspath(directory), best_of
     best = dict(best_fn=lambda metrics: metrics[best_of], best_mode="max") if best_of else {}
     # Each manager's cross-process barriers get their own names: two managers saving the same update
     # (checkpoints/ and best/) would otherwise wait at each other's barriers and deadlock.
     sync = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(self.directory))
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, multiprocessing_options=sync, **best)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, multiprocessing_options=sync, **best)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
 
@@ -55,9 +66,55 @@ class Checkpoints:
     return self._manager.latest_step()
 
   def save(self, update: int, state, metrics: dict[str, float] | None = None) -> None:
-    """Starts saving `state` as `update` (written in the background; `close` waits for it)."""
+    """Starts saving `state` as `update` (written in the background; `finish` waits for it).
+
+    A failure of this or of an earlier background save (a full disk, say) is a RunFailed naming the last
+    complete checkpoint, which stays as it was.
+    """
+    self.check()
     if update not in self._manager.all_steps():
-      self._manager.save(update, args=ocp.args.StandardSave(state), metrics=metrics)
+      try:
+        self._manager.save(update, args=ocp.args.StandardSave(state), metrics=metrics)
+      except Exception as error:
+        raise self._failed(update, error) from None
+
+  def check(self) -> None:
+    """Raises RunFailed if a background save has failed."""
+    try:
+      self._manager.check_for_errors()
+    except Exception as error:
+      raise self._failed(None, error) from None
+
+  def finish(self) -> None:
+    """Waits for saves in flight; RunFailed if one failed."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:
+      raise self._failed(None, error) from None
+
+  def _failed(self, update: int | None, error: Exception) -> RunFailed:
+    cause = error
+    while cause.__cause__ is not None or cause.__context__ is not None:  # orbax wraps the OSError
+      cause = cause.__cause__ or cause.__context__
+    text = str(cause)
+    code = re.search(r"os_error_code='(\d+)'", text)  # tensorstore's write errors carry the errno
+    reason = (os.strerror(int(code[1])) if code else cause.strerror if isinstance(cause, OSError) and cause.strerror
+              else first_line(cause)[:200])
+    tmp = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)
+    update = int(tmp[1]) if tmp else update
+    kept = self._complete()
+    kept = (f"the last complete checkpoint is update {kept[-1]} in {self.directory}" if kept
+            else "no checkpoint was complete yet")
+    what = f"update {update}" if update is not None else "a checkpoint"
+    return RunFailed(f"saving {what} to {self.directory} failed ({reason}); {kept}. Free space (or fix the cause) "
+                     f"and run the same command to resume")
+
+  def _complete(self) -> list[int]:
+    """Update numbers of the complete checkpoints on disk (orbax's temporary directories are not)."""
+    try:
+      return sorted(int(name) for name in os.listdir(self.directory) if name.isdigit())
+    except OSError:
+      return []
 
   def best(self) -> tuple[int, float] | None:
     """(update, metric) of the best checkpoint kept, for a manager made with `best_of`."""
@@ -68,19 +125,32 @@ class Checkpoints:
   def restore(self, update: int, like):
     """The checkpoint `update`, placed with the shardings of `like` (a state of the same config)."""
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
-    return self._manager.restore(update, args=ocp.args.StandardRestore(abstract))
+    with _without_closed_loop_tracebacks():
+      return self._manager.restore(update, args=ocp.args.StandardRestore(abstract))
 
-  def restore_latest(self, like, *, warn: Callable[[str], None]):
+  def restore_latest(self, like, *, warn: Callable[[str], None], set_aside: bool = True):
     """(update, state) from the newest readable checkpoint, or (None, like) if there is none.
 
-    Raises IncompatibleCheckpoint if the newest checkpoint was written by a config of other shapes.
+    A damaged checkpoint is said (`warn`) and skipped; with `set_aside` (the trainer) it is also renamed
+    `<update>.corrupt-<time>`. Raises IncompatibleCheckpoint if the newest checkpoint was written by a
+    config of other shapes.
     """
+    unfinished = sorted(name.split(".")[0] for name in os.listdir(self.directory) if "orbax-checkpoint-tmp" in name)
+    if unfinished:
+      warn(f"note: an unfinished save of update {', '.join(unfinished)} (cut short by a crash) in {self.directory} "
+           f"is not a checkpoint; it is left for orbax to clean up")
+    with _without_closed_loop_tracebacks():
+      return self._restore_latest(like, warn, set_aside)
+
+  def _restore_latest(self, like, warn: Callable[[str], None], set_aside: bool):
     expected = signature(like)
+    skip = self._set_aside if set_aside else (lambda update, error, warn: warn(
+        f"warning: checkpoint {self.directory}/{update} is damaged ({_reason(error)}); trying the one before"))
     for update in sorted(self._manager.all_steps(), reverse=True):
       try:
         found = signature(self._manager.item_metadata(update))
       except Exception as error:  # unreadable metadata: a damaged checkpoint
-        self._set_aside(update, error, warn)
+        skip(update, error, warn)
         continue
       if found != expected:
         differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
@@ -91,14 +161,13 @@ class Checkpoints:
       try:
         return update, self.restore(update, like)
       except Exception as error:  # whole metadata but unreadable arrays
-        self._set_aside(update, error, warn)
+        skip(update, error, warn)
     return None, like
 
   def _set_aside(self, update: int, error: Exception, warn: Callable[[str], None]) -> None:
     """Renames a damaged checkpoint out of the manager's sight, keeping it for inspection."""
-    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
     target = os.path.join(self.directory, f"{update}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-    warn(f"warning: checkpoint {self.directory}/{update} is damaged ({reason}); moved it to {target} "
+    warn(f"warning: checkpoint {self.directory}/{update} is damaged ({_reason(error)}); moved it to {target} "
          f"and trying the one before")
     if jax.process_index() == 0:
       os.rename(os.path.join(self.directory, str(update)), target)
@@ -107,5 +176,46 @@ class Checkpoints:
     self._manager.reload()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for saves in flight and releases the manager; a failure here was reported by `check` or `finish`."""
+    try:
+      self._manager.close()
+    except Exception:  # noqa: BLE001 - the save's failure is raised where it is checked
+      pass
+
+
+def _reason(error: Exception) -> str:
+  return first_line(error)[:200]
+
+
+@contextlib.contextmanager
+def _without_closed_loop_tracebacks():
+  """Passes on what is written to stderr (file descriptor 2) meanwhile, less one kind of noise.
+
+  A restore of damaged arrays fails at the first bad read while tensorstore's other reads are still in flight;
+  as they finish they call back into orbax's event loop, closed by then, and each callback prints a traceback
+  ending in "RuntimeError: Event loop is closed", some hundreds of lines for one damaged checkpoint (the
+  failure itself is said in one line). Those tracebacks are dropped, after waiting for them to stop.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    finally:
+      size, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 3.0
+      while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.3:  # until nothing new for 0.3 s
+        time.sleep(0.05)
+        if os.fstat(held.fileno()).st_size != size:
+          size, quiet_since = os.fstat(held.fileno()).st_size, time.monotonic()
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      held.seek(0)
+      lines = held.read().decode(errors="replace").splitlines(keepends=True)
+      if any("Event loop is closed" in line for line in lines):  # the threads' tracebacks interleave: by line
+        lines = [line for line in lines if not (line.startswith("Traceback (most recent call last)") or
+                                                "asyncio/base_events.py" in line or "_check_closed()" in line or
+                                                "Event loop is closed" in line)]
+      if lines:
+        os.write(2, "".join(lines).encode())

@@ -22,3 +22,14 @@ def require_positive(config, *fields: str) -> None:
 def require_divisible(name: str, value: int, by_name: str, by: int, fix: str) -> None:
   """`value` splits evenly into `by` parts, else an error naming both and how to fix it."""
   require(value % by == 0, f"{name}={value} does not divide evenly over {by_name}={by}: {fix}")
+
+
+class RunFailed(RuntimeError):
+  """A run that cannot go on (a full disk, a diverged loss, ...): the message says why and what is kept.
+  The launcher prints it alone and exits 1."""
+
+
+def first_line(error: BaseException) -> str:
+  """An exception's own first line, for a message of one line."""
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__

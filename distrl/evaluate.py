@@ -34,7 +34,7 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
 
   from distrl import sharding, trainer
   from distrl.checkpoint import Checkpoints
-  from distrl.errors import ConfigError
+  from distrl.errors import ConfigError, first_line
 
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
@@ -43,16 +43,29 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
     config = ml_collections.ConfigDict(json.load(f))
   devices = jax.devices()[:math.gcd(config.num_envs, jax.device_count())]  # the run's env count must split
   program = trainer.build(config, sharding.make_mesh(devices))
-  checkpoints = Checkpoints(os.path.join(workdir, "best" if best else "checkpoints"), keep=1 if best else
-                            config.keep_checkpoints, best_of="eval/return" if best else None)
+  directory = os.path.join(workdir, "best" if best else "checkpoints")
+  if not os.path.isdir(directory):
+    raise ConfigError(f"no checkpoint in {directory}")
+  checkpoints = Checkpoints(directory, keep=1 if best else config.keep_checkpoints,
+                            best_of="eval/return" if best else None, create=False)
   try:
     saved = checkpoints.saved()
     if not saved:
       raise ConfigError(f"no checkpoint in {checkpoints.directory}")
-    update = saved[-1] if checkpoint is None else checkpoint
-    if update not in saved:
-      raise ConfigError(f"no checkpoint {update} in {checkpoints.directory}; saved: {', '.join(map(str, saved))}")
-    state = checkpoints.restore(update, like=program.state)
+    if checkpoint is None:  # the latest readable one, as a resuming run would take it (but nothing is moved)
+      update, state = checkpoints.restore_latest(program.state, set_aside=False,
+                                                 warn=lambda text: print(text, file=sys.stderr))
+      if update is None:
+        raise ConfigError(f"every checkpoint in {checkpoints.directory} is damaged")
+    else:
+      update = checkpoint
+      if update not in saved:
+        raise ConfigError(f"no checkpoint {update} in {checkpoints.directory}; saved: {', '.join(map(str, saved))}")
+      try:
+        state = checkpoints.restore(update, like=program.state)
+      except Exception as error:  # noqa: BLE001 - a damaged checkpoint, said in one line
+        raise ConfigError(f"checkpoint {checkpoints.directory}/{update} is damaged ({first_line(error)[:200]}); "
+                          f"saved: {', '.join(map(str, saved))}") from None
   finally:
     checkpoints.close()
   return program, state, update

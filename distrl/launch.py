@@ -15,10 +15,11 @@ import re
 import sys
 import time
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from distrl import configs
+from distrl import configs, errors, stopping
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn) or a config file, with an "
                                           "optional preset: ppo:Acrobot-v1, path/to/my_config.py:preset.",
@@ -34,6 +35,8 @@ _CACHE = flags.DEFINE_string("compilation_cache", os.path.join("~", ".cache", "d
                              "fraction of the time. Empty to disable.")
 _HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds without word from a peer process before the run "
                                   "stops with an error.")
+_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Start a new run in a --workdir that holds one: the old run's "
+                                  "files are moved to WORKDIR/overwritten-<time>/, never deleted.")
 
 
 def _flag_error(error: Exception, argv: list[str]) -> str:
@@ -62,20 +65,34 @@ def _shipped_configs(argv: list[str]) -> list[str]:
   return argv
 
 
+def _fail(message: str, status: int) -> None:
+  print(f"distrl: error: {message}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag, config field or config file reported as one line, exit 2."""
+  import logging as python_logging
+
+  python_logging.getLogger("absl").setLevel(python_logging.ERROR)  # config_flags' warnings: we say it in one line
+  given = next((a.split("=", 1)[1] if "=" in a else None for a in reversed(argv[1:]) if a.startswith("--config")
+                and not a.startswith("--config.")), None)
   try:
     argv = _shipped_configs(argv)
     rest = flags.FLAGS(argv)
     config = _CONFIG.value
-    if config is not None:
-      config.algo  # a config file that failed to load raises only when first read
   except Exception as error:  # flags.Error, or whatever a config file or override raised
-    print(f"distrl: error: {_flag_error(error, argv)}", file=sys.stderr)
-    sys.exit(2)
-  if config is None:
-    print("distrl: error: --config is required, e.g. --config=ppo", file=sys.stderr)
-    sys.exit(2)
+    _fail(_flag_error(error, argv), 2)
+  python_logging.getLogger("absl").setLevel(python_logging.NOTSET)
+  if config is None and given is None:
+    _fail("--config is required, e.g. --config=ppo", 2)
+  if not isinstance(config, ml_collections.ConfigDict):
+    _fail(f"--config={given}: get_config() returned {type(config).__name__ if config is not None else 'None'}, "
+          f"not an ml_collections.ConfigDict", 2)
+  missing = [field for field in configs.RUN_FIELDS if field not in config]
+  if missing:
+    _fail(f"--config={given}: the config lacks {', '.join(missing)} (every config has "
+          f"{', '.join(configs.RUN_FIELDS)}; see distrl/configs/ppo.py)", 2)
   return rest
 
 
@@ -85,7 +102,16 @@ def default_workdir(config) -> str:
   return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def _backend_error(error: Exception) -> None:
+  """A JAX backend that cannot start, as one line of ours, exit 1."""
+  settings = ", ".join(f"{k}={os.environ[k]}" for k in ("JAX_PLATFORMS", "XLA_FLAGS") if os.environ.get(k))
+  hint = (f" with {settings}: unset or fix {'it' if settings.count('=') == 1 else 'them'}, or install the JAX build "
+          f"for your accelerator (see BUILD.md)") if settings else ""
+  _fail(f"JAX could not start its backend{hint} ({type(error).__name__}: {errors.first_line(error)})", 1)
+
+
 def main(argv):
+  stopping.REQUEST.install()  # first: a Ctrl-C from here on is a stop request, never a traceback
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
@@ -101,19 +127,22 @@ def main(argv):
   if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
     raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
   auto = _DISTRIBUTED.value if _DISTRIBUTED.value is not None else int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  distributed.start(*explicit, auto=auto, timeout=_HEARTBEAT.value)
-  from distrl import errors, trainer  # after start: importing gymnax starts JAX's backend
+  try:
+    distributed.start(*explicit, auto=auto, timeout=_HEARTBEAT.value)
+    jax.devices()  # starts the backend
+  except Exception as error:  # RuntimeError for an unknown or failing platform, AssertionError for some plugins
+    _backend_error(error)
+  from distrl import trainer  # after start: importing gymnax starts JAX's backend
 
   config = _CONFIG.value
   if _WORKDIR.value is None and jax.process_count() > 1:
     raise app.UsageError("a run of several processes needs one --workdir shared by all of them")
-  workdir = _WORKDIR.value or default_workdir(config)
+  workdir = os.path.expanduser(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
   try:
-    trainer.train(config, workdir)
+    trainer.train(config, workdir, overwrite=_OVERWRITE.value)
     distributed.finished()
-  except (errors.ConfigError, trainer.TrainingDiverged) as error:
-    print(f"distrl: error: {error}", file=sys.stderr)
-    sys.exit(1)
+  except (errors.ConfigError, errors.RunFailed) as error:
+    _fail(str(error), 1)
   except jax.errors.JaxRuntimeError as error:
     if jax.process_count() == 1:
       raise

@@ -44,25 +44,68 @@ def _duration(seconds: float) -> str:
   return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+class Console:
+  """This process's stdout: messages on lines of their own, and (on a terminal) one live line redrawn in place.
+
+  If stdout goes away (`distrl.launch ... | head`), further output is dropped and `on_closed` is called
+  once: the run is not killed by its next log line.
+  """
+
+  def __init__(self, *, enabled: bool = True, live: bool | None = None, on_closed=lambda: None):
+    self.enabled, self._on_closed = enabled, on_closed
+    self.live = sys.stdout.isatty() if live is None else live
+    self._open_line = False  # a live line is on screen without its newline
+
+  def print(self, text: str) -> None:
+    """A message of its own line (ends a live line first)."""
+    self._write(("\n" if self._open_line else "") + text + "\n")
+    self._open_line = False
+
+  def redraw(self, text: str) -> None:
+    """Replaces the live line (on a terminal), or prints `text` as a line of its own."""
+    if not self.live:
+      return self.print(text)
+    self._write("\r" + text + "\x1b[K")  # redraw, clear what was longer
+    self._open_line = True
+
+  def end(self) -> None:
+    if self._open_line:
+      self._write("\n")
+      self._open_line = False
+
+  def _write(self, text: str) -> None:
+    if not self.enabled:
+      return
+    try:
+      sys.stdout.write(text)
+      sys.stdout.flush()
+    except (BrokenPipeError, ValueError):  # the reader went away (or stdout was closed)
+      self.enabled = False
+      try:  # Python would otherwise fail again flushing stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      except (OSError, ValueError):
+        pass
+      self._on_closed()
+
+
 class Writer:
   """Writes one record per log interval to stdout, tensorboard and metrics.jsonl (appending on resume).
 
-  On a terminal, stdout shows one live progress bar, redrawn in place; otherwise (CI, a log file)
-  one plain line per record. Other messages go through `print`, which keeps the two apart.
+  On a terminal, stdout shows one live progress line; otherwise (CI, a log file) one plain line per
+  record (see `Console`).
   """
 
-  def __init__(self, workdir: str, *, total_steps: int, name: str, enabled: bool = True, resume_step: int = 0,
-               live: bool | None = None):
-    self.total_steps, self.name, self.enabled = total_steps, name, enabled
-    self.live = sys.stdout.isatty() if live is None else live
-    self._open_line = False  # a live bar is on screen without its newline
-    if enabled:
+  def __init__(self, workdir: str, *, total_steps: int, name: str, console: Console, primary: bool = True,
+               resume_step: int = 0):
+    self.total_steps, self.name, self.console, self.primary = total_steps, name, console, primary
+    if primary:
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
       # purge_step: TensorBoard drops events a crashed run logged past the checkpoint it resumes from.
       self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=resume_step or None)
 
   def write(self, *, step: int, update: int, time: float, scalars: dict[str, float]) -> None:
-    if not self.enabled:
+    """One record (process 0 only); OSError if metrics.jsonl cannot be written (a full disk)."""
+    if not self.primary:
       return
     record = {"step": step, "update": update, "time": round(time, 3), **scalars}
     self._jsonl.write(json.dumps(record) + "\n")
@@ -70,21 +113,7 @@ class Writer:
     for name, value in scalars.items():
       self._tb.add_scalar(name, value, step)
     self._tb.flush()
-    if self.live:
-      sys.stdout.write("\r" + self._line(step, scalars, bar=True) + "\x1b[K")  # redraw, clear what was longer
-      sys.stdout.flush()
-      self._open_line = True
-    else:
-      print(self._line(step, scalars), flush=True)
-
-  def print(self, text: str) -> None:
-    """A message of its own line (ends a live bar first)."""
-    if not self.enabled:
-      return
-    if self._open_line:
-      sys.stdout.write("\n")
-      self._open_line = False
-    print(text, flush=True)
+    self.console.redraw(self._line(step, scalars, bar=self.console.live))
 
   def _line(self, step: int, scalars: dict[str, float], bar: bool = False) -> str:
     sps = scalars.get("perf/sps", 0.0)
@@ -100,9 +129,7 @@ class Writer:
     return " | ".join(parts + [f"ETA {eta}"])
 
   def close(self) -> None:
-    if self.enabled:
-      if self._open_line:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+    self.console.end()
+    if self.primary:
       self._jsonl.close()
       self._tb.close()

@@ -104,11 +104,18 @@ def main(argv):
   except ValueError as error:
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
-  draw(lines, _METRIC.value, _OUT.value)
+  out = os.path.expanduser(_OUT.value)
+  try:
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    draw(lines, _METRIC.value, out)
+  except (OSError, ValueError) as error:  # an unwritable place, or a format matplotlib does not know
+    print(f"distrl: error: cannot write --out={_OUT.value}: {getattr(error, 'strerror', None) or error}",
+          file=sys.stderr)
+    sys.exit(1)
   for curve in lines:
     print(f"{curve.label}: final {_METRIC.value} {curve.mean[-1]:.1f} ± {curve.std[-1]:.1f} "
           f"at step {int(curve.steps[-1]):,}")
-  print(f"wrote {_OUT.value}")
+  print(f"wrote {out}")
 
 
 if __name__ == "__main__":

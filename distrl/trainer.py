@@ -3,6 +3,10 @@
 The trainer knows an algorithm only through the contract of `distrl.algorithms` (`sizes`, `init`,
 `update`, `act`), resolved from `config.algo`; `build` makes what a run executes, for training,
 `distrl.evaluate` and the benchmarks alike.
+
+Chunks: the compiled program runs a dynamic number of updates, so the loop runs each log interval
+(`log_every` updates) as one or more calls of at most ~`MAX_CHUNK_SECONDS`: a stop request waits at
+most that long. With several processes, every process agrees on stopping and on each call's length.
 """
 
 import dataclasses
@@ -10,21 +14,22 @@ import functools
 import json
 import math
 import os
-import signal
-import threading
 import time
 
 import jax
 import ml_collections
 import numpy as np
 
-from distrl import algorithms, envs, evaluation, metrics, seeds, sharding
+from distrl import algorithms, envs, evaluation, metrics, seeds, sharding, stopping
 from distrl.checkpoint import Checkpoints, IncompatibleCheckpoint
-from distrl.errors import ConfigError, require, require_divisible, require_positive
+from distrl.errors import ConfigError, RunFailed, first_line, require, require_divisible, require_positive
 from distrl.state import TrainState
+from distrl.workdir import Workdir
+
+MAX_CHUNK_SECONDS = 5.0  # the longest one call of the compiled chunk runs: how long a stop request can wait
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunFailed):
   """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -35,30 +40,7 @@ class Result:
   compile_seconds: float
   traces: int  # times the chunk was traced (1 in a healthy run)
   layout_traces: int  # times a pmap layout conversion was traced (0 under shard_map, 2 under pmap)
-  stopped: bool  # ended early by SIGTERM/SIGINT, after saving
-
-
-class _StopRequest:
-  """Turns SIGTERM/SIGINT into a flag checked between chunks (main thread only)."""
-
-  def __init__(self):
-    self.signal = None
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    if self.signal is not None:  # a second signal: stop now
-      raise KeyboardInterrupt
-    self.signal = signal.Signals(signum).name
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
+  stopped: bool  # ended early by a stop request (SIGTERM, SIGINT, SIGHUP, a closed stdout), after saving
 
 
 def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -100,6 +82,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
   algorithm = algorithms.get(config.algo)
   env = envs.make(config.env_name, config.env_kwargs)
   sizes = algorithm.sizes(config, mesh.size)
+  require(sizes.num_updates < 2**31, f"total_timesteps={config.total_timesteps} makes {sizes.num_updates:,} updates; "
+                                     f"the update counter is int32 on the devices (at most 2**31 - 1)")
   init = functools.partial(algorithm.init, config=config, env=env, sizes=sizes)
   state = sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh)
   update = seeds.update(functools.partial(algorithm.update, config=config, env=env, sizes=sizes), config)
@@ -112,139 +96,238 @@ def _record_config(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
-def _config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
-  """"field: old -> new" for every field that differs from the run's recorded config.json."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    old = json.load(f)
+def _changes(old: dict | None, config: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """{field: (recorded value, new value)} for every field that differs from the run's config.json."""
+  if old is None:
+    return {}
   new = _record_config(config)
-  return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
-          for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+  return {k: (old.get(k, "(unset)"), new.get(k, "(unset)")) for k in sorted(old.keys() | new.keys())
+          if old.get(k) != new.get(k)}
 
 
-def _make_workdir(workdir: str) -> None:
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError(f"--workdir={workdir} is a file, not a directory; pick another path")
+def _describe(changes: dict[str, tuple], limit: int = 5) -> str:
+  shown = [f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(changes.items())[:limit]]
+  more = len(changes) - limit
+  return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _check_resume(workdir: Workdir, old: dict | None, config: ml_collections.ConfigDict, error: Exception | None):
+  """A ConfigError for a resume that cannot mean what it says (another run's config, another seed)."""
+  changes = _changes(old, config)
+  for field in ("algo", "env_name"):
+    if field in changes:
+      recorded, given = changes[field]
+      raise ConfigError(f"{workdir.path} holds a run of {old.get('algo')} on {old.get('env_name')}, not "
+                        f"{config.algo} on {config.env_name} ({field}: {recorded!r} -> {given!r}); resume it with "
+                        f"its own config, or use another --workdir")
+  if error is not None:
+    fields = f"; fields that differ from {workdir.file('config.json')}: {_describe(changes)}" if changes else ""
+    raise ConfigError(f"{error}{fields}. Resume with the config the run was started with, or use a new --workdir.")
+  if "seed" in changes:
+    recorded, given = changes["seed"]
+    raise ConfigError(f"{workdir.path} is the run of seed {recorded}; it cannot go on as seed {given} (its "
+                      f"environments, networks and samples all derive from its seed). Train seed {given} in another "
+                      f"--workdir, or several seeds at once with --config.num_seeds")
+
+
+@dataclasses.dataclass
+class _Interval:
+  """What the calls of one log interval add up to."""
+
+  sums: dict | None = None
+  updates: int = 0
+  seconds: float = 0.0
+
+  def add(self, sums: dict, updates: int, seconds: float) -> None:
+    self.sums = sums if self.sums is None else jax.tree.map(np.add, self.sums, sums)
+    self.updates, self.seconds = self.updates + updates, self.seconds + seconds
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None, overwrite: bool = False) -> Result:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint if it has one.
+
+  With `overwrite`, a run already in `workdir` is moved aside into `workdir/overwritten-<time>/` and a new one
+  starts. Stop requests (`stopping.REQUEST`: SIGTERM, SIGINT, SIGHUP) end the run after the current call with
+  a checkpoint.
+  """
+  stop = stopping.REQUEST
+  owned = not stop.installed  # launch installs it at start-up; a library caller gets it for this call
+  if owned:
+    stop.reason = None
+    stop.install()
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write-test-{jax.process_index()}")
-    with open(probe, "w"):
-      pass
-    os.remove(probe)
-  except OSError as error:
-    raise ConfigError(f"cannot write to --workdir={workdir}: {error.strerror}; pick a writable directory") from error
+    return _train(config, Workdir(workdir, primary=jax.process_index() == 0), devices, overwrite, stop)
+  finally:
+    if owned:
+      stop.uninstall()
 
 
-def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Process 0 replaces config.json atomically: other processes may be reading the old one meanwhile."""
-  if jax.process_index() == 0:
-    path = os.path.join(workdir, "config.json")
-    with open(path + ".tmp", "w") as f:
-      json.dump(_record_config(config), f, indent=2, sort_keys=True)
-      f.write("\n")
-    os.replace(path + ".tmp", path)
-
-
-def _truncate_metrics(workdir: str, update: int) -> None:
-  """Drops records past `update` (logged, then lost by a crash) so that a resumed run does not repeat them."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if jax.process_index() != 0 or not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
-  kept = [line for line in lines if json.loads(line)["update"] <= update]
-  if len(kept) < len(lines):
-    with open(path + ".tmp", "w") as f:
-      f.writelines(kept)
-    os.replace(path + ".tmp", path)
-
-
-def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> Result:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint if it has one."""
+def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.StopRequest) -> Result:
   program = build(config, sharding.make_mesh(devices))
   mesh, sizes, state, runner = program.mesh, program.sizes, program.state, program.runner
-  _make_workdir(workdir)
-  primary = jax.process_index() == 0
-  say = print if primary else (lambda *args, **kwargs: None)
+  primary, processes = workdir.primary, jax.process_count()
+  console = metrics.Console(enabled=primary, on_closed=lambda: stop.request("closed stdout"))
+  say = console.print
+  warn = lambda text: say(text)
   total_steps = sizes.num_updates * sizes.steps_per_update
 
-  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-  best = Checkpoints(os.path.join(workdir, "best"), keep=1, best_of="eval/return")  # the mean over agents
-  writer = None
+  workdir.create(jax.process_index())
+  refused = workdir.lock()
+  if processes > 1:  # every process learns whether process 0 got the lock
+    from jax.experimental import multihost_utils
+    locked = bool(multihost_utils.broadcast_one_to_all(np.int32(refused is None)))
+    refused = refused or (None if locked else f"process 0 could not lock --workdir={workdir.path}")
+  if refused:
+    raise ConfigError(refused)
+  checkpoints = best = writer = None
   try:
+    if overwrite:
+      moved = workdir.move_aside()
+      if processes > 1:
+        multihost_utils.sync_global_devices("distrl-overwrite")
+      if moved:
+        say(f"--overwrite: moved the run that was in {workdir.path} to {moved}")
+    checkpoints = Checkpoints(workdir.file("checkpoints"), keep=config.keep_checkpoints)
+    best = Checkpoints(workdir.file("best"), keep=1, best_of="eval/return")  # the mean over agents
+    old_config, last_start = workdir.read_json("config.json"), workdir.read_json("run.json")
     try:
-      restored, state = checkpoints.restore_latest(state, warn=lambda text: say(text, flush=True))
+      restored, state = checkpoints.restore_latest(state, warn=warn)
     except IncompatibleCheckpoint as error:
-      changes = _config_changes(workdir, config)
-      fields = f"; fields that differ from {workdir}/config.json: {', '.join(changes)}" if changes else ""
-      raise ConfigError(f"{error}{fields}. Resume with the config the run was started with, or use a new "
-                        f"--workdir.") from None
-    if restored is not None:
-      changes = _config_changes(workdir, config)
-      say(f"resuming {workdir} from update {restored} (step {restored * sizes.steps_per_update:,})"
-          + (f" with changed settings: {', '.join(changes)}" if changes else ""), flush=True)
-    else:
-      say(f"training {config.algo} on {config.env_name}: {sizes.num_updates} updates of "
-          f"{sizes.steps_per_update} steps on {mesh.size} device(s); workdir {workdir}", flush=True)
-    _write_config(workdir, config)
+      _check_resume(workdir, old_config, config, error)
+      raise
+    history = workdir.history(warn)
+    # Killed before its first checkpoint, the same run simply starts again (and logs the same records again);
+    # anything else without a checkpoint would mix a new run into an old run's history.
+    same_run_from_scratch = not _changes(old_config, config) and not workdir.leftovers(saved_only=True)
+    if restored is None and history and same_run_from_scratch:
+      say(f"{workdir.path}: no checkpoint was saved before the run stopped; starting it again from update 0")
+    elif restored is None and (history or workdir.leftovers()):
+      raise ConfigError(f"--workdir={workdir.path} holds a run ({'; '.join(workdir.leftovers())}) but no checkpoint "
+                        f"to resume it from; add --overwrite to start over there (the old run is moved to "
+                        f"{workdir.path}/overwritten-<time>/, not deleted), or use another --workdir")
     update = restored or 0
-    _truncate_metrics(workdir, update)
-    writer = metrics.Writer(workdir, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
-                            enabled=primary, resume_step=update * sizes.steps_per_update)
+    if restored is not None:
+      _check_resume(workdir, old_config, config, None)
+      if update >= sizes.num_updates:
+        say(f"{workdir.path}: the run is finished (update {update} of {sizes.num_updates}, step "
+            f"{update * sizes.steps_per_update:,}); to train it longer, raise --config.total_timesteps")
+        return Result(state=state, history=[], compile_seconds=0.0, traces=0, layout_traces=0, stopped=False)
+      changes = _changes(old_config, config)
+      moved = ""
+      if last_start and (last_start.get("devices"), last_start.get("processes")) != (mesh.size, processes):
+        moved = f" (it ran on {last_start['devices']} device(s) in {last_start['processes']} process(es) before)"
+      say(f"resuming {workdir.path} from update {update} (step {update * sizes.steps_per_update:,}) on {mesh.size} "
+          f"device(s) in {processes} process(es){moved}"
+          + (f" with changed settings: {_describe(changes, limit=len(changes))}" if changes else ""))
+      if "total_timesteps" in changes:
+        say(f"the run now ends at step {total_steps:,}: schedules that span the whole run (an annealed learning "
+            f"rate, ...) follow the new length from here on")
+    else:
+      say(f"training {config.algo} on {config.env_name}: {sizes.num_updates} updates of {sizes.steps_per_update} "
+          f"steps on {mesh.size} device(s); workdir {workdir.path}")
+    history = workdir.keep_history_until(history, update)
+    elapsed = history[-1]["time"] if history else 0.0  # training time of the run before this start
+    workdir.write_json("config.json", _record_config(config))
+    workdir.write_json("run.json", {"devices": mesh.size, "processes": processes, "jax": jax.__version__})
+    writer = metrics.Writer(workdir.path, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
+                            console=console, primary=primary, resume_step=update * sizes.steps_per_update)
 
     state = runner.put(state)
     start = time.perf_counter()
     runner.compile(state)
     compile_seconds = time.perf_counter() - start
-    writer.print(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
-
+    say(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
     evaluate = program.evaluator(config.eval_episodes)
     # Evaluation after update u of the agent of seed s uses fold_in(fold_in(PRNGKey(s), 1), u).
     eval_key = seeds.vmap(lambda key, u: jax.random.fold_in(jax.random.fold_in(key, 1), u), config, in_axes=(0, None))
-    history, last_saved = [], update
-    with _StopRequest() as stop:
-      while update < sizes.num_updates and stop.signal is None:
-        n = min(config.log_every, sizes.num_updates - update)
-        chunk_start = time.perf_counter()
-        state, sums = runner(state, n)
-        sums = sharding.to_host(sums)
-        finite_learner = bool(sums.pop(sharding.FINITE_LEARNER)[0])
-        scalars = metrics.summarize(sums, first_seed=config.seed)
-        update += n
-        scalars["perf/sps"] = n * sizes.steps_per_update / (time.perf_counter() - chunk_start)
-        bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
-        bad += [] if finite_learner else ["parameters or optimizer state"]
-        if bad:
-          kept = (f"the last good checkpoint (update {checkpoints.latest()}) is kept in {checkpoints.directory}"
-                  if checkpoints.latest() is not None else "no checkpoint had been saved yet")
-          raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "
-                                 f"(step {update * sizes.steps_per_update:,}); {kept}. A lower lr or "
-                                 f"max_grad_norm usually helps")
-        if update // config.eval_every > (update - n) // config.eval_every or update == sizes.num_updates:
-          learner = runner.get(state).learner
-          results = sharding.to_host(evaluate(learner, eval_key(seeds.keys(config), update)))
-          episodes = {f"eval/{name}": (values.sum(-1), np.full(values.shape[:-1], values.shape[-1]))
-                      for name, values in results.items()}  # per agent: (sum, count) over its episodes
-          scalars.update(metrics.summarize(episodes, first_seed=config.seed))
-          best.save(update, runner.get(state), metrics={"eval/return": scalars["eval/return"]})
-        record = {"step": update * sizes.steps_per_update, "update": update,
-                  "time": time.perf_counter() - start, **scalars}
-        history.append(record)
+
+    def log(interval: _Interval, update: int, last_saved: int) -> int:
+      """Writes the record of an interval ending at `update` (evaluating and checkpointing when due)."""
+      scalars = metrics.summarize(interval.sums, first_seed=config.seed)
+      scalars["perf/sps"] = interval.updates * sizes.steps_per_update / interval.seconds
+      bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+      if bad:
+        _diverged(bad, update, interval.updates)
+      if update // config.eval_every > (update - interval.updates) // config.eval_every or \
+          update == sizes.num_updates:
+        learner = runner.get(state).learner
+        results = sharding.to_host(evaluate(learner, eval_key(seeds.keys(config), update)))
+        episodes = {f"eval/{name}": (values.sum(-1), np.full(values.shape[:-1], values.shape[-1]))
+                    for name, values in results.items()}  # per agent: (sum, count) over its episodes
+        scalars.update(metrics.summarize(episodes, first_seed=config.seed))
+        best.save(update, runner.get(state), metrics={"eval/return": scalars["eval/return"]})
+      record = {"step": update * sizes.steps_per_update, "update": update,
+                "time": elapsed + time.perf_counter() - start, **scalars}
+      history.append(record)
+      try:
         writer.write(step=record["step"], update=update, time=record["time"], scalars=scalars)
-        if update // config.checkpoint_every > last_saved // config.checkpoint_every:
-          checkpoints.save(update, runner.get(state))
-          last_saved = update
-      stopped = stop.signal is not None
-    checkpoints.save(update, runner.get(state))
-    if stopped:
-      writer.print(f"stopped by {stop.signal}: saved update {update} to {checkpoints.directory}; "
-                   f"run the same command to resume")
-    return Result(state=runner.get(state), history=history, compile_seconds=compile_seconds,
+      except OSError as error:
+        raise RunFailed(f"cannot write {workdir.file('metrics.jsonl')} ({error.strerror}); the last complete "
+                        f"checkpoint is update {checkpoints.latest()}. Free space and run the same command to "
+                        f"resume") from None
+      if update // config.checkpoint_every > last_saved // config.checkpoint_every:
+        checkpoints.save(update, runner.get(state))
+        return update
+      checkpoints.check()
+      return last_saved
+
+    def _diverged(bad, update, n):
+      kept = (f"the last good checkpoint (update {checkpoints.latest()}) is kept in {checkpoints.directory}"
+              if checkpoints.latest() is not None else "no checkpoint had been saved yet")
+      raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "
+                             f"(step {update * sizes.steps_per_update:,}); {kept}. A lower lr or "
+                             f"max_grad_norm usually helps")
+
+    run_history_start = len(history)
+    interval, last_saved, seconds_per_update = _Interval(), update, None
+    while update < sizes.num_updates:
+      boundary = min(sizes.num_updates, (update // config.log_every + 1) * config.log_every)
+      n = boundary - update
+      if seconds_per_update is None:
+        n = 1  # a first call measures how long an update takes
+      else:
+        n = min(n, max(1, int(MAX_CHUNK_SECONDS / seconds_per_update)))
+      stopped, n = stopping.agree(stop.reason is not None, n)
+      if stopped:
+        break
+      call_start = time.perf_counter()
+      state, sums = runner(state, n)
+      sums = sharding.to_host(sums)
+      seconds = time.perf_counter() - call_start
+      seconds_per_update = seconds / n
+      finite_learner = bool(sums.pop(sharding.FINITE_LEARNER)[0])
+      interval.add(sums, n, seconds)
+      update += n
+      if not finite_learner:
+        scalars = metrics.summarize(interval.sums, first_seed=config.seed)
+        _diverged(sorted(k for k, v in scalars.items() if not math.isfinite(v)) + ["parameters or optimizer state"],
+                  update, interval.updates)
+      if update == boundary:
+        last_saved = log(interval, update, last_saved)
+        interval = _Interval()
+    else:
+      stopped = False
+    if interval.updates:  # stopped inside a log interval: its record covers the updates done
+      last_saved = log(interval, update, last_saved)
+    if stopped and update == (restored or 0) and restored is None:
+      say(f"stopped by {stop.reason} before the first update; nothing to save (run the same command to start)")
+    else:
+      stop.saving = f"update {update}"
+      checkpoints.save(update, runner.get(state))
+      checkpoints.finish()
+      best.finish()
+      stop.saving = None
+      if stopped:
+        say(f"stopped by {stop.reason}: saved update {update} to {checkpoints.directory}; run the same command to "
+            f"resume")
+    return Result(state=runner.get(state), history=history[run_history_start:], compile_seconds=compile_seconds,
                   traces=runner.traces, layout_traces=runner.layout_traces, stopped=stopped)
   finally:
-    checkpoints.close()  # waits for a save in flight
-    best.close()
+    for manager in (checkpoints, best):
+      if manager is not None:
+        manager.close()  # waits for a save in flight
     if writer is not None:
       writer.close()
+    else:
+      console.end()
+    workdir.unlock()

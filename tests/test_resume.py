@@ -152,11 +152,15 @@ def test_resuming_with_other_shapes_is_refused_and_changes_nothing(tmp_path):
   trainer.train(_short_ppo(10), str(tmp_path))
   before = {p: os.path.getmtime(tmp_path / p) for p in ("config.json", "metrics.jsonl")}
   listing = sorted(os.listdir(tmp_path / "checkpoints"))
-  for change, field in [({"hidden_sizes": (32, 32)}, "hidden_sizes"), ({"env_name": "Acrobot-v1"}, "env_name")]:
-    with pytest.raises(ConfigError) as error:
-      trainer.train(_short_ppo(20, **change), str(tmp_path))
-    assert "holds arrays of other shapes" in str(error.value)
-    assert f"fields that differ from {tmp_path}/config.json: {field}:" in str(error.value)
+  with pytest.raises(ConfigError) as error:
+    trainer.train(_short_ppo(20, hidden_sizes=(32, 32)), str(tmp_path))
+  assert "holds arrays of other shapes" in str(error.value)
+  assert f"fields that differ from {tmp_path}/config.json: hidden_sizes: [64, 64] -> [32, 32]" in str(error.value)
+  # Another environment (or algorithm): the cause leads, in one short line.
+  with pytest.raises(ConfigError) as error:
+    trainer.train(_short_ppo(20, env_name="Acrobot-v1"), str(tmp_path))
+  assert str(error.value) == (f"{tmp_path} holds a run of ppo on CartPole-v1, not ppo on Acrobot-v1 (env_name: "
+                              f"'CartPole-v1' -> 'Acrobot-v1'); resume it with its own config, or use another --workdir")
   assert {p: os.path.getmtime(tmp_path / p) for p in before} == before
   assert sorted(os.listdir(tmp_path / "checkpoints")) == listing
 

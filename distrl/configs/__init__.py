@@ -10,6 +10,10 @@ from distrl.errors import ConfigError
 
 DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 
+# Fields the trainer reads from every config, whatever the algorithm (distrl/algorithms.py states the contract).
+RUN_FIELDS = ("algo", "env_name", "env_kwargs", "seed", "num_seeds", "backend", "num_envs", "log_every",
+              "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints")
+
 
 def names() -> list[str]:
   """The shipped configs: ppo, dqn, ..."""

@@ -92,8 +92,11 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
           f"total_timesteps={config.total_timesteps} is less than one iteration "
           f"(num_envs * num_steps = {steps_per_update})")
   num_updates = config.total_timesteps // steps_per_update
-  return Sizes(num_updates=num_updates, steps_per_update=steps_per_update,
-               gradient_steps=num_updates * config.update_epochs * config.num_minibatches)
+  gradient_steps = num_updates * config.update_epochs * config.num_minibatches
+  require(gradient_steps < 2**31, f"total_timesteps={config.total_timesteps} makes {gradient_steps:,} gradient steps; "
+                                  f"they are counted in int32 on the devices, so the most is 2**31 - 1 (lower "
+                                  f"total_timesteps, or raise num_envs * num_steps)")
+  return Sizes(num_updates=num_updates, steps_per_update=steps_per_update, gradient_steps=gradient_steps)
 
 
 def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic:

@@ -1,0 +1,83 @@
+"""Stop requests: SIGTERM, SIGINT (Ctrl-C), SIGHUP (the terminal closed) and a closed stdout.
+
+A request only sets a flag; no handler ever raises, so a signal that lands in the middle of
+compilation, of a chunk or of a checkpoint save interrupts none of them. The trainer looks at
+the flag between chunks (`trainer.MAX_CHUNK_SECONDS` bounds how long that takes), and with several
+processes every process takes the same decision after the same update (`agree`): each stops,
+saves the same checkpoint, and exits 0. A repeated request says what is under way instead of
+cutting it short; `kill -9` still ends a process at once (the last complete checkpoint stays).
+
+`launch` installs the handlers first thing, before JAX is imported, so that a Ctrl-C during start-up
+or compilation is a request like any other.
+"""
+
+import os
+import signal
+import threading
+
+import numpy as np
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class StopRequest:
+  """The process's stop request: `reason` is None until a signal (its name) or another cause arrives."""
+
+  def __init__(self):
+    self.reason: str | None = None
+    self.saving: str | None = None  # what is being saved, while the final checkpoint is written
+    self._previous = {}
+
+  def install(self) -> "StopRequest":
+    """Routes SIGTERM, SIGINT and SIGHUP here (main thread only; elsewhere signals keep their handlers)."""
+    if threading.current_thread() is threading.main_thread() and not self._previous:
+      for sig in SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def uninstall(self) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
+
+  @property
+  def installed(self) -> bool:
+    return bool(self._previous)
+
+  def request(self, reason: str) -> None:
+    if self.reason is None:
+      self.reason = reason
+
+  def _handle(self, signum, frame):
+    name = signal.Signals(signum).name
+    if self.reason is None:
+      self.reason = name
+      return
+    if self.saving is not None:
+      _say(f"distrl: {name}: still saving {self.saving}; waiting for it to complete (kill -9 would lose it)")
+    else:
+      _say(f"distrl: {name}: already stopping ({self.reason}); the run saves a checkpoint after the current chunk")
+
+
+def _say(text: str) -> None:
+  """Writes a line to stderr from a signal handler (os.write: no buffered stream is re-entered)."""
+  try:
+    os.write(2, (text + "\n").encode())
+  except OSError:
+    pass
+
+
+REQUEST = StopRequest()  # the one stop request of this process
+
+
+def agree(stop: bool, chunk: int) -> tuple[bool, int]:
+  """(stop, chunk) as every process sees them: stop if any process was asked to, and the smallest chunk any
+  proposes. One all-gather across processes (nothing with one process), taken between chunks."""
+  import jax
+
+  if jax.process_count() == 1:
+    return stop, chunk
+  from jax.experimental import multihost_utils
+
+  votes = np.asarray(multihost_utils.process_allgather(np.array([int(stop), chunk], np.int32)))
+  return bool(votes[:, 0].max()), int(votes[:, 1].min())

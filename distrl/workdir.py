@@ -1,0 +1,154 @@
+"""A run's directory: used by one run at a time, its history never lost.
+
+- `lock`: process 0 holds an exclusive `flock` on `WORKDIR/.lock` for the whole run. The kernel
+  drops it when the process ends, however it ends (kill -9 included), so it is never left stuck;
+  `flock` works on local filesystems and on NFS (Linux emulates it with POSIX locks there). The
+  lock file records who holds it, which a second launcher names in its error.
+- `history`: the records of `metrics.jsonl`; a last line cut short by a crash while writing it is
+  dropped (and said), not fatal.
+- A workdir that holds a run's history but no checkpoint to resume from is refused: starting over
+  would mix a new run into the old one's files. `move_aside` (the launcher's `--overwrite`) moves
+  the old run into `WORKDIR/overwritten-<time>/`; nothing is ever deleted.
+- `config.json` (the resolved config) and `run.json` (devices and processes of the last start) are
+  replaced atomically: other processes may be reading them.
+"""
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from typing import Callable
+
+from distrl.errors import ConfigError
+
+RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "tb", "checkpoints", "best")
+
+
+class Workdir:
+  """The directory `path` of one run, as seen by process `process_index` (0 writes the shared files)."""
+
+  def __init__(self, path: str, *, primary: bool):
+    self.path, self.primary = path, primary
+    self._lock = None
+
+  def file(self, name: str) -> str:
+    return os.path.join(self.path, name)
+
+  def create(self, process_index: int) -> None:
+    """Makes the directory (if needed) and checks that it can be written, else a ConfigError."""
+    if os.path.exists(self.path) and not os.path.isdir(self.path):
+      raise ConfigError(f"--workdir={self.path} is a file, not a directory; pick another path")
+    try:
+      os.makedirs(self.path, exist_ok=True)
+      probe = self.file(f".write-test-{process_index}")
+      with open(probe, "w"):
+        pass
+      os.remove(probe)
+    except OSError as error:
+      raise ConfigError(f"cannot write to --workdir={self.path}: {error.strerror}; pick a writable directory") from None
+
+  def lock(self) -> str | None:
+    """Takes the run's lock (process 0 only). Returns None, or the one-line reason another run holds it."""
+    if not self.primary or "://" in self.path:  # object stores (gs://) have no file locks
+      return None
+    handle = open(self.file(".lock"), "a+")
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      handle.seek(0)
+      holder = handle.read().strip()
+      handle.close()
+      try:
+        info = json.loads(holder)
+        who = f"pid {info['pid']} on {info['host']}, since {info['started']}: {info['command']}"
+      except (ValueError, KeyError, TypeError):
+        who = "another process"
+      return (f"--workdir={self.path} is in use by another run ({who}); wait for it to end, or use another "
+              f"--workdir")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}) + "\n")
+    handle.flush()
+    self._lock = handle
+    return None
+
+  def unlock(self) -> None:
+    if self._lock is not None:
+      self._lock.close()  # closing the file releases the flock
+      self._lock = None
+
+  def history(self, warn: Callable[[str], None]) -> list[dict]:
+    """The records of metrics.jsonl, without a line that a crash cut short (repaired in place, and said)."""
+    path = self.file("metrics.jsonl")
+    if not os.path.exists(path):
+      return []
+    with open(path) as f:
+      lines = [line for line in f.read().splitlines() if line.strip()]
+    records, broken = [], []
+    for number, line in enumerate(lines, 1):
+      try:
+        records.append(json.loads(line))
+      except ValueError:
+        broken.append(number)
+    if broken and self.primary:
+      where = "its last line" if broken == [len(lines)] else f"lines {', '.join(map(str, broken))}"
+      warn(f"warning: {path}: dropped {where}, cut short by a crash while being written")
+      self._write_lines(path, [json.dumps(r) + "\n" for r in records])
+    return records
+
+  def keep_history_until(self, records: list[dict], update: int) -> list[dict]:
+    """Drops records past `update` (logged after the checkpoint a crash fell back to: the resumed run logs them
+    again, identically). Returns the records kept."""
+    kept = [r for r in records if r["update"] <= update]
+    if len(kept) < len(records) and self.primary:
+      self._write_lines(self.file("metrics.jsonl"), [json.dumps(r) + "\n" for r in kept])
+    return kept
+
+  def leftovers(self, saved_only: bool = False) -> list[str]:
+    """What of a run is here besides checkpoints that can be resumed: the description of each part (with
+    `saved_only`, of best/ and checkpoints/ only)."""
+    found = []
+    records = self.file("metrics.jsonl")
+    if not saved_only and os.path.exists(records) and os.path.getsize(records) > 0:
+      with open(records) as f:
+        found.append(f"metrics.jsonl with {sum(1 for line in f if line.strip())} records")
+    for name in ("best", "checkpoints"):
+      path = self.file(name)
+      # orbax's temporary directories are saves cut short: nothing of the run is in them
+      entries = [e for e in os.listdir(path) if "orbax-checkpoint-tmp" not in e] if os.path.isdir(path) else []
+      if entries:
+        found.append(f"{name}/ with {len(entries)} {'entry' if len(entries) == 1 else 'entries'}")
+    return found
+
+  def move_aside(self) -> str | None:
+    """Moves the files of the run here into overwritten-<time>/ (process 0); returns that directory, if any."""
+    present = [name for name in RUN_FILES if os.path.exists(self.file(name))]
+    if not present:
+      return None
+    target = self.file(f"overwritten-{time.strftime('%Y%m%d-%H%M%S')}")
+    if self.primary:
+      os.makedirs(target)
+      for name in present:
+        os.rename(self.file(name), os.path.join(target, name))
+    return target
+
+  def read_json(self, name: str) -> dict | None:
+    path = self.file(name)
+    if not os.path.exists(path):
+      return None
+    with open(path) as f:
+      return json.load(f)
+
+  def write_json(self, name: str, value: dict) -> None:
+    """Process 0 replaces `name` atomically: other processes may be reading the old one meanwhile."""
+    if self.primary:
+      self._write_lines(self.file(name), [json.dumps(value, indent=2, sort_keys=True) + "\n"])
+
+  @staticmethod
+  def _write_lines(path: str, lines: list[str]) -> None:
+    with open(path + ".tmp", "w") as f:
+      f.writelines(lines)
+    os.replace(path + ".tmp", path)
