@@ -1,12 +1,23 @@
 """Joining the processes (hosts) of one run, and stopping cleanly when one of them dies.
 
 `start` calls `jax.distributed.initialize` with an explicit coordinator, or with JAX's cluster
-auto-detection (TPU pods, SLURM, Open MPI). JAX's own health check aborts every process some
-time after a peer dies, from C++ and with a stack dump; a watchdog thread here notices first
-(at `timeout`, JAX's check being set to twice that) and ends this process with one line.
+auto-detection (TPU pods, SLURM, Open MPI). When a process dies, hangs (SIGSTOP) or loses the
+coordinator (process 0), every other process ends within `timeout` seconds with one line of ours
+and exit 1:
+
+- a watchdog thread beats once a second through the coordinator's key-value store and watches the
+  others' beats: a peer silent for `timeout` seconds is dead or hung; a coordinator that does not
+  answer for `timeout` seconds is gone;
+- JAX's own client aborts the process from C++ the moment it loses the coordinator (its error
+  polling fails), before any thread of ours can act, and jaxlib cannot hand that event to Python
+  (a `missed_heartbeat_callback` dies converting the status). So `guard_stderr`, called before JAX
+  starts, routes stderr through a small forked process that passes it on, drops the dying client's
+  C++ log and dump, and says in our one line why the process ended.
 """
 
 import os
+import re
+import signal
 import sys
 import threading
 import time
@@ -40,6 +51,7 @@ def _client():
   return jax_distributed.global_state.client
 
 
+
 def lost(reason: str) -> None:
   """Ends this process of a multi-process run with one line saying why."""
   print(f"distrl: error: process {jax.process_index()} of {jax.process_count()} stops: {reason}. "
@@ -50,11 +62,15 @@ def lost(reason: str) -> None:
 
 
 def _watch(timeout: int) -> None:
-  """Beats once a second; a peer whose beat has not changed for `timeout` seconds is dead."""
+  """Beats once a second; a peer whose beat has not changed for `timeout` seconds is dead, and a coordinator
+  that has not answered for `timeout` seconds is gone (a call to a stopped process hangs rather than fails,
+  so a second thread watches the time of the last answer)."""
   client, me = _client(), jax.process_index()
   peers = [p for p in range(jax.process_count()) if p != me]
   last_beat = {p: None for p in peers}
   last_change = {p: time.monotonic() for p in peers}
+  answered = [time.monotonic()]
+  threading.Thread(target=_watch_coordinator, args=(answered, timeout), daemon=True, name="distrl-coordinator").start()
   beat = 0
   while True:
     beat += 1
@@ -63,8 +79,8 @@ def _watch(timeout: int) -> None:
       store = dict(client.key_value_dir_get(f"{_PREFIX}/"))
     except Exception as error:  # the coordinator (process 0) is gone
       message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-      lost(f"lost the run's coordinator, process 0 ({message})")
-    now = time.monotonic()
+      lost(f"lost the run's coordinator, process 0 ({message[:200]})")
+    now = answered[0] = time.monotonic()
     for peer in peers:
       if f"{_PREFIX}/done/{peer}" in store:
         continue
@@ -74,3 +90,58 @@ def _watch(timeout: int) -> None:
       elif now - last_change[peer] > timeout:
         lost(f"process {peer} has been silent for {timeout}s (it died, hung, or was stopped)")
     time.sleep(1.0)
+
+
+def _watch_coordinator(answered: list[float], timeout: int) -> None:
+  while True:
+    time.sleep(1.0)
+    if time.monotonic() - answered[0] > timeout:
+      lost(f"process 0, the run's coordinator, has not answered for {timeout}s (it died, hung, or was stopped)")
+
+
+_CPP_LOG = re.compile(r"^[EWF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]")  # C++ (absl) log lines
+_FATAL = ("Terminating process because the JAX distributed service detected fatal errors",
+          "terminate called after throwing")
+
+
+def guard_stderr(who: str) -> None:
+  """Routes this process's stderr through a forked helper (see the module docstring); call before JAX starts.
+
+  `who` names this process in the helper's line ("process 1 of 2").
+
+  The helper passes lines on, except C++ log lines, which it holds until the next other line (and passes on
+  then). If this process dies of JAX's coordination-service abort, the helper drops the held lines and
+  everything after the abort's own, and writes the one line of `lost` instead. It ends with the pipe.
+  """
+  read, write = os.pipe()
+  if os.fork() == 0:  # the helper: a copy of this process before any JAX thread exists
+    os.close(write)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # it lives exactly as long as the pipe
+      signal.signal(sig, signal.SIG_IGN)
+    _pass_on(os.fdopen(read, "rb"), who)
+    os._exit(0)
+  os.close(read)
+  os.dup2(write, 2)
+  os.close(write)
+
+
+def _pass_on(stream, who: str) -> None:
+  held, dying = [], False
+  for raw in stream:
+    line = raw.decode(errors="replace")
+    if dying:
+      continue
+    if any(marker in line for marker in _FATAL):
+      dying = True
+      continue
+    if _CPP_LOG.match(line) or line.startswith(("Additional GRPC error", ":UNKNOWN:", "RPC:")):
+      held.append(raw)
+      continue
+    os.write(2, b"".join(held) + raw)
+    held = []
+  if dying:
+    os.write(2, (f"distrl: error: {who} stops: lost the run's coordinator, "
+                 f"process 0 (JAX's coordination service ended this process). Restart every process with the same "
+                 f"command to resume from the last checkpoint.\n").encode())
+  elif held:
+    os.write(2, b"".join(held))

@@ -127,8 +127,12 @@ def main(argv):
   if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
     raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
   auto = _DISTRIBUTED.value if _DISTRIBUTED.value is not None else int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  if all(v is not None for v in explicit) or auto:
+    distributed.guard_stderr(f"process {_PROCESS_ID.value} of {_NUM_PROCESSES.value}" if _PROCESS_ID.value is not None
+                             else "this process")
   try:
-    distributed.start(*explicit, auto=auto, timeout=_HEARTBEAT.value)
+    if distributed.start(*explicit, auto=auto, timeout=_HEARTBEAT.value):
+      stopping.REQUEST.install()  # again: JAX's preemption notifier took SIGTERM; the trainer agrees on stops itself
     jax.devices()  # starts the backend
   except Exception as error:  # RuntimeError for an unknown or failing platform, AssertionError for some plugins
     _backend_error(error)

@@ -29,10 +29,14 @@ class StopRequest:
     self._previous = {}
 
   def install(self) -> "StopRequest":
-    """Routes SIGTERM, SIGINT and SIGHUP here (main thread only; elsewhere signals keep their handlers)."""
-    if threading.current_thread() is threading.main_thread() and not self._previous:
+    """Routes SIGTERM, SIGINT and SIGHUP here (main thread only; elsewhere signals keep their handlers).
+
+    Call it again after `jax.distributed.initialize`, whose preemption notifier takes SIGTERM for itself.
+    """
+    if threading.current_thread() is threading.main_thread():
       for sig in SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
+        previous = signal.signal(sig, self._handle)
+        self._previous.setdefault(sig, previous)
     return self
 
   def uninstall(self) -> None:
@@ -70,14 +74,25 @@ def _say(text: str) -> None:
 REQUEST = StopRequest()  # the one stop request of this process
 
 
-def agree(stop: bool, chunk: int) -> tuple[bool, int]:
-  """(stop, chunk) as every process sees them: stop if any process was asked to, and the smallest chunk any
-  proposes. One all-gather across processes (nothing with one process), taken between chunks."""
+REASONS = ("SIGTERM", "SIGINT", "SIGHUP", "closed stdout")  # what a process can be asked to stop by
+
+
+def agree(reason: str | None, chunk: int) -> tuple[str | None, int]:
+  """(reason, chunk) as every process sees them: a stop if any process was asked to (its reason, naming the
+  process when it is another), and the smallest chunk any proposes. One all-gather across processes (none with
+  one process), taken between chunks."""
   import jax
 
   if jax.process_count() == 1:
-    return stop, chunk
+    return reason, chunk
   from jax.experimental import multihost_utils
 
-  votes = np.asarray(multihost_utils.process_allgather(np.array([int(stop), chunk], np.int32)))
-  return bool(votes[:, 0].max()), int(votes[:, 1].min())
+  code = 0 if reason is None else 1 + (REASONS.index(reason) if reason in REASONS else len(REASONS))
+  votes = np.asarray(multihost_utils.process_allgather(np.array([code, chunk], np.int32)))
+  asked = [p for p in range(len(votes)) if votes[p, 0]]
+  if not asked:
+    return None, int(votes[:, 1].min())
+  if reason is None:
+    first = int(votes[asked[0], 0]) - 1
+    reason = f"{REASONS[first] if first < len(REASONS) else 'a stop request'} to process {asked[0]}"
+  return reason, int(votes[:, 1].min())

@@ -287,8 +287,10 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
         n = 1  # a first call measures how long an update takes
       else:
         n = min(n, max(1, int(MAX_CHUNK_SECONDS / seconds_per_update)))
-      stopped, n = stopping.agree(stop.reason is not None, n)
-      if stopped:
+      reason, n = stopping.agree(stop.reason, n)
+      if reason is not None:
+        stopped = True
+        stop.request(reason)
         break
       call_start = time.perf_counter()
       state, sums = runner(state, n)
