@@ -7,12 +7,9 @@ and the previous one is used. A checkpoint whose arrays do not have the shapes t
 config gives is refused: it was written by another config.
 """
 
-import contextlib
 import logging
 import os
 import re
-import sys
-import tempfile
 import time
 from typing import Callable
 
@@ -125,8 +122,7 @@ class Checkpoints:
   def restore(self, update: int, like):
     """The checkpoint `update`, placed with the shardings of `like` (a state of the same config)."""
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
-    with _without_closed_loop_tracebacks():
-      return self._manager.restore(update, args=ocp.args.StandardRestore(abstract))
+    return self._manager.restore(update, args=ocp.args.StandardRestore(abstract))
 
   def restore_latest(self, like, *, warn: Callable[[str], None], set_aside: bool = True):
     """(update, state) from the newest readable checkpoint, or (None, like) if there is none.
@@ -139,10 +135,6 @@ class Checkpoints:
     if unfinished:
       warn(f"note: an unfinished save of update {', '.join(unfinished)} (cut short by a crash) in {self.directory} "
            f"is not a checkpoint; it is left for orbax to clean up")
-    with _without_closed_loop_tracebacks():
-      return self._restore_latest(like, warn, set_aside)
-
-  def _restore_latest(self, like, warn: Callable[[str], None], set_aside: bool):
     expected = signature(like)
     skip = self._set_aside if set_aside else (lambda update, error, warn: warn(
         f"warning: checkpoint {self.directory}/{update} is damaged ({_reason(error)}); trying the one before"))
@@ -186,36 +178,3 @@ class Checkpoints:
 def _reason(error: Exception) -> str:
   return first_line(error)[:200]
 
-
-@contextlib.contextmanager
-def _without_closed_loop_tracebacks():
-  """Passes on what is written to stderr (file descriptor 2) meanwhile, less one kind of noise.
-
-  A restore of damaged arrays fails at the first bad read while tensorstore's other reads are still in flight;
-  as they finish they call back into orbax's event loop, closed by then, and each callback prints a traceback
-  ending in "RuntimeError: Event loop is closed", some hundreds of lines for one damaged checkpoint (the
-  failure itself is said in one line). Those tracebacks are dropped, after waiting for them to stop.
-  """
-  sys.stderr.flush()
-  saved = os.dup(2)
-  with tempfile.TemporaryFile() as held:
-    os.dup2(held.fileno(), 2)
-    try:
-      yield
-    finally:
-      size, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 3.0
-      while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.3:  # until nothing new for 0.3 s
-        time.sleep(0.05)
-        if os.fstat(held.fileno()).st_size != size:
-          size, quiet_since = os.fstat(held.fileno()).st_size, time.monotonic()
-      sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
-      held.seek(0)
-      lines = held.read().decode(errors="replace").splitlines(keepends=True)
-      if any("Event loop is closed" in line for line in lines):  # the threads' tracebacks interleave: by line
-        lines = [line for line in lines if not (line.startswith("Traceback (most recent call last)") or
-                                                "asyncio/base_events.py" in line or "_check_closed()" in line or
-                                                "Event loop is closed" in line)]
-      if lines:
-        os.write(2, "".join(lines).encode())

@@ -10,14 +10,11 @@ and exit 1:
   answer for `timeout` seconds is gone;
 - JAX's own client aborts the process from C++ the moment it loses the coordinator (its error
   polling fails), before any thread of ours can act, and jaxlib cannot hand that event to Python
-  (a `missed_heartbeat_callback` dies converting the status). So `guard_stderr`, called before JAX
-  starts, routes stderr through a small forked process that passes it on, drops the dying client's
-  C++ log and dump, and says in our one line why the process ended.
+  (a `missed_heartbeat_callback` dies converting the status). `distrl.stderr.guard` turns that abort
+  into our one line.
 """
 
 import os
-import re
-import signal
 import sys
 import threading
 import time
@@ -98,50 +95,3 @@ def _watch_coordinator(answered: list[float], timeout: int) -> None:
     if time.monotonic() - answered[0] > timeout:
       lost(f"process 0, the run's coordinator, has not answered for {timeout}s (it died, hung, or was stopped)")
 
-
-_CPP_LOG = re.compile(r"^[EWF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]")  # C++ (absl) log lines
-_FATAL = ("Terminating process because the JAX distributed service detected fatal errors",
-          "terminate called after throwing")
-
-
-def guard_stderr(who: str) -> None:
-  """Routes this process's stderr through a forked helper (see the module docstring); call before JAX starts.
-
-  `who` names this process in the helper's line ("process 1 of 2").
-
-  The helper passes lines on, except C++ log lines, which it holds until the next other line (and passes on
-  then). If this process dies of JAX's coordination-service abort, the helper drops the held lines and
-  everything after the abort's own, and writes the one line of `lost` instead. It ends with the pipe.
-  """
-  read, write = os.pipe()
-  if os.fork() == 0:  # the helper: a copy of this process before any JAX thread exists
-    os.close(write)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # it lives exactly as long as the pipe
-      signal.signal(sig, signal.SIG_IGN)
-    _pass_on(os.fdopen(read, "rb"), who)
-    os._exit(0)
-  os.close(read)
-  os.dup2(write, 2)
-  os.close(write)
-
-
-def _pass_on(stream, who: str) -> None:
-  held, dying = [], False
-  for raw in stream:
-    line = raw.decode(errors="replace")
-    if dying:
-      continue
-    if any(marker in line for marker in _FATAL):
-      dying = True
-      continue
-    if _CPP_LOG.match(line) or line.startswith(("Additional GRPC error", ":UNKNOWN:", "RPC:")):
-      held.append(raw)
-      continue
-    os.write(2, b"".join(held) + raw)
-    held = []
-  if dying:
-    os.write(2, (f"distrl: error: {who} stops: lost the run's coordinator, "
-                 f"process 0 (JAX's coordination service ended this process). Restart every process with the same "
-                 f"command to resume from the last checkpoint.\n").encode())
-  elif held:
-    os.write(2, b"".join(held))

@@ -109,6 +109,9 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  from distrl import stderr
+
+  stderr.guard("distrl.evaluate")  # before JAX starts: keeps tensorstore's noise of a damaged checkpoint away
   import jax
   import numpy as np
 

@@ -10,16 +10,20 @@ on every process, or `--distributed` where JAX finds them itself (TPU pods, SLUR
 a SLURM job of several tasks is detected without the flag. See launch/ and BUILD.md.
 """
 
-import os
-import re
-import sys
-import time
+from distrl import stopping
 
-import ml_collections
-from absl import app, flags, logging
-from ml_collections import config_flags
+stopping.REQUEST.install()  # before the imports below: a Ctrl-C from here on is a stop request, never a traceback
 
-from distrl import configs, errors, stopping
+import os  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import ml_collections  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from distrl import configs, errors, stderr  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn) or a config file, with an "
                                           "optional preset: ppo:Acrobot-v1, path/to/my_config.py:preset.",
@@ -67,6 +71,7 @@ def _shipped_configs(argv: list[str]) -> list[str]:
 
 def _fail(message: str, status: int) -> None:
   print(f"distrl: error: {message}", file=sys.stderr, flush=True)
+  stopping.REQUEST.ignore_from_now()
   sys.exit(status)
 
 
@@ -111,7 +116,6 @@ def _backend_error(error: Exception) -> None:
 
 
 def main(argv):
-  stopping.REQUEST.install()  # first: a Ctrl-C from here on is a stop request, never a traceback
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
@@ -127,9 +131,8 @@ def main(argv):
   if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
     raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
   auto = _DISTRIBUTED.value if _DISTRIBUTED.value is not None else int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  if all(v is not None for v in explicit) or auto:
-    distributed.guard_stderr(f"process {_PROCESS_ID.value} of {_NUM_PROCESSES.value}" if _PROCESS_ID.value is not None
-                             else "this process")
+  stderr.guard(f"process {_PROCESS_ID.value} of {_NUM_PROCESSES.value}" if _PROCESS_ID.value is not None
+               else "this process")
   try:
     if distributed.start(*explicit, auto=auto, timeout=_HEARTBEAT.value):
       stopping.REQUEST.install()  # again: JAX's preemption notifier took SIGTERM; the trainer agrees on stops itself
@@ -145,6 +148,7 @@ def main(argv):
   try:
     trainer.train(config, workdir, overwrite=_OVERWRITE.value)
     distributed.finished()
+    stopping.REQUEST.ignore_from_now()
   except (errors.ConfigError, errors.RunFailed) as error:
     _fail(str(error), 1)
   except jax.errors.JaxRuntimeError as error:

@@ -7,15 +7,13 @@ processes every process takes the same decision after the same update (`agree`):
 saves the same checkpoint, and exits 0. A repeated request says what is under way instead of
 cutting it short; `kill -9` still ends a process at once (the last complete checkpoint stays).
 
-`launch` installs the handlers first thing, before JAX is imported, so that a Ctrl-C during start-up
-or compilation is a request like any other.
+`launch` installs the handlers first thing, before anything else is imported, so that a Ctrl-C during
+start-up or compilation is a request like any other (this module imports nothing heavy for that reason).
 """
 
 import os
 import signal
 import threading
-
-import numpy as np
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -27,6 +25,7 @@ class StopRequest:
     self.reason: str | None = None
     self.saving: str | None = None  # what is being saved, while the final checkpoint is written
     self._previous = {}
+    self._said: set[str] = set()
 
   def install(self) -> "StopRequest":
     """Routes SIGTERM, SIGINT and SIGHUP here (main thread only; elsewhere signals keep their handlers).
@@ -44,6 +43,13 @@ class StopRequest:
       signal.signal(sig, handler)
     self._previous = {}
 
+  def ignore_from_now(self) -> None:
+    """Ignores further stop signals: the run is over (saved) and the interpreter is winding down, where a late
+    Ctrl-C would otherwise end the process with a traceback or a signal's exit status."""
+    if threading.current_thread() is threading.main_thread():
+      for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
   @property
   def installed(self) -> bool:
     return bool(self._previous)
@@ -58,9 +64,12 @@ class StopRequest:
       self.reason = name
       return
     if self.saving is not None:
-      _say(f"distrl: {name}: still saving {self.saving}; waiting for it to complete (kill -9 would lose it)")
+      text = f"distrl: {name}: still saving {self.saving}; waiting for it to complete (kill -9 would lose it)"
     else:
-      _say(f"distrl: {name}: already stopping ({self.reason}); the run saves a checkpoint after the current chunk")
+      text = f"distrl: {name}: already stopping ({self.reason}); the run saves a checkpoint after the current chunk"
+    if text not in self._said:  # once each: a key held down is not a wall of lines
+      self._said.add(text)
+      _say(text)
 
 
 def _say(text: str) -> None:
@@ -85,6 +94,7 @@ def agree(reason: str | None, chunk: int) -> tuple[str | None, int]:
 
   if jax.process_count() == 1:
     return reason, chunk
+  import numpy as np
   from jax.experimental import multihost_utils
 
   code = 0 if reason is None else 1 + (REASONS.index(reason) if reason in REASONS else len(REASONS))
