@@ -1,7 +1,10 @@
 """Many independent agents in one program: an algorithm vmapped over a seed axis.
 
-With `config.num_seeds = S > 1`, agent i is the run of seed `config.seed + i`: its parameters,
-environments, shuffling and evaluations are those a single-seed run of that seed would have.
+With `config.num_seeds = S > 1`, agent i is the run of seed `config.seed + i`: its initial state and
+every random stream (resets, actions, shuffling, evaluations) are exactly those of a single-seed run of
+that seed; its arithmetic equals that run's up to float rounding (a vmapped, batched matmul rounds
+differently), so the two agree closely for tens of updates and then drift apart, as any two runs on
+different hardware do.
 Every learner leaf gets a leading seed axis (S, ...) and every actors leaf a *second* axis
 (E, S, ...), so that the environment axis stays first and remains the one split over devices.
 Inside `update`, `sharding.pmean` under `vmap` reduces over devices for each seed on its own:

@@ -58,6 +58,20 @@ def test_each_agent_equals_the_single_seed_run_of_its_seed(ppo_runs):
   assert singles[0].history[-1]["eval/return"] != singles[1].history[-1]["eval/return"]
 
 
+def test_what_holds_exactly_initial_states_and_random_streams(ppo_runs):
+  """README's statement: each agent starts exactly as its single-seed twin and draws exactly its random streams
+  (the per-environment keys are derived by splitting alone, never from floats); only arithmetic rounds apart."""
+  _, multi, singles = ppo_runs
+  initial_multi = jax.device_get(trainer.build(_ppo(3, 2), sharding.make_mesh()).state)
+  for i, seed in enumerate((3, 4)):
+    initial = jax.device_get(trainer.build(_ppo(seed, 1), sharding.make_mesh()).state)
+    for a, b in zip(jax.tree.leaves(initial_multi.learner), jax.tree.leaves(initial.learner)):
+      np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b))
+    for a, b in zip(jax.tree.leaves(initial_multi.actors), jax.tree.leaves(initial.actors)):
+      np.testing.assert_array_equal(np.asarray(a)[:, i], np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(multi.state.actors.key)[:, i], np.asarray(singles[i].state.actors.key))
+
+
 def test_logs_give_each_seed_and_their_mean(ppo_runs):
   _, multi, _ = ppo_runs
   for record in multi.history:
