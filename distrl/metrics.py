@@ -3,16 +3,17 @@
 import json
 import math
 import os
+import shutil
 import sys
+import time as clock
 
 import numpy as np
 
 from tensorboardX import SummaryWriter
 
-SHOWN = (  # (metric, label) in the stdout line; every metric goes to tensorboard and jsonl
-    ("train/episode_return", "return"), ("loss/total", "loss"), ("loss/policy", "pi"),
-    ("loss/value", "v"), ("loss/entropy", "ent"), ("eval/return", "eval"),
-)
+# The progress line's fields, most important first: a narrow terminal shows a prefix of them.
+FIRST = (("train/episode_return", "return"), ("eval/return", "eval"))
+LOSSES = (("loss/total", "loss"), ("loss/policy", "pi"), ("loss/value", "v"), ("loss/entropy", "ent"))
 
 
 PER_AGENT = ("train/episode_return", "train/episode_length", "eval/return", "eval/length")
@@ -98,6 +99,7 @@ class Writer:
   def __init__(self, workdir: str, *, total_steps: int, name: str, console: Console, primary: bool = True,
                resume_step: int = 0):
     self.total_steps, self.name, self.console, self.primary = total_steps, name, console, primary
+    self._since = None
     if primary:
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
       # purge_step: TensorBoard drops events a crashed run logged past the checkpoint it resumes from.
@@ -116,17 +118,68 @@ class Writer:
     self.console.redraw(self._line(step, scalars, bar=self.console.live))
 
   def _line(self, step: int, scalars: dict[str, float], bar: bool = False) -> str:
+    """The progress line: on a terminal fitted to its width (fields in order of importance, the bar shrinking
+    first), otherwise every field."""
+    if self._since is None:  # the ETA's rate: steps per second since this process's first record, all included
+      self._since = (clock.perf_counter(), step)
     sps = scalars.get("perf/sps", 0.0)
-    eta = _duration((self.total_steps - step) / sps) if sps > 0 else "?"
+    elapsed = clock.perf_counter() - self._since[0]
+    rate = (step - self._since[1]) / elapsed if elapsed > 1.0 and step > self._since[1] else sps
+    eta = f"ETA {_duration((self.total_steps - step) / rate)}" if rate > 0 else "ETA ?"
     done = step / self.total_steps
-    if bar:
-      filled = int(round(20 * done))
-      head = f"[{self.name}] {'█' * filled}{'░' * (20 - filled)} {100 * done:3.0f}% {step:,}/{self.total_steps:,}"
-    else:
-      head = f"[{self.name}] step {step:,}/{self.total_steps:,} ({100 * done:.0f}%)"
-    parts = [head, f"{sps:,.0f} steps/s"]
-    parts += [f"{label} {scalars[key]:.4g}" for key, label in SHOWN if key in scalars and math.isfinite(scalars[key])]
-    return " | ".join(parts + [f"ETA {eta}"])
+    value = lambda key, label: f"{label} {scalars[key]:.4g}"
+    first = [value(k, label) for k, label in FIRST if k in scalars and math.isfinite(scalars[k])]
+    losses = [value(k, label) for k, label in LOSSES if k in scalars and math.isfinite(scalars[k])]
+    speed = f"{sps:,.0f} steps/s"
+    if not bar:
+      return " | ".join([f"[{self.name}] step {step:,}/{self.total_steps:,} ({100 * done:.0f}%)", speed, *first,
+                         *losses, eta])
+    width = self.width()
+    count = f"{100 * done:3.0f}% {step:,}/{self.total_steps:,}"
+    name = f"[{self.name}]"
+    if len(name) + 1 + len(count) > width:  # a very narrow terminal: the name gives way
+      name = name[:max(4, width - len(count) - 2)] + "…"
+    parts = [f"{name} {count}"]
+    length = lambda parts, bar: sum(map(len, parts)) + 3 * (len(parts) - 1) + (bar + 1 if bar else 0)
+    for field in [*first, eta]:  # before the bar: the numbers matter more
+      if length(parts + [field], 0) <= width:
+        parts.append(field)
+    cells = min(20, width - length(parts, 0) - 1)
+    cells = cells if cells >= 5 else 0
+    for field in [speed, *losses]:
+      if length(parts + [field], cells) <= width:
+        parts.append(field)
+    filled = int(round(cells * done))
+    graphic = f"{'█' * filled}{'░' * (cells - filled)} " if cells else ""
+    return " | ".join([f"{name} {graphic}{count}", *parts[1:]])
+
+  @staticmethod
+  def width() -> int:
+    """The terminal's width less one column (a line that fills the last column wraps on some terminals)."""
+    return max(20, shutil.get_terminal_size(fallback=(80, 24)).columns - 1)
+
+  def summary(self, history: list[dict], *, seconds: float, compile_seconds: float, workdir: str,
+              checkpoint: str | None, best: tuple[int, float] | None) -> None:
+    """The end of a run in a few short lines: returns, time, where the checkpoint is and how to evaluate it."""
+    if not history:
+      return
+    last = history[-1]
+    trained = [r["train/episode_return"] for r in history if "train/episode_return" in r]
+    lines = [f"[{self.name}] {last['step']:,} of {self.total_steps:,} steps; this session {_duration(seconds)} "
+             f"(compile {compile_seconds:.1f}s)"]
+    returns = []
+    if trained:
+      returns.append(f"return {trained[-1]:.4g} (best {max(trained):.4g})")
+    if "eval/return" in last or best is not None:
+      evaluated = f"eval {last['eval/return']:.4g}" if "eval/return" in last else "eval"
+      returns.append(f"{evaluated} (best {best[1]:.4g} at update {best[0]})" if best else evaluated)
+    if returns:
+      lines.append("  " + "; ".join(returns))
+    if checkpoint:
+      lines.append(f"  checkpoint {checkpoint}")
+    lines.append(f"  evaluate it: python -m distrl.evaluate --workdir={workdir}" + (" --best" if best else ""))
+    for line in lines:
+      self.console.print(line)
 
   def close(self) -> None:
     self.console.end()

@@ -163,6 +163,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None, over
 
 
 def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.StopRequest) -> Result:
+  session_start = time.perf_counter()
   program = build(config, sharding.make_mesh(devices))
   mesh, sizes, state, runner = program.mesh, program.sizes, program.state, program.runner
   primary, processes = workdir.primary, jax.process_count()
@@ -322,6 +323,9 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
       if stopped:
         say(f"stopped by {stop.reason}: saved update {update} to {checkpoints.directory}; run the same command to "
             f"resume")
+      writer.summary(history[run_history_start:], seconds=time.perf_counter() - session_start,
+                     compile_seconds=compile_seconds, workdir=workdir.path,
+                     checkpoint=os.path.join(checkpoints.directory, str(update)), best=best.best())
     return Result(state=runner.get(state), history=history[run_history_start:], compile_seconds=compile_seconds,
                   traces=runner.traces, layout_traces=runner.layout_traces, stopped=stopped)
   finally:

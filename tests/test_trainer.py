@@ -1,6 +1,7 @@
 """The host loop and the launcher: chunks traced once, stop and resume, errors a user can act on."""
 
 import os
+import re
 import signal
 import time
 
@@ -8,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from distrl import trainer
+from distrl import metrics, trainer
 from distrl.checkpoint import Checkpoints
 from tests.cli import ROOT, launch, records
 
@@ -127,13 +128,13 @@ def test_bad_flag_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path)
   assert not (tmp_path / "run").exists()
 
 
-def test_a_terminal_gets_a_live_progress_bar(tmp_path):
+def test_a_terminal_gets_one_live_line_that_fits_its_width_and_a_summary(tmp_path):
   import pty
 
   main, secondary = pty.openpty()
   run = launch(f"--workdir={tmp_path}", f"--config.num_envs={jax.device_count()}", "--config.num_steps=32",
                f"--config.eval_episodes={jax.device_count()}", f"--config.total_timesteps={20 * jax.device_count() * 32}",
-               "--config.log_every=4", stdout=secondary, text=False)
+               "--config.log_every=4", stdout=secondary, text=False, env_extra={"COLUMNS": "80"})
   os.close(secondary)
   output = b""
   while True:
@@ -148,8 +149,31 @@ def test_a_terminal_gets_a_live_progress_bar(tmp_path):
   text = output.decode()
   assert run.returncode == 0
   lines = text.replace("\r\n", "\n").split("\n")
-  bar_line = next(line for line in lines if "█" in line)
-  frames = bar_line.split("\r")[1:]  # the live line, redrawn in place once per record
+  live = next(line for line in lines if line.startswith("\r"))
+  frames = [frame.replace("\x1b[K", "") for frame in live.split("\r")[1:]]  # redrawn in place once per record
   assert len(frames) == 5
-  assert frames[-1].startswith(f"[ppo CartPole-v1] {'█' * 20} 100% {20 * jax.device_count() * 32:,}/")
-  assert "compiled the 4-update chunk" in text and text.index("compiled") < text.index("█")
+  assert all(len(frame) <= 79 for frame in frames), frames
+  total = 20 * jax.device_count() * 32
+  assert re.match(rf"\[ppo CartPole-v1\] (█+ )?100% {total:,}/{total:,} \| return ", frames[-1]), frames[-1]
+  assert " | eval " in frames[-1] and " | ETA 0:00" in frames[-1]
+  assert "compiled the 4-update chunk" in text and text.index("compiled") < text.index("\r[ppo")
+  summary = lines[lines.index(live) + 1:]
+  assert summary[0].startswith(f"[ppo CartPole-v1] {total:,} of {total:,} steps; this session ")
+  assert summary[1].startswith("  return ") and "; eval " in summary[1] and "at update" in summary[1]
+  assert summary[2] == f"  checkpoint {tmp_path}/checkpoints/20"
+  assert summary[3] == f"  evaluate it: python -m distrl.evaluate --workdir={tmp_path} --best"
+
+
+@pytest.mark.parametrize("width", [40, 80, 120, 200])
+def test_the_progress_line_drops_fields_in_order_of_importance_to_fit(width, monkeypatch):
+  monkeypatch.setenv("COLUMNS", str(width))
+  writer = metrics.Writer.__new__(metrics.Writer)
+  writer.total_steps, writer.name, writer._since = 499_712, "ppo Breakout-MinAtar", None
+  scalars = {"train/episode_return": 36.25, "eval/return": 41.0, "perf/sps": 2560.4, "loss/total": 0.1234,
+             "loss/policy": -0.01, "loss/value": 0.25, "loss/entropy": 1.02}
+  line = writer._line(225_280, scalars, bar=True)
+  assert len(line) <= width - 1, line
+  shown = [field in line for field in ("return 36.25", "eval 41", "ETA", "█", "steps/s", "loss", "pi", "ent")]
+  assert shown == sorted(shown, reverse=True), (line, shown)  # a prefix of the fields, most important first
+  assert shown[:3] == [True, True, True] or width < 80
+  assert all(shown) == (width >= 200)
