@@ -71,37 +71,6 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   return program, state, update
 
 
-# The environments gymnax's visualizer draws (gymnax.visualize.Visualizer.init).
-RENDERABLE = ("Acrobot-v1", "CartPole-v1", "Pendulum-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Catch-bsuite",
-              "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar",
-              "Pong-misc", "PointRobot-misc", "MetaMaze-misc", "FourRooms-misc")
-
-
-def render(program, learner, path: str, seed: int) -> int:
-  """Plays one greedy episode on the host and writes it with gymnax's visualizer; returns its length."""
-  os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-  os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-  import jax
-  from gymnax.visualize import Visualizer
-
-  config, env = program.config, program.env
-  policy = jax.jit(lambda obs: program.algorithm.act(learner, obs[None], None, config=config, env=env,
-                                                     greedy=True)[0])
-  step = jax.jit(env.step)
-  obs, state = jax.jit(env.reset)(jax.random.PRNGKey(seed))
-  states, returns = [state.env_state], [0.0]  # one frame per state, labelled with the return so far
-  for t in range(env.max_steps):
-    obs, state, reward, _, _, info = step(jax.random.PRNGKey(seed * 100_003 + t), state, policy(obs))
-    states.append(state.env_state)
-    returns.append(returns[-1] + float(reward))
-    if bool(info["returned_episode"]):
-      break
-  raw = env.env._env  # the gymnax environment under distrl's LogWrapper
-  raw = getattr(raw, "_env", raw)  # ... and under observation flattening, if any
-  Visualizer(raw, env.params, states, returns).animate(path)
-  return len(states) - 1
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -115,15 +84,15 @@ def main(argv):
   import jax
   import numpy as np
 
-  from distrl import seeds, sharding
+  from distrl import metrics, render, seeds, sharding
   from distrl.errors import ConfigError
 
   try:
-    program, state, update = load_run(_WORKDIR.value, _CHECKPOINT.value, _BEST.value)
+    program, state, update = load_run(os.path.expanduser(_WORKDIR.value), _CHECKPOINT.value, _BEST.value)
     config, mesh = program.config, program.mesh
-    if _GIF.value and config.env_name not in RENDERABLE:
-      raise ConfigError(f"--gif draws gymnax's own environments ({', '.join(RENDERABLE)}); {config.env_name} has no "
-                        f"renderer")
+    if _GIF.value and config.env_name not in render.RENDERABLE:
+      raise ConfigError(f"--gif draws gymnax's own environments ({', '.join(render.RENDERABLE)}); "
+                        f"{config.env_name} has no renderer")
     if _EPISODES.value <= 0 or _EPISODES.value % mesh.size:
       raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
     evaluate = program.evaluator(_EPISODES.value)
@@ -150,13 +119,28 @@ def main(argv):
     learner = sharding.to_host(state.learner)
     if agents > 1:
       learner = jax.tree.map(lambda x: x[0], learner)
+    states, returns = render.play(program, learner, _SEED.value)
+    console = metrics.Console()
+    shown = set()
+
+    def progress(done: int, total: int) -> None:  # a live line on a terminal, every 10% otherwise
+      tenth = 10 * done // total
+      if console.live or tenth not in shown:
+        shown.add(tenth)
+        console.redraw(f"drawing {os.path.basename(_GIF.value)}: frame {done}/{total}")
+
+    gif = os.path.expanduser(_GIF.value)
     try:
-      length = render(program, learner, _GIF.value, _SEED.value)
+      os.makedirs(os.path.dirname(gif) or ".", exist_ok=True)
+      render.gif(program, states, returns, gif, progress)
     except ImportError as error:
       print(f"distrl: error: --gif needs {error.name}: pip install -e '.[render]'", file=sys.stderr)
       sys.exit(1)
-    print(f"wrote a {length}-step episode{f' of seed {config.seed}' if agents > 1 else ''} to {_GIF.value}")
-
+    except OSError as error:
+      print(f"distrl: error: cannot write --gif={_GIF.value}: {error.strerror}", file=sys.stderr)
+      sys.exit(1)
+    console.end()
+    print(f"wrote a {len(states) - 1}-step episode{f' of seed {config.seed}' if agents > 1 else ''} to {gif}")
 
 if __name__ == "__main__":
   app.run(main)
