@@ -3,15 +3,20 @@
   python -m distrl.plot runs/seed0 runs/seed1 runs/seed2 runs/lr1e-3 --out=curves.png
   python -m distrl.plot runs/* --metric=eval/return --out=eval.png
 
-Runs whose configs differ only in `seed`, and the agents of a run of several seeds, form one
-curve: the mean over them, with a band of one standard deviation, on the steps they all reached. Curves are labelled by algorithm, environment,
-and the config fields that differ between curves.
+Runs whose configs differ only in `seed`, and the agents of a run of several seeds, form one curve: the
+mean over its seeds, with a band from the lowest to the highest seed at each step (so the band never
+leaves the range the runs span), on the steps they all reached. Each (config, seed) counts once: the same
+seed in two workdirs (a run and a multi-seed run that includes it) is one seed. Curves are labelled by
+the algorithm and environment where those differ, then by the fields that differ among the curves of the
+same algorithm and environment (a field only some of them have, or one that does not change learning such
+as `log_every`, does not count); what all curves share is the title.
 """
 
 import dataclasses
 import json
 import os
 import sys
+import textwrap
 
 import numpy as np
 from absl import app, flags
@@ -19,14 +24,28 @@ from absl import app, flags
 _OUT = flags.DEFINE_string("out", "curves.png", "Where to write the figure (.png, .pdf or .svg).")
 _METRIC = flags.DEFINE_string("metric", "train/episode_return", "Which scalar of metrics.jsonl to draw.")
 
+NOT_LABELS = ("seed", "num_seeds")  # what differs between the seeds of one curve
+BOOKKEEPING = ("log_every", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints", "backend")
+MAX_FIELDS = 3  # fields in a label; more differing fields are counted, not shown
+
 
 @dataclasses.dataclass
 class Curve:
   label: str
   steps: np.ndarray  # (S,)
-  mean: np.ndarray  # (S,)
-  std: np.ndarray  # (S,), over runs (0 for a single run)
-  runs: list[str]
+  mean: np.ndarray  # (S,), over the curve's seeds
+  std: np.ndarray  # (S,), over its seeds (0 for one seed)
+  low: np.ndarray  # (S,), the lowest seed: the band's lower edge
+  high: np.ndarray  # (S,), the highest seed
+  seeds: list[int]
+  runs: list[str]  # the workdirs it was read from
+
+
+@dataclasses.dataclass
+class Figure:
+  title: str
+  curves: list[Curve]
+  notes: list[str]  # e.g. seeds that two workdirs both held, counted once
 
 
 def _load(workdir: str, metric: str) -> list[tuple[dict, np.ndarray, np.ndarray]]:
@@ -50,71 +69,108 @@ def _load(workdir: str, metric: str) -> list[tuple[dict, np.ndarray, np.ndarray]
   return members
 
 
-def curves(workdirs: list[str], metric: str) -> list[Curve]:
-  """One Curve per group of agents that differ only in seed, in the order the groups first appear.
+def _compact(value) -> str:
+  if isinstance(value, float):
+    return f"{value:g}"
+  if isinstance(value, list):
+    return ",".join(map(_compact, value))
+  return str(value)
 
-  The agents of a multi-seed run (`config.num_seeds`) count as runs of their own seeds.
-  """
-  groups: dict[str, list] = {}
+
+def figure(workdirs: list[str], metric: str) -> Figure:
+  """The curves of `workdirs`: one per group of agents that differ only in seed, in order of first appearance."""
+  groups: dict[str, dict[int, tuple]] = {}
+  notes = []
   for workdir in workdirs:
     for config, steps, values in _load(workdir, metric):
-      key = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
-      groups.setdefault(key, []).append((workdir, config, steps, values))
+      key = json.dumps({k: v for k, v in config.items() if k not in NOT_LABELS}, sort_keys=True)
+      group = groups.setdefault(key, {})
+      seed = config["seed"]
+      if seed in group:
+        notes.append(f"seed {seed} of {config['algo']} on {config['env_name']} is in both {group[seed][0]} and "
+                     f"{workdir}: counted once, from {group[seed][0]}")
+        continue
+      group[seed] = (workdir, steps, values)
 
   configs = [json.loads(key) for key in groups]
-  varying = sorted(k for k in set().union(*configs) if len({json.dumps(c.get(k)) for c in configs}) > 1)
+  algos, envs = sorted({c["algo"] for c in configs}), sorted({c["env_name"] for c in configs})
+  title = f"{metric}: " + (f"{algos[0]} on " if len(algos) == 1 else "") + ", ".join(envs)
+
   result = []
-  for key, runs in groups.items():
+  for key, members in groups.items():
     config = json.loads(key)
-    label = " ".join([config["algo"], config["env_name"]] +
-                     [f"{k}={config.get(k)}" for k in varying if k not in ("algo", "env_name")])
-    end = min(steps[-1] for _, _, steps, _ in runs)  # the steps every run of the group reached
-    grid = np.unique(np.concatenate([steps[steps <= end] for _, _, steps, _ in runs]))
-    values = np.stack([np.interp(grid, steps, vals) for _, _, steps, vals in runs])
-    result.append(Curve(label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", steps=grid,
-                        mean=values.mean(0), std=values.std(0), runs=list(dict.fromkeys(w for w, *_ in runs))))
-  return result
+    # Fields tell curves of one algorithm (and environment) apart: PPO's and DQN's configs differ everywhere.
+    kin = [c for c in configs if (c["algo"], c["env_name"]) == (config["algo"], config["env_name"])]
+    common = set.intersection(*(set(c) for c in kin)) - set(NOT_LABELS) - set(BOOKKEEPING)
+    differ = [k for k in sorted(common) if len({json.dumps(c[k]) for c in kin}) > 1]
+    parts = [config["algo"]] if len(algos) > 1 else []
+    parts += [config["env_name"]] if len(envs) > 1 else []
+    parts += [f"{k}={_compact(config[k])}" for k in differ[:MAX_FIELDS]]
+    if len(differ) > MAX_FIELDS:
+      parts.append(f"+{len(differ) - MAX_FIELDS} more")
+    seeds = sorted(members)
+    label = " ".join(parts) or f"{config['algo']} {config['env_name']}"
+    runs = [members[s] for s in seeds]
+    end = min(steps[-1] for _, steps, _ in runs)  # the steps every seed of the curve reached
+    grid = np.unique(np.concatenate([steps[steps <= end] for _, steps, _ in runs]))
+    values = np.stack([np.interp(grid, steps, vals) for _, steps, vals in runs])
+    result.append(Curve(label=f"{label} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", steps=grid,
+                        mean=values.mean(0), std=values.std(0), low=values.min(0), high=values.max(0), seeds=seeds,
+                        runs=list(dict.fromkeys(w for w, _, _ in runs))))
+  return Figure(title=title, curves=result, notes=notes)
 
 
-def draw(lines: list[Curve], metric: str, out: str) -> None:
+def curves(workdirs: list[str], metric: str) -> list[Curve]:
+  return figure(workdirs, metric).curves
+
+
+def draw(shown: Figure, metric: str, out: str) -> None:
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for curve in lines:
-    (line,) = ax.plot(curve.steps, curve.mean, label=curve.label)
-    ax.fill_between(curve.steps, curve.mean - curve.std, curve.mean + curve.std, color=line.get_color(), alpha=0.2)
+  for curve in shown.curves:
+    (line,) = ax.plot(curve.steps, curve.mean, label=textwrap.fill(curve.label, 40))
+    if len(curve.seeds) > 1:
+      ax.fill_between(curve.steps, curve.low, curve.high, color=line.get_color(), alpha=0.2, linewidth=0)
   ax.set_xlabel("environment steps")
   ax.set_ylabel(metric)
+  ax.set_title(textwrap.fill(shown.title, 70), fontsize="medium")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize="small")
+  legend = ax.legend(fontsize="small", loc="best", ncol=2 if len(shown.curves) > 6 else 1,
+                     title="mean; band: lowest to highest seed" if any(len(c.seeds) > 1 for c in shown.curves)
+                     else None, title_fontsize="x-small")
+  legend.set_in_layout(True)
   fig.tight_layout()
   fig.savefig(out, dpi=120)
   plt.close(fig)
 
 
 def main(argv):
-  workdirs = argv[1:]
+  workdirs = [os.path.expanduser(w) for w in argv[1:]]
   if not workdirs:
     raise app.UsageError("name one or more run directories: python -m distrl.plot DIR [DIR ...] --out=curves.png")
   try:
-    lines = curves(workdirs, _METRIC.value)
+    shown = figure(workdirs, _METRIC.value)
   except ValueError as error:
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
+  for note in shown.notes:
+    print(f"note: {note}")
   out = os.path.expanduser(_OUT.value)
   try:
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    draw(lines, _METRIC.value, out)
+    draw(shown, _METRIC.value, out)
   except (OSError, ValueError) as error:  # an unwritable place, or a format matplotlib does not know
     print(f"distrl: error: cannot write --out={_OUT.value}: {getattr(error, 'strerror', None) or error}",
           file=sys.stderr)
     sys.exit(1)
-  for curve in lines:
-    print(f"{curve.label}: final {_METRIC.value} {curve.mean[-1]:.1f} ± {curve.std[-1]:.1f} "
-          f"at step {int(curve.steps[-1]):,}")
+  print(shown.title)
+  for curve in shown.curves:
+    print(f"  {curve.label}: final {curve.mean[-1]:.1f} (seeds {curve.low[-1]:.1f} to {curve.high[-1]:.1f}) at step "
+          f"{int(curve.steps[-1]):,}")
   print(f"wrote {out}")
 
 

@@ -1,4 +1,5 @@
-"""python -m distrl.plot: curves grouped over seeds, and a real PNG."""
+"""python -m distrl.plot: curves grouped over seeds (each counted once), bands within the runs' range, labels by
+what differs, and a real PNG."""
 
 import json
 import os
@@ -10,14 +11,71 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from distrl.configs import ppo as ppo_config
 from distrl import plot, trainer
+from distrl.configs import dqn as dqn_config
+from distrl.configs import ppo as ppo_config
 from tests.cli import ROOT
+
+
+def _fake_run(directory, config, returns_per_seed, steps=(100, 200, 300)):
+  """A run directory as distrl writes it, with the returns given (one list per agent of `config`)."""
+  os.makedirs(directory)
+  with open(os.path.join(directory, "config.json"), "w") as f:
+    json.dump(json.loads(config.to_json_best_effort()), f)
+  with open(os.path.join(directory, "metrics.jsonl"), "w") as f:
+    for i, step in enumerate(steps):
+      record = {"step": step, "update": i + 1}
+      if len(returns_per_seed) == 1:
+        record["train/episode_return"] = returns_per_seed[0][i]
+      else:
+        record.update({f"train/episode_return/seed_{config.seed + s}": r[i] for s, r in enumerate(returns_per_seed)})
+        record["train/episode_return"] = float(np.mean([r[i] for r in returns_per_seed]))
+      f.write(json.dumps(record) + "\n")
+  return str(directory)
+
+
+def test_each_seed_counts_once_and_the_band_spans_the_seeds(tmp_path):
+  config = ppo_config.get_config()
+  config.num_seeds = 3  # seeds 0, 1, 2
+  many = _fake_run(tmp_path / "3seeds", config, [[10, 400, 500], [20, 500, 500], [30, 500, 500]])
+  single = _fake_run(tmp_path / "seed0", ppo_config.get_config(), [[10, 400, 500]])  # seed 0 again
+  shown = plot.figure([many, single], "train/episode_return")
+  (curve,) = shown.curves
+  assert curve.seeds == [0, 1, 2] and curve.label == "ppo CartPole-v1 (3 seeds)"
+  assert shown.notes == [f"seed 0 of ppo on CartPole-v1 is in both {many} and {single}: counted once, from {many}"]
+  np.testing.assert_allclose(curve.mean, [20, (400 + 500 + 500) / 3, 500])
+  np.testing.assert_allclose(curve.low, [10, 400, 500])
+  np.testing.assert_allclose(curve.high, [30, 500, 500])  # never above CartPole's 500 ...
+  assert (curve.mean + curve.std)[1] > 500  # ... where a band of one standard deviation would go
+
+
+def test_labels_name_what_differs_among_curves_of_one_algorithm(tmp_path):
+  base = ppo_config.get_config()
+  faster = ppo_config.get_config()
+  faster.lr, faster.log_every = 1e-3, 7  # log_every does not change learning: it labels nothing
+  dqn = dqn_config.get_config()
+  runs = [_fake_run(tmp_path / "a", base, [[1, 2, 3]]), _fake_run(tmp_path / "b", faster, [[1, 2, 3]]),
+          _fake_run(tmp_path / "c", dqn, [[1, 2, 3]])]
+  shown = plot.figure(runs, "train/episode_return")
+  assert shown.title == "train/episode_return: CartPole-v1"
+  assert [c.label for c in shown.curves] == ["ppo lr=0.00025 (1 seed)", "ppo lr=0.001 (1 seed)", "dqn (1 seed)"]
+
+
+def test_a_label_shows_at_most_three_fields(tmp_path):
+  configs = []
+  for i in range(2):
+    config = ppo_config.get_config()
+    config.update(dict(lr=1e-3 * (i + 1), gamma=0.9 + 0.01 * i, clip_eps=0.1 * (i + 1), ent_coef=0.01 * i,
+                       vf_coef=0.5 + i))
+    configs.append(_fake_run(tmp_path / str(i), config, [[1, 2, 3]]))
+  labels = [c.label for c in plot.curves(configs, "train/episode_return")]
+  assert labels == ["clip_eps=0.1 ent_coef=0 gamma=0.9 +2 more (1 seed)",
+                    "clip_eps=0.2 ent_coef=0.01 gamma=0.91 +2 more (1 seed)"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-  """Seeds 0 and 1 of one config, and seed 0 of the same config with another lr."""
+  """Seeds 0 and 1 of one config, and seed 0 of the same config with another lr: real runs."""
   root = tmp_path_factory.mktemp("runs")
   n = jax.device_count()
   made = []
@@ -30,27 +88,27 @@ def runs(tmp_path_factory):
   return made
 
 
-def test_runs_that_differ_only_in_seed_make_one_curve_with_their_spread(runs):
+def test_real_runs_make_one_curve_per_config_from_their_records(runs):
   lines = plot.curves(runs, "train/episode_return")
-  assert [c.label for c in lines] == ["ppo CartPole-v1 lr=0.00025 (2 seeds)", "ppo CartPole-v1 lr=0.001 (1 seed)"]
+  assert [c.label for c in lines] == ["lr=0.00025 (2 seeds)", "lr=0.001 (1 seed)"]
   assert lines[0].runs == runs[:2] and lines[1].runs == runs[2:]
-  # The 2-seed curve is the mean of the two runs' records, its band their spread, step by step.
   per_run = []
   for workdir in runs[:2]:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       per_run.append([json.loads(line)["train/episode_return"] for line in f])
   np.testing.assert_allclose(lines[0].mean, np.mean(per_run, 0), rtol=1e-6)
-  np.testing.assert_allclose(lines[0].std, np.std(per_run, 0), rtol=1e-6)
-  assert np.all(lines[1].std == 0)
+  np.testing.assert_allclose(lines[0].high, np.max(per_run, 0), rtol=1e-6)
   assert lines[0].steps[-1] == 40 * jax.device_count() * 32
+  evals = plot.curves(runs, "eval/return")
+  assert [len(c.steps) for c in evals] == [2, 2]  # evaluations at updates 20 and 40
 
 
-def test_command_line_writes_a_png_with_the_curves(runs, tmp_path):
-  out = tmp_path / "curves.png"
+def test_command_line_writes_a_png_with_a_title_and_the_curves(runs, tmp_path):
+  out = tmp_path / "new" / "dir" / "curves.png"  # directories that do not exist yet
   result = subprocess.run([sys.executable, "-m", "distrl.plot", *runs, f"--out={out}"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
   assert result.returncode == 0, result.stderr
-  assert "ppo CartPole-v1 lr=0.00025 (2 seeds): final train/episode_return" in result.stdout
+  assert result.stdout.startswith("train/episode_return: ppo on CartPole-v1\n  lr=0.00025 (2 seeds): final ")
   with Image.open(out) as image:
     assert image.format == "PNG" and image.size == (840, 540)
     pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
@@ -58,8 +116,8 @@ def test_command_line_writes_a_png_with_the_curves(runs, tmp_path):
   assert colored.mean() > 0.002, "the figure has coloured curves"
 
 
-def test_eval_metric_and_a_directory_that_is_not_a_run(runs, tmp_path):
-  lines = plot.curves(runs, "eval/return")
-  assert [len(c.steps) for c in lines] == [2, 2]  # evaluations at updates 20 and 40
-  with pytest.raises(ValueError, match="is not a distrl run: it has no config.json"):
-    plot.curves([str(tmp_path)], "train/episode_return")
+def test_a_directory_that_is_not_a_run_is_one_line(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "distrl.plot", str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+  assert result.returncode == 1
+  assert result.stderr.strip() == f"distrl: error: {tmp_path} is not a distrl run: it has no config.json"
