@@ -11,6 +11,9 @@ Two kinds of output reach stderr from C++ threads, where no Python code of ours 
   lines until it knows they are not the prelude of that abort; when the abort comes it drops them and
   everything after, and writes the one line of ours instead.
 
+- jaxlib 0.10.0 logs a spurious C++ error for every program it loads from the persistent compilation
+  cache (see `_BENIGN_CPP`); the helper drops those lines.
+
 Everything else passes on unchanged, line by line. The helper is forked before JAX starts, ignores the
 stop signals (it lives exactly as long as the pipe), and ends when this process ends.
 """
@@ -24,6 +27,9 @@ _CPP_CONTINUED = ("Additional GRPC error", ":UNKNOWN:", "RPC:")
 _COORDINATOR_ABORT = ("Terminating process because the JAX distributed service detected fatal errors",
                       "terminate called after throwing")
 _CLOSED_LOOP = ("asyncio/base_events.py", "_check_closed()", "Event loop is closed")  # lines of those tracebacks
+# jaxlib 0.10.0 loading a compiled program from the persistent cache complains that the tuning hints
+# "+prefer-no-gather" / "+prefer-no-scatter" are not features of the host: they never are, the load works.
+_BENIGN_CPP = ("Target machine feature +prefer-no-gather is not", "Target machine feature +prefer-no-scatter is not")
 
 
 def guard(who: str) -> None:
@@ -51,6 +57,8 @@ def _pass_on(stream, who: str) -> None:
       continue
     if any(marker in line for marker in _COORDINATOR_ABORT):
       dying = True
+    elif _CPP_LOG.match(line) and any(benign in line for benign in _BENIGN_CPP):
+      pass
     elif _CPP_LOG.match(line) or line.startswith(_CPP_CONTINUED):
       held_log.append(raw)
     elif line.startswith("Traceback (most recent call last)"):  # whose? its next line tells
