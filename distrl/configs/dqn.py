@@ -23,8 +23,9 @@ def get_config(arg=None):
   config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.seeds)
   config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
 
-  # Sizes are global: each of D devices runs num_envs / D environments, keeps their replay rows,
-  # and samples batch_size / D transitions from them per gradient step.
+  # Sizes are global: each of D devices runs num_envs / D environments and keeps their replay rows;
+  # every gradient step draws one global batch of batch_size transitions from all rows (the same
+  # whatever D) and each device takes the gradient of batch_size / D of them.
   config.total_timesteps = 500_000  # environment steps in the whole run
   config.num_envs = 10  # parallel environments
   config.buffer_size = 10_000  # replay capacity in transitions, split evenly over environments
@@ -37,6 +38,11 @@ def get_config(arg=None):
   config.gamma = 0.99  # discount
   config.loss = "mse"  # TD loss: "mse" or "huber"
   config.double_dqn = False  # pick the bootstrap action with the online network
+  config.n_step = 1  # rewards summed per target before bootstrapping (cut at episode ends)
+  config.prioritized = False  # sample transitions in proportion to priority (Schaul et al. 2016), not uniformly
+  config.priority_alpha = 0.6  # priority = (|TD error| + priority_eps)^alpha; 0 is uniform
+  config.priority_beta = 0.4  # importance-weight exponent at the start, annealed linearly to 1 over the run
+  config.priority_eps = 1e-6  # added to |TD error| so that no transition's priority is 0
   config.target_update_interval = 500  # environment steps between target network updates
   config.tau = 1.0  # target <- tau * online + (1 - tau) * target at each update; 1.0 is a hard copy
   config.normalize_obs = False  # normalise observations by running mean/std over all devices (kept in checkpoints)
@@ -49,6 +55,8 @@ def get_config(arg=None):
   config.exploration_steps = 250_000  # environment steps over which epsilon decays linearly
 
   config.hidden_sizes = (120, 84)  # MLP widths of the Q-network
+  config.dueling = False  # Q = V(s) + A(s, a) - mean_a A(s, a) from two heads (Wang et al. 2016)
+  config.layer_norm = False  # LayerNorm before every hidden activation of the Q-network
   config.activation = "relu"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
 
