@@ -34,6 +34,7 @@ def get_config(arg=None):
   config.learning_starts = 10_000  # environment steps before the first gradient step
 
   config.lr = 2.5e-4  # Adam step size
+  config.anneal_lr = False  # decay the step size linearly to 0 over the run's gradient steps
   config.max_grad_norm = 10.0  # clip gradients to this global norm
   config.gamma = 0.99  # discount
   config.loss = "mse"  # TD loss: "mse" or "huber"

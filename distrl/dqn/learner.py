@@ -80,6 +80,7 @@ class Sizes:
   gradient_steps: int  # gradient steps per iteration
   capacity: int  # replay slots per environment
   batch_per_device: int  # each device's slice of a global batch
+  first_learning_update: int  # the first iteration that takes gradient steps (past learning_starts)
 
 
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
@@ -91,7 +92,7 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   require(0 < config.tau <= 1, f"tau={config.tau} must be in (0, 1]")
   require(config.learning_starts >= 0, f"learning_starts={config.learning_starts} must be >= 0")
   require(config.loss in ("mse", "huber"), f"loss={config.loss!r} must be 'mse' or 'huber'")
-  for field in ("double_dqn", "prioritized"):
+  for field in ("double_dqn", "prioritized", "anneal_lr"):
     require(isinstance(config[field], bool), f"{field}={config[field]!r} must be True or False")
   require(isinstance(config.n_step, int) and config.n_step >= 1,
           f"n_step={config.n_step!r} must be a whole number >= 1 (1: one-step targets; 3 is common)")
@@ -128,11 +129,20 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
           f"total_timesteps={config.total_timesteps} is less than one iteration ({steps_per_update} steps)")
   return Sizes(num_updates=config.total_timesteps // steps_per_update, steps_per_update=steps_per_update,
                num_steps=num_steps, gradient_steps=gradient_steps, capacity=capacity,
-               batch_per_device=config.batch_size // num_devices)
+               batch_per_device=config.batch_size // num_devices,
+               first_learning_update=config.learning_starts // steps_per_update)
 
 
-def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
+def learning_rate(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Schedule:
+  """Constant, or linear from `lr` to 0 over every gradient step of the run if `anneal_lr`."""
+  if not config.anneal_lr:
+    return optax.constant_schedule(config.lr)
+  learning_updates = max(1, sizes.num_updates - sizes.first_learning_update)
+  return optax.linear_schedule(config.lr, 0.0, learning_updates * sizes.gradient_steps)
+
+
+def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.GradientTransformation:
+  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate(config, sizes)))
 
 
 def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
@@ -145,10 +155,10 @@ def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: 
   example = replay.Transition(obs=obs[0], action=jnp.int32(0), reward=jnp.float32(0), next_obs=obs[0],
                               terminated=jnp.bool_(False), episode_end=jnp.bool_(False))
   prioritized = config.prioritized
+  opt_state = optimizer(config, sizes).init(params)
   return TrainState(update=jnp.zeros((), jnp.int32),
-                    learner=Learner(params=params, target_params=params, opt_state=optimizer(config).init(params),
-                                    normalizer=normalizer, key=sample_key,
-                                    max_priority=jnp.float32(1.0) if prioritized else None),
+                    learner=Learner(params=params, target_params=params, opt_state=opt_state, normalizer=normalizer,
+                                    key=sample_key, max_priority=jnp.float32(1.0) if prioritized else None),
                     actors=Actors(env_state=env_state, obs=obs, key=keys,
                                   replay=replay.init(example, config.num_envs, sizes.capacity),
                                   priority=priorities.init(config.num_envs, sizes.capacity) if prioritized else None,
@@ -208,7 +218,7 @@ def draw(buffer: replay.Transition, priority: jax.Array | None, key: jax.Array, 
 
 def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes):
   """One DQN iteration on this device's environments. Returns (state, {name: (sum, count)})."""
-  net, tx = qlearning.network(config, env), optimizer(config)
+  net, tx = qlearning.network(config, env), optimizer(config, sizes)
   learner, actors = state.learner, state.actors
   normalizer = learner.normalizer
   observe = functools.partial(normalization.observations, normalizer, clip=config.obs_clip)
@@ -267,12 +277,13 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   learner = learner.replace(target_params=target, key=learner_key,
                             normalizer=normalization.update_observations(normalizer, traj.obs))
 
+  gradient_steps = jnp.maximum(state.update - sizes.first_learning_update, 0) * sizes.gradient_steps  # so far
   metrics = {
       **acting.episode_metrics(traj),
       "loss/total": (loss * trained, trained),
       "dqn/q_mean": (q_mean * trained, trained),
       "opt/grad_norm": (grad_norm * trained, trained),
       "dqn/epsilon": (eps, jnp.float32(1)),
-      "opt/lr": (jnp.float32(config.lr), jnp.float32(1)),
+      "opt/lr": (learning_rate(config, sizes)(gradient_steps), jnp.float32(1)),
   }
   return state.replace(learner=learner, actors=actors), metrics
