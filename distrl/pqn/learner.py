@@ -5,15 +5,13 @@ for `num_steps` steps with the current Q-network (LayerNorm before every hidden 
 the online bootstrap stable), the rollout's Q(lambda) returns are computed once with that same
 network, and `update_epochs` passes of `num_minibatches` minibatches regress Q(s, a) on them.
 
-Device-count invariance as PPO's: minibatches are stratified by environment (`distrl.minibatches`:
+Device-count invariance as PPO's: minibatches are stratified by environment (`distrl.onpolicy`:
 each takes num_steps / num_minibatches shuffled steps of every environment, each environment
 shuffling with its own key), so the union of the devices' minibatches is the global minibatch;
 gradients and statistics are averaged over devices.
 """
 
-import dataclasses
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,29 +19,12 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import acting, envs, minibatches, normalization, qlearning, sharding
+from distrl import acting, normalization, onpolicy, qlearning, sharding
 from distrl.dqn.losses import q_loss
 from distrl.envs import Env
-from distrl.errors import require, require_divisible, require_positive
+from distrl.errors import require, require_positive
 from distrl.pqn import losses
 from distrl.state import TrainState
-
-
-@struct.dataclass
-class Learner:
-  params: Any
-  opt_state: Any
-  normalizer: normalization.Normalizer  # observation / return statistics (fields None when off)
-
-
-@struct.dataclass
-class Actors:
-  """One row per environment."""
-
-  env_state: Any
-  obs: jax.Array  # (E, *obs_shape): the observation each environment acts on next (raw)
-  key: jax.Array  # (E, 2) uint32: each environment's own random stream, from its global index
-  discounted_return: jax.Array | None  # (E,): the running return that scales rewards, if config.scale_rewards
 
 
 @struct.dataclass
@@ -55,60 +36,28 @@ class Batch:
   target: jax.Array  # the Q(lambda) return
 
 
-@dataclasses.dataclass(frozen=True)
-class Sizes:
-  """Sizes derived from a config and the device count."""
-
-  num_updates: int  # training iterations in the whole run
-  steps_per_update: int  # global environment steps per iteration
-  gradient_steps: int  # in the whole run: the learning rate anneals over them
+Sizes = onpolicy.Sizes
 
 
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
-  require_positive(config, "total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "lr",
-                   "max_grad_norm", "obs_clip", "reward_clip", "reward_scale")
+  require_positive(config, "reward_scale")
   qlearning.check(config)
-  require(0 < config.gamma <= 1, f"gamma={config.gamma} must be in (0, 1]")
   require(0 <= config.q_lambda <= 1, f"q_lambda={config.q_lambda} must be in [0, 1] (0: one-step targets; "
                                      f"0.65-0.95 are the published settings)")
-  require(isinstance(config.anneal_lr, bool), f"anneal_lr={config.anneal_lr!r} must be True or False")
-  require_divisible("num_steps", config.num_steps, "num_minibatches", config.num_minibatches,
-                    "each minibatch takes num_steps/num_minibatches steps of every environment; "
-                    "pick num_minibatches that divides num_steps")
-  steps_per_update = config.num_envs * config.num_steps
-  require(config.total_timesteps >= steps_per_update,
-          f"total_timesteps={config.total_timesteps} is less than one iteration "
-          f"(num_envs * num_steps = {steps_per_update})")
-  num_updates = config.total_timesteps // steps_per_update
-  return Sizes(num_updates=num_updates, steps_per_update=steps_per_update,
-               gradient_steps=num_updates * config.update_epochs * config.num_minibatches)
-
-
-def learning_rate(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Schedule:
-  """Constant, or linear from `lr` to 0 over every gradient step of the run if `anneal_lr`."""
-  if not config.anneal_lr:
-    return optax.constant_schedule(config.lr)
-  return optax.linear_schedule(config.lr, 0.0, sizes.gradient_steps)
+  return onpolicy.sizes(config)
 
 
 def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.GradientTransformation:
   """RAdam, as the paper's implementation uses, after clipping to `max_grad_norm`."""
-  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.radam(learning_rate(config, sizes)))
+  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                     optax.radam(onpolicy.learning_rate(config, sizes.gradient_steps)))
 
 
 def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
   """Parameters from `key`; environment i reset from fold_in(key, i) whatever device runs it."""
-  param_key, env_key = jax.random.split(key)
-  params = qlearning.network(config, env).init(param_key, jnp.zeros(env.observation_shape))
-  normalizer = normalization.init(env.observation_shape, normalize_obs=config.normalize_obs,
-                                  scale_rewards=config.scale_rewards)
-  obs, env_state, keys = envs.reset_batch(env, env_key, jnp.arange(config.num_envs))
-  return TrainState(update=jnp.zeros((), jnp.int32),
-                    learner=Learner(params=params, opt_state=optimizer(config, sizes).init(params),
-                                    normalizer=normalizer),
-                    actors=Actors(env_state=env_state, obs=obs, key=keys,
-                                  discounted_return=normalization.initial_returns(normalizer, config.num_envs)))
+  return onpolicy.init(key, config=config, env=env, network=qlearning.network(config, env),
+                       optimizer=optimizer(config, sizes))
 
 
 act = qlearning.act
@@ -140,7 +89,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
                                    q_lambda=config.q_lambda)
   batch = Batch(obs=observe(traj.obs), action=traj.action, target=target)
 
-  def minibatch_step(learner: Learner, minibatch: Batch):
+  def minibatch_step(learner: onpolicy.Learner, minibatch: Batch):
     def loss_fn(params):
       loss, q_mean, _ = q_loss(net.apply(params, minibatch.obs), minibatch.action, minibatch.target, loss="mse")
       return loss, q_mean
@@ -151,12 +100,12 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
     learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
     return learner, (loss, q_mean, optax.tree.norm(grads))
 
-  def epoch(learner: Learner, order: jax.Array):
+  def epoch(learner: onpolicy.Learner, order: jax.Array):
     return jax.lax.scan(minibatch_step, learner,
-                        jax.tree.map(lambda x: minibatches.split(x, order, config.num_minibatches), batch))
+                        jax.tree.map(lambda x: onpolicy.minibatches(x, order, config.num_minibatches), batch))
 
   learner, (loss, q_mean, grad_norm) = jax.lax.scan(
-      epoch, learner, minibatches.orders(shuffle_key, config.num_steps, config.update_epochs))
+      epoch, learner, onpolicy.orders(shuffle_key, config.num_steps, config.update_epochs))
   # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
   learner = learner.replace(normalizer=normalization.update_observations(normalizer, traj.obs))
 
@@ -168,6 +117,6 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
       "pqn/q_mean": mean(q_mean),
       "pqn/epsilon": mean(eps),
       "opt/grad_norm": mean(grad_norm),
-      "opt/lr": mean(learning_rate(config, sizes)(gradient_steps)),
+      "opt/lr": mean(onpolicy.learning_rate(config, sizes.gradient_steps)(gradient_steps)),
   }
   return state.replace(learner=learner, actors=actors), metrics
