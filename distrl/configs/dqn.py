@@ -2,8 +2,14 @@
 
   python -m distrl.launch --config=dqn --workdir=runs/dqn-cartpole
   python -m distrl.launch --config=dqn:Acrobot-v1
+  python -m distrl.launch --config=dqn:CleanRL      # the well-known single-file DQN's settings
 
-The default is CartPole-v1 with the well-known DQN defaults (CleanRL's dqn_jax).
+The default is CartPole-v1 with CleanRL's dqn_jax sizes and schedule (10 environments, a 10,000-transition
+buffer, a gradient step every 10 environment steps, epsilon 1 -> 0.05 over 250k steps, target copied every
+500 steps) and a smaller, steadier learner: a 64-64 Q-network with LayerNorm, batches of 64, double DQN,
+3-step returns and a learning rate annealed to 0. CleanRL's own learner (120-84 network, batches of 128,
+one-step targets, constant learning rate) reaches 500 too but often falls back before the run ends (the
+final greedy evaluation of seed 2 was 193), and costs ~2.5x more per step on a CPU.
 """
 
 import ml_collections
@@ -11,6 +17,8 @@ import ml_collections
 PRESETS = {
     "CartPole-v1": {},
     "Acrobot-v1": {"env_name": "Acrobot-v1"},
+    "CleanRL": {"hidden_sizes": (120, 84), "batch_size": 128, "layer_norm": False, "double_dqn": False, "n_step": 1,
+                "anneal_lr": False},
 }
 
 
@@ -29,17 +37,17 @@ def get_config(arg=None):
   config.total_timesteps = 500_000  # environment steps in the whole run
   config.num_envs = 10  # parallel environments
   config.buffer_size = 10_000  # replay capacity in transitions, split evenly over environments
-  config.batch_size = 128  # transitions per gradient step
+  config.batch_size = 64  # transitions per gradient step
   config.train_frequency = 10  # environment steps per gradient step
   config.learning_starts = 10_000  # environment steps before the first gradient step
 
   config.lr = 2.5e-4  # Adam step size
-  config.anneal_lr = False  # decay the step size linearly to 0 over the run's gradient steps
+  config.anneal_lr = True  # decay the step size linearly to 0 over the run's gradient steps
   config.max_grad_norm = 10.0  # clip gradients to this global norm
   config.gamma = 0.99  # discount
   config.loss = "mse"  # TD loss: "mse" or "huber"
-  config.double_dqn = False  # pick the bootstrap action with the online network
-  config.n_step = 1  # rewards summed per target before bootstrapping (cut at episode ends)
+  config.double_dqn = True  # pick the bootstrap action with the online network
+  config.n_step = 3  # rewards summed per target before bootstrapping (cut at episode ends)
   config.prioritized = False  # sample transitions in proportion to priority (Schaul et al. 2016), not uniformly
   config.priority_alpha = 0.6  # priority = (|TD error| + priority_eps)^alpha; 0 is uniform
   config.priority_beta = 0.4  # importance-weight exponent at the start, annealed linearly to 1 over the run
@@ -55,9 +63,9 @@ def get_config(arg=None):
   config.end_e = 0.05  # exploration rate after exploration_steps
   config.exploration_steps = 250_000  # environment steps over which epsilon decays linearly
 
-  config.hidden_sizes = (120, 84)  # MLP widths of the Q-network
+  config.hidden_sizes = (64, 64)  # MLP widths of the Q-network
   config.dueling = False  # Q = V(s) + A(s, a) - mean_a A(s, a) from two heads (Wang et al. 2016)
-  config.layer_norm = False  # LayerNorm before every hidden activation of the Q-network
+  config.layer_norm = True  # LayerNorm before every hidden activation of the Q-network
   config.activation = "relu"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
 
