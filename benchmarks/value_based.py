@@ -109,7 +109,7 @@ def minatar(args) -> None:
   steps = int(float(args.steps))
   for game in args.games:
     for algo in ("pqn", "ppo"):
-      flags = ["--config.torso=mlp", f"--config.total_timesteps={steps}"]
+      flags = ["--config.torso=mlp", f"--config.total_timesteps={steps}", *args.flags]
       result = distrl_run(f"{algo}:{game}", flags)
       last = result["last"]
       print(f"{game} {algo}: final train return {last.get('train/episode_return', float('nan')):.1f}, final greedy "
@@ -130,6 +130,7 @@ def main():
   p = sub.add_parser("minatar")
   p.add_argument("--steps", default="1e7")
   p.add_argument("--games", nargs="+", default=list(GAMES))
+  p.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="extra launcher flags for both algorithms")
   args = parser.parse_args()
   {"speed": speed, "returns": returns, "to475": to475, "minatar": minatar}[args.target](args)
 
