@@ -162,6 +162,17 @@ def test_new_fields_refuse_bad_values_in_one_line(cfg, field, value, message):
   assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("game", ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"])
+def test_minatar_presets_build_a_cnn_q_network_and_a_buffer_per_environment(game):
+  config = dqn_config.get_config(game)
+  env = envs.make(config.env_name)
+  sizes = dqn.sizes(config, 1)
+  assert (sizes.gradient_steps, sizes.capacity) == (16, 6250)  # one gradient step per environment step, as published
+  state = jax.eval_shape(lambda key: dqn.init(key, config=config, env=env, sizes=sizes), jax.random.PRNGKey(0))
+  assert state.actors.replay.obs.shape == (16, 6250) + env.observation_shape
+  assert state.learner.params["params"]["ConvMLP_0"]["Conv_0"]["kernel"].shape[-1] == 16
+
+
 def test_batch_larger_than_the_buffer_is_refused(cfg):
   cfg.batch_size, cfg.buffer_size = 20_000, cfg.num_envs * 100
   with pytest.raises(ConfigError, match="batch_size=20000 is larger than buffer_size"):

@@ -14,11 +14,24 @@ final greedy evaluation of seed 2 was 193), and costs ~2.5x more per step on a C
 
 import ml_collections
 
+# MinAtar: the settings of the MinAtar paper's DQN (Young & Tian 2019; github.com/kenjyoung/MinAtar examples/dqn.py):
+# a 16-filter 3x3 convolution and 128 units, batches of 32 from 100k transitions, one gradient step per environment
+# step, the target network copied every 1000 steps, epsilon 1 -> 0.1 over 100k steps after 5000 random ones, Huber
+# loss, step size 2.5e-4 (centered RMSProp there, Adam here), 5M steps; 16 environments in parallel here (one
+# there), so that the environments split over devices. 5M gradient steps: a GPU run.
+MINATAR = {"torso": "cnn", "hidden_sizes": (128,), "num_envs": 16, "train_frequency": 1, "batch_size": 32,
+           "buffer_size": 100_000, "learning_starts": 5_000, "target_update_interval": 1_000, "start_e": 1.0,
+           "end_e": 0.1, "exploration_steps": 105_000, "loss": "huber", "lr": 2.5e-4, "total_timesteps": 5_000_000,
+           "layer_norm": False, "double_dqn": False, "n_step": 1, "anneal_lr": False, "log_every": 500,
+           "eval_every": 5_000, "checkpoint_every": 5_000, "eval_episodes": 64}
+
 PRESETS = {
     "CartPole-v1": {},
     "Acrobot-v1": {"env_name": "Acrobot-v1"},
     "CleanRL": {"hidden_sizes": (120, 84), "batch_size": 128, "layer_norm": False, "double_dqn": False, "n_step": 1,
                 "anneal_lr": False},
+    **{game: {"env_name": game, **MINATAR}
+       for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")},
 }
 
 
