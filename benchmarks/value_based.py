@@ -1,6 +1,7 @@
 """The value-based family's targets (issue 13), each measured from the command line as a user runs it.
 
   python benchmarks/value_based.py speed [--repeats 3]       # DQN CartPole steps/s vs the reference DQN, interleaved
+  python benchmarks/value_based.py steady [--repeats 7]      # the same, steady state, alternated in one process
   python benchmarks/value_based.py returns [--algos dqn pqn] # final greedy evaluation, seeds 0-2, 1 and 2 devices
   python benchmarks/value_based.py to475 [--repeats 3]       # PQN vs PPO: command -> first logged return >= 475
   python benchmarks/value_based.py minatar [--steps 1e7]     # PQN vs PPO on the four MinAtar games (MLP torsos)
@@ -13,6 +14,9 @@ is the same: steps over the summed time of its chunks (compilation, evaluations 
 excluded), and "run" adds the evaluations and checkpoints (every time after compilation). Two distrl
 configs are timed: the default, and `--config=dqn:CleanRL`, the reference's own settings (same network,
 batch and gradient steps per environment step), so that the ratio at equal work is on the same line.
+`steady` compiles the reference's training function (its own settings, 50,000 steps, learning from the start)
+and distrl's chunk (5,000 updates, learning from the start) in one process and times them alternately: the
+cost of a learning step, with no start-up, evaluation or exploration-only phase in either.
 Speed ratios are only meaningful within one invocation.
 """
 
@@ -83,6 +87,49 @@ def speed(args) -> None:
     print(f"{name:30s} {train:13,.0f} {train / reference:11.2f}x {run:11,.0f}")
 
 
+def steady(args) -> None:
+  os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+  sys.path.insert(0, REFERENCE)
+  import jax
+  import dqn as reference  # noqa: E402  (shared/reference/purejaxrl/dqn.py)
+  from distrl import sharding, trainer
+  from distrl.configs import dqn as dqn_config
+
+  steps = 50_000
+  # The reference's own settings (its main()), learning from the start.
+  settings = {"NUM_ENVS": 10, "BUFFER_SIZE": 10000, "BUFFER_BATCH_SIZE": 128, "TOTAL_TIMESTEPS": steps,
+              "EPSILON_START": 1.0, "EPSILON_FINISH": 0.05, "EPSILON_ANNEAL_TIME": 25e4, "TARGET_UPDATE_INTERVAL": 500,
+              "LR": 2.5e-4, "LEARNING_STARTS": 0, "TRAINING_INTERVAL": 10, "LR_LINEAR_DECAY": False, "GAMMA": 0.99,
+              "TAU": 1.0, "ENV_NAME": "CartPole-v1", "SEED": 0, "NUM_SEEDS": 1}
+  key = jax.random.PRNGKey(0)
+  reference_train = jax.jit(reference.make_train(settings)).lower(key).compile()
+  programs = {"reference dqn.py": lambda: jax.block_until_ready(reference_train(key))}
+  for name, preset in (("distrl --config=dqn", None), ("distrl --config=dqn:CleanRL", "CleanRL")):
+    config = dqn_config.get_config(preset)
+    config.learning_starts = 0
+    program = trainer.build(config, sharding.make_mesh(jax.devices()[:1]))
+    runner, box = program.runner, {"state": program.runner.put(program.state)}
+    runner.compile(box["state"])
+
+    def run(runner=runner, box=box, updates=steps // program.sizes.steps_per_update):
+      box["state"], _ = runner(box["state"], updates)
+      jax.block_until_ready(box["state"])
+
+    programs[name] = run
+  times = {name: [] for name in programs}
+  for repeat in range(args.repeats + 1):
+    for name, run in programs.items():
+      start = time.perf_counter()
+      run()
+      if repeat:  # the first round warms up
+        times[name].append(time.perf_counter() - start)
+  reference_sps = steps / statistics.median(times["reference dqn.py"])
+  for name, values in times.items():
+    sps = steps / statistics.median(values)
+    print(f"{name:30s} {sps:10,.0f} steps/s {sps / reference_sps:6.2f}x   (runs: "
+          + ", ".join(f"{steps / v:,.0f}" for v in values) + ")")
+
+
 def returns(args) -> None:
   """Final greedy evaluation of seeds 0-2 (one 3-agent run: each agent equals its seed's run) on 1 and 2 devices."""
   for algo in args.algos:
@@ -123,6 +170,8 @@ def main():
   p = sub.add_parser("speed")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--reference-python", default=sys.executable, help="an interpreter with flashbax==0.1.3 and chex")
+  p = sub.add_parser("steady")
+  p.add_argument("--repeats", type=int, default=7)
   p = sub.add_parser("returns")
   p.add_argument("--algos", nargs="+", default=["dqn", "pqn"])
   p = sub.add_parser("to475")
@@ -132,7 +181,7 @@ def main():
   p.add_argument("--games", nargs="+", default=list(GAMES))
   p.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="extra launcher flags for both algorithms")
   args = parser.parse_args()
-  {"speed": speed, "returns": returns, "to475": to475, "minatar": minatar}[args.target](args)
+  {"speed": speed, "steady": steady, "returns": returns, "to475": to475, "minatar": minatar}[args.target](args)
 
 
 if __name__ == "__main__":

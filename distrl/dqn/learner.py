@@ -176,9 +176,12 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
   """
 
   def loss_fn(params):
-    q_tm1 = net.apply(params, batch.obs)
     q_t_target = net.apply(learner.target_params, batch.next_obs)
-    q_t_online = net.apply(params, batch.next_obs) if config.double_dqn else None
+    if config.double_dqn:  # one online pass over obs and next_obs: on a CPU a step costs per operation, not per row
+      q_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]))
+      q_tm1, q_t_online = q_both[:len(batch.obs)], jax.lax.stop_gradient(q_both[len(batch.obs):])
+    else:
+      q_tm1, q_t_online = net.apply(params, batch.obs), None
     y = losses.td_target(batch.n_step_return, batch.discount, q_t_target, q_t_online)
     loss, q_mean, td = losses.q_loss(q_tm1, batch.action, y, weights, loss=config.loss)
     return loss, (q_mean, td)
