@@ -44,9 +44,9 @@ def _assert_close(a, b, atol):
 
 
 @pytest.mark.parametrize("options", [
-    {"n_step": 1, "double_dqn": False, "layer_norm": False, "dueling": True},
+    {"n_step": 1, "double_dqn": True, "layer_norm": False, "dueling": True},
     {"prioritized": True, "n_step": 2, "loss": "huber", "scale_rewards": True, "normalize_obs": True},
-], ids=["one-step-dueling", "prioritized-huber-normalised"])
+], ids=["one-step-double-dueling", "prioritized-huber-normalised"])
 def test_every_option_trains_the_same_on_one_device_and_on_all(cfg, options):
   """Batches are drawn from the whole buffer with a replicated key and shared: the device count changes only
   float rounding in the all-reduces (60 updates, 40 of them with gradient steps)."""
@@ -67,7 +67,7 @@ def test_every_option_trains_the_same_on_one_device_and_on_all(cfg, options):
 
 
 def test_a_whole_short_run_on_eight_devices_equals_the_run_on_one(cfg, tmp_path):
-  """The default options (3-step double DQN, LayerNorm) through the trainer (chunks, evaluation, checkpoints):
+  """The default options (3-step returns, LayerNorm) through the trainer (chunks, evaluation, checkpoints):
   300 updates, 280 of them learning, 10 target network updates."""
   if jax.device_count() < 8:
     pytest.skip("needs 8 devices: run with the default 8 emulated devices")
