@@ -10,7 +10,8 @@ buffer, a gradient step every 10 environment steps, epsilon 1 -> 0.05 over 250k 
 and a learning rate annealed to 0 (final greedy evaluation 500 for seeds 0-2, on 1 and on 2 devices).
 CleanRL's own learner (120-84 network, batches of 128, one-step targets, constant learning rate) reaches 500
 too but often falls back before the run ends (seed 2's final evaluation: 193), and costs ~2x more per step
-on a CPU. Without LayerNorm, 3-step returns and annealing, seeds fell back to 150-440 by the end.
+on a CPU. Without LayerNorm (with or without 3-step returns, double DQN and annealing) some seeds ended at
+149-439.
 """
 
 import ml_collections
