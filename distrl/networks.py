@@ -1,4 +1,4 @@
-"""Flax modules: MLP and CNN torsos with orthogonal init, and the PPO actor-critic built from them."""
+"""Flax modules: MLP and CNN torsos with orthogonal init, the PPO actor-critic and the (dueling) Q-network."""
 
 from typing import Sequence
 
@@ -22,21 +22,25 @@ class MLP(nn.Module):
   """Hidden layers with gain sqrt(2), then a linear head with gain `head_scale`.
 
   Input `x` is shaped (..., *obs_shape) with `obs_ndim` trailing observation axes, which are
-  flattened; the output is (..., out_features).
+  flattened; the output is (..., out_features), or the last hidden layer's features if
+  `out_features` is None. With `layer_norm`, each hidden layer is dense -> LayerNorm -> activation
+  (as PQN's Q-network, Gallici et al. 2024).
   """
 
   hidden_sizes: Sequence[int]
-  out_features: int
+  out_features: int | None
   head_scale: float
   activation: str = "tanh"
   obs_ndim: int = 1
+  layer_norm: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x.reshape(x.shape[: x.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
     for size in self.hidden_sizes:
-      x = ACTIVATIONS[self.activation](orthogonal_dense(size, np.sqrt(2))(x))
-    return orthogonal_dense(self.out_features, self.head_scale)(x)
+      x = orthogonal_dense(size, np.sqrt(2))(x)
+      x = ACTIVATIONS[self.activation](nn.LayerNorm()(x) if self.layer_norm else x)
+    return x if self.out_features is None else orthogonal_dense(self.out_features, self.head_scale)(x)
 
 
 class ConvMLP(nn.Module):
@@ -44,10 +48,11 @@ class ConvMLP(nn.Module):
   `channels` filters and ReLU, flattened into an `MLP`."""
 
   hidden_sizes: Sequence[int]
-  out_features: int
+  out_features: int | None
   head_scale: float
   activation: str = "relu"
   channels: int = 16
+  layer_norm: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -55,22 +60,23 @@ class ConvMLP(nn.Module):
     x = x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32)
     x = nn.Conv(self.channels, (3, 3), kernel_init=nn.initializers.orthogonal(np.sqrt(2)),
                 bias_init=nn.initializers.zeros)(x)
-    x = nn.relu(x).reshape(batch + (-1,))
-    return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation)(x)
+    x = nn.relu(nn.LayerNorm()(x) if self.layer_norm else x).reshape(batch + (-1,))
+    return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation, layer_norm=self.layer_norm)(x)
 
 
-def torso(name: str, hidden_sizes: Sequence[int], out_features: int, head_scale: float, activation: str,
-          obs_ndim: int) -> nn.Module:
-  """An "mlp" (any observation, flattened) or a "cnn" (image observations) with a linear head."""
+def torso(name: str, hidden_sizes: Sequence[int], out_features: int | None, head_scale: float, activation: str,
+          obs_ndim: int, layer_norm: bool = False) -> nn.Module:
+  """An "mlp" (any observation, flattened) or a "cnn" (image observations) with a linear head (none if
+  `out_features` is None: the features), optionally LayerNorm before every hidden activation."""
   if activation not in ACTIVATIONS:
     raise ConfigError(f"activation={activation!r} must be one of {', '.join(ACTIVATIONS)}")
   if name == "cnn":
     if obs_ndim != 3:
       raise ConfigError(f"torso='cnn' needs image observations (H, W, C); these have {obs_ndim} axis/axes "
                         f"(use --config.torso=mlp)")
-    return ConvMLP(hidden_sizes, out_features, head_scale, activation)
+    return ConvMLP(hidden_sizes, out_features, head_scale, activation, layer_norm=layer_norm)
   if name == "mlp":
-    return MLP(hidden_sizes, out_features, head_scale, activation, obs_ndim)
+    return MLP(hidden_sizes, out_features, head_scale, activation, obs_ndim, layer_norm)
   raise ConfigError(f"torso={name!r} must be 'mlp' or 'cnn'")
 
 
@@ -106,3 +112,30 @@ class ActorCritic(nn.Module):
 
   def __call__(self, obs: jax.Array):
     return self.policy(obs), self.value(obs)
+
+
+class QNetwork(nn.Module):
+  """Q-values (..., num_actions) from observations (..., *obs_shape): a torso, then a linear head.
+
+  With `dueling` (Wang et al. 2016) the torso's features feed two linear heads, a state value
+  V(s) (...,) and advantages A(s, a) (..., num_actions), combined as
+      Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a'),
+  which keeps V and A identifiable (a constant moved between them would leave Q unchanged).
+  """
+
+  num_actions: int
+  hidden_sizes: Sequence[int]
+  activation: str = "relu"
+  obs_ndim: int = 1
+  torso: str = "mlp"
+  dueling: bool = False
+  layer_norm: bool = False
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    features = torso(self.torso, self.hidden_sizes, None, 1.0, self.activation, self.obs_ndim, self.layer_norm)(obs)
+    if not self.dueling:
+      return orthogonal_dense(self.num_actions, 1.0)(features)
+    value = orthogonal_dense(1, 1.0)(features)
+    advantage = orthogonal_dense(self.num_actions, 1.0)(features)
+    return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)

@@ -22,9 +22,10 @@ from tests.cli import launch, records
 RUNS = {
     "ppo": ("ppo", {"num_envs": 64, "total_timesteps": 64 * 128 * 30, "log_every": 1, "checkpoint_every": 2,
                                "eval_every": 1000, "eval_episodes": 8}),
+    # Prioritised replay and n-step returns: priorities, their running maximum and the sampling key resume too.
     "dqn": ("dqn", {"num_envs": 8, "train_frequency": 8, "buffer_size": 8000, "learning_starts": 800,
-                               "total_timesteps": 8 * 30 * 200, "log_every": 200, "checkpoint_every": 400,
-                               "eval_every": 100000, "eval_episodes": 8}),
+                    "prioritized": True, "n_step": 3, "total_timesteps": 8 * 30 * 200, "log_every": 200,
+                    "checkpoint_every": 400, "eval_every": 100000, "eval_episodes": 8}),
     # The example algorithm that lives outside distrl (examples/a2c.py), resumed like the built-in ones.
     "a2c": ("examples/a2c_config.py", {"num_envs": 64, "num_steps": 32, "total_timesteps": 64 * 32 * 30 * 20,
                                        "log_every": 20, "checkpoint_every": 40, "eval_every": 100000,

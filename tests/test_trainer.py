@@ -115,8 +115,8 @@ def test_bad_config_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_pat
     (["--config.lr=fast"], "flag --config.lr=fast: could not convert string to float: 'fast'"),
     (["--config=ppo:Pong"], "unknown preset 'Pong' for --config=ppo"),
     ([f"--config={PPO_CONFIG}:Pong"], "unknown preset 'Pong' for --config=ppo"),
-    (["--config=configs/nope.py"], "config 'configs/nope.py' is neither a file nor one of distrl's configs (dqn, ppo)"),
-    (["--config=configs/ppo.py"], "config 'configs/ppo.py' is neither a file nor one of distrl's configs (dqn, ppo) "
+    (["--config=configs/nope.py"], "config 'configs/nope.py' is neither a file nor one of distrl's configs (dqn, ppo, pqn)"),
+    (["--config=configs/ppo.py"], "config 'configs/ppo.py' is neither a file nor one of distrl's configs (dqn, ppo, pqn) "
                                   "(did you mean --config=ppo?)"),
 ])
 def test_bad_flag_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path):

@@ -2,15 +2,38 @@
 
   python -m distrl.launch --config=dqn --workdir=runs/dqn-cartpole
   python -m distrl.launch --config=dqn:Acrobot-v1
+  python -m distrl.launch --config=dqn:CleanRL      # the well-known single-file DQN's settings
 
-The default is CartPole-v1 with the well-known DQN defaults (CleanRL's dqn_jax).
+The default is CartPole-v1 with CleanRL's dqn_jax sizes and schedule (10 environments, a 10,000-transition
+buffer, a gradient step every 10 environment steps, epsilon 1 -> 0.05 over 250k steps, target copied every
+500 steps) and a smaller, steadier learner: a 64-64 Q-network with LayerNorm, batches of 64, 3-step returns
+and a learning rate annealed to 0 (final greedy evaluation 500 for seeds 0-2, on 1 and on 2 devices).
+CleanRL's own learner (120-84 network, batches of 128, one-step targets, constant learning rate) reaches 500
+too but often falls back before the run ends (seed 2's final evaluation: 193), and costs ~2x more per step
+on a CPU. Without LayerNorm (with or without 3-step returns, double DQN and annealing) some seeds ended at
+149-439.
 """
 
 import ml_collections
 
+# MinAtar: the settings of the MinAtar paper's DQN (Young & Tian 2019; github.com/kenjyoung/MinAtar examples/dqn.py):
+# a 16-filter 3x3 convolution and 128 units, batches of 32 from 100k transitions, one gradient step per environment
+# step, the target network copied every 1000 steps, epsilon 1 -> 0.1 over 100k steps after 5000 random ones, Huber
+# loss, step size 2.5e-4 (centered RMSProp there, Adam here), 5M steps; 16 environments in parallel here (one
+# there), so that the environments split over devices. 5M gradient steps: a GPU run.
+MINATAR = {"torso": "cnn", "hidden_sizes": (128,), "num_envs": 16, "train_frequency": 1, "batch_size": 32,
+           "buffer_size": 100_000, "learning_starts": 5_000, "target_update_interval": 1_000, "start_e": 1.0,
+           "end_e": 0.1, "exploration_steps": 105_000, "loss": "huber", "lr": 2.5e-4, "total_timesteps": 5_000_000,
+           "layer_norm": False, "double_dqn": False, "n_step": 1, "anneal_lr": False, "log_every": 500,
+           "eval_every": 5_000, "checkpoint_every": 5_000, "eval_episodes": 64}
+
 PRESETS = {
     "CartPole-v1": {},
     "Acrobot-v1": {"env_name": "Acrobot-v1"},
+    "CleanRL": {"hidden_sizes": (120, 84), "batch_size": 128, "layer_norm": False, "double_dqn": False, "n_step": 1,
+                "anneal_lr": False},
+    **{game: {"env_name": game, **MINATAR}
+       for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")},
 }
 
 
@@ -23,20 +46,27 @@ def get_config(arg=None):
   config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.seeds)
   config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
 
-  # Sizes are global: each of D devices runs num_envs / D environments, keeps their replay rows,
-  # and samples batch_size / D transitions from them per gradient step.
+  # Sizes are global: each of D devices runs num_envs / D environments and keeps their replay rows;
+  # every gradient step draws one global batch of batch_size transitions from all rows (the same
+  # whatever D) and each device takes the gradient of batch_size / D of them.
   config.total_timesteps = 500_000  # environment steps in the whole run
   config.num_envs = 10  # parallel environments
   config.buffer_size = 10_000  # replay capacity in transitions, split evenly over environments
-  config.batch_size = 128  # transitions per gradient step
+  config.batch_size = 64  # transitions per gradient step
   config.train_frequency = 10  # environment steps per gradient step
   config.learning_starts = 10_000  # environment steps before the first gradient step
 
   config.lr = 2.5e-4  # Adam step size
+  config.anneal_lr = True  # decay the step size linearly to 0 over the run's gradient steps
   config.max_grad_norm = 10.0  # clip gradients to this global norm
   config.gamma = 0.99  # discount
   config.loss = "mse"  # TD loss: "mse" or "huber"
   config.double_dqn = False  # pick the bootstrap action with the online network
+  config.n_step = 3  # rewards summed per target before bootstrapping (cut at episode ends)
+  config.prioritized = False  # sample transitions in proportion to priority (Schaul et al. 2016), not uniformly
+  config.priority_alpha = 0.6  # priority = (|TD error| + priority_eps)^alpha; 0 is uniform
+  config.priority_beta = 0.4  # importance-weight exponent at the start, annealed linearly to 1 over the run
+  config.priority_eps = 1e-6  # added to |TD error| so that no transition's priority is 0
   config.target_update_interval = 500  # environment steps between target network updates
   config.tau = 1.0  # target <- tau * online + (1 - tau) * target at each update; 1.0 is a hard copy
   config.normalize_obs = False  # normalise observations by running mean/std over all devices (kept in checkpoints)
@@ -48,7 +78,9 @@ def get_config(arg=None):
   config.end_e = 0.05  # exploration rate after exploration_steps
   config.exploration_steps = 250_000  # environment steps over which epsilon decays linearly
 
-  config.hidden_sizes = (120, 84)  # MLP widths of the Q-network
+  config.hidden_sizes = (64, 64)  # MLP widths of the Q-network
+  config.dueling = False  # Q = V(s) + A(s, a) - mean_a A(s, a) from two heads (Wang et al. 2016)
+  config.layer_norm = True  # LayerNorm before every hidden activation of the Q-network
   config.activation = "relu"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
 

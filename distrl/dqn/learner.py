@@ -1,10 +1,21 @@
 """DQN (Mnih et al. 2015) for discrete actions: `sizes`, `init`, the per-device `update`, `act`.
 
+Options: n-step returns (`n_step`), double DQN (`double_dqn`), a dueling head (`dueling`),
+prioritised replay (`prioritized`, Schaul et al. 2016), LayerNorm in the Q-network (`layer_norm`).
+
 One iteration: every environment takes `num_steps` epsilon-greedy steps into its replay row,
-then (after `learning_starts` environment steps) `gradient_steps` gradient steps on batches
-that each device samples from its own environments' rows (`batch_size / num_devices` each);
-gradients are averaged over devices. The target network moves towards the online network
+then (after `learning_starts` environment steps) `gradient_steps` gradient steps, each on a
+global batch of `batch_size` transitions. The target network moves towards the online network
 by `tau` every `target_update_interval` environment steps (tau = 1: a hard copy).
+
+Device-count invariance: a batch is drawn as global (environment, slot) positions from a key
+that every device holds (`Learner.key`), uniformly (`replay.uniform`) or in proportion to
+priority over the whole buffer (`priorities.choose`). Each device reads the positions in its own
+rows, one psum gives every device the whole batch (`replay.share`), and each device takes the
+gradient of its slice of it (`batch_size / D` samples, the slice at its global offset);
+gradients are averaged over devices. The batch, the loss and the new priorities are thus those of
+one device holding every row, whatever the split: 1, 2 or 8 devices train the same agent up to
+float rounding in the all-reduces.
 """
 
 import dataclasses
@@ -18,11 +29,10 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import acting, envs, normalization, sharding
-from distrl.dqn import losses, replay
+from distrl import acting, envs, normalization, qlearning, sharding
+from distrl.dqn import losses, priorities, replay
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
-from distrl.networks import torso
 from distrl.state import TrainState
 
 
@@ -32,6 +42,8 @@ class Learner:
   target_params: Any
   opt_state: Any
   normalizer: normalization.Normalizer  # observation / return statistics (fields None when off)
+  key: jax.Array  # (2,) uint32, the same on every device: which transitions each batch takes
+  max_priority: jax.Array | None  # the largest priority given so far (new transitions get it), if prioritized
 
 
 @struct.dataclass
@@ -42,7 +54,20 @@ class Actors:
   obs: jax.Array  # (E, *obs_shape), raw
   key: jax.Array  # (E, 2) uint32: each environment's own random stream, from its global index
   replay: replay.Transition  # (E, capacity_per_env, ...), raw observations and rewards
+  priority: jax.Array | None  # (E, capacity_per_env): p^alpha of every slot, if prioritized
   discounted_return: jax.Array | None  # (E,): the running return that scales rewards, if config.scale_rewards
+
+
+@struct.dataclass
+class Batch:
+  """What the loss needs of each sample, as the network and the targets take them; leaves (B, ...)."""
+
+  obs: jax.Array
+  action: jax.Array
+  n_step_return: jax.Array  # G: the discounted rewards of up to n steps
+  discount: jax.Array  # of the bootstrap: gamma^(steps taken), 0 after a terminal state
+  next_obs: jax.Array  # the observation to bootstrap from (reached before any reset)
+  priority: jax.Array | None  # p of the sample, if prioritized
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,24 +79,34 @@ class Sizes:
   num_steps: int  # steps each environment takes per iteration
   gradient_steps: int  # gradient steps per iteration
   capacity: int  # replay slots per environment
-  batch_per_device: int
+  batch_per_device: int  # each device's slice of a global batch
+  first_learning_update: int  # the first iteration that takes gradient steps (past learning_starts)
 
 
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
   require_positive(config, "total_timesteps", "num_envs", "buffer_size", "batch_size", "lr", "train_frequency",
-                   "target_update_interval", "exploration_steps", "max_grad_norm", "obs_clip", "reward_clip")
+                   "target_update_interval", "max_grad_norm", "obs_clip", "reward_clip")
+  qlearning.check(config)
   require(0 < config.gamma <= 1, f"gamma={config.gamma} must be in (0, 1]")
   require(0 < config.tau <= 1, f"tau={config.tau} must be in (0, 1]")
-  require(0 <= config.end_e <= config.start_e <= 1,
-          f"epsilon must decay within [0, 1]: got start_e={config.start_e}, end_e={config.end_e}")
   require(config.learning_starts >= 0, f"learning_starts={config.learning_starts} must be >= 0")
   require(config.loss in ("mse", "huber"), f"loss={config.loss!r} must be 'mse' or 'huber'")
-  for field in ("total_timesteps", "learning_starts", "target_update_interval", "exploration_steps"):
+  for field in ("double_dqn", "prioritized", "anneal_lr"):
+    require(isinstance(config[field], bool), f"{field}={config[field]!r} must be True or False")
+  require(isinstance(config.n_step, int) and config.n_step >= 1,
+          f"n_step={config.n_step!r} must be a whole number >= 1 (1: one-step targets; 3 is common)")
+  require(0 <= config.priority_alpha <= 1,
+          f"priority_alpha={config.priority_alpha} must be in [0, 1] (0: uniform; 0.6 is common)")
+  require(0 <= config.priority_beta <= 1,
+          f"priority_beta={config.priority_beta} must be in [0, 1] (it anneals to 1; 0.4 is common)")
+  require(config.priority_eps > 0, f"priority_eps={config.priority_eps} must be > 0 (e.g. 1e-6): a zero priority "
+                                   f"would never be sampled again")
+  for field in ("total_timesteps", "learning_starts", "target_update_interval"):
     require(config[field] < 2**31, f"{field}={config[field]} must be below 2**31 (environment steps are int32 "
                                    f"on the devices)")
   require_divisible("batch_size", config.batch_size, "the number of devices", num_devices,
-                    "each device samples an equal share of every batch")
+                    "each device takes the gradient of an equal slice of every batch")
   if config.train_frequency >= config.num_envs:
     require_divisible("train_frequency", config.train_frequency, "num_envs", config.num_envs,
                       "an iteration is train_frequency / num_envs steps of every environment")
@@ -85,6 +120,8 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   capacity = config.buffer_size // config.num_envs
   require_divisible("buffer_size / num_envs", capacity, "steps per environment per iteration", num_steps,
                     "pick a buffer_size that keeps whole iterations")
+  require(config.n_step <= capacity, f"n_step={config.n_step} is longer than an environment's replay row "
+                                     f"(buffer_size / num_envs = {capacity} slots)")
   require(config.batch_size <= config.buffer_size,
           f"batch_size={config.batch_size} is larger than buffer_size={config.buffer_size}")
   steps_per_update = config.num_envs * num_steps
@@ -92,137 +129,164 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
           f"total_timesteps={config.total_timesteps} is less than one iteration ({steps_per_update} steps)")
   return Sizes(num_updates=config.total_timesteps // steps_per_update, steps_per_update=steps_per_update,
                num_steps=num_steps, gradient_steps=gradient_steps, capacity=capacity,
-               batch_per_device=config.batch_size // num_devices)
+               batch_per_device=config.batch_size // num_devices,
+               first_learning_update=config.learning_starts // steps_per_update)
 
 
-def network(config: ml_collections.ConfigDict, env: Env) -> nn.Module:
-  """Q-values (..., num_actions) from observations (..., *obs_shape)."""
-  return torso(config.torso, tuple(config.hidden_sizes), env.num_actions, head_scale=1.0,
-               activation=config.activation, obs_ndim=len(env.observation_shape))
+def learning_rate(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Schedule:
+  """Constant, or linear from `lr` to 0 over every gradient step of the run if `anneal_lr`."""
+  if not config.anneal_lr:
+    return optax.constant_schedule(config.lr)
+  learning_updates = max(1, sizes.num_updates - sizes.first_learning_update)
+  return optax.linear_schedule(config.lr, 0.0, learning_updates * sizes.gradient_steps)
 
 
-def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
-
-
-def epsilon(config: ml_collections.ConfigDict, env_steps: jax.Array) -> jax.Array:
-  """Linear from start_e to end_e over the first `exploration_steps` environment steps, then flat."""
-  return optax.linear_schedule(config.start_e, config.end_e, config.exploration_steps)(env_steps)
+def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.GradientTransformation:
+  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate(config, sizes)))
 
 
 def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
   """Parameters from `key`; environment i reset from fold_in(key, i) whatever device runs it."""
-  param_key, env_key = jax.random.split(key)
-  params = network(config, env).init(param_key, jnp.zeros(env.observation_shape))
+  param_key, env_key, sample_key = jax.random.split(key, 3)
+  params = qlearning.network(config, env).init(param_key, jnp.zeros(env.observation_shape))
   normalizer = normalization.init(env.observation_shape, normalize_obs=config.normalize_obs,
                                   scale_rewards=config.scale_rewards)
   obs, env_state, keys = envs.reset_batch(env, env_key, jnp.arange(config.num_envs))
   example = replay.Transition(obs=obs[0], action=jnp.int32(0), reward=jnp.float32(0), next_obs=obs[0],
-                              terminated=jnp.bool_(False))
+                              terminated=jnp.bool_(False), episode_end=jnp.bool_(False))
+  prioritized = config.prioritized
+  opt_state = optimizer(config, sizes).init(params)
   return TrainState(update=jnp.zeros((), jnp.int32),
-                    learner=Learner(params=params, target_params=params, opt_state=optimizer(config).init(params),
-                                    normalizer=normalizer),
+                    learner=Learner(params=params, target_params=params, opt_state=opt_state, normalizer=normalizer,
+                                    key=sample_key, max_priority=jnp.float32(1.0) if prioritized else None),
                     actors=Actors(env_state=env_state, obs=obs, key=keys,
                                   replay=replay.init(example, config.num_envs, sizes.capacity),
+                                  priority=priorities.init(config.num_envs, sizes.capacity) if prioritized else None,
                                   discounted_return=normalization.initial_returns(normalizer, config.num_envs)))
 
 
-def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
-  """Actions for a batch of observations (B, *obs_shape): argmax Q if `greedy`, else uniformly random."""
-  q = network(config, env).apply(learner.params, normalization.observations(learner.normalizer, obs,
-                                                                            clip=config.obs_clip))
-  return jnp.argmax(q, -1) if greedy else jax.random.randint(key, q.shape[:-1], 0, q.shape[-1])
+act = qlearning.act
 
 
-def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, learner: Learner,
-                  batch: replay.Transition):
-  """One gradient step on this device's share of a batch (B, ...); gradients averaged over devices.
+def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, learner: Learner, batch: Batch,
+                  weights: jax.Array | None):
+  """One gradient step on this device's slice of a batch (B, ...); gradients averaged over devices.
 
-  `batch` holds observations and rewards as the network and the targets take them (normalised, scaled).
+  Returns (learner, td errors (B,), (loss, mean Q, gradient norm)).
   """
 
   def loss_fn(params):
-    q_tm1 = net.apply(params, batch.obs)
     q_t_target = net.apply(learner.target_params, batch.next_obs)
-    q_t_online = net.apply(params, batch.next_obs) if config.double_dqn else None
-    y = losses.td_target(batch.reward, batch.terminated, q_t_target, q_t_online, gamma=config.gamma)
-    return losses.q_loss(q_tm1, batch.action, y, loss=config.loss)
+    if config.double_dqn:  # one online pass over obs and next_obs: on a CPU a step costs per operation, not per row
+      q_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]))
+      q_tm1, q_t_online = q_both[:len(batch.obs)], jax.lax.stop_gradient(q_both[len(batch.obs):])
+    else:
+      q_tm1, q_t_online = net.apply(params, batch.obs), None
+    y = losses.td_target(batch.n_step_return, batch.discount, q_t_target, q_t_online)
+    loss, q_mean, td = losses.q_loss(q_tm1, batch.action, y, weights, loss=config.loss)
+    return loss, (q_mean, td)
 
-  (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
+  (loss, (q_mean, td)), grads = jax.value_and_grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
   grads, loss, q_mean = sharding.pmean((grads, loss, q_mean))
   updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
   learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
-  return learner, (loss, q_mean, optax.tree.norm(grads))
+  return learner, td, (loss, q_mean, optax.tree.norm(grads))
 
 
-def epsilon_greedy(net: nn.Module, params, observe, eps: jax.Array, num_actions: int) -> acting.Policy:
-  """The rollout policy: with probability `eps` a uniformly random action, else argmax Q."""
+def draw(buffer: replay.Transition, priority: jax.Array | None, key: jax.Array, where: replay.Starts, *, config,
+         sizes: Sizes, normalizer: normalization.Normalizer):
+  """The global batch (the same on every device) and where its samples are in this device's rows.
 
-  def policy(obs, keys):
-    greedy = jnp.argmax(net.apply(params, observe(obs)), -1)
-    explore_key, random_key = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
-    explore = jax.vmap(jax.random.uniform)(explore_key) < eps
-    random_action = jax.vmap(lambda k: jax.random.randint(k, (), 0, num_actions))(random_key)
-    return jnp.where(explore, random_action, greedy), None
-
-  return policy
+  Positions come from `key` (replicated): uniform over every start slot, or by priority. The device
+  holding a sample's row reads its n steps, computes the n-step return there (rewards scaled first),
+  and one psum shares the batch. Returns (Batch (B, ...), priorities.Draw or None).
+  """
+  num_local = buffer.reward.shape[0]
+  if priority is None:
+    env, slot = replay.uniform(key, config.batch_size, config.num_envs, sizes.capacity, where)
+    row, owned = replay.local_rows(env, num_local)
+    drawn, sample_priority = None, None
+  else:
+    drawn = priorities.choose(key, priority, replay.valid(where, sizes.capacity), config.batch_size)
+    row, owned, slot, sample_priority = drawn.row, drawn.owned, drawn.slot, drawn.priority
+  steps = replay.gather(buffer, row[:, None], slot[:, None] + jnp.arange(config.n_step))  # leaves (B, n)
+  reward = normalization.rewards(normalizer, steps.reward, clip=config.reward_clip)
+  n_step_return, discount, last = losses.n_step_return(reward, steps.terminated, steps.episode_end,
+                                                       gamma=config.gamma)
+  first = replay.gather(buffer, row, slot)
+  batch = Batch(obs=first.obs, action=first.action, n_step_return=n_step_return, discount=discount,
+                next_obs=replay.gather(buffer, row, slot + last).next_obs, priority=sample_priority)
+  return replay.share(batch, owned), drawn
 
 
 def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes):
   """One DQN iteration on this device's environments. Returns (state, {name: (sum, count)})."""
-  net, tx = network(config, env), optimizer(config)
+  net, tx = qlearning.network(config, env), optimizer(config, sizes)
   learner, actors = state.learner, state.actors
   normalizer = learner.normalizer
   observe = functools.partial(normalization.observations, normalizer, clip=config.obs_clip)
   steps_before = state.update * sizes.steps_per_update  # global environment steps so far
   steps_after = steps_before + sizes.steps_per_update
-  eps = epsilon(config, steps_before)
+  eps = qlearning.epsilon(config, steps_before)
 
-  next_key, rollout_key, sample_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
-                                                  axis=1)
-  policy = epsilon_greedy(net, learner.params, observe, eps, env.num_actions)
+  next_key, rollout_key = jnp.unstack(jax.vmap(jax.random.split)(actors.key), axis=1)
+  policy = qlearning.epsilon_greedy(net, learner.params, observe, eps, env.num_actions)
   env_state, obs, traj = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, sizes.num_steps)
   normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
                                                                actors.discounted_return, gamma=config.gamma)
   steps = replay.Transition(obs=traj.obs, action=traj.action, reward=traj.reward, next_obs=traj.final_obs,
-                            terminated=traj.terminated)
+                            terminated=traj.terminated, episode_end=traj.episode_end)
   added = state.update * sizes.num_steps  # steps per environment before this iteration
   buffer = replay.add(actors.replay, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps), added)
-  actors = actors.replace(env_state=env_state, obs=obs, key=next_key, replay=buffer,
+  priority = actors.priority
+  if config.prioritized:
+    priority = priorities.write(priority, learner.max_priority, added, sizes.num_steps)
+  where = replay.starts(sizes.capacity, added + sizes.num_steps, config.n_step)
+  learner_key, sample_key = jax.random.split(learner.key)
+  beta = optax.linear_schedule(config.priority_beta, 1.0, config.total_timesteps)(steps_before)
+  mine = sharding.global_index(sizes.batch_per_device)  # this device's slice of every global batch
+
+  def one(carry, key):
+    learner, priority = carry
+    batch, drawn = draw(buffer, priority, key, where, config=config, sizes=sizes, normalizer=normalizer)
+    batch = batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs))
+    weights = None
+    if config.prioritized:
+      weights = losses.importance_weights(batch.priority / drawn.total, drawn.minimum / drawn.total, beta=beta)[mine]
+    learner, td, stats = gradient_step(net, tx, config, learner, jax.tree.map(lambda x: x[mine], batch), weights)
+    if config.prioritized:
+      new = (jnp.abs(sharding.gather(td)) + config.priority_eps) ** config.priority_alpha  # (B,), global order
+      priority = priorities.assign(priority, drawn, new)
+      learner = learner.replace(max_priority=jnp.maximum(learner.max_priority, jnp.max(new)))
+    return (learner, priority), stats
+
+  def train(carry):
+    carry, stats = jax.lax.scan(one, carry, jax.random.split(sample_key, sizes.gradient_steps))
+    return carry, (*jax.tree.map(jnp.mean, stats), jnp.float32(1))
+
+  def skip(carry):
+    return carry, (jnp.float32(0), jnp.float32(0), jnp.float32(0), jnp.float32(0))
+
+  learning = (steps_after > config.learning_starts) & (where.count >= 1)
+  (learner, priority), (loss, q_mean, grad_norm, trained) = jax.lax.cond(learning, train, skip, (learner, priority))
+  actors = actors.replace(env_state=env_state, obs=obs, key=next_key, replay=buffer, priority=priority,
                           discounted_return=discounted_return)
-  filled = jnp.minimum(added + sizes.num_steps, sizes.capacity)
-
-  def prepared(batch: replay.Transition) -> replay.Transition:  # as the network and the targets take them
-    return batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs),
-                         reward=normalization.rewards(normalizer, batch.reward, clip=config.reward_clip))
-
-  def train(learner: Learner):
-    def one(learner, key):
-      batch = replay.sample(buffer, key, sizes.batch_per_device, filled)
-      return gradient_step(net, tx, config, learner, prepared(batch))
-
-    learner, stats = jax.lax.scan(one, learner, jax.random.split(sample_key[0], sizes.gradient_steps))
-    return learner, (*jax.tree.map(jnp.mean, stats), jnp.float32(1))  # sampling follows the first local env
-
-  def skip(learner: Learner):
-    return learner, (jnp.float32(0), jnp.float32(0), jnp.float32(0), jnp.float32(0))
-
-  learning = steps_after > config.learning_starts
-  learner, (loss, q_mean, grad_norm, trained) = jax.lax.cond(learning, train, skip, learner)
 
   # The target network moves when this iteration crosses a multiple of target_update_interval.
   crossed = steps_after // config.target_update_interval > steps_before // config.target_update_interval
   tau = jnp.where(crossed & learning, config.tau, 0.0)
   target = optax.incremental_update(learner.params, learner.target_params, tau)
   # The observations of this iteration join the statistics for the next one.
-  learner = learner.replace(target_params=target, normalizer=normalization.update_observations(normalizer, traj.obs))
+  learner = learner.replace(target_params=target, key=learner_key,
+                            normalizer=normalization.update_observations(normalizer, traj.obs))
 
+  gradient_steps = jnp.maximum(state.update - sizes.first_learning_update, 0) * sizes.gradient_steps  # so far
   metrics = {
       **acting.episode_metrics(traj),
       "loss/total": (loss * trained, trained),
       "dqn/q_mean": (q_mean * trained, trained),
       "opt/grad_norm": (grad_norm * trained, trained),
       "dqn/epsilon": (eps, jnp.float32(1)),
-      "opt/lr": (jnp.float32(config.lr), jnp.float32(1)),
+      "opt/lr": (learning_rate(config, sizes)(gradient_steps), jnp.float32(1)),
   }
   return state.replace(learner=learner, actors=actors), metrics

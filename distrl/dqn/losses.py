@@ -1,48 +1,107 @@
-"""DQN math as pure functions of arrays (Mnih et al. 2015; double DQN: van Hasselt et al. 2016)."""
+"""DQN math as pure functions of arrays: n-step returns (Sutton & Barto 7.1), Q-learning targets (Mnih et al.
+2015; double DQN: van Hasselt et al. 2016), the TD loss, and prioritised replay's importance weights
+(Schaul et al. 2016). Hyperparameters are keyword-only.
+"""
 
 import jax
 import jax.numpy as jnp
 import optax
 
 
-def td_target(r_t, terminated_t, q_t_target, q_t_online=None, *, gamma: float):
-  """One-step Q-learning targets for a batch of transitions (s_tm1, a_tm1, r_t, s_t).
+def n_step_return(r_t, terminated_t, episode_end_t, *, gamma: float):
+  """Discounted sums of up to n rewards, cut at the first episode end, and the discount of their bootstrap.
 
-      y = r_t + gamma * (1 - terminated_t) * Q_target(s_t, a*),
+  Row b holds the n consecutive steps of one environment that start at a sampled step (k = 0 is the
+  sampled transition itself):
+      alive_k  = prod_{j<k} (1 - episode_end_j)         (1 for k = 0: the sampled step always counts)
+      G        = sum_k gamma^k alive_k r_k
+      last     = sum_k alive_k - 1                      (the step the return stops at)
+      discount = gamma^(last + 1) * (1 - terminated_last)
+  and the target is y = G + discount * Q(s'_last, a*), where s'_last is the observation step `last`
+  reached before any reset. An episode cut by a time limit (truncated, not terminated) stops the sum
+  but still bootstraps; a terminal state does not. With n = 1 this is y = r + gamma (1 - terminated) Q.
+
+  Args:
+    r_t: rewards, shaped (B, n).
+    terminated_t: 1 where step k reached a terminal state, shaped (B, n).
+    episode_end_t: 1 where the episode ended at step k (terminated or truncated), shaped (B, n).
+  Returns:
+    (G, discount, last): shaped (B,), (B,) and (B,) int32.
+  """
+  if r_t.ndim != 2 or terminated_t.shape != r_t.shape or episode_end_t.shape != r_t.shape:
+    raise ValueError(f"n_step_return wants r_t, terminated_t, episode_end_t shaped (B, n); got "
+                     f"{r_t.shape}, {terminated_t.shape}, {episode_end_t.shape}")
+  n = r_t.shape[1]
+  ended = episode_end_t.astype(jnp.float32)
+  alive = jnp.cumprod(jnp.concatenate([jnp.ones_like(ended[:, :1]), 1.0 - ended[:, :-1]], axis=1), axis=1)
+  powers = gamma ** jnp.arange(n, dtype=jnp.float32)
+  n_step = jnp.sum(powers * alive * r_t, axis=1)
+  last = (jnp.sum(alive, axis=1) - 1).astype(jnp.int32)
+  terminated_last = jnp.take_along_axis(terminated_t.astype(jnp.float32), last[:, None], axis=1)[:, 0]
+  discount = gamma ** (last + 1).astype(jnp.float32) * (1.0 - terminated_last)
+  return n_step, discount, last
+
+
+def td_target(return_t, discount_t, q_t_target, q_t_online=None):
+  """Q-learning targets for a batch: y = return_t + discount_t * Q_target(s_t, a*), with no gradient.
+
       a* = argmax_a Q_target(s_t, a)            (DQN)
       a* = argmax_a Q_online(s_t, a)            (double DQN, when q_t_online is given)
 
-  s_t is the state the step reached before any auto-reset, so a time-limit truncation
-  (terminated_t = 0) still bootstraps.
+  For one-step targets, return_t = r_t and discount_t = gamma * (1 - terminated_t); `n_step_return`
+  gives both for n steps. s_t is the state reached before any auto-reset.
 
   Args:
-    r_t: rewards, shaped (B,).
-    terminated_t: 1 where s_t is terminal, shaped (B,).
+    return_t: (discounted sums of) rewards, shaped (B,).
+    discount_t: the bootstrap's discount, 0 at terminal states, shaped (B,).
     q_t_target: target-network values Q_target(s_t, .), shaped (B, A).
     q_t_online: online-network values Q_online(s_t, .), shaped (B, A), for double DQN.
   Returns:
-    y shaped (B,), with no gradient through it.
+    y shaped (B,).
   """
-  if q_t_target.ndim != 2 or r_t.shape != q_t_target.shape[:1] or terminated_t.shape != r_t.shape:
-    raise ValueError(f"td_target wants r_t (B,), terminated_t (B,), q_t (B, A); got "
-                     f"{r_t.shape}, {terminated_t.shape}, {q_t_target.shape}")
+  if q_t_target.ndim != 2 or return_t.shape != q_t_target.shape[:1] or discount_t.shape != return_t.shape:
+    raise ValueError(f"td_target wants return_t (B,), discount_t (B,), q_t (B, A); got "
+                     f"{return_t.shape}, {discount_t.shape}, {q_t_target.shape}")
   selector = q_t_target if q_t_online is None else q_t_online
   a_star = jnp.argmax(selector, axis=-1)
   bootstrap = jnp.take_along_axis(q_t_target, a_star[:, None], axis=-1)[:, 0]
-  return jax.lax.stop_gradient(r_t + gamma * (1.0 - terminated_t.astype(jnp.float32)) * bootstrap)
+  return jax.lax.stop_gradient(return_t + discount_t * bootstrap)
 
 
-def q_loss(q_tm1, a_tm1, y, *, loss: str):
-  """Mean TD loss of Q(s_tm1, a_tm1) against targets y: "mse" = mean(td^2), "huber" = mean(huber_1(td)).
+def q_loss(q_tm1, a_tm1, y, weights=None, *, loss: str):
+  """Weighted mean TD loss of Q(s_tm1, a_tm1) against targets y.
 
-  q_tm1 is shaped (B, A), a_tm1 and y (B,). Returns (loss, mean of the chosen Q values).
+      td = y - Q(s_tm1, a_tm1)
+      "mse":   mean(w * td^2)
+      "huber": mean(w * huber_1(td))
+  with w = 1 unless `weights` (B,) are given (prioritised replay's importance weights).
+
+  q_tm1 is shaped (B, A), a_tm1, y and weights (B,). Returns (loss, mean of the chosen Q values, td (B,)).
   """
   q_chosen = jnp.take_along_axis(q_tm1, a_tm1[:, None], axis=-1)[:, 0]
   td = y - q_chosen
   if loss == "mse":
-    value = jnp.mean(jnp.square(td))
+    per_sample = jnp.square(td)
   elif loss == "huber":
-    value = jnp.mean(optax.huber_loss(td, delta=1.0))
+    per_sample = optax.huber_loss(td, delta=1.0)
   else:
     raise ValueError(f"unknown loss {loss!r}: use 'mse' or 'huber'")
-  return value, jnp.mean(q_chosen)
+  if weights is not None:
+    per_sample = weights * per_sample
+  return jnp.mean(per_sample), jnp.mean(q_chosen), td
+
+
+def importance_weights(probability, min_probability, *, beta: float):
+  """Prioritised replay's importance-sampling weights, normalised so that the largest is 1.
+
+      w_i = (N * P(i))^-beta / max_j (N * P(j))^-beta = (P(i) / min_j P(j))^-beta
+
+  where P is the sampling distribution over the N transitions of the buffer (N cancels).
+
+  Args:
+    probability: P(i) of each sampled transition, shaped (B,).
+    min_probability: min_j P(j) over the whole buffer, a scalar.
+  Returns:
+    w shaped (B,), in (0, 1].
+  """
+  return jax.lax.stop_gradient((probability / min_probability) ** -beta)

@@ -12,9 +12,7 @@ of the devices' local minibatches is then exactly the global minibatch, so a sha
 equals the unsharded one on the same global batch, whatever the device count.
 """
 
-import dataclasses
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,29 +20,13 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import acting, envs, normalization, sharding
+from distrl import acting, normalization, onpolicy, sharding
 from distrl.envs import Env
-from distrl.errors import require, require_divisible, require_positive
+from distrl.errors import require
 from distrl.networks import ActorCritic
+from distrl.onpolicy import Learner
 from distrl.ppo import losses
 from distrl.state import TrainState
-
-
-@struct.dataclass
-class Learner:
-  params: Any
-  opt_state: Any
-  normalizer: normalization.Normalizer  # observation / return statistics (fields None when off)
-
-
-@struct.dataclass
-class Actors:
-  """One row per environment."""
-
-  env_state: Any
-  obs: jax.Array  # (E, *obs_shape): the observation each environment will act on next (raw)
-  key: jax.Array  # (E, 2) uint32: each environment's own random stream, from its global index
-  discounted_return: jax.Array | None  # (E,): the running return that scales rewards, if config.scale_rewards
 
 
 @struct.dataclass
@@ -68,35 +50,14 @@ class Minibatch:
   adv_std: jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
-class Sizes:
-  """Sizes derived from a config and the device count."""
-
-  num_updates: int  # training iterations in the whole run
-  steps_per_update: int  # global environment steps per iteration
-  gradient_steps: int  # in the whole run: the learning rate anneals over them
+Sizes = onpolicy.Sizes
 
 
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
-  require_positive(config, "total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
-                   "lr", "max_grad_norm", "obs_clip", "reward_clip")
-  require(0 < config.gamma <= 1, f"gamma={config.gamma} must be in (0, 1]")
   require(0 <= config.gae_lambda <= 1, f"gae_lambda={config.gae_lambda} must be in [0, 1]")
   require(config.clip_eps > 0, f"clip_eps={config.clip_eps} must be positive")
-  require_divisible("num_steps", config.num_steps, "num_minibatches", config.num_minibatches,
-                    "each minibatch takes num_steps/num_minibatches steps of every environment; "
-                    "pick num_minibatches that divides num_steps")
-  steps_per_update = config.num_envs * config.num_steps
-  require(config.total_timesteps >= steps_per_update,
-          f"total_timesteps={config.total_timesteps} is less than one iteration "
-          f"(num_envs * num_steps = {steps_per_update})")
-  num_updates = config.total_timesteps // steps_per_update
-  gradient_steps = num_updates * config.update_epochs * config.num_minibatches
-  require(gradient_steps < 2**31, f"total_timesteps={config.total_timesteps} makes {gradient_steps:,} gradient steps; "
-                                  f"they are counted in int32 on the devices, so the most is 2**31 - 1 (lower "
-                                  f"total_timesteps, or raise num_envs * num_steps)")
-  return Sizes(num_updates=num_updates, steps_per_update=steps_per_update, gradient_steps=gradient_steps)
+  return onpolicy.sizes(config)
 
 
 def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic:
@@ -106,10 +67,7 @@ def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic:
 
 
 def learning_rate(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Schedule:
-  """Constant, or linear from `lr` to 0 over every gradient step of the run if `anneal_lr`."""
-  if not config.anneal_lr:
-    return optax.constant_schedule(config.lr)
-  return optax.linear_schedule(config.lr, 0.0, sizes.gradient_steps)
+  return onpolicy.learning_rate(config, sizes.gradient_steps)
 
 
 def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.GradientTransformation:
@@ -119,16 +77,7 @@ def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Gradient
 
 def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
   """Parameters from `key`; environment i reset from fold_in(key, i) whatever device runs it."""
-  param_key, env_key = jax.random.split(key)
-  params = network(config, env).init(param_key, jnp.zeros(env.observation_shape))
-  normalizer = normalization.init(env.observation_shape, normalize_obs=config.normalize_obs,
-                                  scale_rewards=config.scale_rewards)
-  obs, env_state, keys = envs.reset_batch(env, env_key, jnp.arange(config.num_envs))
-  return TrainState(update=jnp.zeros((), jnp.int32),
-                    learner=Learner(params=params, opt_state=optimizer(config, sizes).init(params),
-                                    normalizer=normalizer),
-                    actors=Actors(env_state=env_state, obs=obs, key=keys,
-                                  discounted_return=normalization.initial_returns(normalizer, config.num_envs)))
+  return onpolicy.init(key, config=config, env=env, network=network(config, env), optimizer=optimizer(config, sizes))
 
 
 def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
@@ -170,7 +119,6 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   learner, actors = state.learner, state.actors
   params, normalizer = learner.params, learner.normalizer
   num_steps, epochs, num_minibatches = config.num_steps, config.update_epochs, config.num_minibatches
-  num_envs = actors.obs.shape[0]  # this device's share
   observe = functools.partial(normalization.observations, normalizer, clip=config.obs_clip)
 
   next_key, rollout_key, shuffle_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
@@ -197,12 +145,8 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
                 advantage=advantage, target=advantage + value)
 
   # Each environment shuffles its own time steps each epoch: (epochs, E, T).
-  epoch_keys = jax.vmap(functools.partial(jax.random.split, num=epochs))(shuffle_key)  # (E, epochs, 2)
-  order = jax.vmap(jax.vmap(jax.random.permutation, in_axes=(0, None)), in_axes=(1, None))(epoch_keys, num_steps)
-
-  def minibatches(x, order):  # (T, E, ...) -> (M, T/M * E, ...) in one environment-stratified order
-    x = x[order.T, jnp.arange(num_envs)]
-    return x.reshape((num_minibatches, -1) + x.shape[2:])
+  order = onpolicy.orders(shuffle_key, num_steps, epochs)
+  minibatches = functools.partial(onpolicy.minibatches, num_minibatches=num_minibatches)
 
   # Advantage statistics of every global minibatch of every epoch, in one all-reduce.
   minibatch_advantage = jax.vmap(minibatches, in_axes=(None, 0))(advantage, order)  # (epochs, M, B)

@@ -1,0 +1,105 @@
+"""What the algorithms that learn from each fresh rollout share (PPO, PQN): their state, its initialisation,
+the annealed learning rate, and environment-stratified minibatches.
+
+Minibatches are stratified by environment: each epoch, every environment shuffles its own T time
+steps with its own key, and minibatch m takes the steps at positions [m T/M, (m+1) T/M) of every
+environment's order. Every minibatch so holds T/M steps of *every* environment, and the union of
+the devices' local minibatches is exactly the global minibatch of a run on one device.
+"""
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+from distrl import envs, normalization
+from distrl.envs import Env
+from distrl.errors import require, require_divisible, require_positive
+from distrl.state import TrainState
+
+
+@struct.dataclass
+class Learner:
+  params: Any
+  opt_state: Any
+  normalizer: normalization.Normalizer  # observation / return statistics (fields None when off)
+
+
+@struct.dataclass
+class Actors:
+  """One row per environment."""
+
+  env_state: Any
+  obs: jax.Array  # (E, *obs_shape): the observation each environment will act on next (raw)
+  key: jax.Array  # (E, 2) uint32: each environment's own random stream, from its global index
+  discounted_return: jax.Array | None  # (E,): the running return that scales rewards, if config.scale_rewards
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  """Sizes derived from a config and the device count."""
+
+  num_updates: int  # training iterations in the whole run
+  steps_per_update: int  # global environment steps per iteration
+  gradient_steps: int  # in the whole run: the learning rate anneals over them
+
+
+def sizes(config: ml_collections.ConfigDict) -> Sizes:
+  """Validates the fields every such algorithm has (rollout, epochs, minibatches, optimiser, normalisation) and
+  derives the sizes."""
+  require_positive(config, "total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
+                   "lr", "max_grad_norm", "obs_clip", "reward_clip")
+  require(0 < config.gamma <= 1, f"gamma={config.gamma} must be in (0, 1]")
+  require(isinstance(config.anneal_lr, bool), f"anneal_lr={config.anneal_lr!r} must be True or False")
+  require_divisible("num_steps", config.num_steps, "num_minibatches", config.num_minibatches,
+                    "each minibatch takes num_steps/num_minibatches steps of every environment; "
+                    "pick num_minibatches that divides num_steps")
+  steps_per_update = config.num_envs * config.num_steps
+  require(config.total_timesteps >= steps_per_update,
+          f"total_timesteps={config.total_timesteps} is less than one iteration "
+          f"(num_envs * num_steps = {steps_per_update})")
+  num_updates = config.total_timesteps // steps_per_update
+  gradient_steps = num_updates * config.update_epochs * config.num_minibatches
+  require(gradient_steps < 2**31, f"total_timesteps={config.total_timesteps} makes {gradient_steps:,} gradient steps; "
+                                  f"they are counted in int32 on the devices, so the most is 2**31 - 1 (lower "
+                                  f"total_timesteps, or raise num_envs * num_steps)")
+  return Sizes(num_updates=num_updates, steps_per_update=steps_per_update, gradient_steps=gradient_steps)
+
+
+def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, network: nn.Module,
+         optimizer: optax.GradientTransformation) -> TrainState:
+  """Parameters of `network` from `key`; environment i reset from fold_in(key, i) whatever device runs it."""
+  param_key, env_key = jax.random.split(key)
+  params = network.init(param_key, jnp.zeros(env.observation_shape))
+  normalizer = normalization.init(env.observation_shape, normalize_obs=config.normalize_obs,
+                                  scale_rewards=config.scale_rewards)
+  obs, env_state, keys = envs.reset_batch(env, env_key, jnp.arange(config.num_envs))
+  return TrainState(update=jnp.zeros((), jnp.int32),
+                    learner=Learner(params=params, opt_state=optimizer.init(params), normalizer=normalizer),
+                    actors=Actors(env_state=env_state, obs=obs, key=keys,
+                                  discounted_return=normalization.initial_returns(normalizer, config.num_envs)))
+
+
+def learning_rate(config: ml_collections.ConfigDict, gradient_steps: int) -> optax.Schedule:
+  """Constant, or linear from `lr` to 0 over the run's `gradient_steps` if `anneal_lr`."""
+  if not config.anneal_lr:
+    return optax.constant_schedule(config.lr)
+  return optax.linear_schedule(config.lr, 0.0, gradient_steps)
+
+
+def orders(keys: jax.Array, num_steps: int, epochs: int) -> jax.Array:
+  """Each environment's shuffled time steps for each epoch, (epochs, E, T), from its key in `keys` (E, 2)."""
+  epoch_keys = jax.vmap(functools.partial(jax.random.split, num=epochs))(keys)  # (E, epochs, 2)
+  return jax.vmap(jax.vmap(jax.random.permutation, in_axes=(0, None)), in_axes=(1, None))(epoch_keys, num_steps)
+
+
+def minibatches(x: jax.Array, order: jax.Array, num_minibatches: int) -> jax.Array:
+  """A rollout's leaf (T, E, ...) in one epoch's `order` (E, T), as (M, T/M * E, ...) minibatches."""
+  x = x[order.T, jnp.arange(x.shape[1])]
+  return x.reshape((num_minibatches, -1) + x.shape[2:])

@@ -1,0 +1,63 @@
+"""What the value-based algorithms (DQN, PQN) share: the Q-network of a config, epsilon-greedy acting, `act`.
+
+Both configs have the fields read here: `hidden_sizes`, `activation`, `torso`, `dueling`, `layer_norm`
+(the network), `start_e`, `end_e`, `exploration_steps` (the exploration schedule), `obs_clip`; and both
+learners have `params` and `normalizer`.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from distrl import acting, normalization
+from distrl.envs import Env
+from distrl.errors import require, require_positive
+from distrl.networks import QNetwork
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """The shared fields: a ConfigError naming the first bad one."""
+  for field in ("dueling", "layer_norm"):
+    require(isinstance(config[field], bool), f"{field}={config[field]!r} must be True or False")
+  require(0 <= config.end_e <= config.start_e <= 1,
+          f"epsilon must decay within [0, 1]: got start_e={config.start_e}, end_e={config.end_e}")
+  require_positive(config, "exploration_steps")
+  require(config.exploration_steps < 2**31, f"exploration_steps={config.exploration_steps} must be below 2**31 "
+                                            f"(environment steps are int32 on the devices)")
+
+
+def network(config: ml_collections.ConfigDict, env: Env) -> nn.Module:
+  """Q-values (..., num_actions) from observations (..., *obs_shape)."""
+  return QNetwork(num_actions=env.num_actions, hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
+                  obs_ndim=len(env.observation_shape), torso=config.torso, dueling=config.dueling,
+                  layer_norm=config.layer_norm)
+
+
+def epsilon(config: ml_collections.ConfigDict, env_steps: jax.Array) -> jax.Array:
+  """Linear from start_e to end_e over the first `exploration_steps` environment steps (global), then flat."""
+  return optax.linear_schedule(config.start_e, config.end_e, config.exploration_steps)(env_steps)
+
+
+def epsilon_greedy(net: nn.Module, params, observe, eps: jax.Array, num_actions: int) -> acting.Policy:
+  """The rollout policy: with probability `eps` a uniformly random action, else argmax Q.
+
+  Each environment draws both of its choices from one call on its own key: two uniforms u,
+  explore if u_0 < eps, and the random action floor(u_1 * num_actions).
+  """
+
+  def policy(obs, keys):
+    greedy = jnp.argmax(net.apply(params, observe(obs)), -1)
+    u = jax.vmap(lambda key: jax.random.uniform(key, (2,)))(keys)
+    random_action = jnp.minimum((u[:, 1] * num_actions).astype(greedy.dtype), num_actions - 1)
+    return jnp.where(u[:, 0] < eps, random_action, greedy), None
+
+  return policy
+
+
+def act(learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
+  """Actions for a batch of observations (B, *obs_shape): argmax Q if `greedy`, else uniformly random."""
+  q = network(config, env).apply(learner.params, normalization.observations(learner.normalizer, obs,
+                                                                            clip=config.obs_clip))
+  return jnp.argmax(q, -1) if greedy else jax.random.randint(key, q.shape[:-1], 0, q.shape[-1])
