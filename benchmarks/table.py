@@ -1,37 +1,77 @@
-"""The benchmark table: compile time, training throughput, its ceiling, and memory per config and device count.
+"""The benchmark tables: distrl beside the single-file reference, device scaling, and command -> return 475.
 
-  python benchmarks/table.py                      # every row below on 1, 2 and 8 emulated devices
-  python benchmarks/table.py --rows ppo-default --devices 1 2 --repeats 5
+  python benchmarks/table.py                     # every table (about half an hour on 2 cores)
+  python benchmarks/table.py --quick             # a smoke run: short runs of every part, one round
+  python benchmarks/table.py --rows ppo-default --devices 1 2 --rounds 5
 
-For each row and device count a fresh process (with XLA_FLAGS set for that device count) builds
-the config's state, compiles one chunk ahead of time (compile seconds), then times `--repeats`
-chunks and reports the median training steps/s. The ceiling is the same environments stepped with
-uniformly random actions in a jitted scan sharded the same way: the most steps/s this hardware
-gives that config without any learning. Peak memory is the process's maximum resident set.
-A row whose environment count does not divide over the devices is shown as such.
+Machines differ (AVX-512 or not, other work on them), so every number here is taken in this one
+invocation, and the ratios are taken within each round: a round measures every row and device count
+once, the reference runs right after distrl's 1-device measurement of its row, and the ratio printed
+is the median over rounds of the round's ratio.
+
+1. **distrl / reference**: training steps/s of distrl's config on 1 device against the reference
+   (`../shared/reference/purejaxrl/`, PureJaxRL's single-file PPO and DQN, run from there, never
+   copied) on the same config: same environment, environments, rollout length, epochs, minibatches
+   and network. distrl's steps/s is the median of `--chunks` compiled chunks after a warm-up chunk;
+   the reference's is its whole run (one jitted program, compile excluded) over its steps. Rows
+   whose reference cannot run (no `../shared`, or flashbax missing for DQN) say why.
+2. **Device scaling**: each row on 1, 2 and 8 emulated devices, as-is and with one thread per
+   device (`--xla_cpu_multi_thread_eigen=false`: each device's operations run on the thread
+   that runs the device). On 2 cores one device's matrix products use both cores as-is, so N devices
+   cannot be N times faster; with one thread per device N devices vs 1 shows what sharding costs
+   (the ideal is min(N, cores)). Beside them: the raw ceiling (the same environments stepped with
+   random actions in a jitted scan sharded the same way), training / raw, compile seconds and peak
+   memory, as-is.
+3. **Command -> return 475**: `python -m distrl.launch --config=ppo` from the command to its first
+   logged mean training return >= 475 (imports, compile and evaluation included), with JAX's
+   persistent compilation cache empty (cold) and filled (warm), against the reference's
+   compile + run seconds (and its whole process) on the same config.
+
+Every measurement runs in a fresh process with XLA_FLAGS set for its device count and mode.
 """
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "purejaxrl")  # ../shared beside the repo
+MODES = {"as-is": "", "1 thread/device": "--xla_cpu_multi_thread_eigen=false"}
 
-ROWS = {  # name: (shipped config, preset, overrides, chunk size in updates)
-    "ppo-default": ("ppo", None, {}, 10),
-    "ppo-256-envs": ("ppo", None, {"num_envs": 256}, 2),
-    "dqn-default": ("dqn", None, {}, 500),
-    "ppo-breakout-minatar": ("ppo", "Breakout-MinAtar", {}, 1),
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  config: str  # a shipped config
+  preset: str | None
+  overrides: dict
+  chunk: int  # updates per timed chunk
+  reference: tuple[str, ...] | None  # the reference script and its arguments on the same config
+  warmup: int = 0  # updates run before timing (besides one chunk), e.g. to get past DQN's learning_starts
+
+
+ROWS = {
+    "ppo-default": Row("ppo", None, {}, 20, ("ppo.py", "CartPole-v1")),
+    "ppo-256-envs": Row("ppo", None, {"num_envs": 256}, 4, ("ppo.py", "CartPole-v1", "NUM_ENVS=256",
+                                                             "TOTAL_TIMESTEPS=4e6")),
+    "dqn-default": Row("dqn", None, {}, 500, ("dqn.py",), warmup=1000),  # learning starts at 10,000 steps
+    # PureJaxRL's MinAtar settings with its MLP (two hidden layers of 64); shortened runs (steps/s does not
+    # depend on the length).
+    "ppo-minatar-mlp": Row("ppo", "Breakout-MinAtar-mlp", {}, 1, ("ppo.py", "Breakout-MinAtar", "TOTAL_TIMESTEPS=1e6")),
+    "ppo-minatar-cnn": Row("ppo", "Breakout-MinAtar", {}, 1, None),
 }
+QUICK_REFERENCE = {"ppo.py": ["TOTAL_TIMESTEPS=2e4"], "dqn.py": []}  # --quick: short reference runs
 
 
-def measure(config_name: str, preset: str | None, overrides: dict, chunk: int, repeats: int) -> dict:
-  """Runs in the worker process: one row on this process's devices."""
+def measure(row: Row, chunks: int) -> dict:
+  """Runs in a worker process: one row on this process's devices (XLA_FLAGS set by the caller)."""
   import importlib
 
   import jax
@@ -40,8 +80,8 @@ def measure(config_name: str, preset: str | None, overrides: dict, chunk: int, r
 
   from distrl import envs, sharding, trainer
 
-  config = importlib.import_module(f"distrl.configs.{config_name}").get_config(preset)
-  config.update(overrides)
+  config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)
+  config.update(row.overrides)
   config.eval_episodes = jax.device_count()
   mesh = sharding.make_mesh()
   if config.num_envs % mesh.size:
@@ -52,15 +92,16 @@ def measure(config_name: str, preset: str | None, overrides: dict, chunk: int, r
   start = time.perf_counter()
   runner.compile(state)
   compile_s = time.perf_counter() - start
-  state, sums = runner(state, chunk)  # warm-up
-  jax.block_until_ready(sums)
+  for n in (row.warmup, row.chunk):  # warm-up
+    state, sums = runner(state, n)
+    jax.block_until_ready(sums)
   times = []
-  for _ in range(repeats):
+  for _ in range(chunks):
     start = time.perf_counter()
-    state, sums = runner(state, chunk)
+    state, sums = runner(state, row.chunk)
     jax.block_until_ready(sums)
     times.append(time.perf_counter() - start)
-  sps = chunk * sizes.steps_per_update / statistics.median(times)
+  sps = row.chunk * sizes.steps_per_update / statistics.median(times)
 
   # The ceiling: the same environments, random actions, one jitted scan per device.
   local, num_steps = config.num_envs // mesh.size, 1000
@@ -74,13 +115,13 @@ def measure(config_name: str, preset: str | None, overrides: dict, chunk: int, r
       _, env_state, reward, _, _, _ = jax.vmap(env.step)(jax.random.split(env_key, local), env_state, action)
       return env_state, reward
 
-    env_state, rewards = jax.lax.scan(step, sharding.per_device(env_state), jax.random.split(keys[0], num_steps))
+    env_state, rewards = jax.lax.scan(step, env_state, jax.random.split(keys[0], num_steps))
     return sharding.psum(jnp.sum(rewards))
 
-  raw = jax.jit(jax.shard_map(random_steps, mesh=mesh, in_specs=P(), out_specs=P()))
+  raw = jax.jit(sharding.shard_map(random_steps, mesh, in_specs=P(), out_specs=P()))
   jax.block_until_ready(raw(jax.random.PRNGKey(0)))
   raw_times = []
-  for i in range(repeats):
+  for i in range(chunks):
     start = time.perf_counter()
     jax.block_until_ready(raw(jax.random.PRNGKey(i + 1)))
     raw_times.append(time.perf_counter() - start)
@@ -89,36 +130,157 @@ def measure(config_name: str, preset: str | None, overrides: dict, chunk: int, r
           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _env(devices: int, mode: str = "as-is") -> dict:
+  flags = f"--xla_force_host_platform_device_count={devices} {MODES[mode]}".strip()
+  return {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _last_json(out: subprocess.CompletedProcess) -> dict:
+  if out.returncode != 0:
+    lines = (out.stderr or out.stdout).strip().splitlines()
+    return {"failed": lines[-1] if lines else f"exit status {out.returncode}"}
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_distrl(name: str, devices: int, mode: str, chunks: int) -> dict:
+  command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--chunks", str(chunks)]
+  return _last_json(subprocess.run(command, env=_env(devices, mode), cwd=ROOT, capture_output=True, text=True))
+
+
+def reference_missing(script: str) -> str | None:
+  """Why the reference `script` cannot run here, or None."""
+  if not os.path.isdir(REFERENCE):
+    return f"no reference: {REFERENCE} is absent (the repository is cloned with shared/ beside it)"
+  if script == "dqn.py":
+    try:
+      import flashbax  # noqa: F401  (the reference DQN's replay buffer)
+    except ImportError:
+      return "the reference DQN needs flashbax: pip install -e '.[bench]'"
+  return None
+
+
+def run_reference(args: tuple[str, ...], quick: bool) -> dict:
+  """The reference script on its config, on 1 device, from its own folder: its JSON line, plus the process's wall."""
+  script, *rest = args
+  if quick:
+    rest = [a for a in rest if not a.startswith("TOTAL_TIMESTEPS=")] + QUICK_REFERENCE[script]
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "PYTHONPATH": REFERENCE}
+  start = time.perf_counter()
+  out = subprocess.run([sys.executable, script, *rest], env=env, cwd=REFERENCE, capture_output=True, text=True)
+  result = _last_json(out)
+  result["process_s"] = time.perf_counter() - start
+  return result
+
+
+def to_475(cold: bool) -> dict:
+  """Seconds from `python -m distrl.launch --config=ppo` to its first logged training return >= 475, on 1 device."""
+  workdir = tempfile.mkdtemp(prefix="distrl-bench-")
+  cache = [f"--compilation_cache={tempfile.mkdtemp(prefix='distrl-cache-')}"] if cold else []
+  command = [sys.executable, "-m", "distrl.launch", "--config=ppo", f"--workdir={workdir}", *cache]
+  start = time.perf_counter()
+  proc = subprocess.Popen(command, cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  seconds = None
+  for line in proc.stdout:
+    if seconds is None and (m := re.search(r"return ([\d.e+-]+)", line)) and float(m.group(1)) >= 475:
+      seconds = time.perf_counter() - start
+  proc.wait()
+  return {"seconds": seconds, "wall_s": time.perf_counter() - start}
+
+
+def median(values):
+  values = [v for v in values if v is not None]
+  return statistics.median(values) if values else None
+
+
+def _fmt(value, spec=",.0f", suffix=""):
+  return "" if value is None else f"{value:{spec}}{suffix}"
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 8])
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--worker", nargs=2, metavar=("ROW", "DEVICES"), help=argparse.SUPPRESS)
+  parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+  parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every measurement")
+  parser.add_argument("--chunks", type=int, default=3, help="timed chunks per distrl measurement")
+  parser.add_argument("--no-475", dest="to_475", action="store_false", help="skip command -> return 475")
+  parser.add_argument("--quick", action="store_true", help="one round, short reference runs, no 475 (a smoke run)")
+  parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    print(json.dumps(measure(*ROWS[args.worker[0]], args.repeats)))
+    print(json.dumps(measure(ROWS[args.worker], args.chunks)))
     return
+  if args.quick:
+    args.rounds, args.chunks, args.to_475 = 1, 1, False
 
-  print(f"| config | devices | envs | compile s | steps/s | vs first | raw env steps/s | train / raw | peak MB |")
-  print(f"| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
-  for row in args.rows:
-    first = None  # steps/s on the row's first device count: the ratio is taken within this one run
-    for devices in args.devices:
-      env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-             "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-      out = subprocess.run([sys.executable, __file__, "--worker", row, str(devices), "--repeats", str(args.repeats)],
-                           env=env, cwd=ROOT, capture_output=True, text=True)
-      if out.returncode != 0:
-        print(f"| {row} | {devices} | failed: {out.stderr.strip().splitlines()[-1]} |", flush=True)
+  devices = sorted(set(args.devices) | {1})  # every ratio is to 1 device
+  results = {}  # (row, devices, mode, round) -> distrl result; (row, "reference", round) -> reference result
+  for r in range(args.rounds):
+    for name in args.rows:
+      row = ROWS[name]
+      for d in devices:
+        for mode in args.modes:
+          results[name, d, mode, r] = run_distrl(name, d, mode, args.chunks)
+        if d == 1 and row.reference and not reference_missing(row.reference[0]):
+          results[name, "reference", r] = run_reference(row.reference, args.quick)
+      print(f"round {r + 1}/{args.rounds}: {name} measured", file=sys.stderr, flush=True)
+    if args.to_475:
+      for cold in (True, False):
+        results["475", cold, r] = to_475(cold)
+      results["475", "reference", r] = run_reference(ROWS["ppo-default"].reference, quick=False)
+
+  rounds = range(args.rounds)
+  print("\n**distrl / reference** (1 device, steps/s; ratio: median over rounds of each round's ratio)\n")
+  print("| config | distrl steps/s | reference steps/s | distrl / reference | distrl compile s | reference compile s |")
+  print("| --- | --- | --- | --- | --- | --- |")
+  for name in args.rows:
+    row, mode = ROWS[name], args.modes[0]
+    ours = [results[name, 1, mode, r] for r in rounds]
+    sps = median([o.get("sps") for o in ours])
+    compile_s = median([o.get("compile_s") for o in ours])
+    why = "no reference for this config" if row.reference is None else reference_missing(row.reference[0])
+    if why:
+      print(f"| {name} | {_fmt(sps)} | {why} | | {_fmt(compile_s, '.1f')} | |")
+      continue
+    theirs = [results[name, "reference", r] for r in rounds]
+    ratios = [o["sps"] / t["sps"] for o, t in zip(ours, theirs) if "sps" in o and "sps" in t]
+    failed = next((x["failed"] for x in ours + theirs if "failed" in x), "")
+    print(f"| {name} | {_fmt(sps)} | {_fmt(median([t.get('sps') for t in theirs]))} | "
+          f"{_fmt(median(ratios), '.2f', 'x')} {failed} | {_fmt(compile_s, '.1f')} | "
+          f"{_fmt(median([t.get('compile_s') for t in theirs]), '.1f')} |")
+
+  print("\n**Device scaling** (steps/s, medians over rounds; 'vs 1' is the median of each round's ratio to 1 device "
+        "in the same mode; ideal with one thread per device: min(N, cores))\n")
+  header = " | ".join(f"{m} steps/s | vs 1" for m in args.modes)
+  print(f"| config | devices | envs | {header} | raw env steps/s | train / raw | compile s | peak MB |")
+  print("| --- | --- | --- | " + " | ".join("--- | ---" for _ in args.modes) + " | --- | --- | --- | --- |")
+  for name in args.rows:
+    for d in devices:
+      cells, first = [], results[name, d, args.modes[0], 0]
+      if "skipped" in first or "failed" in first:
+        print(f"| {name} | {d} | {first.get('skipped') or 'failed: ' + first['failed']} |")
         continue
-      r = json.loads(out.stdout.strip().splitlines()[-1])
-      if "skipped" in r:
-        print(f"| {row} | {devices} | {r['skipped']} | | | | | | |", flush=True)
-        continue
-      first = first or r["sps"]
-      print(f"| {row} | {devices} | {r['envs']} | {r['compile_s']:.2f} | {r['sps']:,.0f} | {r['sps'] / first:.2f}x | "
-            f"{r['raw_sps']:,.0f} | {r['sps'] / r['raw_sps']:.2f} | {r['peak_mb']:.0f} |", flush=True)
+      for mode in args.modes:
+        runs = [results[name, d, mode, r] for r in rounds]
+        ones = [results[name, 1, mode, r] for r in rounds]
+        vs = [x["sps"] / o["sps"] for x, o in zip(runs, ones) if "sps" in x and "sps" in o]
+        cells.append(f"{_fmt(median([x.get('sps') for x in runs]))} | {_fmt(median(vs), '.2f', 'x')}")
+      runs = [results[name, d, args.modes[0], r] for r in rounds]
+      sps, raw = median([x.get("sps") for x in runs]), median([x.get("raw_sps") for x in runs])
+      print(f"| {name} | {d} | {first['envs']} | {' | '.join(cells)} | {_fmt(raw)} | {_fmt(sps / raw, '.3f')} | "
+            f"{_fmt(median([x.get('compile_s') for x in runs]), '.1f')} | "
+            f"{_fmt(median([x.get('peak_mb') for x in runs]))} |")
+
+  if args.to_475:
+    print("\n**Command -> first logged return >= 475** (PPO CartPole default, 1 device, seconds, medians over rounds)\n")
+    print("| distrl cold cache | distrl warm cache | reference compile + run | reference process |")
+    print("| --- | --- | --- | --- |")
+    cold = median([results["475", True, r]["seconds"] for r in rounds])
+    warm = median([results["475", False, r]["seconds"] for r in rounds])
+    theirs = [results["475", "reference", r] for r in rounds]
+    print(f"| {_fmt(cold, '.1f')} | {_fmt(warm, '.1f')} | "
+          f"{_fmt(median([t.get('compile_s', 0) + t.get('run_s', 0) for t in theirs if 'run_s' in t]), '.1f')} | "
+          f"{_fmt(median([t['process_s'] for t in theirs]), '.1f')} |")
 
 
 if __name__ == "__main__":

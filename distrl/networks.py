@@ -43,9 +43,49 @@ class MLP(nn.Module):
     return x if self.out_features is None else orthogonal_dense(self.out_features, self.head_scale)(x)
 
 
+def conv_as_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation, rhs_dilation, dimension_numbers,
+                   feature_group_count, precision=None):
+  """`lax.conv_general_dilated` as ConvMLP calls it (NHWC input, HWIO kernel, stride 1, "SAME" zero padding),
+  computed as one matrix product: an input (N, H, W, C) and a kernel (kh, kw, C, F) give
+
+      y[n, i, j, f] = sum_{a, b, c} xpad[n, i + a, j + b, c] * kernel[a, b, c, f]
+                    = (patches @ kernel.reshape(kh * kw * C, F))[n, i, j, f],
+
+  where `patches[n, i, j]` concatenates the kh * kw shifted windows xpad[n, i + a, j + b, :] in (a, b)
+  order, which is the order of the kernel's reshaped rows. The same sums as the convolution, added in
+  another order (equal to float tolerance), and the same parameters. XLA's CPU convolution (and its
+  gradient) is far slower than its matrix products on MinAtar's small grids; on GPUs and TPUs the
+  convolution is the faster one (see `ConvMLP.conv`).
+  """
+  del precision
+  kh, kw, channels, features = rhs.shape
+  simple = (tuple(window_strides) == (1, 1) and padding == "SAME" and tuple(lhs_dilation) == (1, 1)
+            and tuple(rhs_dilation) == (1, 1) and feature_group_count == 1 and kh % 2 == 1 and kw % 2 == 1
+            and tuple(dimension_numbers.lhs_spec) == (0, 3, 1, 2) and tuple(dimension_numbers.rhs_spec) == (3, 2, 0, 1))
+  if not simple:
+    raise NotImplementedError("conv_as_matmul computes stride-1 'SAME' NHWC/HWIO convolutions only")
+  _, height, width, _ = lhs.shape
+  padded = jnp.pad(lhs, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+  patches = jnp.concatenate([padded[:, a:a + height, b:b + width, :] for a in range(kh) for b in range(kw)], axis=-1)
+  return patches @ rhs.reshape(kh * kw * channels, features)
+
+
+CONVOLUTIONS = {"xla": jax.lax.conv_general_dilated, "matmul": conv_as_matmul}
+
+
+def default_convolution() -> str:
+  """The faster formulation on the backend being traced for: "matmul" on CPU, XLA's convolution elsewhere."""
+  return "matmul" if jax.default_backend() == "cpu" else "xla"
+
+
 class ConvMLP(nn.Module):
   """For image observations (..., H, W, C), e.g. MinAtar's 10x10 grids: a 3x3 convolution with
-  `channels` filters and ReLU, flattened into an `MLP`."""
+  `channels` filters and ReLU, flattened into an `MLP`.
+
+  `conv` picks how the convolution is computed, not what: "xla" (`lax.conv_general_dilated`),
+  "matmul" (`conv_as_matmul`), or "auto" (`default_convolution()`, at trace time). All give the
+  same parameters (`Conv_0/kernel` (3, 3, C, channels), `Conv_0/bias`), so checkpoints load either way.
+  """
 
   hidden_sizes: Sequence[int]
   out_features: int | None
@@ -53,13 +93,15 @@ class ConvMLP(nn.Module):
   activation: str = "relu"
   channels: int = 16
   layer_norm: bool = False
+  conv: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     batch = x.shape[:-3]
     x = x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32)
+    conv = CONVOLUTIONS[default_convolution() if self.conv == "auto" else self.conv]
     x = nn.Conv(self.channels, (3, 3), kernel_init=nn.initializers.orthogonal(np.sqrt(2)),
-                bias_init=nn.initializers.zeros)(x)
+                bias_init=nn.initializers.zeros, conv_general_dilated=conv, name="Conv_0")(x)
     x = nn.relu(nn.LayerNorm()(x) if self.layer_norm else x).reshape(batch + (-1,))
     return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation, layer_norm=self.layer_norm)(x)
 

@@ -51,13 +51,30 @@ def gather(tree):
   return jax.tree.map(one, tree)
 
 
+def shard_map(fn: Callable, mesh: Mesh, in_specs, out_specs) -> Callable:
+  """`jax.shard_map` as distrl runs per-device code: without its varying-manual-axes type check.
+
+  The per-device code (an algorithm's `update`, and the environments it steps, which distrl does
+  not own) is written as if for one device. Under the check, a `while_loop` or `scan` whose
+  initial carry is a constant and whose body makes it depend on a device's data is a type error,
+  though it is correct on every device: gymnax's Asterix-MinAtar spawns its entities that way,
+  and so may any user's environment. Without the check shard_map has pmap's semantics: a value is
+  what each device computes, and `jax.grad` with respect to a replicated input is each device's
+  own gradient, which `pmean` then averages. That equality with the unsharded update is what
+  tests/test_sharding.py checks.
+  """
+  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
 def per_device(tree):
   """Marks replicated values as varying over devices: parameters before `jax.grad`, loop carries.
 
-  Inside shard_map, `jax.grad` with respect to a replicated input *sums* the gradient over
-  devices by itself (the transpose of the implicit broadcast). Casting the parameters to
-  per-device values first gives each device its own gradient, which `pmean` then averages
-  exactly as under pmap, where the parameters are per-device already.
+  Under a `jax.shard_map` that checks varying manual axes (its default, which distrl's `shard_map`
+  turns off), `jax.grad` with respect to a replicated input *sums* the gradient over devices by
+  itself (the transpose of the implicit broadcast). Casting the parameters to per-device values
+  first gives each device its own gradient, which `pmean` then averages exactly as under pmap,
+  where the parameters are per-device already. Without the check this is the identity, so code
+  that calls it runs the same under either.
   """
 
   def cast(x):
@@ -113,7 +130,7 @@ def global_index(local_count: int) -> jax.Array:
 
 def map_replicated(fn: Callable, mesh: Mesh) -> Callable:
   """jit(shard_map(fn)) for a per-device fn of replicated inputs with replicated (reduced) outputs."""
-  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=P(), out_specs=P()))
+  return jax.jit(shard_map(fn, mesh, in_specs=P(), out_specs=P()))
 
 
 def _chunk(update: Callable, state: TrainState, num_updates: jax.Array):
@@ -159,7 +176,7 @@ class Runner:
 
     if backend == "shard_map":
       state_specs = specs(abstract_state)
-      mapped = jax.shard_map(chunk, mesh=mesh, in_specs=(state_specs, P()), out_specs=(state_specs, P()))
+      mapped = shard_map(chunk, mesh, in_specs=(state_specs, P()), out_specs=(state_specs, P()))
       self._step = jax.jit(mapped, donate_argnums=0)
     else:
       self._step = jax.pmap(chunk, axis_name=DATA_AXIS, in_axes=(0, None), out_axes=(0, None),

@@ -1,7 +1,10 @@
 """MinAtar: the CNN torso, the presets, and a short Breakout run that learns."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from distrl.configs import ppo as ppo_config
@@ -18,7 +21,40 @@ def test_cnn_torso_maps_grids_to_one_output_per_action_for_any_batch_shape():
   assert net.apply(params, obs).shape == (5, 2, 3)
 
 
-@pytest.mark.parametrize("game", ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"])
+GAMES = ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"]
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_the_convolution_as_a_matrix_product_equals_xlas_convolution_in_value_and_gradient(game):
+  """networks.conv_as_matmul (the CPU default) against lax.conv_general_dilated, on random observations of each
+  game's shape: the same parameters, outputs and parameter gradients up to float rounding."""
+  shape = envs.make(game).observation_shape
+  obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (2, 16) + shape)  # MinAtar observations are boolean
+  xla, matmul = (networks.ConvMLP((64,), 5, head_scale=1.0, conv=conv) for conv in ("xla", "matmul"))
+  params = xla.init(jax.random.PRNGKey(0), obs)
+  assert jax.tree.structure(matmul.init(jax.random.PRNGKey(0), obs)) == jax.tree.structure(params)
+
+  def loss(net, params):  # a scalar that weighs every output differently
+    out = net.apply(params, obs)
+    return jnp.sum(jnp.sin(out) * jnp.arange(out.size).reshape(out.shape) / out.size)
+
+  np.testing.assert_allclose(matmul.apply(params, obs), xla.apply(params, obs), rtol=1e-5, atol=1e-5)
+  grads = [jax.grad(functools.partial(loss, net))(params) for net in (xla, matmul)]
+  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(grads[0]), *map(jax.tree.leaves, grads)):
+    assert np.max(np.abs(a)) > 1e-4, jax.tree_util.keystr(path[0])  # a gradient that is not all zeros
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path[0]))
+
+
+def test_the_cnn_torso_convolves_with_xla_only_off_the_cpu():
+  """On CPU (conv="auto") the traced program has no convolution: XLA's CPU convolution is the slow path."""
+  net = networks.torso("cnn", (64,), 3, head_scale=0.01, activation="relu", obs_ndim=3)
+  obs = jnp.zeros((8, 10, 10, 4), bool)
+  params = net.init(jax.random.PRNGKey(0), obs)
+  has_convolution = "convolution" in jax.jit(net.apply).lower(params, obs).as_text()
+  assert has_convolution == (jax.default_backend() != "cpu")
+
+
+@pytest.mark.parametrize("game", GAMES)
 def test_presets_build_a_cnn_actor_critic_for_each_game(game):
   config = ppo_config.get_config(game)
   env = envs.make(config.env_name)

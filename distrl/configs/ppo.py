@@ -3,6 +3,7 @@
   python -m distrl.launch --config=ppo --workdir=runs/ppo-cartpole
   python -m distrl.launch --config=ppo:Acrobot-v1 --config.seed=1
   python -m distrl.launch --config=ppo:Pendulum-v1          # continuous actions
+  python -m distrl.launch --config=ppo:Breakout-MinAtar-mlp  # MinAtar with an MLP (Breakout-MinAtar: a CNN)
 
 The default is CartPole-v1 with the well-known PPO defaults (CleanRL / PureJaxRL).
 """
@@ -13,6 +14,9 @@ import ml_collections
 MINATAR = {"torso": "cnn", "activation": "relu", "hidden_sizes": (64,), "lr": 5e-3, "num_envs": 64,
            "num_steps": 128, "num_minibatches": 8, "total_timesteps": 10_000_000, "log_every": 20,
            "eval_every": 200, "checkpoint_every": 200, "eval_episodes": 64}
+# The same with PureJaxRL's MLP (two hidden layers of 64): gymnax's published MinAtar PPO numbers are for an MLP.
+MINATAR_MLP = {**MINATAR, "torso": "mlp", "hidden_sizes": (64, 64)}
+MINATAR_GAMES = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")
 
 # Continuous control: a Gaussian policy, many epochs, normalised observations and scaled rewards.
 CONTINUOUS = {"num_envs": 16, "num_steps": 128, "total_timesteps": 1_000_000, "lr": 1e-3, "gamma": 0.95,
@@ -26,8 +30,8 @@ PRESETS = {
     # The flag pays only at the end of a long drive: without normalised observations or with gamma 0.95-0.99
     # the policy settles on not moving (return 0); with both it solves the task (>= 90) for seeds 0-2.
     "MountainCarContinuous-v0": {"env_name": "MountainCarContinuous-v0", **CONTINUOUS, "gamma": 0.999},
-    **{game: {"env_name": game, **MINATAR}
-       for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")},
+    **{game: {"env_name": game, **MINATAR} for game in MINATAR_GAMES},
+    **{f"{game}-mlp": {"env_name": game, **MINATAR_MLP} for game in MINATAR_GAMES},
 }
 
 

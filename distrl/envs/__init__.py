@@ -143,6 +143,9 @@ def make(name: str, kwargs: Any = None) -> Env:
       env, params = gymnax.make(name, **kwargs)
     except TypeError as error:
       raise ConfigError(f"env_kwargs {kwargs} do not fit {name}: {error}") from None
+    except OSError as error:  # MNISTBandit-bsuite downloads MNIST when made: offline, a URLError
+      raise ConfigError(f"{name} fetches data when it is made and that failed ({_first_line(error)}); run it once "
+                        f"with network access, or choose another environment") from None
     if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
       env = FlattenObservationWrapper(env)
   obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)

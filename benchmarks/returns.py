@@ -1,0 +1,190 @@
+"""The returns table: presets trained to their full budget over seeds, beside the published numbers.
+
+  python benchmarks/returns.py                                   # every row (hours on a CPU)
+  python benchmarks/returns.py --rows ppo-CartPole-v1 ppo-Breakout-MinAtar-mlp
+  python benchmarks/returns.py --table                           # only rewrite the table and curves from finished rows
+  python benchmarks/returns.py --quick --out /tmp/returns        # a few updates of every row: the pipeline, not the returns
+
+Each row is one preset trained for its `total_timesteps` with `--seeds` agents in one program
+(`config.num_seeds`) on this process's devices, in `OUT/<row>` (a stopped or crashed row resumes from its
+checkpoint when run again; a finished one is not rerun). The table gives, over the seeds (mean ± std):
+the last logged training return (the mean over the episodes that ended in the last log interval) and
+the final greedy evaluation (each agent's mean over `eval_episodes` episodes), with the wall time of the
+row (the run's `time`: compile, evaluation and checkpoints included, summed over resumes) and the
+published number it is measured against.
+The table replaces the text between the two markers in `--build-md` (BUILD.md), and the curves (mean ±
+std over seeds, through `distrl.plot`) go to `--curves/<environment>.png`, one figure per environment.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as a script from anywhere: distrl is beside benchmarks/
+  sys.path.insert(0, ROOT)
+
+GYMNAX = "gymnax 1.0.1 README (gymnax-blines PPO/ES checkpoints)"
+GYMNAX_PPO = "gymnax 1.0.1 README (gymnax-blines PPO, MLP)"
+BEGIN, END = "<!-- returns.py: begin -->", "<!-- returns.py: end -->"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  config: str  # a shipped config (distrl/configs)
+  preset: str | None
+  published: float | None  # the number to match or beat
+  source: str
+
+  @property
+  def name(self) -> str:
+    return f"{self.config}-{self.preset}"
+
+
+ROWS = {row.name: row for row in [
+    Row("ppo", "CartPole-v1", 500, GYMNAX),
+    Row("ppo", "Acrobot-v1", -80, GYMNAX),
+    Row("ppo", "Pendulum-v1", -130, GYMNAX),
+    Row("ppo", "MountainCarContinuous-v0", 92, GYMNAX),
+    Row("dqn", "CartPole-v1", 500, GYMNAX),
+    Row("dqn", "Acrobot-v1", -80, GYMNAX),
+    *[Row("ppo", f"{game}-MinAtar-mlp", published, GYMNAX_PPO)
+      for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
+    *[Row("ppo", f"{game}-MinAtar", published, GYMNAX_PPO + ", for an MLP")
+      for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
+]}
+
+
+def make_config(row: Row, seeds: int, quick: bool):
+  import importlib
+
+  import jax
+
+  config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)
+  config.num_seeds = seeds
+  if quick:  # two logged chunks of a few updates, one evaluation: the whole pipeline in seconds
+    n = jax.device_count()
+    config.num_envs = n * max(1, 4 // n)
+    config.eval_episodes = n
+    if row.config == "ppo":
+      config.update(num_steps=16, num_minibatches=2, update_epochs=1, log_every=2, eval_every=4,
+                    total_timesteps=4 * 16 * config.num_envs)
+    else:
+      config.update(train_frequency=config.num_envs, learning_starts=64, buffer_size=32 * config.num_envs,
+                    batch_size=8 * n, log_every=16, eval_every=32, total_timesteps=32 * config.num_envs)
+  return config
+
+
+def _per_seed(record: dict, metric: str, seeds: list[int]) -> list[float]:
+  if len(seeds) == 1:
+    return [record[metric]]
+  return [record[f"{metric}/seed_{s}"] for s in seeds]
+
+
+def run(row: Row, out: str, seeds: int, quick: bool = False) -> dict:
+  """Trains one row (resuming it if it was stopped) and returns its result, also kept in OUT/<row>/returns.json."""
+  import numpy as np
+
+  from distrl import trainer
+
+  workdir = os.path.join(out, row.name)
+  path = os.path.join(workdir, "returns.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  config = make_config(row, seeds, quick)
+  if trainer.train(config, workdir).stopped:
+    raise SystemExit(f"{row.name} was stopped; run the same command to resume it")
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:  # the whole run, across resumes
+    records = [json.loads(line) for line in f if line.strip()]
+  agents = [config.seed + i for i in range(seeds)]
+  with_returns = [r for r in records if "train/episode_return" in r]  # none if no episode ended (a tiny --quick run)
+  trained = _per_seed(with_returns[-1], "train/episode_return", agents) if with_returns else [float("nan")]
+  evaluated = _per_seed(records[-1], "eval/return", agents)  # the run ends with an evaluation
+  summary = {"row": row.name, "env": config.env_name, "steps": records[-1]["step"], "seeds": seeds,
+             "train_mean": float(np.mean(trained)), "train_std": float(np.std(trained)),
+             "eval_mean": float(np.mean(evaluated)), "eval_std": float(np.std(evaluated)),
+             "wall_s": records[-1]["time"], "published": row.published, "source": row.source, "quick": quick}
+  with open(path, "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary
+
+
+def table(results: list[dict]) -> str:
+  lines = ["| preset | steps | seeds | final train return | greedy eval return | wall | published | source |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for r in results:
+    wall = f"{r['wall_s'] / 60:.1f} min"
+    published = "" if r["published"] is None else f"{r['published']:g}"
+    lines.append(f"| {r['row']} | {r['steps']:,} | {r['seeds']} | {r['train_mean']:.1f} ± {r['train_std']:.1f} | "
+                 f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {wall} | {published} | {r['source']} |")
+  return "\n".join(lines)
+
+
+def write_between_markers(path: str, text: str) -> None:
+  """Replaces what lies between BEGIN and END in `path` (appending both markers if absent)."""
+  with open(path) as f:
+    content = f.read()
+  block = f"{BEGIN}\n{text}\n{END}"
+  if BEGIN in content and END in content:
+    content = content[:content.index(BEGIN)] + block + content[content.index(END) + len(END):]
+  else:
+    content = content.rstrip("\n") + "\n\n" + block + "\n"
+  with open(path, "w") as f:
+    f.write(content)
+
+
+def draw_curves(results: list[dict], out: str, directory: str) -> list[str]:
+  """One PNG per environment: every row of it as a curve of training return (mean ± std over seeds)."""
+  from distrl import plot
+
+  os.makedirs(directory, exist_ok=True)
+  written = []
+  for env in dict.fromkeys(r["env"] for r in results):
+    workdirs = [os.path.join(out, r["row"]) for r in results if r["env"] == env]
+    path = os.path.join(directory, f"{env}.png")
+    plot.draw(plot.curves(workdirs, "train/episode_return"), "train/episode_return", path)
+    written.append(path)
+  return written
+
+
+def finished(out: str, names: list[str]) -> list[dict]:
+  results = []
+  for name in names:
+    path = os.path.join(out, name, "returns.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        results.append(json.load(f))
+  return results
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+  parser.add_argument("--seeds", type=int, default=3, help="agents per row, trained as one program (num_seeds)")
+  parser.add_argument("--out", default=os.path.join(ROOT, "runs", "returns"), help="one workdir per row")
+  parser.add_argument("--build-md", default=os.path.join(ROOT, "BUILD.md"), help="where the table goes ('' for none)")
+  parser.add_argument("--curves", default=os.path.join(ROOT, "benchmarks", "curves"), help="where the PNGs go")
+  parser.add_argument("--table", action="store_true", help="train nothing: the table and curves of finished rows")
+  parser.add_argument("--quick", action="store_true", help="a few updates per row, to check the pipeline")
+  args = parser.parse_args()
+
+  for name in [] if args.table else args.rows:
+    print(f"{name}: training", flush=True)
+    result = run(ROWS[name], args.out, args.seeds, quick=args.quick)
+    print(f"{name}: train {result['train_mean']:.1f} ± {result['train_std']:.1f}, eval {result['eval_mean']:.1f} ± "
+          f"{result['eval_std']:.1f} in {result['wall_s']:.0f}s", flush=True)
+  results = finished(args.out, list(ROWS))
+  text = table(results)
+  print(text)
+  if args.build_md and results:
+    write_between_markers(args.build_md, text)
+  for path in draw_curves(results, args.out, args.curves) if results else []:
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()
