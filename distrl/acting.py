@@ -50,7 +50,8 @@ def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps
     transition = Step(obs=obs, action=action, extras=extras, reward=reward, terminated=terminated,
                       episode_end=info["returned_episode"], final_obs=info["final_observation"],
                       episode_return=info["returned_episode_returns"],
-                      episode_length=info["returned_episode_lengths"])
+                      episode_length=info["returned_episode_lengths"],
+                      episode_metrics=info.get("episode_metrics", {}))
     return (env_state, next_obs), transition
 
   (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), step_keys)
