@@ -28,6 +28,7 @@ class Step:
   final_obs: Any  # the observation the step reached, before any reset: bootstrap from it
   episode_return: jax.Array  # return of the episode that ended here (valid where episode_end)
   episode_length: jax.Array
+  episode_metrics: dict  # the environment's own statistics of the episode that ended here (info["episode_metrics"])
 
 
 Policy = Callable[[Any, jax.Array], tuple[jax.Array, Any]]  # (obs (E, ...), keys (E, 2)) -> (action, extras)
@@ -49,7 +50,8 @@ def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps
     transition = Step(obs=obs, action=action, extras=extras, reward=reward, terminated=terminated,
                       episode_end=info["returned_episode"], final_obs=info["final_observation"],
                       episode_return=info["returned_episode_returns"],
-                      episode_length=info["returned_episode_lengths"])
+                      episode_length=info["returned_episode_lengths"],
+                      episode_metrics=info.get("episode_metrics", {}))
     return (env_state, next_obs), transition
 
   (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), step_keys)
@@ -57,8 +59,11 @@ def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps
 
 
 def episode_metrics(steps: Step) -> dict:
-  """Return and length of every episode that ended in `steps`, over all devices, as (sum, count) metrics."""
+  """Return and length of every episode that ended in `steps`, and the environment's own episode statistics
+  (`train/<name>`, e.g. Craftax's achievements), each averaged over those episodes on all devices, as (sum, count)
+  metrics."""
   ends = steps.episode_end.astype(jnp.float32)
-  episodes, return_sum, length_sum = sharding.psum(
-      (jnp.sum(ends), jnp.sum(steps.episode_return * ends), jnp.sum(steps.episode_length * ends)))
-  return {"train/episode_return": (return_sum, episodes), "train/episode_length": (length_sum, episodes)}
+  per_episode = {"train/episode_return": steps.episode_return, "train/episode_length": steps.episode_length,
+                 **{f"train/{name}": value for name, value in steps.episode_metrics.items()}}
+  episodes, sums = sharding.psum((jnp.sum(ends), {name: jnp.sum(value * ends) for name, value in per_episode.items()}))
+  return {name: (total, episodes) for name, total in sums.items()}

@@ -3,6 +3,10 @@
 Each holds a batch (..., ) of distributions; `sample` draws one action per distribution from one key
 (vmap it for a key per environment), `log_prob`, `entropy` and `mode` are batched. Written here
 rather than taken from distrax, whose TensorFlow Probability dependency lags the pinned JAX.
+
+Action masks (`Env.action_mask`: True where an action is allowed) restrict a categorical policy
+to the allowed actions (`Categorical.masked`) and a value-based agent's greedy choice
+(`masked_argmax`).
 """
 
 import math
@@ -12,9 +16,29 @@ import jax.numpy as jnp
 from flax import struct
 
 
+# The logit of a forbidden action: its probability exp(MASKED_LOGIT - logsumexp) is exactly 0 in float32, yet every
+# log-probability stays finite (with -inf, the entropy's 0 * log 0 and its gradient would be NaN).
+MASKED_LOGIT = float(jnp.finfo(jnp.float32).min)
+
+
+def masked_argmax(values: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """argmax over the last axis of `values` (..., num_actions) among the actions `mask` allows (True), or over all
+  of them if `mask` is None: the greedy action of a value-based agent. A row that allows nothing gives action 0."""
+  if mask is None:
+    return jnp.argmax(values, -1)
+  return jnp.argmax(jnp.where(mask, values, -jnp.inf), -1)
+
+
 @struct.dataclass
 class Categorical:
   logits: jax.Array  # (..., num_actions)
+
+  def masked(self, mask: jax.Array | None) -> "Categorical":
+    """The distribution renormalised over the actions `mask` (..., num_actions) allows (True): forbidden actions
+    get probability 0, so they are never sampled nor the mode, and add nothing to the entropy. None: unchanged."""
+    if mask is None:
+      return self
+    return Categorical(logits=jnp.where(mask, self.logits, MASKED_LOGIT))
 
   def sample(self, key: jax.Array) -> jax.Array:
     return jax.random.categorical(key, self.logits)

@@ -45,6 +45,18 @@ def dict_observations():
   return env, env.default_params
 
 
+def masked_walk():
+  """Stepping right (action 1) is never allowed: every episode walks left, scoring -1 - 2 - 3 - 4 - 5 = -15."""
+  env = Walk(observe=lambda p: {"position": p.astype(jnp.float32), "action_mask": jnp.array([True, False])})
+  return env, env.default_params
+
+
+def badly_masked_walk():
+  """An action mask of 3 values for 2 actions."""
+  env = Walk(observe=lambda p: {"position": p.astype(jnp.float32), "action_mask": jnp.ones(3, bool)})
+  return env, env.default_params
+
+
 def image_observations():
   env = Walk(observe=lambda p: jnp.full((5, 5, 2), p, jnp.float32))
   return env, env.default_params

@@ -4,6 +4,7 @@
   python -m distrl.launch --config=ppo:Acrobot-v1 --config.seed=1
   python -m distrl.launch --config=ppo:Pendulum-v1          # continuous actions
   python -m distrl.launch --config=ppo:Breakout-MinAtar-mlp  # MinAtar with an MLP (Breakout-MinAtar: a CNN)
+  python -m distrl.launch --config=ppo:brax:inverted_pendulum  # a suite: pip install -e '.[brax]' first
 
 The default is CartPole-v1 with the well-known PPO defaults (CleanRL / PureJaxRL).
 """
@@ -23,6 +24,31 @@ CONTINUOUS = {"num_envs": 16, "num_steps": 128, "total_timesteps": 1_000_000, "l
               "ent_coef": 0.0, "update_epochs": 10, "num_minibatches": 8, "eval_every": 50, "normalize_obs": True,
               "scale_rewards": True}
 
+# Brax: the hyperparameters of Brax's training colab (notebooks/training.ipynb, `train_fn`), mapped onto distrl's
+# fields: num_steps = batch_size * num_minibatches * unroll_length / num_envs (the same samples per update, in one
+# rollout per environment rather than unrolls of unroll_length), update_epochs = num_updates_per_batch,
+# gamma = discounting, ent_coef = entropy_cost, lr constant, clip 0.3 and no value clip as Brax's PPO has them.
+# Not carried over: Brax's tanh-squashed Gaussian with a state-dependent std and its networks (policy 4x32, value
+# 5x256, swish), and reward_scaling (with separate policy and value networks and Adam, a constant reward scale
+# changes little but the value loss's share of the clipped gradient norm).
+BRAX = {"normalize_obs": True, "anneal_lr": False, "lr": 3e-4, "clip_eps": 0.3, "clip_value_loss": False,
+        "gae_lambda": 0.95, "num_minibatches": 32, "eval_episodes": 128,
+        "env_kwargs": {"backend": "positional"}}  # the backend of the colab's published ant curve
+
+# Craftax: the PPO baseline of the Craftax paper (Craftax_Baselines ppo.py defaults, 1e9 steps): 1024 environments x
+# 64 steps, 8 minibatches, 4 epochs, lr 2e-4 annealed, gamma 0.99, lambda 0.8, clip 0.2, entropy 0.01, gradient norm
+# 1.0, and separate policy and value MLPs of three tanh layers of 512.
+CRAFTAX = {"num_envs": 1024, "num_steps": 64, "num_minibatches": 8, "update_epochs": 4, "lr": 2e-4, "gamma": 0.99,
+           "gae_lambda": 0.8, "clip_eps": 0.2, "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 1.0,
+           "hidden_sizes": (512, 512, 512), "activation": "tanh", "total_timesteps": 1_000_000_000,
+           "log_every": 10, "eval_every": 500, "checkpoint_every": 500, "eval_episodes": 16}
+
+# Jumanji: discrete puzzles with action masks; PureJaxRL-style PPO settings with normalised observations (Snake's
+# step counter runs to 4000).
+JUMANJI = {"num_envs": 64, "num_steps": 128, "num_minibatches": 8, "update_epochs": 4, "lr": 3e-4,
+           "hidden_sizes": (256, 256), "activation": "relu", "normalize_obs": True, "total_timesteps": 20_000_000,
+           "log_every": 20, "eval_every": 200, "checkpoint_every": 200, "eval_episodes": 64}
+
 PRESETS = {
     "CartPole-v1": {},
     "Acrobot-v1": {"env_name": "Acrobot-v1"},
@@ -32,6 +58,24 @@ PRESETS = {
     "MountainCarContinuous-v0": {"env_name": "MountainCarContinuous-v0", **CONTINUOUS, "gamma": 0.999},
     **{game: {"env_name": game, **MINATAR} for game in MINATAR_GAMES},
     **{f"{game}-mlp": {"env_name": game, **MINATAR_MLP} for game in MINATAR_GAMES},
+    "brax:inverted_pendulum": {**BRAX, "env_name": "brax:inverted_pendulum", "num_envs": 2048, "num_steps": 80,
+                               "update_epochs": 4, "gamma": 0.97, "ent_coef": 1e-2, "total_timesteps": 2_000_000,
+                               "log_every": 1, "eval_every": 4},
+    "brax:inverted_double_pendulum": {**BRAX, "env_name": "brax:inverted_double_pendulum", "num_envs": 2048,
+                                      "num_steps": 80, "update_epochs": 4, "gamma": 0.97, "ent_coef": 1e-2,
+                                      "total_timesteps": 20_000_000, "log_every": 6, "eval_every": 12},
+    "brax:ant": {**BRAX, "env_name": "brax:ant", "num_envs": 4096, "num_steps": 80, "update_epochs": 4, "gamma": 0.97,
+                 "ent_coef": 1e-2, "total_timesteps": 50_000_000, "hidden_sizes": (256, 256), "log_every": 8,
+                 "eval_every": 16},
+    "brax:halfcheetah": {**BRAX, "env_name": "brax:halfcheetah", "num_envs": 2048, "num_steps": 160,
+                         "update_epochs": 8, "gamma": 0.95, "ent_coef": 1e-3, "total_timesteps": 50_000_000,
+                         "hidden_sizes": (256, 256), "log_every": 8, "eval_every": 16},
+    "brax:humanoid": {**BRAX, "env_name": "brax:humanoid", "num_envs": 2048, "num_steps": 160, "update_epochs": 8,
+                      "gamma": 0.97, "ent_coef": 1e-3, "total_timesteps": 50_000_000, "hidden_sizes": (256, 256),
+                      "log_every": 8, "eval_every": 16},
+    **{f"craftax:{name}": {"env_name": f"craftax:{name}", **CRAFTAX}
+       for name in ("Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1")},
+    **{f"jumanji:{name}": {"env_name": f"jumanji:{name}", **JUMANJI} for name in ("Snake-v1", "Maze-v0")},
 }
 
 

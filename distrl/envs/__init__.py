@@ -1,7 +1,9 @@
-"""Environments: `make(name, kwargs)` over the gymnax registry or a user's factory, wrapped for training.
+"""Environments: `make(name, kwargs)` over the gymnax registry, the suites, or a user's factory, wrapped for training.
 
-`name` is a gymnax id ("CartPole-v1") or `package.module:factory`, where `factory(**kwargs)`
-returns `(env, env_params)` of an environment with the gymnax >= 1.0 API:
+`name` is a gymnax id ("CartPole-v1"), `suite:id` for an environment of a suite installed as an
+extra (`brax:ant`, `craftax:Craftax-Classic-Symbolic-v1`, `jumanji:Snake-v1`; see `SUITES`), or
+`package.module:factory`, where `factory(**kwargs)` returns `(env, env_params)` of an environment
+with the gymnax >= 1.0 API:
 
     env.reset(key, params) -> (obs, state)
     env.step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)
@@ -20,9 +22,18 @@ or pytrees (dicts, tuples) of arrays, which are flattened into one float vector.
 environments with observations of several axes are flattened, except MinAtar's images. Every
 environment is wrapped in gymnax's `LogWrapper`, whose `info` carries the return and length of
 each episode that ends.
+
+Two optional conventions:
+- Action masks: a pytree observation with a leaf named `action_mask` (a dict key or a field, of
+  `Discrete(n)`'s n booleans: True where the action is allowed) makes `Env.action_mask(obs)` return
+  it, and the policies choose among the allowed actions only (`distributions.Categorical.masked`,
+  `distributions.masked_argmax`).
+- Episode metrics: `info["episode_metrics"]`, a dict of scalars read where an episode ends (e.g.
+  Craftax's achievements), is logged as `train/<name>`, averaged over the episodes that ended.
 """
 
 import difflib
+import importlib
 import inspect
 from typing import Any
 
@@ -36,6 +47,10 @@ from gymnax.wrappers.purerl import FlattenObservationWrapper, GymnaxWrapper, Log
 from distrl.errors import ConfigError
 from distrl.usercode import load_attribute
 
+# Suites adapted to the gymnax API, each behind the pip extra of its name: `suite:id` -> the adapter module, whose
+# `make(id, **env_kwargs)` returns (env, env_params). The adapter (and the suite) is imported only when named.
+SUITES = {"brax": "distrl.envs.brax", "craftax": "distrl.envs.craftax", "jumanji": "distrl.envs.jumanji"}
+
 
 @struct.dataclass
 class Env:
@@ -45,6 +60,8 @@ class Env:
   params: Any
   name: str = struct.field(pytree_node=False)
   observation_shape: tuple[int, ...] = struct.field(pytree_node=False)  # of one observation, as the agent sees it
+  # Where the action mask lies in the (flattened) observation: obs[..., start:stop], or None without one.
+  action_mask_slice: tuple[int, int] | None = struct.field(pytree_node=False, default=None)
 
   def reset(self, key: jax.Array):
     """-> (obs, state) for one environment."""
@@ -83,6 +100,14 @@ class Env:
     """The episode time limit, `params.max_steps_in_episode`."""
     return int(self.params.max_steps_in_episode)
 
+  def action_mask(self, obs: jax.Array) -> jax.Array | None:
+    """The allowed actions in observations (..., *observation_shape) as booleans (..., num_actions), or None if
+    the environment has no action mask (every action is allowed)."""
+    if self.action_mask_slice is None:
+      return None
+    start, stop = self.action_mask_slice
+    return obs[..., start:stop] > 0.5
+
   def clip(self, action: jax.Array) -> jax.Array:
     """A continuous action clipped to the action space's bounds (a discrete action as it is)."""
     if self.discrete:
@@ -103,7 +128,7 @@ def reset_batch(env: Env, key: jax.Array, indices: jax.Array):
 
 
 def names() -> list[str]:
-  """Every gymnax id `make` accepts (and any `package.module:factory`)."""
+  """Every gymnax id `make` accepts (and any `suite:id` or `package.module:factory`)."""
   return list(gymnax.registered_envs)
 
 
@@ -126,11 +151,13 @@ class FlattenPytreeObservation(GymnaxWrapper):
 
 
 def make(name: str, kwargs: Any = None) -> Env:
-  """The environment `name` (a gymnax id or `package.module:factory`) built with `kwargs`, checked and wrapped."""
+  """The environment `name` (a gymnax id, `suite:id` or `package.module:factory`) built with `kwargs`, checked and
+  wrapped."""
   kwargs = _as_dict(kwargs)
+  mask_slice = None
   if ":" in name:
-    env, params = _from_factory(name, kwargs)
-    env = _checked(env, params, name)
+    env, params = _from_suite(name, kwargs) if name.partition(":")[0] in SUITES else _from_factory(name, kwargs)
+    env, mask_slice = _checked(env, params, name)
   else:
     if name not in gymnax.registered_envs:
       if "." in name:
@@ -149,7 +176,8 @@ def make(name: str, kwargs: Any = None) -> Env:
     if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
       env = FlattenObservationWrapper(env)
   obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
-  return Env(env=LogWrapper(env), params=params, name=name, observation_shape=tuple(obs.shape))
+  return Env(env=LogWrapper(env), params=params, name=name, observation_shape=tuple(obs.shape),
+             action_mask_slice=mask_slice)
 
 
 def _as_dict(kwargs) -> dict:
@@ -184,12 +212,46 @@ def _from_factory(name: str, kwargs: dict):
   return made
 
 
+def _from_suite(name: str, kwargs: dict):
+  """`make(id, **kwargs)` of the adapter of `suite:id`; a missing suite is one line naming the extra to install."""
+  suite, _, env_id = name.partition(":")
+  try:
+    adapter = importlib.import_module(SUITES[suite])
+  except ModuleNotFoundError as error:
+    if (error.name or "").startswith("distrl"):
+      raise
+    raise ConfigError(f"env_name={name!r} needs the {suite} extra ({error.name} is not installed): "
+                      f"pip install 'distrl[{suite}]' (pip install -e '.[{suite}]' in a clone)") from None
+  return adapter.make(env_id, **kwargs)
+
+
+def _mask_slice(obs, num_actions: int | None, name: str) -> tuple[int, int] | None:
+  """Where the leaf named `action_mask` of a pytree observation lies once the observation is flattened
+  (`FlattenPytreeObservation`: leaves in pytree order), or None if there is none."""
+  offset, found = 0, None
+  for path, leaf in jax.tree_util.tree_flatten_with_path(obs)[0]:
+    key = path[-1] if path else None
+    label = getattr(key, "key", getattr(key, "name", None))
+    size = int(np.prod(leaf.shape))
+    if label == "action_mask":
+      found = (offset, offset + size)
+    offset += size
+  if found is None:
+    return None
+  if num_actions is None or found[1] - found[0] != num_actions:
+    raise ConfigError(f"env_name={name!r}: the observation's action_mask has {found[1] - found[0]} values, but the "
+                      f"action space is {'not Discrete' if num_actions is None else f'Discrete({num_actions})'}; "
+                      f"a mask holds one boolean per discrete action")
+  return found
+
+
 def _is_discrete(space) -> bool:
   return hasattr(space, "n") and tuple(getattr(space, "shape", ())) == ()
 
 
 def _checked(env, params, name: str):
-  """`env` (flattening pytree observations) if it keeps the gymnax API that training relies on, else a ConfigError."""
+  """(`env`, flattening pytree observations, and where its action mask lies) if it keeps the gymnax API that training
+  relies on, else a ConfigError."""
   lacking = [f for f in ("reset", "step", "action_space") if not callable(getattr(env, f, None))]
   if lacking:
     raise ConfigError(f"env_name={name!r}: the environment lacks {', '.join(lacking)} of the gymnax API "
@@ -241,6 +303,7 @@ def _checked(env, params, name: str):
   if jax.tree.structure(next_obs) != jax.tree.structure(obs) or \
       [x.shape for x in jax.tree.leaves(next_obs)] != [x.shape for x in leaves]:
     raise ConfigError(f"env_name={name!r}: step's observation {next_obs} differs from reset's {obs}")
-  if not isinstance(obs, jax.ShapeDtypeStruct):  # a dict, tuple, ... of arrays
-    env = FlattenPytreeObservation(env)
-  return env
+  if isinstance(obs, jax.ShapeDtypeStruct):
+    return env, None
+  # A dict, tuple, ... of arrays.
+  return FlattenPytreeObservation(env), _mask_slice(obs, int(space.n) if _is_discrete(space) else None, name)

@@ -1,6 +1,7 @@
 """PPO (Schulman et al. 2017), discrete or continuous actions: `sizes`, `init`, the per-device `update`, `act`.
 
-Discrete actions come from a categorical policy; continuous ones (a Box action space) from a
+Discrete actions come from a categorical policy, restricted to the allowed actions where the
+environment has an action mask (`Env.action_mask`); continuous ones (a Box action space) from a
 Gaussian with a state-independent log-std, sampled unclipped (the log-probabilities are those of
 the sampled action) and clipped to the action space's bounds only where they enter the environment.
 
@@ -39,6 +40,7 @@ class Batch:
   value: jax.Array
   advantage: jax.Array
   target: jax.Array
+  action_mask: jax.Array | None  # the allowed actions (..., num_actions), or None if the environment has no mask
 
 
 @struct.dataclass
@@ -66,6 +68,12 @@ def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic:
                      obs_ndim=len(env.observation_shape), torso=config.torso, continuous=not env.discrete)
 
 
+def policy(net: ActorCritic, params, obs: jax.Array, action_mask: jax.Array | None):
+  """The policy's distribution on (normalised) observations, restricted to `action_mask`'s actions if there is one."""
+  distribution = net.apply(params, obs, method=ActorCritic.policy)
+  return distribution if action_mask is None else distribution.masked(action_mask)
+
+
 def learning_rate(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Schedule:
   return onpolicy.learning_rate(config, sizes.gradient_steps)
 
@@ -83,9 +91,9 @@ def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: 
 def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
   """Actions for a batch of observations (B, *obs_shape), ready for the environment: sampled, or
   the policy's mode (argmax, or the Gaussian's mean) if `greedy`."""
-  obs = normalization.observations(learner.normalizer, obs, clip=config.obs_clip)
-  policy = network(config, env).apply(learner.params, obs, method=ActorCritic.policy)
-  return env.clip(policy.mode() if greedy else policy.sample(key))
+  distribution = policy(network(config, env), learner.params,
+                        normalization.observations(learner.normalizer, obs, clip=config.obs_clip), env.action_mask(obs))
+  return env.clip(distribution.mode() if greedy else distribution.sample(key))
 
 
 def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, learner: Learner,
@@ -96,10 +104,11 @@ def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, 
     advantage = (advantage - minibatch.adv_mean) / (minibatch.adv_std + 1e-8)
 
   def loss_fn(params):
-    policy, value = net.apply(params, batch.obs)
-    terms = losses.ppo_loss(log_prob=policy.log_prob(batch.action), old_log_prob=batch.log_prob,
+    distribution = policy(net, params, batch.obs, batch.action_mask)
+    value = net.apply(params, batch.obs, method=ActorCritic.value)
+    terms = losses.ppo_loss(log_prob=distribution.log_prob(batch.action), old_log_prob=batch.log_prob,
                             advantage=advantage, value=value, old_value=batch.value, target=batch.target,
-                            entropy=policy.entropy(), clip_eps=config.clip_eps, vf_coef=config.vf_coef,
+                            entropy=distribution.entropy(), clip_eps=config.clip_eps, vf_coef=config.vf_coef,
                             ent_coef=config.ent_coef, clip_value_loss=config.clip_value_loss)
     return terms.total, terms
 
@@ -124,12 +133,12 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   next_key, rollout_key, shuffle_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
                                                    axis=1)
 
-  def policy(obs, keys):
-    distribution = net.apply(params, observe(obs), method=ActorCritic.policy)
+  def act_fn(obs, keys):
+    distribution = policy(net, params, observe(obs), env.action_mask(obs))
     action = jax.vmap(lambda key, d: d.sample(key))(keys, distribution)  # each environment from its own key
     return action, distribution.log_prob(action)
 
-  env_state, obs, traj = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, num_steps)
+  env_state, obs, traj = acting.rollout(env, act_fn, actors.env_state, actors.obs, rollout_key, num_steps)
   normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
                                                                actors.discounted_return, gamma=config.gamma)
   reward = normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
@@ -142,7 +151,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
                          gamma=config.gamma, gae_lambda=config.gae_lambda)
   batch = Batch(obs=traj_obs, action=traj.action, log_prob=traj.extras, value=value,
-                advantage=advantage, target=advantage + value)
+                advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
 
   # Each environment shuffles its own time steps each epoch: (epochs, E, T).
   order = onpolicy.orders(shuffle_key, num_steps, epochs)

@@ -1,0 +1,61 @@
+"""Action masks: the masked categorical policy and argmax on hand-computed numbers, and PPO honouring an
+environment's mask (a pytree observation's `action_mask` leaf) in training and in greedy evaluation."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from distrl import distributions, envs, trainer
+from distrl.errors import ConfigError
+
+
+def test_a_masked_categorical_renormalises_over_the_allowed_actions():
+  policy = distributions.Categorical(logits=jnp.log(jnp.array([[0.2, 0.3, 0.5]]))).masked(jnp.array([[True, False,
+                                                                                                       True]]))
+  # Allowed: 0.2 and 0.5 of a total 0.7, so p = (2/7, 0, 5/7).
+  assert float(policy.log_prob(jnp.array([2]))[0]) == pytest.approx(math.log(5 / 7), rel=1e-6)
+  assert float(policy.log_prob(jnp.array([0]))[0]) == pytest.approx(math.log(2 / 7), rel=1e-6)
+  assert float(policy.entropy()[0]) == pytest.approx(-(2 / 7 * math.log(2 / 7) + 5 / 7 * math.log(5 / 7)), rel=1e-6)
+  assert int(policy.mode()[0]) == 2
+  samples = jax.vmap(lambda key: policy.sample(key)[0])(jax.random.split(jax.random.PRNGKey(0), 10_000))
+  assert not np.any(samples == 1)
+  assert np.mean(samples == 2) == pytest.approx(5 / 7, abs=0.02)
+  # The entropy's gradient is finite although a log-probability is ~ -3.4e38.
+  grad = jax.grad(lambda logits: distributions.Categorical(logits=logits).masked(jnp.array([True, False, True]))
+                  .entropy())(jnp.zeros(3))
+  assert np.all(np.isfinite(grad)) and grad[1] == 0.0
+  unmasked = distributions.Categorical(logits=jnp.zeros(3))
+  assert unmasked.masked(None) is unmasked
+
+
+def test_masked_argmax_picks_the_best_allowed_action():
+  q = jnp.array([[1.0, 5.0, 2.0], [-3.0, -1.0, -2.0]])
+  np.testing.assert_array_equal(distributions.masked_argmax(q, jnp.array([[True, False, True], [True, False, True]])),
+                                [2, 2])
+  np.testing.assert_array_equal(distributions.masked_argmax(q, None), [1, 1])
+
+
+def test_the_mask_is_found_in_the_flattened_observation_and_a_wrong_one_is_refused():
+  env = envs.make("tests.user_code:masked_walk")
+  assert env.observation_shape == (3,)  # action_mask (2), then position (1): dict keys in sorted order
+  assert env.action_mask_slice == (0, 2)
+  obs, _ = env.reset(jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(env.action_mask(obs[None]), [[True, False]])
+  assert envs.make("tests.user_code:dict_observations").action_mask(obs) is None
+  with pytest.raises(ConfigError, match=r"action_mask has 3 values, but the action space is Discrete\(2\)"):
+    envs.make("tests.user_code:badly_masked_walk")
+
+
+def test_ppo_never_takes_a_forbidden_action(ppo_cfg, tmp_path):
+  """Walk rewards the position after each step, so anything unmasked drifts right; with right forbidden every
+  training episode and the greedy evaluation walk left: -1 - 2 - 3 - 4 - 5 = -15 exactly, on every device."""
+  n = jax.device_count()
+  ppo_cfg.update(dict(env_name="tests.user_code:masked_walk", num_envs=n, num_steps=10, num_minibatches=2,
+                      total_timesteps=4 * n * 10, log_every=2, eval_episodes=n))
+  result = trainer.train(ppo_cfg, str(tmp_path))
+  assert [h["train/episode_return"] for h in result.history] == [-15.0, -15.0]
+  assert result.history[-1]["eval/return"] == -15.0
+  assert result.history[-1]["loss/entropy"] == 0.0  # one allowed action: a certain policy
