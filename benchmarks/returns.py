@@ -51,7 +51,11 @@ ROWS = {row.name: row for row in [
     Row("ppo", "MountainCarContinuous-v0", 92, GYMNAX),
     Row("dqn", "CartPole-v1", 500, GYMNAX),
     Row("dqn", "Acrobot-v1", -80, GYMNAX),
+    Row("pqn", "CartPole-v1", 500, GYMNAX),
+    Row("pqn", "Acrobot-v1", -80, GYMNAX),
     *[Row("ppo", f"{game}-MinAtar-mlp", published, GYMNAX_PPO)
+      for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
+    *[Row("pqn", f"{game}-MinAtar-mlp", published, GYMNAX_PPO + " (PQN's target: the ppo -mlp row)")
       for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
     *[Row("ppo", f"{game}-MinAtar", published, GYMNAX_PPO + ", for an MLP")
       for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
@@ -69,7 +73,7 @@ def make_config(row: Row, seeds: int, quick: bool):
     n = jax.device_count()
     config.num_envs = n * max(1, 4 // n)
     config.eval_episodes = n
-    if row.config == "ppo":
+    if row.config in ("ppo", "pqn"):  # learn from each fresh rollout
       config.update(num_steps=16, num_minibatches=2, update_epochs=1, log_every=2, eval_every=4,
                     total_timesteps=4 * 16 * config.num_envs)
     else:

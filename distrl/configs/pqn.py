@@ -3,7 +3,7 @@
   python -m distrl.launch --config=pqn --workdir=runs/pqn-cartpole
   python -m distrl.launch --config=pqn:CartPole-v1-paper                     # the paper's CartPole settings
   python -m distrl.launch --config=pqn:Breakout-MinAtar
-  python -m distrl.launch --config=pqn:Breakout-MinAtar --config.torso=mlp   # on a CPU
+  python -m distrl.launch --config=pqn:Breakout-MinAtar-mlp                  # on a CPU
 
 The presets are the published settings of the paper's implementation (Gallici et al. 2024; github.com/mttga/purejaxql,
 commit 47af6d7, purejaxql/config/alg/pqn_cartpole.yaml and pqn_minatar.yaml), translated:
@@ -30,6 +30,8 @@ MINATAR = {"torso": "cnn", "hidden_sizes": (128,), "num_envs": 128, "num_steps":
            "reward_scale": 1.0, "total_timesteps": 10_000_000, "log_every": 10, "eval_every": 100,
            "checkpoint_every": 100, "eval_episodes": 64}
 
+MINATAR_GAMES = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")
+
 # pqn_cartpole.yaml: 32 envs x 64 steps, 4 epochs of 16 minibatches, a 256-256 network, lr 1e-4 annealed, epsilon
 # 1 -> 0.2 over the first 20% of 5e5 steps, lambda 0.95, rewards x 0.1.
 PAPER_CARTPOLE = {"hidden_sizes": (256, 256), "lr": 1e-4, "end_e": 0.2}
@@ -38,8 +40,9 @@ PRESETS = {
     "CartPole-v1": {},
     "CartPole-v1-paper": PAPER_CARTPOLE,
     "Acrobot-v1": {"env_name": "Acrobot-v1"},  # the CartPole settings (the paper's yaml names Acrobot as the other)
-    **{game: {"env_name": game, **MINATAR}
-       for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")},
+    **{game: {"env_name": game, **MINATAR} for game in MINATAR_GAMES},
+    # The same with an MLP in place of the convolution (two LayerNorm layers of 128), for CPUs.
+    **{f"{game}-mlp": {"env_name": game, **MINATAR, "torso": "mlp", "hidden_sizes": (128, 128)} for game in MINATAR_GAMES},
 }
 
 

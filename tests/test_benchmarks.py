@@ -1,0 +1,66 @@
+"""The benchmarks run end to end: returns.py's pipeline on a tiny budget, and table.py's reference rows in a smoke
+mode beside distrl's (when ../shared/reference is present). Their numbers are not checked here: speed targets
+live in the benchmarks, never in timed tests."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "purejaxrl")
+
+
+def _script(name: str):
+  spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", os.path.join(ROOT, "benchmarks", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_returns_py_trains_each_kind_of_row_and_writes_the_table_between_its_markers_and_the_curves(
+    tmp_path, monkeypatch):
+  """One row of each algorithm family (PPO, DQN, PQN) on the --quick budget, two agents each, in this process:
+  every row's summary, one table line per row replacing what lay between the markers (the rest of the file kept
+  byte for byte), one PNG per environment; a second invocation reruns nothing."""
+  returns = _script("returns")
+  build_md = tmp_path / "BUILD.md"
+  before, after = "# Build\n\nabove\n\n", "\n\nbelow\n"
+  build_md.write_text(f"{before}{returns.BEGIN}\nan old table\n{returns.END}{after}")
+  rows = ["ppo-CartPole-v1", "dqn-Acrobot-v1", "pqn-CartPole-v1"]
+  argv = ["returns.py", "--quick", "--seeds", "2", "--out", str(tmp_path / "out"), "--build-md", str(build_md),
+          "--curves", str(tmp_path / "curves"), "--rows", *rows]
+  monkeypatch.setattr(sys, "argv", argv)
+  returns.main()
+  for row in rows:
+    summary = json.loads((tmp_path / "out" / row / "returns.json").read_text())
+    assert summary["quick"] and summary["seeds"] == 2 and summary["steps"] > 0
+    assert np.isfinite(summary["eval_mean"]), summary
+  text = build_md.read_text()
+  assert text.startswith(before + returns.BEGIN) and text.endswith(returns.END + after)
+  assert "an old table" not in text
+  assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "-v1" in line] == \
+      [f"| {row}" for row in rows]
+  assert sorted(os.listdir(tmp_path / "curves")) == ["Acrobot-v1.png", "CartPole-v1.png"]
+  stamp = os.path.getmtime(tmp_path / "out" / rows[0] / "metrics.jsonl")
+  returns.main()  # finished rows are read back, not trained again
+  assert os.path.getmtime(tmp_path / "out" / rows[0] / "metrics.jsonl") == stamp
+
+
+@pytest.mark.skipif(not os.path.isdir(REFERENCE), reason="../shared/reference is absent: table.py skips its rows")
+def test_table_py_runs_the_reference_beside_distrl_in_its_smoke_mode():
+  """`benchmarks/table.py --quick` on the PPO CartPole row, one device: distrl's row, the reference's row on the
+  same config, and their ratio, in one invocation."""
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "table.py"), "--quick", "--rows",
+                        "ppo-default", "--devices", "1", "--modes", "as-is"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  row = next(line for line in out.stdout.splitlines() if line.startswith("| ppo-default |") and line.count("x") >= 1)
+  distrl_sps, reference_sps, ratio = (cell.strip() for cell in row.split("|")[2:5])
+  distrl_sps, reference_sps = (float(value.replace(",", "")) for value in (distrl_sps, reference_sps))
+  assert distrl_sps > 0 and reference_sps > 0
+  assert float(ratio.rstrip("x ")) == pytest.approx(distrl_sps / reference_sps, rel=0.01)
