@@ -23,6 +23,11 @@ from distrl.errors import ConfigError, RunFailed, first_line
 # Orbax logs its failures (with tracebacks, from background threads) before raising them; this module turns each
 # into one line of ours (RunFailed, a warning), so orbax's own log records are dropped.
 logging.getLogger("absl").addFilter(lambda record: f"{os.sep}orbax{os.sep}" not in record.pathname)
+# A failed background write also surfaces as asyncio's "Task/Future exception was never retrieved" for orbax's
+# coroutines and tensorstore's futures (collected after orbax gave up on them): the failure is the one reported.
+_ORBAX_ASYNC = (f"{os.sep}orbax{os.sep}", "OCDBT", "tensorstore")
+logging.getLogger("asyncio").addFilter(
+    lambda record: not any(marker in record.getMessage() for marker in _ORBAX_ASYNC))
 
 
 class IncompatibleCheckpoint(ConfigError):
