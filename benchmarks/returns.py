@@ -142,15 +142,19 @@ def write_between_markers(path: str, text: str) -> None:
 
 
 def draw_curves(results: list[dict], out: str, directory: str) -> list[str]:
-  """One PNG per environment: every row of it as a curve of training return (mean ± std over seeds)."""
+  """One PNG per environment: every row of it as a curve of training return (over seeds). A row in which no
+  episode ended (a --quick run of long episodes) has no curve, and is said."""
   from distrl import plot
 
   os.makedirs(directory, exist_ok=True)
   written = []
-  for env in dict.fromkeys(r["env"] for r in results):
-    workdirs = [os.path.join(out, r["row"]) for r in results if r["env"] == env]
+  for r in results:
+    if r["train_mean"] != r["train_mean"]:  # NaN: no training return was logged
+      print(f"{r['row']}: no episode ended, no curve")
+  for env in dict.fromkeys(r["env"] for r in results if r["train_mean"] == r["train_mean"]):
+    workdirs = [os.path.join(out, r["row"]) for r in results if r["env"] == env and r["train_mean"] == r["train_mean"]]
     path = os.path.join(directory, f"{env}.png")
-    plot.draw(plot.curves(workdirs, "train/episode_return"), "train/episode_return", path)
+    plot.draw(plot.figure(workdirs, "train/episode_return"), "train/episode_return", path)
     written.append(path)
   return written
 
