@@ -1,0 +1,32 @@
+"""The suites behind optional extras (`distrl.envs.SUITES`): naming one whose extra is missing is one line naming the
+extra to install; the adapters and the suites are imported only when an env_name names them."""
+
+import subprocess
+import sys
+
+import pytest
+
+from distrl import envs
+from distrl.errors import ConfigError
+
+
+@pytest.mark.parametrize("suite, env_id", [("brax", "inverted_pendulum"), ("craftax", "Craftax-Classic-Symbolic-v1"),
+                                           ("jumanji", "Snake-v1")])
+def test_a_missing_suite_names_its_extra_in_one_line(suite, env_id, monkeypatch):
+  # `None` in sys.modules makes `import <suite>` raise ModuleNotFoundError, as an uninstalled package does; the
+  # adapter is dropped from sys.modules so that it is imported afresh.
+  monkeypatch.setitem(sys.modules, suite, None)
+  monkeypatch.delitem(sys.modules, envs.SUITES[suite], raising=False)
+  with pytest.raises(ConfigError) as error:
+    envs.make(f"{suite}:{env_id}")
+  message = str(error.value)
+  assert message == (f"env_name='{suite}:{env_id}' needs the {suite} extra ({suite} is not installed): "
+                     f"pip install 'distrl[{suite}]' (pip install -e '.[{suite}]' in a clone)")
+
+
+def test_no_suite_is_imported_until_named():
+  """A fresh interpreter that makes a gymnax environment imports none of the suites (Brax alone takes seconds)."""
+  code = ("import sys; from distrl import envs; envs.make('CartPole-v1'); "
+          "print(sorted(m for m in ('brax', 'craftax', 'jumanji') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  assert out.strip() == "[]"
