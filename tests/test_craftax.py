@@ -36,8 +36,8 @@ def test_episodes_end_as_craftax_says_and_score_what_craftax_scores():
   step (`step_env` from the same per-step key, as Craftax's auto-reset step calls it). Each first episode ends
   where Craftax's `done` first holds: before step 100 a death (terminated: no bootstrap; random play dies that
   early in some of the 16 episodes), at step 100 the time limit (truncated: bootstrapped from Craftax's observation
-  after step 100). Return, length and every
-  achievement (0 or 100) at the end equal Craftax's rewards summed to there, the step count and its info."""
+  after step 100). Return, length and every achievement (0 or 100) at the end equal Craftax's rewards summed to
+  there, the step count and its info."""
   env = envs.make(f"craftax:{NAME}", {"max_timesteps": LIMIT})
   raw = make_craftax_env_from_name(NAME, auto_reset=False)
   params = raw.default_params.replace(max_timesteps=LIMIT)
