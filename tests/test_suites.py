@@ -13,9 +13,10 @@ from distrl.errors import ConfigError
 @pytest.mark.parametrize("suite, env_id", [("brax", "inverted_pendulum"), ("craftax", "Craftax-Classic-Symbolic-v1"),
                                            ("jumanji", "Snake-v1")])
 def test_a_missing_suite_names_its_extra_in_one_line(suite, env_id, monkeypatch):
-  # `None` in sys.modules makes `import <suite>` raise ModuleNotFoundError, as an uninstalled package does; the
-  # adapter is dropped from sys.modules so that it is imported afresh.
-  monkeypatch.setitem(sys.modules, suite, None)
+  # `None` in sys.modules makes `import <suite>` (and its submodules, which an earlier test may have imported)
+  # raise ModuleNotFoundError, as an uninstalled package does; the adapter is dropped so that it is imported afresh.
+  for name in [suite, *(m for m in sys.modules if m.startswith(f"{suite}."))]:
+    monkeypatch.setitem(sys.modules, name, None)
   monkeypatch.delitem(sys.modules, envs.SUITES[suite], raising=False)
   with pytest.raises(ConfigError) as error:
     envs.make(f"{suite}:{env_id}")
