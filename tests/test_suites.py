@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from distrl import envs
+from distrl import envs, ppo, trainer
+from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 
 
@@ -31,3 +32,12 @@ def test_no_suite_is_imported_until_named():
           "print(sorted(m for m in ('brax', 'craftax', 'jumanji') if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
   assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("preset", [name for name in ppo_config.PRESETS if name.partition(":")[0] in envs.SUITES])
+def test_every_suite_preset_is_a_valid_run_on_1_and_8_devices(preset):
+  """The presets' sizes pass the checks a run makes first (e.g. num_steps splitting into num_minibatches)."""
+  config = ppo_config.get_config(preset)
+  for devices in (1, 8):
+    trainer.check_run_config(config, devices)
+    assert ppo.sizes(config, devices).steps_per_update == config.num_envs * config.num_steps
