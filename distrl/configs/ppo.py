@@ -26,7 +26,9 @@ CONTINUOUS = {"num_envs": 16, "num_steps": 128, "total_timesteps": 1_000_000, "l
 
 # Brax: the hyperparameters of Brax's training colab (notebooks/training.ipynb, `train_fn`), mapped onto distrl's
 # fields: num_steps = batch_size * num_minibatches * unroll_length / num_envs (the same samples per update, in one
-# rollout per environment rather than unrolls of unroll_length), update_epochs = num_updates_per_batch,
+# rollout per environment rather than unrolls of unroll_length), num_minibatches = 40 where num_steps is 80 (each
+# minibatch takes num_steps / num_minibatches whole steps of every environment: 2 steps, 4,096 samples of 2048
+# environments where Brax's 32 minibatches take 5,120), update_epochs = num_updates_per_batch,
 # gamma = discounting, ent_coef = entropy_cost, lr constant, clip 0.3 and no value clip as Brax's PPO has them.
 # Not carried over: Brax's tanh-squashed Gaussian with a state-dependent std and its networks (policy 4x32, value
 # 5x256, swish), and reward_scaling (with separate policy and value networks and Adam, a constant reward scale
@@ -58,13 +60,13 @@ PRESETS = {
     "MountainCarContinuous-v0": {"env_name": "MountainCarContinuous-v0", **CONTINUOUS, "gamma": 0.999},
     **{game: {"env_name": game, **MINATAR} for game in MINATAR_GAMES},
     **{f"{game}-mlp": {"env_name": game, **MINATAR_MLP} for game in MINATAR_GAMES},
-    "brax:inverted_pendulum": {**BRAX, "env_name": "brax:inverted_pendulum", "num_envs": 2048, "num_steps": 80,
+    "brax:inverted_pendulum": {**BRAX, "env_name": "brax:inverted_pendulum", "num_envs": 2048, "num_steps": 80, "num_minibatches": 40,
                                "update_epochs": 4, "gamma": 0.97, "ent_coef": 1e-2, "total_timesteps": 2_000_000,
                                "log_every": 1, "eval_every": 4},
     "brax:inverted_double_pendulum": {**BRAX, "env_name": "brax:inverted_double_pendulum", "num_envs": 2048,
-                                      "num_steps": 80, "update_epochs": 4, "gamma": 0.97, "ent_coef": 1e-2,
+                                      "num_steps": 80, "num_minibatches": 40, "update_epochs": 4, "gamma": 0.97, "ent_coef": 1e-2,
                                       "total_timesteps": 20_000_000, "log_every": 6, "eval_every": 12},
-    "brax:ant": {**BRAX, "env_name": "brax:ant", "num_envs": 4096, "num_steps": 80, "update_epochs": 4, "gamma": 0.97,
+    "brax:ant": {**BRAX, "env_name": "brax:ant", "num_envs": 4096, "num_steps": 80, "num_minibatches": 40, "update_epochs": 4, "gamma": 0.97,
                  "ent_coef": 1e-2, "total_timesteps": 50_000_000, "hidden_sizes": (256, 256), "log_every": 8,
                  "eval_every": 16},
     "brax:halfcheetah": {**BRAX, "env_name": "brax:halfcheetah", "num_envs": 2048, "num_steps": 160,

@@ -220,7 +220,8 @@ def _from_suite(name: str, kwargs: dict):
   except ModuleNotFoundError as error:
     if (error.name or "").startswith("distrl"):
       raise
-    raise ConfigError(f"env_name={name!r} needs the {suite} extra ({error.name} is not installed): "
+    package = (error.name or suite).partition(".")[0]  # `brax`, not the submodule `brax.envs` it was importing
+    raise ConfigError(f"env_name={name!r} needs the {suite} extra ({package} is not installed): "
                       f"pip install 'distrl[{suite}]' (pip install -e '.[{suite}]' in a clone)") from None
   return adapter.make(env_id, **kwargs)
 

@@ -5,11 +5,14 @@
 
 Jumanji's `step(state, action) -> (state, TimeStep)` says how an episode ends by the TimeStep's
 step type and discount: LAST with discount 0 is a terminal state (`terminated`: no bootstrap),
-LAST with a discount above 0 is its time limit (`truncated`: bootstrap from the observation it
-reached). distrl resets the environment as gymnax's `Environment.step` does and keeps the
-observation before the reset in `info["final_observation"]`. The time limit evaluation needs is
-the environment's own `time_limit`, or `max_steps_in_episode` from `config.env_kwargs` for one
-without (the earlier of the two ends an episode); the other env_kwargs go to `jumanji.make`.
+LAST with a discount above 0 is a truncation (`truncated`: bootstrap from the observation it
+reached). Jumanji's discrete environments (Snake, Maze, PacMan, ...) end their own `time_limit`
+with discount 0, so those ends are terminated, as Jumanji says (their observations carry the step
+count, so the end is predictable); a limit of distrl's below it truncates. distrl resets the
+environment as gymnax's `Environment.step` does and keeps the observation before the reset in
+`info["final_observation"]`. The time limit evaluation needs is the environment's own
+`time_limit`, or `max_steps_in_episode` from `config.env_kwargs` (the earlier of the two ends an
+episode); the other env_kwargs go to `jumanji.make`.
 
 Observations are Jumanji's named tuples of arrays, flattened into one vector; their
 `action_mask` (True where an action is allowed) restricts the policy to legal moves (see
