@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+import traceback
 from typing import Callable
 
 import jax
@@ -26,8 +27,19 @@ logging.getLogger("absl").addFilter(lambda record: f"{os.sep}orbax{os.sep}" not 
 # A failed background write also surfaces as asyncio's "Task/Future exception was never retrieved" for orbax's
 # coroutines and tensorstore's futures (collected after orbax gave up on them): the failure is the one reported.
 _ORBAX_ASYNC = (f"{os.sep}orbax{os.sep}", "OCDBT", "tensorstore")
-logging.getLogger("asyncio").addFilter(
-    lambda record: not any(marker in record.getMessage() for marker in _ORBAX_ASYNC))
+
+
+def _not_orbax_async(record: logging.LogRecord) -> bool:
+  """False for asyncio's records about orbax's or tensorstore's work (by message, or by the traceback attached)."""
+  if any(marker in record.getMessage() for marker in _ORBAX_ASYNC):
+    return False
+  if record.exc_info and record.exc_info[2] is not None:
+    return not any(marker in frame.filename for frame in traceback.extract_tb(record.exc_info[2])
+                   for marker in _ORBAX_ASYNC)
+  return True
+
+
+logging.getLogger("asyncio").addFilter(_not_orbax_async)
 
 
 class IncompatibleCheckpoint(ConfigError):

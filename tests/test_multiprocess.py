@@ -157,7 +157,8 @@ def test_a_stop_request_to_any_process_is_agreed_and_the_run_resumes_bit_exactly
     assert Checkpoints(str(workdir / "checkpoints"), keep=3, create=False).latest() == saved
     assert "Traceback" not in outputs[0][2] + outputs[1][2]
   runs = launch_two(workdir, *flags, *total)  # to the end
-  assert all(code == 0 for code, _, _ in _finish(runs, timeout=300)[1])
+  seconds, outputs = _finish(runs, timeout=300)
+  assert seconds is not None and all(code == 0 for code, _, _ in outputs), outputs
   reference = launch_two(tmp_path / "straight", *flags, *total)
   assert all(code == 0 for code, _, _ in _finish(reference, timeout=300)[1])
   updates = [r["update"] for r in records(workdir)]
