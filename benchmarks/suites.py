@@ -15,10 +15,8 @@ import argparse
 import dataclasses
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import table  # noqa: E402  (its per-device-count worker environment and result parsing)
@@ -44,10 +42,8 @@ ROWS = {
 def measure(row: Row, chunks: int) -> dict:
   """Runs in a worker process: one row on this process's devices."""
   import jax
-  import jax.numpy as jnp
-  from jax.sharding import PartitionSpec as P
 
-  from distrl import envs, sharding, trainer
+  from distrl import sharding, trainer
   from distrl.configs import ppo as ppo_config
 
   config = ppo_config.get_config(row.preset)
@@ -55,46 +51,8 @@ def measure(row: Row, chunks: int) -> dict:
   config.eval_episodes = jax.device_count()
   mesh = sharding.make_mesh()
   program = trainer.build(config, mesh)
-  sizes, env, runner = program.sizes, program.env, program.runner
-  state = runner.put(program.state)
-  start = time.perf_counter()
-  runner.compile(state)
-  compile_s = time.perf_counter() - start
-  state, sums = runner(state, row.chunk)  # warm-up
-  jax.block_until_ready(sums)
-  times = []
-  for _ in range(chunks):
-    start = time.perf_counter()
-    state, sums = runner(state, row.chunk)
-    jax.block_until_ready(sums)
-    times.append(time.perf_counter() - start)
-  sps = row.chunk * sizes.steps_per_update / statistics.median(times)
-
-  local = config.num_envs // mesh.size
-
-  def random_steps(key):
-    _, env_state, keys = envs.reset_batch(env, key, sharding.global_index(local))
-
-    def step(env_state, step_key):
-      action_key, env_key = jax.random.split(step_key)
-      action = jax.vmap(env.action_space.sample)(jax.random.split(action_key, local))
-      obs, env_state, reward, _, _, _ = jax.vmap(env.step)(jax.random.split(env_key, local), env_state, action)
-      # The observations too: a constant reward (inverted_pendulum's 1 a step) alone would let XLA drop the physics.
-      return env_state, jnp.sum(reward) + sum(jnp.sum(x) for x in jax.tree.leaves(obs))
-
-    env_state, totals = jax.lax.scan(step, env_state, jax.random.split(keys[0], row.raw_steps))
-    return sharding.psum(jnp.sum(totals))
-
-  raw = jax.jit(sharding.shard_map(random_steps, mesh, in_specs=P(), out_specs=P()))
-  start = time.perf_counter()
-  jax.block_until_ready(raw(jax.random.PRNGKey(0)))
-  raw_compile_s = time.perf_counter() - start
-  raw_times = []
-  for i in range(chunks):
-    start = time.perf_counter()
-    jax.block_until_ready(raw(jax.random.PRNGKey(i + 1)))
-    raw_times.append(time.perf_counter() - start)
-  raw_sps = config.num_envs * row.raw_steps / statistics.median(raw_times)
+  compile_s, sps = table.time_program(program, row.chunk, chunks)
+  raw_compile_s, raw_sps = table.raw_ceiling(program.env, config.num_envs, mesh, row.raw_steps, chunks)
   return {"compile_s": compile_s, "sps": sps, "raw_compile_s": raw_compile_s, "raw_sps": raw_sps,
           "envs": config.num_envs, "steps": config.num_steps}
 

@@ -70,15 +70,71 @@ ROWS = {
 QUICK_REFERENCE = {"ppo.py": ["TOTAL_TIMESTEPS=2e4"], "dqn.py": []}  # --quick: short reference runs
 
 
+def time_program(program, chunk: int, chunks: int, warmup: int = 0) -> tuple[float, float]:
+  """(compile seconds, training steps/s) of a built program: the median of `chunks` chunks of `chunk` updates,
+  after `warmup` updates and one chunk."""
+  import jax
+
+  runner = program.runner
+  state = runner.put(program.state)
+  start = time.perf_counter()
+  runner.compile(state)
+  compile_s = time.perf_counter() - start
+  for n in (warmup, chunk):  # warm-up
+    state, sums = runner(state, n)
+    jax.block_until_ready(sums)
+  times = []
+  for _ in range(chunks):
+    start = time.perf_counter()
+    state, sums = runner(state, chunk)
+    jax.block_until_ready(sums)
+    times.append(time.perf_counter() - start)
+  return compile_s, chunk * program.sizes.steps_per_update / statistics.median(times)
+
+
+def raw_ceiling(env, num_envs: int, mesh, steps: int, chunks: int) -> tuple[float, float]:
+  """(compile seconds, steps/s) of the same environments stepped with random actions (`action_space.sample`:
+  discrete or continuous) in one jitted scan per device, sharded as training shards them."""
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import PartitionSpec as P
+
+  from distrl import envs, sharding
+
+  local = num_envs // mesh.size
+
+  def random_steps(key):
+    _, env_state, keys = envs.reset_batch(env, key, sharding.global_index(local))
+
+    def step(env_state, step_key):
+      action_key, env_key = jax.random.split(step_key)
+      action = jax.vmap(env.action_space.sample)(jax.random.split(action_key, local))
+      obs, env_state, reward, _, _, _ = jax.vmap(env.step)(jax.random.split(env_key, local), env_state, action)
+      # The observations too: a constant reward (inverted_pendulum's 1 a step) alone would let XLA drop the physics.
+      return env_state, jnp.sum(reward) + sum(jnp.sum(x) for x in jax.tree.leaves(obs))
+
+    env_state, totals = jax.lax.scan(step, env_state, jax.random.split(keys[0], steps))
+    return sharding.psum(jnp.sum(totals))
+
+  raw = jax.jit(sharding.shard_map(random_steps, mesh, in_specs=P(), out_specs=P()))
+  start = time.perf_counter()
+  jax.block_until_ready(raw(jax.random.PRNGKey(0)))
+  compile_s = time.perf_counter() - start
+  times = []
+  for i in range(chunks):
+    start = time.perf_counter()
+    jax.block_until_ready(raw(jax.random.PRNGKey(i + 1)))
+    times.append(time.perf_counter() - start)
+  return compile_s, num_envs * steps / statistics.median(times)
+
+
 def measure(row: Row, chunks: int) -> dict:
   """Runs in a worker process: one row on this process's devices (XLA_FLAGS set by the caller)."""
   import importlib
 
   import jax
-  import jax.numpy as jnp
-  from jax.sharding import PartitionSpec as P
 
-  from distrl import envs, sharding, trainer
+  from distrl import sharding, trainer
 
   config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)
   config.update(row.overrides)
@@ -87,45 +143,8 @@ def measure(row: Row, chunks: int) -> dict:
   if config.num_envs % mesh.size:
     return {"skipped": f"{config.num_envs} envs do not split over {mesh.size} devices"}
   program = trainer.build(config, mesh)  # exactly what training runs
-  sizes, env, runner = program.sizes, program.env, program.runner
-  state = runner.put(program.state)
-  start = time.perf_counter()
-  runner.compile(state)
-  compile_s = time.perf_counter() - start
-  for n in (row.warmup, row.chunk):  # warm-up
-    state, sums = runner(state, n)
-    jax.block_until_ready(sums)
-  times = []
-  for _ in range(chunks):
-    start = time.perf_counter()
-    state, sums = runner(state, row.chunk)
-    jax.block_until_ready(sums)
-    times.append(time.perf_counter() - start)
-  sps = row.chunk * sizes.steps_per_update / statistics.median(times)
-
-  # The ceiling: the same environments, random actions, one jitted scan per device.
-  local, num_steps = config.num_envs // mesh.size, 1000
-
-  def random_steps(key):
-    obs, env_state, keys = envs.reset_batch(env, key, sharding.global_index(local))
-
-    def step(env_state, step_key):
-      action_key, env_key = jax.random.split(step_key)
-      action = jax.random.randint(action_key, (local,), 0, env.num_actions)
-      _, env_state, reward, _, _, _ = jax.vmap(env.step)(jax.random.split(env_key, local), env_state, action)
-      return env_state, reward
-
-    env_state, rewards = jax.lax.scan(step, env_state, jax.random.split(keys[0], num_steps))
-    return sharding.psum(jnp.sum(rewards))
-
-  raw = jax.jit(sharding.shard_map(random_steps, mesh, in_specs=P(), out_specs=P()))
-  jax.block_until_ready(raw(jax.random.PRNGKey(0)))
-  raw_times = []
-  for i in range(chunks):
-    start = time.perf_counter()
-    jax.block_until_ready(raw(jax.random.PRNGKey(i + 1)))
-    raw_times.append(time.perf_counter() - start)
-  raw_sps = config.num_envs * num_steps / statistics.median(raw_times)
+  compile_s, sps = time_program(program, row.chunk, chunks, row.warmup)
+  _, raw_sps = raw_ceiling(program.env, config.num_envs, mesh, 1000, chunks)
   return {"compile_s": compile_s, "sps": sps, "raw_sps": raw_sps, "envs": config.num_envs,
           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
