@@ -5,8 +5,8 @@ Each holds a batch (..., ) of distributions; `sample` draws one action per distr
 rather than taken from distrax, whose TensorFlow Probability dependency lags the pinned JAX.
 
 Action masks (`Env.action_mask`: True where an action is allowed) restrict a categorical policy
-to the allowed actions (`Categorical.masked`) and a value-based agent's greedy choice
-(`masked_argmax`).
+to the allowed actions (`Categorical.masked`), a value-based agent's greedy choice and bootstrap
+(`masked_argmax`, `masked_max`) and its random choice (`uniform_allowed`).
 """
 
 import math
@@ -27,6 +27,23 @@ def masked_argmax(values: jax.Array, mask: jax.Array | None) -> jax.Array:
   if mask is None:
     return jnp.argmax(values, -1)
   return jnp.argmax(jnp.where(mask, values, -jnp.inf), -1)
+
+
+def masked_max(values: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """The value (...) of `masked_argmax`'s action: max over the allowed actions, always finite (a row that allows
+  nothing gives action 0's value, which a terminal state's zero discount then multiplies without a NaN)."""
+  return jnp.take_along_axis(values, masked_argmax(values, mask)[..., None], -1)[..., 0]
+
+
+def uniform_allowed(u: jax.Array, mask: jax.Array | None, num_actions: int) -> jax.Array:
+  """A uniformly random allowed action from uniforms `u` (...) in [0, 1): the floor(u * k)-th of the k actions
+  `mask` (..., num_actions) allows (True), counted from action 0; with no mask, floor(u * num_actions). A row that
+  allows nothing gives action 0."""
+  if mask is None:
+    return jnp.minimum((u * num_actions).astype(jnp.int32), num_actions - 1)
+  allowed = jnp.cumsum(mask.astype(jnp.int32), -1)  # (..., num_actions): how many allowed up to each action
+  rank = jnp.minimum((u * allowed[..., -1]).astype(jnp.int32), jnp.maximum(allowed[..., -1] - 1, 0))
+  return jnp.argmax(allowed > rank[..., None], -1)
 
 
 @struct.dataclass

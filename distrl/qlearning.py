@@ -3,6 +3,9 @@
 Both configs have the fields read here: `hidden_sizes`, `activation`, `torso`, `dueling`, `layer_norm`
 (the network), `start_e`, `end_e`, `exploration_steps` (the exploration schedule), `obs_clip`; and both
 learners have `params` and `normalizer`.
+
+Where the environment has an action mask (`Env.action_mask`), acting chooses among the allowed actions
+only, greedy and random choices alike, and the targets bootstrap from the best allowed action.
 """
 
 import flax.linen as nn
@@ -11,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from distrl import acting, normalization
+from distrl import acting, distributions, normalization
 from distrl.envs import Env
 from distrl.errors import require, require_positive
 from distrl.networks import QNetwork
@@ -40,24 +43,29 @@ def epsilon(config: ml_collections.ConfigDict, env_steps: jax.Array) -> jax.Arra
   return optax.linear_schedule(config.start_e, config.end_e, config.exploration_steps)(env_steps)
 
 
-def epsilon_greedy(net: nn.Module, params, observe, eps: jax.Array, num_actions: int) -> acting.Policy:
-  """The rollout policy: with probability `eps` a uniformly random action, else argmax Q.
+def epsilon_greedy(net: nn.Module, params, observe, eps: jax.Array, env: Env) -> acting.Policy:
+  """The rollout policy: with probability `eps` a uniformly random allowed action, else the allowed argmax Q.
 
   Each environment draws both of its choices from one call on its own key: two uniforms u,
-  explore if u_0 < eps, and the random action floor(u_1 * num_actions).
+  explore if u_0 < eps, and the random action from u_1 (`distributions.uniform_allowed`).
   """
 
   def policy(obs, keys):
-    greedy = jnp.argmax(net.apply(params, observe(obs)), -1)
+    mask = env.action_mask(obs)
+    greedy = distributions.masked_argmax(net.apply(params, observe(obs)), mask)
     u = jax.vmap(lambda key: jax.random.uniform(key, (2,)))(keys)
-    random_action = jnp.minimum((u[:, 1] * num_actions).astype(greedy.dtype), num_actions - 1)
+    random_action = distributions.uniform_allowed(u[:, 1], mask, env.num_actions).astype(greedy.dtype)
     return jnp.where(u[:, 0] < eps, random_action, greedy), None
 
   return policy
 
 
 def act(learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
-  """Actions for a batch of observations (B, *obs_shape): argmax Q if `greedy`, else uniformly random."""
+  """Actions for a batch of observations (B, *obs_shape): the allowed argmax Q if `greedy`, else a uniformly
+  random allowed action."""
+  mask = env.action_mask(obs)
+  if not greedy:
+    return distributions.uniform_allowed(jax.random.uniform(key, obs.shape[:1]), mask, env.num_actions)
   q = network(config, env).apply(learner.params, normalization.observations(learner.normalizer, obs,
                                                                             clip=config.obs_clip))
-  return jnp.argmax(q, -1) if greedy else jax.random.randint(key, q.shape[:-1], 0, q.shape[-1])
+  return distributions.masked_argmax(q, mask)

@@ -102,7 +102,7 @@ def test_truncated_step_keeps_the_final_observation_and_is_not_terminal(cfg):
   cfg.num_envs = cfg.train_frequency = 4
   state = dqn.init(jax.random.PRNGKey(0), config=cfg, env=env, sizes=dqn.sizes(cfg, 1))
   policy = qlearning.epsilon_greedy(qlearning.network(cfg, env), state.learner.params, lambda obs: obs,
-                                    jnp.float32(0.0), env.num_actions)
+                                    jnp.float32(0.0), env)
   _, obs, steps = acting.rollout(env, policy, state.actors.env_state, state.actors.obs, state.actors.key, 3)
   np.testing.assert_array_equal(steps.episode_end[2], True)  # every environment hit its time limit at step 3
   np.testing.assert_array_equal(steps.episode_length[2], 3)

@@ -68,6 +68,7 @@ class Batch:
   discount: jax.Array  # of the bootstrap: gamma^(steps taken), 0 after a terminal state
   next_obs: jax.Array  # the observation to bootstrap from (reached before any reset)
   priority: jax.Array | None  # p of the sample, if prioritized
+  next_action_mask: jax.Array | None = None  # the actions allowed at next_obs (B, A), if the environment masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +183,7 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
       q_tm1, q_t_online = q_both[:len(batch.obs)], jax.lax.stop_gradient(q_both[len(batch.obs):])
     else:
       q_tm1, q_t_online = net.apply(params, batch.obs), None
-    y = losses.td_target(batch.n_step_return, batch.discount, q_t_target, q_t_online)
+    y = losses.td_target(batch.n_step_return, batch.discount, q_t_target, q_t_online, batch.next_action_mask)
     loss, q_mean, td = losses.q_loss(q_tm1, batch.action, y, weights, loss=config.loss)
     return loss, (q_mean, td)
 
@@ -230,7 +231,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   eps = qlearning.epsilon(config, steps_before)
 
   next_key, rollout_key = jnp.unstack(jax.vmap(jax.random.split)(actors.key), axis=1)
-  policy = qlearning.epsilon_greedy(net, learner.params, observe, eps, env.num_actions)
+  policy = qlearning.epsilon_greedy(net, learner.params, observe, eps, env)
   env_state, obs, traj = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, sizes.num_steps)
   normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
                                                                actors.discounted_return, gamma=config.gamma)
@@ -249,7 +250,8 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   def one(carry, key):
     learner, priority = carry
     batch, drawn = draw(buffer, priority, key, where, config=config, sizes=sizes, normalizer=normalizer)
-    batch = batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs))
+    batch = batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs),
+                          next_action_mask=env.action_mask(batch.next_obs))  # read before normalising
     weights = None
     if config.prioritized:
       weights = losses.importance_weights(batch.priority / drawn.total, drawn.minimum / drawn.total, beta=beta)[mine]

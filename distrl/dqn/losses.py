@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from distrl import distributions
+
 
 def n_step_return(r_t, terminated_t, episode_end_t, *, gamma: float):
   """Discounted sums of up to n rewards, cut at the first episode end, and the discount of their bootstrap.
@@ -42,11 +44,13 @@ def n_step_return(r_t, terminated_t, episode_end_t, *, gamma: float):
   return n_step, discount, last
 
 
-def td_target(return_t, discount_t, q_t_target, q_t_online=None):
+def td_target(return_t, discount_t, q_t_target, q_t_online=None, mask_t=None):
   """Q-learning targets for a batch: y = return_t + discount_t * Q_target(s_t, a*), with no gradient.
 
       a* = argmax_a Q_target(s_t, a)            (DQN)
       a* = argmax_a Q_online(s_t, a)            (double DQN, when q_t_online is given)
+
+  the argmax over the actions allowed at s_t where `mask_t` is given.
 
   For one-step targets, return_t = r_t and discount_t = gamma * (1 - terminated_t); `n_step_return`
   gives both for n steps. s_t is the state reached before any auto-reset.
@@ -56,6 +60,7 @@ def td_target(return_t, discount_t, q_t_target, q_t_online=None):
     discount_t: the bootstrap's discount, 0 at terminal states, shaped (B,).
     q_t_target: target-network values Q_target(s_t, .), shaped (B, A).
     q_t_online: online-network values Q_online(s_t, .), shaped (B, A), for double DQN.
+    mask_t: the actions allowed at s_t (True), shaped (B, A), or None: all of them.
   Returns:
     y shaped (B,).
   """
@@ -63,7 +68,7 @@ def td_target(return_t, discount_t, q_t_target, q_t_online=None):
     raise ValueError(f"td_target wants return_t (B,), discount_t (B,), q_t (B, A); got "
                      f"{return_t.shape}, {discount_t.shape}, {q_t_target.shape}")
   selector = q_t_target if q_t_online is None else q_t_online
-  a_star = jnp.argmax(selector, axis=-1)
+  a_star = distributions.masked_argmax(selector, mask_t)
   bootstrap = jnp.take_along_axis(q_t_target, a_star[:, None], axis=-1)[:, 0]
   return jax.lax.stop_gradient(return_t + discount_t * bootstrap)
 

@@ -19,7 +19,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import acting, normalization, onpolicy, qlearning, sharding
+from distrl import acting, distributions, normalization, onpolicy, qlearning, sharding
 from distrl.dqn.losses import q_loss
 from distrl.envs import Env
 from distrl.errors import require, require_positive
@@ -76,15 +76,15 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
 
   next_key, rollout_key, shuffle_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
                                                    axis=1)
-  policy = qlearning.epsilon_greedy(net, params, observe, eps, env.num_actions)
+  policy = qlearning.epsilon_greedy(net, params, observe, eps, env)
   env_state, obs, traj = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, config.num_steps)
   normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
                                                                actors.discounted_return, gamma=config.gamma)
   reward = config.reward_scale * normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
   actors = actors.replace(env_state=env_state, obs=obs, key=next_key, discounted_return=discounted_return)
 
-  # Targets once per rollout, from the network that acted: max_a Q at every pre-reset next state.
-  q_tp1 = jnp.max(net.apply(params, observe(traj.final_obs)), axis=-1)
+  # Targets once per rollout, from the network that acted: max_a Q (over the allowed a) at every pre-reset next state.
+  q_tp1 = distributions.masked_max(net.apply(params, observe(traj.final_obs)), env.action_mask(traj.final_obs))
   target = losses.q_lambda_returns(reward, q_tp1, traj.terminated, traj.episode_end, gamma=config.gamma,
                                    q_lambda=config.q_lambda)
   batch = Batch(obs=observe(traj.obs), action=traj.action, target=target)
