@@ -109,7 +109,7 @@ def raw_ceiling(env, num_envs: int, mesh, steps: int, chunks: int) -> tuple[floa
     def step(env_state, step_key):
       action_key, env_key = jax.random.split(step_key)
       action = jax.vmap(env.action_space.sample)(jax.random.split(action_key, local))
-      obs, env_state, reward, _, _, _ = jax.vmap(env.step)(jax.random.split(env_key, local), env_state, action)
+      obs, env_state, reward, _, _, _ = env.step_batch(jax.random.split(env_key, local), env_state, action)
       # The observations too: a constant reward (inverted_pendulum's 1 a step) alone would let XLA drop the physics.
       return env_state, jnp.sum(reward) + sum(jnp.sum(x) for x in jax.tree.leaves(obs))
 

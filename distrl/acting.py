@@ -46,7 +46,7 @@ def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps
     env_state, obs = carry
     act_keys, env_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
     action, extras = policy(obs, act_keys)
-    next_obs, env_state, reward, terminated, _, info = jax.vmap(env.step)(env_keys, env_state, env.clip(action))
+    next_obs, env_state, reward, terminated, _, info = env.step_batch(env_keys, env_state, env.clip(action))
     transition = Step(obs=obs, action=action, extras=extras, reward=reward, terminated=terminated,
                       episode_end=info["returned_episode"], final_obs=info["final_observation"],
                       episode_return=info["returned_episode_returns"],

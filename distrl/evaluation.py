@@ -40,7 +40,7 @@ def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, me
 
     def step(play: _Play, step_key):
       action = policy(learner, play.obs, None)
-      obs, env_state, _, _, _, info = jax.vmap(env.step)(step_key, play.env_state, action)
+      obs, env_state, _, _, _, info = env.step_batch(step_key, play.env_state, action)
       first_end = info["returned_episode"] & ~play.done
       return _Play(obs=obs, env_state=env_state, done=play.done | info["returned_episode"],
                    episode_return=jnp.where(first_end, info["returned_episode_returns"], play.episode_return),

@@ -104,3 +104,20 @@ incomplete_algorithm = types.SimpleNamespace(sizes=lambda config, num_devices: N
 def no_observation():
   env = Walk(observe=lambda p: {})
   return env, env.default_params
+
+
+class RandomStartWalk(Walk):
+  """Walk from a random start in [-2, 2], ending at random times (at +3, or by its 5-step limit), reset in
+  batches: a test of `Env.step_batch` against `jax.vmap(Env.step)`."""
+
+  reset_in_batches = True
+
+  def reset_env(self, key, params):
+    state = State(position=jax.random.randint(key, (), -2, 3), time=jnp.int32(0))
+    return self.obs_fn(state.position), state
+
+
+def random_start_walk(in_batches: bool = True):
+  env = RandomStartWalk()
+  env.reset_in_batches = in_batches
+  return env, env.default_params

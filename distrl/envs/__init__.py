@@ -30,9 +30,15 @@ Two optional conventions:
   `distributions.masked_argmax`).
 - Episode metrics: `info["episode_metrics"]`, a dict of scalars read where an episode ends (e.g.
   Craftax's achievements), is logged as `train/<name>`, averaged over the episodes that ended.
+- Costly resets: a gymnax `Environment` subclass with array observations and the class attribute
+  `reset_in_batches = True` (Craftax: a reset generates a world) is stepped by `Env.step_batch`
+  without the reset its `step` computes for every environment under `vmap`; the environments that
+  ended are then reset together, a few at a time, each from the key its own `step` would have used:
+  the same observations and states as `vmap(env.step)`, with resets only where episodes end.
 """
 
 import difflib
+import functools
 import importlib
 import inspect
 from typing import Any
@@ -42,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from gymnax.environments import environment
 from gymnax.wrappers.purerl import FlattenObservationWrapper, GymnaxWrapper, LogWrapper
 
 from distrl.errors import ConfigError
@@ -62,6 +69,8 @@ class Env:
   observation_shape: tuple[int, ...] = struct.field(pytree_node=False)  # of one observation, as the agent sees it
   # Where the action mask lies in the (flattened) observation: obs[..., start:stop], or None without one.
   action_mask_slice: tuple[int, int] | None = struct.field(pytree_node=False, default=None)
+  # For an environment that resets in batches: LogWrapper(ResetLater(env)), whose step does not reset.
+  without_reset: Any = struct.field(pytree_node=False, default=None)
 
   def reset(self, key: jax.Array):
     """-> (obs, state) for one environment."""
@@ -70,6 +79,19 @@ class Env:
   def step(self, key: jax.Array, state, action: jax.Array):
     """-> (obs, state, reward, terminated, truncated, info) for one environment; resets itself."""
     return self.env.step(key, state, action, self.params)
+
+  def step_batch(self, keys: jax.Array, states, actions: jax.Array):
+    """`step` of a batch of environments (leaves (E, ...)): `jax.vmap(self.step)`, to the bit, but an environment
+    that resets in batches (`reset_in_batches`) computes resets only for the environments that ended."""
+    if self.without_reset is None:
+      return jax.vmap(self.step)(keys, states, actions)
+    step = jax.vmap(self.without_reset.step, in_axes=(0, 0, 0, None))
+    obs, states, reward, terminated, truncated, info = step(keys, states, actions, self.params)
+    info = dict(info)
+    reset_keys = info.pop("reset_key")
+    reset = functools.partial(self.without_reset._env.reset_env, params=self.params)
+    obs, inner = _reset_ended(info["returned_episode"], reset_keys, obs, states.env_state, reset)
+    return obs, states.replace(env_state=inner), reward, terminated, truncated, info
 
   @property
   def action_space(self):
@@ -127,6 +149,37 @@ def reset_batch(env: Env, key: jax.Array, indices: jax.Array):
   return obs, env_state, keys
 
 
+class ResetLater(GymnaxWrapper):
+  """A gymnax `Environment`'s `step` (gymnax >= 1.0) without its automatic reset: the observation and state the
+  step reached, and in `info["reset_key"]` the key the reset would have used."""
+
+  def step(self, key, state, action, params=None):
+    key_step, key_reset = jax.random.split(key)  # as gymnax's Environment.step splits it
+    obs, state, reward, terminated, info = self._env.step_env(key_step, state, action, params)
+    truncated = self._env.is_truncated(state, params)
+    return obs, state, reward, terminated, truncated, {**info, "terminated": terminated, "truncated": truncated,
+                                                       "final_observation": obs, "reset_key": key_reset}
+
+
+def _reset_ended(ended: jax.Array, keys: jax.Array, obs, state, reset):
+  """`obs` and `state` (leaves (E, ...)) with environment i replaced by `reset(keys[i])` wherever ended[i]: a loop
+  over the ended environments, `chunk` at a time (one pass when at most `chunk` end in the step, none when none)."""
+  num = ended.shape[0]
+  chunk = max(1, num // 16)
+  slots = -(-num // chunk) * chunk
+  order = jnp.nonzero(ended, size=slots, fill_value=num)[0]  # the ended environments first; `num` pads (dropped)
+
+  def reset_chunk(carry):
+    start, obs, state = carry
+    index = jax.lax.dynamic_slice_in_dim(order, start, chunk)
+    new_obs, new_state = jax.vmap(reset)(keys[jnp.minimum(index, num - 1)])
+    put = lambda old, new: old.at[index].set(new, mode="drop")
+    return start + chunk, jax.tree.map(put, obs, new_obs), jax.tree.map(put, state, new_state)
+
+  _, obs, state = jax.lax.while_loop(lambda carry: carry[0] < jnp.sum(ended), reset_chunk, (0, obs, state))
+  return obs, state
+
+
 def names() -> list[str]:
   """Every gymnax id `make` accepts (and any `suite:id` or `package.module:factory`)."""
   return list(gymnax.registered_envs)
@@ -176,8 +229,9 @@ def make(name: str, kwargs: Any = None) -> Env:
     if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
       env = FlattenObservationWrapper(env)
   obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
+  in_batches = getattr(env, "reset_in_batches", False) and isinstance(env, environment.Environment)
   return Env(env=LogWrapper(env), params=params, name=name, observation_shape=tuple(obs.shape),
-             action_mask_slice=mask_slice)
+             action_mask_slice=mask_slice, without_reset=LogWrapper(ResetLater(env)) if in_batches else None)
 
 
 def _as_dict(kwargs) -> dict:

@@ -9,7 +9,8 @@ apart: an episode is `terminated` where Craftax's own terminal test holds with t
 to 0 (the agent died, stood in lava, or beat the final boss), and `truncated` where its clock
 reached the limit; a step that is both is terminated. The environment resets itself as gymnax's
 `Environment.step` does (as Craftax's own auto-reset does), keeping the observation before the
-reset in `info["final_observation"]`.
+reset in `info["final_observation"]`; a batch of environments generates new worlds only for those
+whose episodes ended (`reset_in_batches`, see distrl.envs), not one per environment and step.
 
 Craftax reports at the end of each episode which achievements it unlocked (100 if unlocked, else
 0): distrl logs them as `train/achievements/<name>`, the percentage of the episodes ending in a log
@@ -41,7 +42,10 @@ class Params:
 
 
 class Craftax(environment.Environment):
-  """A Craftax environment without its auto-reset, as a gymnax environment that resets itself."""
+  """A Craftax environment without its auto-reset, as a gymnax environment that resets itself; a reset generates
+  a world, so a batch of them resets only the environments that ended (`reset_in_batches`, see distrl.envs)."""
+
+  reset_in_batches = True
 
   def __init__(self, env):
     super().__init__()
