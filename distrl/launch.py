@@ -14,6 +14,7 @@ from distrl import stopping
 
 stopping.REQUEST.install()  # before the imports below: a Ctrl-C from here on is a stop request, never a traceback
 
+import ast  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -69,6 +70,24 @@ def _shipped_configs(argv: list[str]) -> list[str]:
   return argv
 
 
+def _env_kwargs(argv: list[str]) -> tuple[list[str], dict]:
+  """`--config.env_kwargs.NAME=VALUE` (or `... NAME VALUE`) taken out of argv: the environment's keywords are its
+  constructor's, which no config can list in advance, so any NAME goes (a Python literal, else a string); a wrong
+  one is `envs.make`'s error."""
+  rest, kwargs, args = [], {}, iter(argv)
+  for arg in args:
+    match = re.fullmatch(r"--config\.env_kwargs\.(\w+)(?:=(.*))?", arg, re.DOTALL)
+    if not match:
+      rest.append(arg)
+      continue
+    text = match[2] if match[2] is not None else next(args, "")
+    try:
+      kwargs[match[1]] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      kwargs[match[1]] = text
+  return rest, kwargs
+
+
 def _fail(message: str, status: int) -> None:
   print(f"distrl: error: {message}", file=sys.stderr, flush=True)
   stopping.REQUEST.ignore_from_now()
@@ -82,12 +101,16 @@ def parse_flags(argv: list[str]) -> list[str]:
   python_logging.getLogger("absl").setLevel(python_logging.ERROR)  # config_flags' warnings: we say it in one line
   given = next((a.split("=", 1)[1] if "=" in a else None for a in reversed(argv[1:]) if a.startswith("--config")
                 and not a.startswith("--config.")), None)
+  argv, env_kwargs = _env_kwargs(argv)
+  command, sys.argv = sys.argv, argv  # config_flags finds the overrides to define in sys.argv
   try:
     argv = _shipped_configs(argv)
     rest = flags.FLAGS(argv)
     config = _CONFIG.value
   except Exception as error:  # flags.Error, or whatever a config file or override raised
     _fail(_flag_error(error, argv), 2)
+  finally:
+    sys.argv = command
   python_logging.getLogger("absl").setLevel(python_logging.NOTSET)
   if config is None and given is None:
     _fail("--config is required, e.g. --config=ppo", 2)
@@ -98,6 +121,9 @@ def parse_flags(argv: list[str]) -> list[str]:
   if missing:
     _fail(f"--config={given}: the config lacks {', '.join(missing)} (every config has "
           f"{', '.join(configs.RUN_FIELDS)}; see distrl/configs/ppo.py)", 2)
+  with config.env_kwargs.unlocked():
+    for name, value in env_kwargs.items():
+      config.env_kwargs[name] = value
   return rest
 
 

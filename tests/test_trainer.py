@@ -1,5 +1,6 @@
 """The host loop and the launcher: chunks traced once, stop and resume, errors a user can act on."""
 
+import json
 import os
 import re
 import signal
@@ -89,6 +90,22 @@ def test_default_workdir_and_a_short_run_from_the_command_line(tmp_path):
   assert sorted(os.listdir(workdir / "checkpoints")) == ["8"]
 
 
+def test_env_kwargs_on_the_command_line_take_any_name(tmp_path):
+  """An environment's keywords are its constructor's, which the config cannot list in advance: `--config.env_kwargs.
+  NAME=VALUE` (or `NAME VALUE`) adds NAME, its VALUE a Python literal or else a string, and reaches the run."""
+  run = launch(f"--workdir={tmp_path}", "--config.env_name=tests.user_code:corridor_of", "--config.env_kwargs.length",
+               "6", "--config.env_kwargs.note=a word", "--config.num_envs=8", "--config.total_timesteps=1024",
+               "--config.num_steps=16", env_extra={"COLUMNS": "80"})
+  _, err = run.communicate(timeout=300)
+  assert run.returncode != 0 and "env_kwargs {'length': 6, 'note': 'a word'} do not fit" in err, err
+  run = launch(f"--workdir={tmp_path}", "--config.env_name=tests.user_code:corridor_of", "--config.env_kwargs.length=6",
+               "--config.num_envs=8", "--config.total_timesteps=1024", "--config.num_steps=16")
+  _, err = run.communicate(timeout=300)
+  assert run.returncode == 0, err
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["env_kwargs"] == {"length": 6}
+
+
 # On one device every size divides over the devices: that case exists only with several.
 DEVICE_SPLIT = ([(["--config.num_envs=12"], f"num_envs=12 does not divide evenly over the number of devices="
                   f"{jax.device_count()}")] if jax.device_count() in (8, 16) else [])
@@ -100,6 +117,8 @@ DEVICE_SPLIT = ([(["--config.num_envs=12"], f"num_envs=12 does not divide evenly
     (["--config.total_timesteps=100"], "total_timesteps=100 is less than one iteration"),
     (["--config.lr=0"], "lr=0.0 must be a positive number"),
     (["--config.backend=tpu_magic"], "backend='tpu_magic' must be one of"),
+    (["--config.env_name=tests.user_code:corridor_of", "--config.env_kwargs.lenght=3"],
+     "env_kwargs {'lenght': 3} do not fit tests.user_code:corridor_of: got an unexpected keyword argument 'lenght'"),
 ])
 def test_bad_config_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path):
   run = launch(f"--workdir={tmp_path / 'run'}", "--config.num_envs=8", *flags)
