@@ -34,7 +34,7 @@ ROWS = {
     "brax-inverted-pendulum": Row("brax:inverted_pendulum", {
         "num_envs": 64, "num_steps": 32, "num_minibatches": 4, "update_epochs": 10, "hidden_sizes": (64, 64),
         "env_kwargs": {"backend": "spring", "episode_length": 1000}}, 10, 1000),
-    "craftax-classic": Row("craftax:Craftax-Classic-Symbolic-v1", {"num_envs": 64, "num_steps": 16}, 1, 50),
+    "craftax-classic": Row("craftax:Craftax-Classic-Symbolic-v1", {"num_envs": 64, "num_steps": 16}, 10, 500),
     "jumanji-snake": Row("jumanji:Snake-v1", {}, 2, 500),
 }
 
