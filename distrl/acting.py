@@ -41,12 +41,16 @@ def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps
   into one per step, and each of those into the policy's key and the environment's.
   """
   step_keys = jnp.swapaxes(jax.vmap(functools.partial(jax.random.split, num=num_steps))(keys), 0, 1)  # (T, E, 2)
+  # Every step's policy and environment keys at once, before the loop: one vectorised split, not one per step.
+  act_env_keys = jax.vmap(jax.vmap(jax.random.split))(step_keys)  # (T, E, 2, 2)
 
   def step(carry, keys):
     env_state, obs = carry
-    act_keys, env_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
-    action, extras = policy(obs, act_keys)
-    next_obs, env_state, reward, terminated, _, info = env.step_batch(env_keys, env_state, env.clip(action))
+    act_keys, env_keys = keys[:, 0], keys[:, 1]
+    with jax.named_scope("policy"):  # named scopes: the parts benchmarks/profile.py times
+      action, extras = policy(obs, act_keys)
+    with jax.named_scope("environment"):
+      next_obs, env_state, reward, terminated, _, info = env.step_batch(env_keys, env_state, env.clip(action))
     transition = Step(obs=obs, action=action, extras=extras, reward=reward, terminated=terminated,
                       episode_end=info["returned_episode"], final_obs=info["final_observation"],
                       episode_return=info["returned_episode_returns"],
@@ -54,7 +58,8 @@ def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps
                       episode_metrics=info.get("episode_metrics", {}))
     return (env_state, next_obs), transition
 
-  (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), step_keys)
+  with jax.named_scope("acting"):
+    (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), act_env_keys)
   return env_state, obs, steps
 
 
@@ -62,8 +67,9 @@ def episode_metrics(steps: Step) -> dict:
   """Return and length of every episode that ended in `steps`, and the environment's own episode statistics
   (`train/<name>`, e.g. Craftax's achievements), each averaged over those episodes on all devices, as (sum, count)
   metrics."""
-  ends = steps.episode_end.astype(jnp.float32)
-  per_episode = {"train/episode_return": steps.episode_return, "train/episode_length": steps.episode_length,
-                 **{f"train/{name}": value for name, value in steps.episode_metrics.items()}}
-  episodes, sums = sharding.psum((jnp.sum(ends), {name: jnp.sum(value * ends) for name, value in per_episode.items()}))
+  with jax.named_scope("metrics"):
+    ends = steps.episode_end.astype(jnp.float32)
+    per_episode = {"train/episode_return": steps.episode_return, "train/episode_length": steps.episode_length,
+                   **{f"train/{name}": value for name, value in steps.episode_metrics.items()}}
+    episodes, sums = sharding.psum((jnp.sum(ends), {name: jnp.sum(value * ends) for name, value in per_episode.items()}))
   return {name: (total, episodes) for name, total in sums.items()}

@@ -187,6 +187,10 @@ class Runner:
     """Traces and compiles the chunk for `state`'s shapes now, so that compile time is measured apart."""
     self._step = self._step.lower(state, np.int32(1)).compile()
 
+  def compiled_text(self) -> str:
+    """The compiled chunk's HLO text (after `compile`; shard_map only): what benchmarks/profile.py attributes."""
+    return self._step.as_text()
+
   def __call__(self, state, num_updates: int):
     """Runs `num_updates` updates on a state in the backend's layout; returns (state, metric sums)."""
     return self._step(state, np.int32(num_updates))

@@ -66,3 +66,32 @@ def test_table_py_runs_the_reference_beside_distrl_in_its_smoke_mode():
   distrl_sps, reference_sps = (float(value.replace(",", "")) for value in (distrl_sps, reference_sps))
   assert distrl_sps > 0 and reference_sps > 0
   assert float(ratio.rstrip("x ")) == pytest.approx(distrl_sps / reference_sps, rel=0.01)
+
+
+def test_profile_py_splits_an_update_into_its_named_parts():
+  """`benchmarks/profile.py` on DQN's CartPole row, one device: every part of a DQN update that has a named scope
+  (acting, replay, sampling, gradient, optimizer) got time from the traced program, and the shares add up to 1.
+  The attribution itself on a hand-written module text: a fusion counts for its root's scope, and a while loop
+  (whose body's operations are counted) not at all."""
+  profile = _script("profile")
+  text = ('  %fusion.3 = f32[4]{0} fusion(%p), kind=kLoop, calls=%c, metadata={op_name="jit(chunk)/shard_map/while/'
+          'body/acting/while/body/environment/add"}\n'
+          '  %while.1 = (s32[], f32[4]{0}) while(%t), condition=%cond, body=%body, metadata={op_name="jit(chunk)/'
+          'acting/while"}\n'
+          '  ROOT %dot.2 = f32[4,2]{1,0} dot(%a, %b), metadata={op_name="jit(chunk)/gradient/transpose(jvp(dot))"}')
+  ops = profile.operations(text)
+  assert ops == {"fusion.3": ("fusion", "jit(chunk)/shard_map/while/body/acting/while/body/environment/add"),
+                 "while.1": ("while", "jit(chunk)/acting/while"),
+                 "dot.2": ("dot", "jit(chunk)/gradient/transpose(jvp(dot))")}
+  assert [profile.part_of(name) for _, name in ops.values()] == [
+      "acting: environment step", "acting: keys, stacking", "gradient (forward, backward, all-reduce)"]
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "profile.py"), "--worker", "dqn-default",
+                        "--chunks", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+                            "PYTHONPATH": ROOT})
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["sps"] > 0 and sum(result["parts"].values()) == pytest.approx(1.0)
+  for part in ("acting: policy", "acting: environment step", "replay write", "sampling",
+               "gradient (forward, backward, all-reduce)", "optimizer"):
+    assert result["parts"].get(part, 0) > 0, (part, result["parts"])

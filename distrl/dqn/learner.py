@@ -187,10 +187,12 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
     loss, q_mean, td = losses.q_loss(q_tm1, batch.action, y, weights, loss=config.loss)
     return loss, (q_mean, td)
 
-  (loss, (q_mean, td)), grads = jax.value_and_grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
-  grads, loss, q_mean = sharding.pmean((grads, loss, q_mean))
-  updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
-  learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
+  with jax.named_scope("gradient"):
+    (loss, (q_mean, td)), grads = jax.value_and_grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
+    grads, loss, q_mean = sharding.pmean((grads, loss, q_mean))
+  with jax.named_scope("optimizer"):
+    updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
+    learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
   return learner, td, (loss, q_mean, optax.tree.norm(grads))
 
 
@@ -238,10 +240,11 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   steps = replay.Transition(obs=traj.obs, action=traj.action, reward=traj.reward, next_obs=traj.final_obs,
                             terminated=traj.terminated, episode_end=traj.episode_end)
   added = state.update * sizes.num_steps  # steps per environment before this iteration
-  buffer = replay.add(actors.replay, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps), added)
-  priority = actors.priority
-  if config.prioritized:
-    priority = priorities.write(priority, learner.max_priority, added, sizes.num_steps)
+  with jax.named_scope("replay_write"):
+    buffer = replay.add(actors.replay, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps), added)
+    priority = actors.priority
+    if config.prioritized:
+      priority = priorities.write(priority, learner.max_priority, added, sizes.num_steps)
   where = replay.starts(sizes.capacity, added + sizes.num_steps, config.n_step)
   learner_key, sample_key = jax.random.split(learner.key)
   beta = optax.linear_schedule(config.priority_beta, 1.0, config.total_timesteps)(steps_before)
@@ -249,9 +252,10 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
 
   def one(carry, key):
     learner, priority = carry
-    batch, drawn = draw(buffer, priority, key, where, config=config, sizes=sizes, normalizer=normalizer)
-    batch = batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs),
-                          next_action_mask=env.action_mask(batch.next_obs))  # read before normalising
+    with jax.named_scope("sampling"):
+      batch, drawn = draw(buffer, priority, key, where, config=config, sizes=sizes, normalizer=normalizer)
+      batch = batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs),
+                            next_action_mask=env.action_mask(batch.next_obs))  # read before normalising
     weights = None
     if config.prioritized:
       weights = losses.importance_weights(batch.priority / drawn.total, drawn.minimum / drawn.total, beta=beta)[mine]
@@ -277,7 +281,8 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   # The target network moves when this iteration crosses a multiple of target_update_interval.
   crossed = steps_after // config.target_update_interval > steps_before // config.target_update_interval
   tau = jnp.where(crossed & learning, config.tau, 0.0)
-  target = optax.incremental_update(learner.params, learner.target_params, tau)
+  with jax.named_scope("target"):
+    target = optax.incremental_update(learner.params, learner.target_params, tau)
   # The observations of this iteration join the statistics for the next one.
   learner = learner.replace(target_params=target, key=learner_key,
                             normalizer=normalization.update_observations(normalizer, traj.obs))

@@ -112,10 +112,12 @@ def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, 
                             ent_coef=config.ent_coef, clip_value_loss=config.clip_value_loss)
     return terms.total, terms
 
-  grads, terms = jax.grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
-  grads, terms = sharding.pmean((grads, terms))
-  updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
-  learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
+  with jax.named_scope("gradient"):
+    grads, terms = jax.grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
+    grads, terms = sharding.pmean((grads, terms))
+  with jax.named_scope("optimizer"):
+    updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
+    learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
   return learner, (terms, optax.tree.norm(grads))
 
 
@@ -146,10 +148,11 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
 
   # The critic once over the whole rollout: V(s_t), and V(s_{t+1}) from the pre-reset observations.
   value_fn = functools.partial(net.apply, params, method=ActorCritic.value)
-  traj_obs = observe(traj.obs)
-  value, value_tp1 = value_fn(traj_obs), value_fn(observe(traj.final_obs))
-  advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
-                         gamma=config.gamma, gae_lambda=config.gae_lambda)
+  with jax.named_scope("advantages"):
+    traj_obs = observe(traj.obs)
+    value, value_tp1 = value_fn(traj_obs), value_fn(observe(traj.final_obs))
+    advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
+                           gamma=config.gamma, gae_lambda=config.gae_lambda)
   batch = Batch(obs=traj_obs, action=traj.action, log_prob=traj.extras, value=value,
                 advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
 
@@ -166,7 +169,8 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   def epoch(learner: Learner, inputs):
     order, adv_mean, adv_std = inputs
     step = functools.partial(_minibatch_step, net, tx, config)
-    batches = jax.tree.map(lambda x: minibatches(x, order), batch)
+    with jax.named_scope("minibatches"):
+      batches = jax.tree.map(lambda x: minibatches(x, order), batch)
     return jax.lax.scan(step, learner, Minibatch(batch=batches, adv_mean=adv_mean, adv_std=adv_std))
 
   learner, (terms, grad_norm) = jax.lax.scan(epoch, learner, (order, adv_mean, adv_std))

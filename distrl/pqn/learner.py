@@ -84,9 +84,10 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   actors = actors.replace(env_state=env_state, obs=obs, key=next_key, discounted_return=discounted_return)
 
   # Targets once per rollout, from the network that acted: max_a Q (over the allowed a) at every pre-reset next state.
-  q_tp1 = distributions.masked_max(net.apply(params, observe(traj.final_obs)), env.action_mask(traj.final_obs))
-  target = losses.q_lambda_returns(reward, q_tp1, traj.terminated, traj.episode_end, gamma=config.gamma,
-                                   q_lambda=config.q_lambda)
+  with jax.named_scope("advantages"):  # here Q(lambda) returns: the same part of an update as PPO's GAE
+    q_tp1 = distributions.masked_max(net.apply(params, observe(traj.final_obs)), env.action_mask(traj.final_obs))
+    target = losses.q_lambda_returns(reward, q_tp1, traj.terminated, traj.episode_end, gamma=config.gamma,
+                                     q_lambda=config.q_lambda)
   batch = Batch(obs=observe(traj.obs), action=traj.action, target=target)
 
   def minibatch_step(learner: onpolicy.Learner, minibatch: Batch):
@@ -94,15 +95,18 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
       loss, q_mean, _ = q_loss(net.apply(params, minibatch.obs), minibatch.action, minibatch.target, loss="mse")
       return loss, q_mean
 
-    (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
-    grads, loss, q_mean = sharding.pmean((grads, loss, q_mean))
-    updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
-    learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
+    with jax.named_scope("gradient"):
+      (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
+      grads, loss, q_mean = sharding.pmean((grads, loss, q_mean))
+    with jax.named_scope("optimizer"):
+      updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
+      learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
     return learner, (loss, q_mean, optax.tree.norm(grads))
 
   def epoch(learner: onpolicy.Learner, order: jax.Array):
-    return jax.lax.scan(minibatch_step, learner,
-                        jax.tree.map(lambda x: onpolicy.minibatches(x, order, config.num_minibatches), batch))
+    with jax.named_scope("minibatches"):
+      batches = jax.tree.map(lambda x: onpolicy.minibatches(x, order, config.num_minibatches), batch)
+    return jax.lax.scan(minibatch_step, learner, batches)
 
   learner, (loss, q_mean, grad_norm) = jax.lax.scan(
       epoch, learner, onpolicy.orders(shuffle_key, config.num_steps, config.update_epochs))
