@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import table  # noqa: E402  (the rows, their worker environment and result parsing)
 
 # (part, the named-scope path that marks it), first match wins: acting's inner scopes before acting itself.
-PARTS = [("acting: policy", "acting/.*policy"), ("acting: environment step", "acting/.*environment"),
+PARTS = [("acting: policy", "acting/(.*/)?policy"), ("acting: environment step", "acting/(.*/)?environment"),
          ("acting: keys, stacking", "acting"), ("replay write", "replay_write"), ("sampling", "sampling"),
          ("advantages / targets", "advantages"), ("minibatch gathering", "minibatches"),
          ("gradient (forward, backward, all-reduce)", "gradient"), ("optimizer", "optimizer"),
@@ -45,8 +45,9 @@ def part_of(op_name: str) -> str:
 
 
 def operations(hlo_text: str) -> dict[str, tuple[str, str]]:
-  """{instruction name: (opcode, op_name metadata)} of a compiled module's text."""
-  found = {}
+  """{instruction name: (opcode, op_name metadata)} of a compiled module's text ("" -> its module name)."""
+  module = re.match(r"HloModule ([\w.\-]+)", hlo_text)
+  found = {"": ("module", module[1] if module else "")}
   for line in hlo_text.splitlines():
     match = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = .*? ([\w\-]+)\(.*?metadata=\{op_name=\"([^\"]*)\"", line)
     if match:
@@ -88,11 +89,12 @@ def measure(name: str, chunks: int) -> dict:
     jax.block_until_ready(sums)
   jax.profiler.stop_trace()
   (path,) = glob.glob(os.path.join(trace, "**", "*.xplane.pb"), recursive=True)
-  total = collections.Counter()
+  total, module = collections.Counter(), ops.pop("")[1]
   for plane in ProfileData.from_file(path).planes:
     for line in plane.lines:
       for event in line.events:
-        op = ops.get(dict(event.stats).get("hlo_op", ""))
+        stats = dict(event.stats)
+        op = ops.get(stats.get("hlo_op", "")) if stats.get("hlo_module") == module else None
         if op and op[0] not in CONTAINERS:
           total[part_of(op[1])] += event.duration_ns
   summed = sum(total.values())

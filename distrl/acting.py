@@ -40,10 +40,6 @@ def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps
   `keys` (E, 2) are this rollout's keys, one per environment; each environment splits its key
   into one per step, and each of those into the policy's key and the environment's.
   """
-  step_keys = jnp.swapaxes(jax.vmap(functools.partial(jax.random.split, num=num_steps))(keys), 0, 1)  # (T, E, 2)
-  # Every step's policy and environment keys at once, before the loop: one vectorised split, not one per step.
-  act_env_keys = jax.vmap(jax.vmap(jax.random.split))(step_keys)  # (T, E, 2, 2)
-
   def step(carry, keys):
     env_state, obs = carry
     act_keys, env_keys = keys[:, 0], keys[:, 1]
@@ -59,6 +55,9 @@ def rollout(env: Env, policy: Policy, env_state, obs, keys: jax.Array, num_steps
     return (env_state, next_obs), transition
 
   with jax.named_scope("acting"):
+    step_keys = jnp.swapaxes(jax.vmap(functools.partial(jax.random.split, num=num_steps))(keys), 0, 1)  # (T, E, 2)
+    # Every step's policy and environment keys at once, before the loop: one vectorised split, not one per step.
+    act_env_keys = jax.vmap(jax.vmap(jax.random.split))(step_keys)  # (T, E, 2, 2)
     (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), act_env_keys)
   return env_state, obs, steps
 

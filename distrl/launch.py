@@ -70,22 +70,55 @@ def _shipped_configs(argv: list[str]) -> list[str]:
   return argv
 
 
-def _env_kwargs(argv: list[str]) -> tuple[list[str], dict]:
-  """`--config.env_kwargs.NAME=VALUE` (or `... NAME VALUE`) taken out of argv: the environment's keywords are its
-  constructor's, which no config can list in advance, so any NAME goes (a Python literal, else a string); a wrong
-  one is `envs.make`'s error."""
-  rest, kwargs, args = [], {}, iter(argv)
+def _env_kwargs(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """`--config.env_kwargs.NAME=VALUE` (or `... NAME VALUE`) taken out of argv, as (NAME, VALUE) texts: the
+  environment's keywords are its constructor's, which no config can list in advance, so any NAME goes."""
+  rest, kwargs, args = [], [], iter(argv)
   for arg in args:
     match = re.fullmatch(r"--config\.env_kwargs\.(\w+)(?:=(.*))?", arg, re.DOTALL)
     if not match:
       rest.append(arg)
       continue
-    text = match[2] if match[2] is not None else next(args, "")
-    try:
-      kwargs[match[1]] = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      kwargs[match[1]] = text
+    text = match[2] if match[2] is not None else next(args, None)
+    if not text or (match[2] is None and text.startswith("--")):
+      _fail(f"flag --config.env_kwargs.{match[1]} has no value (--config.env_kwargs.{match[1]}=VALUE)", 2)
+    kwargs.append((match[1], text))
   return rest, kwargs
+
+
+def _env_kwarg(name: str, text: str, current):
+  """A command-line VALUE for env_kwargs NAME: of the type of the value the config gives NAME, if it gives one,
+  else a Python literal (true/false/none in any case too), else the text."""
+  words = {"true": True, "false": False, "none": None}
+  if isinstance(current, bool):
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise ValueError(f"{text!r} is not a bool")
+    return text.lower() in ("true", "1")
+  if isinstance(current, (int, float, str)):
+    return type(current)(text)
+  if text.lower() in words:
+    return words[text.lower()]
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _set_env_kwargs(config: ml_collections.ConfigDict, kwargs: list[tuple[str, str]]) -> None:
+  if not kwargs:
+    return
+  if config.env_kwargs is None:
+    config.env_kwargs = ml_collections.ConfigDict()
+  if not isinstance(config.env_kwargs, ml_collections.ConfigDict) or isinstance(
+      config.env_kwargs, ml_collections.FrozenConfigDict):
+    _fail(f"--config.env_kwargs.{kwargs[0][0]}: the config's env_kwargs is a {type(config.env_kwargs).__name__}, "
+          f"not an ml_collections.ConfigDict that the command line can add to", 2)
+  with config.env_kwargs.unlocked():
+    for name, text in kwargs:
+      try:
+        config.env_kwargs[name] = _env_kwarg(name, text, config.env_kwargs.get(name))
+      except (TypeError, ValueError) as error:
+        _fail(f"flag --config.env_kwargs.{name}={text}: {error}", 2)
 
 
 def _fail(message: str, status: int) -> None:
@@ -121,9 +154,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   if missing:
     _fail(f"--config={given}: the config lacks {', '.join(missing)} (every config has "
           f"{', '.join(configs.RUN_FIELDS)}; see distrl/configs/ppo.py)", 2)
-  with config.env_kwargs.unlocked():
-    for name, value in env_kwargs.items():
-      config.env_kwargs[name] = value
+  _set_env_kwargs(config, env_kwargs)
   return rest
 
 

@@ -16,6 +16,7 @@
 import fcntl
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -70,7 +71,7 @@ class Workdir:
     handle.seek(0)
     handle.truncate()
     handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}) + "\n")
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": shlex.join(sys.argv)}) + "\n")
     handle.flush()
     self._lock = handle
     return None

@@ -30,8 +30,8 @@ Two optional conventions:
   `distributions.masked_argmax`).
 - Episode metrics: `info["episode_metrics"]`, a dict of scalars read where an episode ends (e.g.
   Craftax's achievements), is logged as `train/<name>`, averaged over the episodes that ended.
-- Costly resets: a gymnax `Environment` subclass with array observations and the class attribute
-  `reset_in_batches = True` (Craftax: a reset generates a world) is stepped by `Env.step_batch`
+- Costly resets: a gymnax `Environment` subclass with array observations, gymnax's own `step`, and the class
+  attribute `reset_in_batches = True` (Craftax: a reset generates a world) is stepped by `Env.step_batch`
   without the reset its `step` computes for every environment under `vmap`; the environments that
   ended are then reset together, a few at a time, each from the key its own `step` would have used:
   the same observations and states as `vmap(env.step)`, with resets only where episodes end.
@@ -163,9 +163,10 @@ class ResetLater(GymnaxWrapper):
 
 def _reset_ended(ended: jax.Array, keys: jax.Array, obs, state, reset):
   """`obs` and `state` (leaves (E, ...)) with environment i replaced by `reset(keys[i])` wherever ended[i]: a loop
-  over the ended environments, `chunk` at a time (one pass when at most `chunk` end in the step, none when none)."""
+  over the ended environments, `chunk` at a time (one pass when at most `chunk` end in the step, none when none,
+  at most 16 when all do)."""
   num = ended.shape[0]
-  chunk = max(1, num // 16)
+  chunk = -(-num // 16)
   slots = -(-num // chunk) * chunk
   order = jnp.nonzero(ended, size=slots, fill_value=num)[0]  # the ended environments first; `num` pads (dropped)
 
@@ -229,7 +230,9 @@ def make(name: str, kwargs: Any = None) -> Env:
     if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
       env = FlattenObservationWrapper(env)
   obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
-  in_batches = getattr(env, "reset_in_batches", False) and isinstance(env, environment.Environment)
+  # Only where `step` is gymnax's own: ResetLater rebuilds it without the reset (a `step` of its own would be lost).
+  in_batches = (getattr(env, "reset_in_batches", False) and isinstance(env, environment.Environment)
+                and type(env).step is environment.Environment.step)
   return Env(env=LogWrapper(env), params=params, name=name, observation_shape=tuple(obs.shape),
              action_mask_slice=mask_slice, without_reset=LogWrapper(ResetLater(env)) if in_batches else None)
 
