@@ -3,6 +3,7 @@
 from typing import Any
 
 import jax
+import optax
 from flax import struct
 
 
@@ -21,3 +22,11 @@ class TrainState:
   update: jax.Array
   learner: Any
   actors: Any
+
+
+def apply_gradients(tx: optax.GradientTransformation, learner, grads):
+  """`learner` (any dataclass with `params` and `opt_state`) after one optimizer step on `grads`: the step every
+  algorithm takes, under the named scope benchmarks/profile.py reports as "optimizer"."""
+  with jax.named_scope("optimizer"):
+    updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
+    return learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)

@@ -33,7 +33,7 @@ from distrl import acting, envs, normalization, qlearning, sharding
 from distrl.dqn import losses, priorities, replay
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
-from distrl.state import TrainState
+from distrl.state import TrainState, apply_gradients
 
 
 @struct.dataclass
@@ -190,9 +190,7 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
   with jax.named_scope("gradient"):
     (loss, (q_mean, td)), grads = jax.value_and_grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
     grads, loss, q_mean = sharding.pmean((grads, loss, q_mean))
-  with jax.named_scope("optimizer"):
-    updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
-    learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
+  learner = apply_gradients(tx, learner, grads)
   return learner, td, (loss, q_mean, optax.tree.norm(grads))
 
 

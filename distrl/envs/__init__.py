@@ -169,6 +169,7 @@ def _reset_ended(ended: jax.Array, keys: jax.Array, obs, state, reset):
   chunk = -(-num // 16)
   slots = -(-num // chunk) * chunk
   order = jnp.nonzero(ended, size=slots, fill_value=num)[0]  # the ended environments first; `num` pads (dropped)
+  count = jnp.sum(ended)
 
   def reset_chunk(carry):
     start, obs, state = carry
@@ -177,7 +178,7 @@ def _reset_ended(ended: jax.Array, keys: jax.Array, obs, state, reset):
     put = lambda old, new: old.at[index].set(new, mode="drop")
     return start + chunk, jax.tree.map(put, obs, new_obs), jax.tree.map(put, state, new_state)
 
-  _, obs, state = jax.lax.while_loop(lambda carry: carry[0] < jnp.sum(ended), reset_chunk, (0, obs, state))
+  _, obs, state = jax.lax.while_loop(lambda carry: carry[0] < count, reset_chunk, (0, obs, state))
   return obs, state
 
 

@@ -27,7 +27,7 @@ from distrl.errors import require
 from distrl.networks import ActorCritic
 from distrl.onpolicy import Learner
 from distrl.ppo import losses
-from distrl.state import TrainState
+from distrl.state import TrainState, apply_gradients
 
 
 @struct.dataclass
@@ -115,9 +115,7 @@ def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, 
   with jax.named_scope("gradient"):
     grads, terms = jax.grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
     grads, terms = sharding.pmean((grads, terms))
-  with jax.named_scope("optimizer"):
-    updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
-    learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
+  learner = apply_gradients(tx, learner, grads)
   return learner, (terms, optax.tree.norm(grads))
 
 

@@ -24,7 +24,7 @@ from distrl.dqn.losses import q_loss
 from distrl.envs import Env
 from distrl.errors import require, require_positive
 from distrl.pqn import losses
-from distrl.state import TrainState
+from distrl.state import TrainState, apply_gradients
 
 
 @struct.dataclass
@@ -98,9 +98,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
     with jax.named_scope("gradient"):
       (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(sharding.per_device(learner.params))
       grads, loss, q_mean = sharding.pmean((grads, loss, q_mean))
-    with jax.named_scope("optimizer"):
-      updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
-      learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
+    learner = apply_gradients(tx, learner, grads)
     return learner, (loss, q_mean, optax.tree.norm(grads))
 
   def epoch(learner: onpolicy.Learner, order: jax.Array):
