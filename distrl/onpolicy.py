@@ -1,5 +1,5 @@
 """What the algorithms that learn from each fresh rollout share (PPO, PQN): their state, its initialisation,
-the annealed learning rate, and environment-stratified minibatches.
+the annealed learning rate, the values to bootstrap from, and environment-stratified minibatches.
 
 Minibatches are stratified by environment: each epoch, every environment shuffles its own T time
 steps with its own key, and minibatch m takes the steps at positions [m T/M, (m+1) T/M) of every
@@ -9,7 +9,7 @@ the devices' local minibatches is exactly the global minibatch of a run on one d
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -18,7 +18,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import envs, normalization
+from distrl import acting, envs, normalization, rows
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
 from distrl.state import TrainState
@@ -103,3 +103,22 @@ def minibatches(x: jax.Array, order: jax.Array, num_minibatches: int) -> jax.Arr
   """A rollout's leaf (T, E, ...) in one epoch's `order` (E, T), as (M, T/M * E, ...) minibatches."""
   x = x[order.T, jnp.arange(x.shape[1])]
   return x.reshape((num_minibatches, -1) + x.shape[2:])
+
+
+def next_values(value_t: jax.Array, last_value: jax.Array, steps: acting.Step,
+                value_fn: Callable[[Any], jax.Array]) -> jax.Array:
+  """V(s_{t+1}) (T, E) for every step of a rollout, the state each step reached before any reset, from the values
+  acting already computed: no pass of the network over the whole rollout.
+
+  value_t: V(s_t) (T, E), of the observations the steps acted on; last_value: V(s_T) (E,), of the observations the
+  rollout ends on; value_fn: observations (K, *obs_shape) -> values (K,). Where the episode goes on, s_{t+1} is
+  the next step's observation (value_t[t + 1], or last_value); where it was truncated, the pre-reset final
+  observation, valued by `value_fn` on those rows only (`rows.where`); where it terminated, 0: there is nothing
+  to bootstrap from (the targets multiply it by 0).
+  """
+  next_value = jnp.concatenate([value_t[1:], last_value[None]])
+  terminated = steps.terminated.astype(bool)
+  truncated = steps.episode_end.astype(bool) & ~terminated
+  flat = lambda x: x.reshape((-1,) + x.shape[2:])
+  value_tp1 = rows.where(flat(truncated), value_fn, jax.tree.map(flat, steps.final_obs), flat(next_value))
+  return jnp.where(terminated, 0.0, value_tp1.reshape(next_value.shape))

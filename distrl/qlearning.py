@@ -47,15 +47,17 @@ def epsilon_greedy(net: nn.Module, params, observe, eps: jax.Array, env: Env) ->
   """The rollout policy: with probability `eps` a uniformly random allowed action, else the allowed argmax Q.
 
   Each environment draws both of its choices from one call on its own key: two uniforms u,
-  explore if u_0 < eps, and the random action from u_1 (`distributions.uniform_allowed`).
+  explore if u_0 < eps, and the random action from u_1 (`distributions.uniform_allowed`). Beside the action it
+  returns max_a Q(s, a) over the allowed actions: what PQN bootstraps from.
   """
 
   def policy(obs, keys):
     mask = env.action_mask(obs)
-    greedy = distributions.masked_argmax(net.apply(params, observe(obs)), mask)
+    q = net.apply(params, observe(obs))
+    greedy = distributions.masked_argmax(q, mask)
     u = jax.vmap(lambda key: jax.random.uniform(key, (2,)))(keys)
     random_action = distributions.uniform_allowed(u[:, 1], mask, env.num_actions).astype(greedy.dtype)
-    return jnp.where(u[:, 0] < eps, random_action, greedy), None
+    return jnp.where(u[:, 0] < eps, random_action, greedy), distributions.masked_max(q, mask)
 
   return policy
 

@@ -1,9 +1,11 @@
 """PPO learns CartPole-v1 within 5e5 steps, on one device and on eight, for seeds 0, 1 and 2.
 
 Thresholds: CartPole-v1 caps returns at 500. "Reached" means some log interval (10 updates, so at
-least ten episodes at that length) averaged >= 475, the issue's bar. The final interval must also
-be >= 400, to show the policy stays learned rather than spiking once. Over seeds 0-4 the final
-intervals measured 500 on one device and 421-500 on eight.
+least ten episodes at that length) averaged >= 475, the issue's bar. The final greedy evaluation
+(the run's last, `eval_episodes` episodes) must also be >= 475, to show the policy stays learned
+rather than spiking once. (The final *training* interval, under the sampling policy, is a weaker
+witness: on eight devices seed 0 fell from 500 to 249 near the end and was back at 388 when the run
+ended, its greedy evaluation at 482.)
 
 The three seeds train as one program (`num_seeds=3`): each agent is its seed's run, at a third of the time.
 """
@@ -22,7 +24,8 @@ def _assert_every_seed_learns(config, workdir, devices):
   for seed in range(config.seed, config.seed + config.num_seeds):
     returns = [h[f"train/episode_return/seed_{seed}"] for h in result.history]
     assert max(returns) >= 475, (seed, returns)
-    assert returns[-1] >= 400, (seed, returns)
+    final_eval = result.history[-1][f"eval/return/seed_{seed}"]
+    assert final_eval >= 475, (seed, final_eval, returns)
 
 
 def test_default_config_learns_cartpole_on_one_device(ppo_cfg, tmp_path):

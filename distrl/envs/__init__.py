@@ -12,7 +12,8 @@ with the gymnax >= 1.0 API:
 
 `step` resets the environment itself when an episode ends and puts the observation the step
 reached *before* that reset in `info["final_observation"]`: the state to bootstrap from when an
-episode is truncated by its time limit (`terminated` is False there). Subclassing gymnax's
+episode is truncated by its time limit (`terminated` is False there); where no episode ended, it is the
+observation `step` returns (PPO and PQN value s_{t+1} there from the next step's acting). Subclassing gymnax's
 `Environment` and writing `step_env` / `reset_env` gives all of this. A `step` of the older API
 (five values, one `done` for both terminal states and time limits) is refused: it cannot tell
 the two apart, and bootstrapping depends on it.
@@ -51,6 +52,7 @@ from flax import struct
 from gymnax.environments import environment
 from gymnax.wrappers.purerl import FlattenObservationWrapper, GymnaxWrapper, LogWrapper
 
+from distrl import rows
 from distrl.errors import ConfigError
 from distrl.usercode import load_attribute
 
@@ -90,7 +92,8 @@ class Env:
     info = dict(info)
     reset_keys = info.pop("reset_key")
     reset = functools.partial(self.without_reset._env.reset_env, params=self.params)
-    obs, inner = _reset_ended(info["returned_episode"], reset_keys, obs, states.env_state, reset)
+    # Only the environments that ended reset, a sixteenth of the batch at a time (at most 16 passes).
+    obs, inner = rows.where(info["returned_episode"], jax.vmap(reset), reset_keys, (obs, states.env_state))
     return obs, states.replace(env_state=inner), reward, terminated, truncated, info
 
   @property
@@ -159,27 +162,6 @@ class ResetLater(GymnaxWrapper):
     truncated = self._env.is_truncated(state, params)
     return obs, state, reward, terminated, truncated, {**info, "terminated": terminated, "truncated": truncated,
                                                        "final_observation": obs, "reset_key": key_reset}
-
-
-def _reset_ended(ended: jax.Array, keys: jax.Array, obs, state, reset):
-  """`obs` and `state` (leaves (E, ...)) with environment i replaced by `reset(keys[i])` wherever ended[i]: a loop
-  over the ended environments, `chunk` at a time (one pass when at most `chunk` end in the step, none when none,
-  at most 16 when all do)."""
-  num = ended.shape[0]
-  chunk = -(-num // 16)
-  slots = -(-num // chunk) * chunk
-  order = jnp.nonzero(ended, size=slots, fill_value=num)[0]  # the ended environments first; `num` pads (dropped)
-  count = jnp.sum(ended)
-
-  def reset_chunk(carry):
-    start, obs, state = carry
-    index = jax.lax.dynamic_slice_in_dim(order, start, chunk)
-    new_obs, new_state = jax.vmap(reset)(keys[jnp.minimum(index, num - 1)])
-    put = lambda old, new: old.at[index].set(new, mode="drop")
-    return start + chunk, jax.tree.map(put, obs, new_obs), jax.tree.map(put, state, new_state)
-
-  _, obs, state = jax.lax.while_loop(lambda carry: carry[0] < count, reset_chunk, (0, obs, state))
-  return obs, state
 
 
 def names() -> list[str]:

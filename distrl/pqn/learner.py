@@ -83,9 +83,11 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   reward = config.reward_scale * normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
   actors = actors.replace(env_state=env_state, obs=obs, key=next_key, discounted_return=discounted_return)
 
-  # Targets once per rollout, from the network that acted: max_a Q (over the allowed a) at every pre-reset next state.
+  # Targets once per rollout, from the network that acted: max_a Q (over the allowed a) at every pre-reset next state,
+  # as acting computed it but where an episode was truncated.
   with jax.named_scope("advantages"):  # here Q(lambda) returns: the same part of an update as PPO's GAE
-    q_tp1 = distributions.masked_max(net.apply(params, observe(traj.final_obs)), env.action_mask(traj.final_obs))
+    max_q = lambda obs: distributions.masked_max(net.apply(params, observe(obs)), env.action_mask(obs))
+    q_tp1 = onpolicy.next_values(traj.extras, max_q(obs), traj, max_q)
     target = losses.q_lambda_returns(reward, q_tp1, traj.terminated, traj.episode_end, gamma=config.gamma,
                                      q_lambda=config.q_lambda)
   batch = Batch(obs=observe(traj.obs), action=traj.action, target=target)
