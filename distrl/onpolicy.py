@@ -107,8 +107,8 @@ def minibatches(x: jax.Array, order: jax.Array, num_minibatches: int) -> jax.Arr
 
 def next_values(value_t: jax.Array, last_value: jax.Array, steps: acting.Step,
                 value_fn: Callable[[Any], jax.Array]) -> jax.Array:
-  """V(s_{t+1}) (T, E) for every step of a rollout, the state each step reached before any reset, from the values
-  acting already computed: no pass of the network over the whole rollout.
+  """V(s_{t+1}) (T, E) for every step of a rollout, the state each step reached before any reset, from the values of
+  the observations the steps acted on: no second pass of the network over the whole rollout.
 
   value_t: V(s_t) (T, E), of the observations the steps acted on; last_value: V(s_T) (E,), of the observations the
   rollout ends on; value_fn: observations (K, *obs_shape) -> values (K,). Where the episode goes on, s_{t+1} is

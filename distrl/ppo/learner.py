@@ -44,14 +44,6 @@ class Batch:
 
 
 @struct.dataclass
-class Acted:
-  """What the rollout's policy computed beside each action, (E,) per step."""
-
-  log_prob: jax.Array  # of the action taken
-  value: jax.Array  # V(s_t) of the observation acted on
-
-
-@struct.dataclass
 class Minibatch:
   """One gradient step's local samples (B, ...), and its advantages' mean and std over the global minibatch."""
 
@@ -141,13 +133,10 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   next_key, rollout_key, shuffle_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
                                                    axis=1)
 
-  value_fn = lambda obs: net.apply(params, observe(obs), method=ActorCritic.value)
-
   def act_fn(obs, keys):
     distribution = policy(net, params, observe(obs), env.action_mask(obs))
     action = jax.vmap(lambda key, d: d.sample(key))(keys, distribution)  # each environment from its own key
-    # The critic here too, on the few rows a step has: faster than one pass over the whole rollout afterwards.
-    return action, Acted(log_prob=distribution.log_prob(action), value=value_fn(obs))
+    return action, distribution.log_prob(action)
 
   env_state, obs, traj = acting.rollout(env, act_fn, actors.env_state, actors.obs, rollout_key, num_steps)
   normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
@@ -155,13 +144,15 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   reward = normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
   actors = actors.replace(env_state=env_state, obs=obs, key=next_key, discounted_return=discounted_return)
 
-  # V(s_t) from acting; V(s_{t+1}) from it too, but where an episode was truncated (its pre-reset observation).
+  # The critic once over the whole rollout, V(s_t); V(s_{t+1}) is the next row of it, except after the rollout's
+  # last step and where an episode was truncated (its pre-reset observation).
+  value_fn = lambda obs: net.apply(params, observe(obs), method=ActorCritic.value)
   with jax.named_scope("advantages"):
-    value = traj.extras.value
+    value = value_fn(traj.obs)
     value_tp1 = onpolicy.next_values(value, value_fn(obs), traj, value_fn)
     advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
                            gamma=config.gamma, gae_lambda=config.gae_lambda)
-  batch = Batch(obs=observe(traj.obs), action=traj.action, log_prob=traj.extras.log_prob, value=value,
+  batch = Batch(obs=observe(traj.obs), action=traj.action, log_prob=traj.extras, value=value,
                 advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
 
   # Each environment shuffles its own time steps each epoch: (epochs, E, T).
