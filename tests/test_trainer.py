@@ -148,6 +148,20 @@ def test_bad_flag_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path)
   assert not (tmp_path / "run").exists()
 
 
+def test_a_directory_named_like_a_config_does_not_shadow_it(tmp_path, monkeypatch):
+  """`--config=pqn --workdir=pqn` run twice from one directory: the second time ./pqn (the workdir) exists. It
+  used to be taken for the config file ("get_config() returned _ErrorConfig")."""
+  from distrl import configs
+  from distrl.errors import ConfigError
+
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "pqn").mkdir()
+  (tmp_path / "runs").mkdir()
+  assert configs.resolve("pqn:Breakout-MinAtar") == os.path.join(configs.DIRECTORY, "pqn.py") + ":Breakout-MinAtar"
+  with pytest.raises(ConfigError, match="config 'runs' is a directory, not a config file"):
+    configs.resolve("runs")
+
+
 def test_a_terminal_gets_one_live_line_that_fits_its_width_and_a_summary(tmp_path):
   import pty
 

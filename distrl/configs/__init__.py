@@ -24,10 +24,13 @@ def resolve(value: str) -> str:
   """A --config value as ml_collections' config_flags takes it: a file path (with an optional `:preset`) stays as
   it is; the name of a shipped config becomes its file's path. Anything else is a ConfigError naming what exists."""
   name, colon, preset = value.partition(":")
-  if os.path.exists(name):
+  if os.path.isfile(name):
     return value
-  if name in names():
+  if name in names():  # even where a directory of that name is here (a workdir called ppo, say)
     return os.path.join(DIRECTORY, f"{name}.py") + colon + preset
+  if os.path.isdir(name):
+    raise ConfigError(f"config {name!r} is a directory, not a config file; give a shipped config "
+                      f"({', '.join(names())}) or a .py file that defines get_config()")
   stem = os.path.splitext(os.path.basename(name))[0]
   hint = f" (did you mean --config={stem}{colon}{preset}?)" if stem in names() else ""
   raise ConfigError(f"config {name!r} is neither a file nor one of distrl's configs ({', '.join(names())}){hint}; "
