@@ -4,8 +4,8 @@ Thresholds: CartPole-v1 caps returns at 500. "Reached" means some log interval (
 least ten episodes at that length) averaged >= 475, the issue's bar. The final greedy evaluation
 (the run's last, `eval_episodes` episodes) must also be >= 475, to show the policy stays learned
 rather than spiking once. (The final *training* interval, under the sampling policy, is a weaker
-witness: on eight devices seed 0 fell from 500 to 249 near the end and was back at 388 when the run
-ended, its greedy evaluation at 482.)
+witness: in one development run on eight devices, whose floats differed from today's only by rounding, seed
+0 fell from 500 to 249 near the end and was back at 388 when the run ended, its greedy evaluation at 482.)
 
 The three seeds train as one program (`num_seeds=3`): each agent is its seed's run, at a third of the time.
 """
