@@ -146,13 +146,14 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
 
   # The critic once over the whole rollout, V(s_t); V(s_{t+1}) is the next row of it, except after the rollout's
   # last step and where an episode was truncated (its pre-reset observation).
-  value_fn = lambda obs: net.apply(params, observe(obs), method=ActorCritic.value)
+  critic = functools.partial(net.apply, params, method=ActorCritic.value)
   with jax.named_scope("advantages"):
-    value = value_fn(traj.obs)
-    value_tp1 = onpolicy.next_values(value, value_fn(obs), traj, value_fn)
+    traj_obs = observe(traj.obs)
+    value = critic(traj_obs)
+    value_tp1 = onpolicy.next_values(value, critic(observe(obs)), traj, lambda raw: critic(observe(raw)))
     advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
                            gamma=config.gamma, gae_lambda=config.gae_lambda)
-  batch = Batch(obs=observe(traj.obs), action=traj.action, log_prob=traj.extras, value=value,
+  batch = Batch(obs=traj_obs, action=traj.action, log_prob=traj.extras, value=value,
                 advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
 
   # Each environment shuffles its own time steps each epoch: (epochs, E, T).
