@@ -13,6 +13,9 @@ from distrl import trainer
 from distrl.checkpoint import Checkpoints
 from tests.cli import ROOT
 
+# Under pytest-xdist this module's tests share a worker, so its module fixture's training runs once.
+pytestmark = pytest.mark.xdist_group("evaluate")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

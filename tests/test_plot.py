@@ -16,6 +16,9 @@ from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
 from tests.cli import ROOT
 
+# Under pytest-xdist this module's tests share a worker, so its module fixture's training runs once.
+pytestmark = pytest.mark.xdist_group("plot")
+
 
 def _fake_run(directory, config, returns_per_seed, steps=(100, 200, 300)):
   """A run directory as distrl writes it, with the returns given (one list per agent of `config`)."""

@@ -11,6 +11,9 @@ from distrl.checkpoint import Checkpoints
 from distrl.errors import ConfigError
 from tests.test_evaluate import evaluate
 
+# Under pytest-xdist this module's tests share a worker, so its module fixture's training runs once.
+pytestmark = pytest.mark.xdist_group("seeds")
+
 
 def _ppo(seed, num_seeds):
   n = jax.device_count()
