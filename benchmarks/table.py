@@ -62,6 +62,9 @@ ROWS = {
     "ppo-256-envs": Row("ppo", None, {"num_envs": 256}, 4, ("ppo.py", "CartPole-v1", "NUM_ENVS=256",
                                                              "TOTAL_TIMESTEPS=4e6")),
     "dqn-default": Row("dqn", None, {}, 500, ("dqn.py",), warmup=1000),  # learning starts at 10,000 steps
+    # The reference's own DQN settings (its 120-84 network, batches of 128, one-step targets, constant step size):
+    # the same work per step as the reference; distrl's default is a lighter learner (64-64, batches of 64).
+    "dqn-cleanrl": Row("dqn", "CleanRL", {}, 500, ("dqn.py",), warmup=1000),
     # PureJaxRL's MinAtar settings with its MLP (two hidden layers of 64); shortened runs (steps/s does not
     # depend on the length).
     "ppo-minatar-mlp": Row("ppo", "Breakout-MinAtar-mlp", {}, 1, ("ppo.py", "Breakout-MinAtar", "TOTAL_TIMESTEPS=1e6")),
