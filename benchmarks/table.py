@@ -13,8 +13,8 @@ is the median over rounds of the round's ratio.
    (`../shared/reference/purejaxrl/`, PureJaxRL's single-file PPO and DQN, run from there, never
    copied) on the same config: same environment, environments, rollout length, epochs, minibatches
    and network; except `dqn-default`, distrl's default DQN (a lighter learner than the reference's: a 64-64
-   network, batches of 64) against the reference's own settings, which `dqn-cleanrl` runs in distrl. distrl's steps/s is the median of `--chunks` compiled chunks after a warm-up chunk;
-   the reference's is its whole run (one jitted program, compile excluded) over its steps. Rows
+   network, batches of 64) against the reference's own settings, which `dqn-cleanrl` runs in distrl.
+   distrl's steps/s is the median of `--chunks` compiled chunks after a warm-up chunk; the reference's is its whole run (one jitted program, compile excluded) over its steps. Rows
    whose reference cannot run (no `../shared`, or flashbax missing for DQN) say why.
 2. **Device scaling**: each row on 1, 2 and 8 emulated devices, as-is and with one thread per
    device (`--xla_cpu_multi_thread_eigen=false`: each device's operations run on the thread

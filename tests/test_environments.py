@@ -39,4 +39,3 @@ def test_environment_trains_an_iteration_on_two_devices_under_both_backends_or_i
     state, sums = runner(state, 1)
     assert int(runner.get(state).update) == 1, (name, backend)
     assert np.isfinite(float(sums["loss/total"][0])), (name, backend)
-
