@@ -14,8 +14,9 @@ is the median over rounds of the round's ratio.
    copied) on the same config: same environment, environments, rollout length, epochs, minibatches
    and network; except `dqn-default`, distrl's default DQN (a lighter learner than the reference's: a 64-64
    network, batches of 64) against the reference's own settings, which `dqn-cleanrl` runs in distrl.
-   distrl's steps/s is the median of `--chunks` compiled chunks after a warm-up chunk; the reference's is its whole run (one jitted program, compile excluded) over its steps. Rows
-   whose reference cannot run (no `../shared`, or flashbax missing for DQN) say why.
+   distrl's steps/s is the median of `--chunks` compiled chunks after a warm-up chunk; the reference's
+   is its whole run (one jitted program, compile excluded) over its steps. Rows whose reference cannot
+   run (no `../shared`, or flashbax missing for DQN) say why.
 2. **Device scaling**: each row on 1, 2 and 8 emulated devices, as-is and with one thread per
    device (`--xla_cpu_multi_thread_eigen=false`: each device's operations run on the thread
    that runs the device). On 2 cores one device's matrix products use both cores as-is, so N devices
