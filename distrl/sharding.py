@@ -133,13 +133,14 @@ def map_replicated(fn: Callable, mesh: Mesh) -> Callable:
   return jax.jit(shard_map(fn, mesh, in_specs=P(), out_specs=P()))
 
 
-def _chunk(update: Callable, state: TrainState, num_updates: jax.Array):
+def _chunk(update: Callable, state: TrainState, totals, num_updates: jax.Array):
   """Runs `num_updates` (dynamic, so one compile covers a short last chunk) updates on one device.
 
-  Metrics are (sum, count) pairs, summed over the updates; the host divides.
+  Metrics are (sum, count) pairs, added to `totals` update by update; the host divides. A log
+  interval's calls carry their totals on, so that its sums are the same float32 additions in the
+  same order however the interval is split into calls (its first call after a start runs one
+  update; a long interval is split to keep stop requests prompt).
   """
-  _, metrics_shape = jax.eval_shape(update, state)
-  zeros = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metrics_shape)
 
   def body(_, carry):
     state, totals = carry
@@ -147,7 +148,7 @@ def _chunk(update: Callable, state: TrainState, num_updates: jax.Array):
     state = state.replace(update=state.update + 1)
     return state, jax.tree.map(jnp.add, totals, metrics)
 
-  state, totals = jax.lax.fori_loop(0, num_updates, body, (state, zeros))
+  state, totals = jax.lax.fori_loop(0, num_updates, body, (state, totals))
   # Whether the learner (parameters, optimizer state) is still finite after the chunk.
   floats = [x for x in jax.tree.leaves(state.learner) if jnp.issubdtype(x.dtype, jnp.inexact)]
   finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats])).astype(jnp.float32)
@@ -170,30 +171,38 @@ class Runner:
     self.traces = 0  # how many times the chunk was traced; `compile` makes it exactly once
     self.layout_traces = 0  # how many times a pmap layout conversion was traced (once each per run)
 
-    def chunk(state, num_updates):
+    def chunk(state, totals, num_updates):
       self.traces += 1
-      return _chunk(update, state, num_updates)
+      return _chunk(update, state, totals, num_updates)
 
+    state_specs = specs(abstract_state)
+    # The metrics' shapes, for the zeros an interval's first call starts from.
+    metrics = jax.eval_shape(shard_map(lambda state: update(state)[1], mesh, in_specs=(state_specs,),
+                                       out_specs=P()), abstract_state)
+    self.zeros = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metrics)
     if backend == "shard_map":
-      state_specs = specs(abstract_state)
-      mapped = shard_map(chunk, mesh, in_specs=(state_specs, P()), out_specs=(state_specs, P()))
+      mapped = shard_map(chunk, mesh, in_specs=(state_specs, P(), P()), out_specs=(state_specs, P()))
       self._step = jax.jit(mapped, donate_argnums=0)
     else:
-      self._step = jax.pmap(chunk, axis_name=DATA_AXIS, in_axes=(0, None), out_axes=(0, None),
+      self._step = jax.pmap(chunk, axis_name=DATA_AXIS, in_axes=(0, None, None), out_axes=(0, None),
                             donate_argnums=0, devices=mesh.devices.tolist())
       self._pmap_layout()
 
   def compile(self, state) -> None:
     """Traces and compiles the chunk for `state`'s shapes now, so that compile time is measured apart."""
-    self._step = self._step.lower(state, np.int32(1)).compile()
+    self._step = self._step.lower(state, self.zeros, np.int32(1)).compile()
 
   def compiled_text(self) -> str:
     """The compiled chunk's HLO text (after `compile`; shard_map only): what benchmarks/profile.py attributes."""
     return self._step.as_text()
 
-  def __call__(self, state, num_updates: int):
-    """Runs `num_updates` updates on a state in the backend's layout; returns (state, metric sums)."""
-    return self._step(state, np.int32(num_updates))
+  def __call__(self, state, num_updates: int, totals=None):
+    """Runs `num_updates` updates on a state in the backend's layout; returns (state, metric sums).
+
+    The sums start from `totals` (an earlier call's sums: the interval goes on) or from zeros.
+    """
+    totals = self.zeros if totals is None else {k: v for k, v in totals.items() if k != FINITE_LEARNER}
+    return self._step(state, totals, np.int32(num_updates))
 
   def put(self, state: TrainState):
     """Global layout -> backend layout (for pmap, a leading device axis on every leaf)."""

@@ -132,15 +132,18 @@ def _check_resume(workdir: Workdir, old: dict | None, config: ml_collections.Con
 
 @dataclasses.dataclass
 class _Interval:
-  """What the calls of one log interval add up to."""
+  """One log interval so far: its calls' metric sums (on the devices, carried from call to call), updates and
+  seconds."""
 
-  sums: dict | None = None
+  totals: dict | None = None
   updates: int = 0
   seconds: float = 0.0
 
-  def add(self, sums: dict, updates: int, seconds: float) -> None:
-    self.sums = sums if self.sums is None else jax.tree.map(np.add, self.sums, sums)
-    self.updates, self.seconds = self.updates + updates, self.seconds + seconds
+  @property
+  def sums(self) -> dict:
+    """The metric sums on this host."""
+    totals = sharding.to_host(self.totals)
+    return {k: v for k, v in totals.items() if k != sharding.FINITE_LEARNER}
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None, overwrite: bool = False) -> Result:
@@ -294,12 +297,11 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
         stop.request(reason)
         break
       call_start = time.perf_counter()
-      state, sums = runner(state, n)
-      sums = sharding.to_host(sums)
+      state, interval.totals = runner(state, n, interval.totals)
+      finite_learner = bool(sharding.to_host(interval.totals[sharding.FINITE_LEARNER][0]))
       seconds = time.perf_counter() - call_start
       seconds_per_update = seconds / n
-      finite_learner = bool(sums.pop(sharding.FINITE_LEARNER)[0])
-      interval.add(sums, n, seconds)
+      interval.updates, interval.seconds = interval.updates + n, interval.seconds + seconds
       update += n
       if not finite_learner:
         scalars = metrics.summarize(interval.sums, first_seed=config.seed)
