@@ -7,6 +7,7 @@ One mesh over every device of every process with one axis, `DATA_AXIS`. A `Train
 `jax.shard_map` (default) or `jax.pmap`.
 """
 
+import functools
 from typing import Callable
 
 import jax
@@ -176,10 +177,8 @@ class Runner:
       return _chunk(update, state, totals, num_updates)
 
     state_specs = specs(abstract_state)
-    # The metrics' shapes, for the zeros an interval's first call starts from.
-    metrics = jax.eval_shape(shard_map(lambda state: update(state)[1], mesh, in_specs=(state_specs,),
-                                       out_specs=P()), abstract_state)
-    self.zeros = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metrics)
+    self._metrics = shard_map(lambda state: update(state)[1], mesh, in_specs=(state_specs,), out_specs=P())
+    self._abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
     if backend == "shard_map":
       mapped = shard_map(chunk, mesh, in_specs=(state_specs, P(), P()), out_specs=(state_specs, P()))
       self._step = jax.jit(mapped, donate_argnums=0)
@@ -187,6 +186,13 @@ class Runner:
       self._step = jax.pmap(chunk, axis_name=DATA_AXIS, in_axes=(0, None, None), out_axes=(0, None),
                             donate_argnums=0, devices=mesh.devices.tolist())
       self._pmap_layout()
+
+  @functools.cached_property
+  def zeros(self) -> dict:
+    """Metric sums of no updates: where an interval's first call starts (traced on first use: evaluation, which
+    builds a Runner it never calls, does not pay for it)."""
+    metrics = jax.eval_shape(self._metrics, self._abstract_state)
+    return jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metrics)
 
   def compile(self, state) -> None:
     """Traces and compiles the chunk for `state`'s shapes now, so that compile time is measured apart."""
