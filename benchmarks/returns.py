@@ -59,6 +59,8 @@ ROWS = {row.name: row for row in [
       for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
     *[Row("ppo", f"{game}-MinAtar", published, GYMNAX_PPO + ", for an MLP")
       for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
+    *[Row("pqn", f"{game}-MinAtar", published, GYMNAX_PPO + ", for an MLP (PQN's target: the ppo CNN row)")
+      for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
 ]}
 
 

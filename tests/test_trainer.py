@@ -33,6 +33,21 @@ def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path):
   assert os.listdir(tmp_path / "tb")  # tensorboard events written
 
 
+@pytest.mark.parametrize("backend", ["shard_map", "pmap"])
+def test_a_log_interval_split_into_one_update_calls_logs_the_same_records(backend, ppo_cfg, tmp_path, monkeypatch):
+  # MAX_CHUNK_SECONDS = 0: every call runs one update, as a stop-prompt split of a slow interval would. The sums go
+  # on from call to call on the devices, so each record is the same float32 additions in the same order.
+  ppo_cfg.backend, ppo_cfg.num_steps, ppo_cfg.num_minibatches = backend, 16, 2
+  ppo_cfg.total_timesteps, ppo_cfg.log_every = 12 * ppo_cfg.num_envs * 16, 6  # 2 records of 6 updates
+  whole = trainer.train(ppo_cfg, str(tmp_path / "whole"))
+  monkeypatch.setattr(trainer, "MAX_CHUNK_SECONDS", 0.0)
+  split = trainer.train(ppo_cfg, str(tmp_path / "split"))
+  measured = lambda history: [{k: v for k, v in h.items() if k != "time" and not k.startswith("perf/")}
+                              for h in history]
+  assert [h["update"] for h in split.history] == [6, 12]
+  assert measured(split.history) == measured(whole.history)
+
+
 def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(ppo_cfg, tmp_path):
   ppo_cfg.backend, ppo_cfg.num_steps, ppo_cfg.num_minibatches = "pmap", 16, 2
   ppo_cfg.total_timesteps = 8 * ppo_cfg.num_envs * 16  # 8 updates
