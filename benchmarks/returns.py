@@ -90,6 +90,16 @@ def _per_seed(record: dict, metric: str, seeds: list[int]) -> list[float]:
   return [record[f"{metric}/seed_{s}"] for s in seeds]
 
 
+def final_training_return(records: list[dict], log_every: int, agents: list[int]) -> list[float]:
+  """Each agent's training return in the run's last record of a whole log interval: a run whose length is not a
+  multiple of the interval ends with a short record (PQN's MinAtar presets: one iteration of 4,096 steps, a few
+  episodes), which says little. NaN if no episode ended (a tiny --quick run)."""
+  updates = [0] + [r["update"] for r in records]
+  whole = [r for r, before in zip(records, updates) if r["update"] - before == log_every]
+  with_returns = [r for r in whole or records if "train/episode_return" in r]
+  return _per_seed(with_returns[-1], "train/episode_return", agents) if with_returns else [float("nan")]
+
+
 def run(row: Row, out: str, seeds: int, quick: bool = False) -> dict:
   """Trains one row (resuming it if it was stopped) and returns its result, also kept in OUT/<row>/returns.json."""
   import numpy as np
@@ -107,8 +117,7 @@ def run(row: Row, out: str, seeds: int, quick: bool = False) -> dict:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:  # the whole run, across resumes
     records = [json.loads(line) for line in f if line.strip()]
   agents = [config.seed + i for i in range(seeds)]
-  with_returns = [r for r in records if "train/episode_return" in r]  # none if no episode ended (a tiny --quick run)
-  trained = _per_seed(with_returns[-1], "train/episode_return", agents) if with_returns else [float("nan")]
+  trained = final_training_return(records, config.log_every, agents)
   evaluated = _per_seed(records[-1], "eval/return", agents)  # the run ends with an evaluation
   summary = {"row": row.name, "env": config.env_name, "steps": records[-1]["step"], "seeds": seeds,
              "train_mean": float(np.mean(trained)), "train_std": float(np.std(trained)),

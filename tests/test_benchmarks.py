@@ -54,6 +54,19 @@ def test_returns_py_trains_each_kind_of_row_and_writes_the_table_between_its_mar
 
 
 @pytest.mark.skipif(not os.path.isdir(REFERENCE), reason="../shared/reference is absent: table.py skips its rows")
+def test_returns_py_reads_the_final_training_return_from_the_last_whole_log_interval():
+  returns = _script("returns")
+  record = lambda update, *values: {"update": update, "train/episode_return": sum(values) / 2,
+                                    **{f"train/episode_return/seed_{s}": v for s, v in zip((3, 4), values)}}
+  # Intervals of 10 updates; a stop at 25 left a short record, the run's length a short last one (update 41).
+  records = [record(10, 1.0, 2.0), record(20, 3.0, 4.0), record(25, 9.0, 9.0), record(30, 9.0, 9.0),
+             record(40, 5.0, 6.0), record(41, 65.0, 162.0)]
+  assert returns.final_training_return(records, 10, [3, 4]) == [5.0, 6.0]
+  # One agent's records carry the plain name; a run of no whole interval falls back to its last record.
+  assert returns.final_training_return([{"update": 3, "train/episode_return": 7.0}], 10, [0]) == [7.0]
+  assert np.isnan(returns.final_training_return([{"update": 10}], 10, [0])).all()
+
+
 def test_table_py_runs_the_reference_beside_distrl_in_its_smoke_mode():
   """`benchmarks/table.py --quick` on the PPO CartPole row, one device: distrl's row, the reference's row on the
   same config, and their ratio, in one invocation."""
