@@ -30,3 +30,8 @@ def records(workdir):
     return []
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def timeless(history):
+  """Records (or a Result's history) without the fields that measure time: what equal runs must agree on."""
+  return [{k: v for k, v in r.items() if k != "time" and not k.startswith("perf/")} for r in history]

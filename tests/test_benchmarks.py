@@ -53,7 +53,6 @@ def test_returns_py_trains_each_kind_of_row_and_writes_the_table_between_its_mar
   assert os.path.getmtime(tmp_path / "out" / rows[0] / "metrics.jsonl") == stamp
 
 
-@pytest.mark.skipif(not os.path.isdir(REFERENCE), reason="../shared/reference is absent: table.py skips its rows")
 def test_returns_py_reads_the_final_training_return_from_the_last_whole_log_interval():
   returns = _script("returns")
   record = lambda update, *values: {"update": update, "train/episode_return": sum(values) / 2,
@@ -67,6 +66,7 @@ def test_returns_py_reads_the_final_training_return_from_the_last_whole_log_inte
   assert np.isnan(returns.final_training_return([{"update": 10}], 10, [0])).all()
 
 
+@pytest.mark.skipif(not os.path.isdir(REFERENCE), reason="../shared/reference is absent: table.py skips its rows")
 def test_table_py_runs_the_reference_beside_distrl_in_its_smoke_mode():
   """`benchmarks/table.py --quick` on the PPO CartPole row, one device: distrl's row, the reference's row on the
   same config, and their ratio, in one invocation."""
