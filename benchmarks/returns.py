@@ -7,13 +7,15 @@
 
 Each row is one preset trained for its `total_timesteps` with `--seeds` agents in one program
 (`config.num_seeds`) on this process's devices, in `OUT/<row>` (a stopped or crashed row resumes from its
-checkpoint when run again; a finished one is not rerun). The table gives, over the seeds (mean ± std):
-the last logged training return (the mean over the episodes that ended in the last log interval) and
-the final greedy evaluation (each agent's mean over `eval_episodes` episodes), with the wall time of the
-row (the run's `time`: compile, evaluation and checkpoints included, summed over resumes) and the
-published number it is measured against.
-The table replaces the text between the two markers in `--build-md` (BUILD.md), and the curves (mean ±
-std over seeds, through `distrl.plot`) go to `--curves/<environment>.png`, one figure per environment.
+checkpoint when run again; a finished one is not rerun, and one finished with another --seeds or --quick is
+refused). The table gives, over the seeds (mean ± std): the training return of the last whole log interval
+(the mean over the episodes that ended in it) and the final greedy evaluation (each agent's mean over
+`eval_episodes` episodes), with the wall time of the row (the run's `time`: compile, evaluation and
+checkpoints included, summed over resumes) and the published number it is measured against.
+The table replaces the text between the two markers in `--build-md`, and the curves (mean ± std over seeds,
+through `distrl.plot`) go to `--curves/<environment>.png`, one figure per environment. By default these are
+BUILD.md and benchmarks/curves/, the published ones, only for full runs in the default --out; a --quick run or
+another --out writes no BUILD.md and its curves to OUT/curves/ unless told otherwise.
 """
 
 import argparse
@@ -21,7 +23,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as a script from anywhere: distrl is beside benchmarks/
@@ -30,6 +31,7 @@ if ROOT not in sys.path:  # run as a script from anywhere: distrl is beside benc
 GYMNAX = "gymnax 1.0.1 README (gymnax-blines PPO/ES checkpoints)"
 GYMNAX_PPO = "gymnax 1.0.1 README (gymnax-blines PPO, MLP)"
 BEGIN, END = "<!-- returns.py: begin -->", "<!-- returns.py: end -->"
+OUT = os.path.join(ROOT, "runs", "returns")  # the default --out, whose full runs make the published table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +112,12 @@ def run(row: Row, out: str, seeds: int, quick: bool = False) -> dict:
   path = os.path.join(workdir, "returns.json")
   if os.path.exists(path):
     with open(path) as f:
-      return json.load(f)
+      summary = json.load(f)
+    if (summary["seeds"], summary["quick"]) != (seeds, quick):
+      kind = lambda n, q: f"{'a --quick' if q else 'a full'} run of {n} seed(s)"
+      raise SystemExit(f"{workdir} holds {kind(summary['seeds'], summary['quick'])}, not {kind(seeds, quick)}: "
+                       f"use another --out")
+    return summary
   config = make_config(row, seeds, quick)
   if trainer.train(config, workdir).stopped:
     raise SystemExit(f"{row.name} was stopped; run the same command to resume it")
@@ -180,16 +187,29 @@ def finished(out: str, names: list[str]) -> list[dict]:
   return results
 
 
+def destinations(args: argparse.Namespace) -> argparse.Namespace:
+  """`args` with --build-md and --curves resolved: the published table and curves only for full runs in the default
+  --out (a --quick run or another --out would replace them with its own rows)."""
+  published = not args.quick and os.path.abspath(args.out) == OUT
+  if args.build_md is None:
+    args.build_md = os.path.join(ROOT, "BUILD.md") if published else ""
+  if args.curves is None:
+    args.curves = os.path.join(ROOT, "benchmarks", "curves") if published else os.path.join(args.out, "curves")
+  return args
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
   parser.add_argument("--seeds", type=int, default=3, help="agents per row, trained as one program (num_seeds)")
-  parser.add_argument("--out", default=os.path.join(ROOT, "runs", "returns"), help="one workdir per row")
-  parser.add_argument("--build-md", default=os.path.join(ROOT, "BUILD.md"), help="where the table goes ('' for none)")
-  parser.add_argument("--curves", default=os.path.join(ROOT, "benchmarks", "curves"), help="where the PNGs go")
+  parser.add_argument("--out", default=OUT, help="one workdir per row")
+  parser.add_argument("--build-md", help="where the table goes ('' for none; default: BUILD.md for full runs in the "
+                                         "default --out, else none)")
+  parser.add_argument("--curves", help="where the PNGs go (default: benchmarks/curves for full runs in the default "
+                                       "--out, else OUT/curves)")
   parser.add_argument("--table", action="store_true", help="train nothing: the table and curves of finished rows")
   parser.add_argument("--quick", action="store_true", help="a few updates per row, to check the pipeline")
-  args = parser.parse_args()
+  args = destinations(parser.parse_args())
 
   for name in [] if args.table else args.rows:
     print(f"{name}: training", flush=True)

@@ -2,6 +2,7 @@
 mode beside distrl's (when ../shared/reference is present). Their numbers are not checked here: speed targets
 live in the benchmarks, never in timed tests."""
 
+import argparse
 import importlib.util
 import json
 import os
@@ -51,6 +52,25 @@ def test_returns_py_trains_each_kind_of_row_and_writes_the_table_between_its_mar
   stamp = os.path.getmtime(tmp_path / "out" / rows[0] / "metrics.jsonl")
   returns.main()  # finished rows are read back, not trained again
   assert os.path.getmtime(tmp_path / "out" / rows[0] / "metrics.jsonl") == stamp
+  monkeypatch.setattr(sys, "argv", [*argv[:3], "3", *argv[4:]])  # --seeds 3 where 2 finished: refused
+  with pytest.raises(SystemExit, match=r"holds a --quick run of 2 seed\(s\), not a --quick run of 3"):
+    returns.main()
+
+
+def test_returns_py_writes_the_published_table_and_curves_only_from_full_runs_in_the_default_out(tmp_path):
+  """A --quick run or another --out must not replace BUILD.md's table and benchmarks/curves/ with its rows."""
+  returns = _script("returns")
+  parse = lambda *argv: returns.destinations(argparse.Namespace(**{"out": returns.OUT, "quick": False,
+                                                                   "build_md": None, "curves": None, **dict(argv)}))
+  full = parse()
+  assert full.build_md == os.path.join(returns.ROOT, "BUILD.md")
+  assert full.curves == os.path.join(returns.ROOT, "benchmarks", "curves")
+  quick = parse(("quick", True))
+  assert quick.build_md == "" and quick.curves == os.path.join(returns.OUT, "curves")
+  elsewhere = parse(("out", str(tmp_path)))
+  assert elsewhere.build_md == "" and elsewhere.curves == os.path.join(str(tmp_path), "curves")
+  told = parse(("quick", True), ("build_md", str(tmp_path / "B.md")), ("curves", str(tmp_path)))
+  assert told.build_md == str(tmp_path / "B.md") and told.curves == str(tmp_path)
 
 
 def test_returns_py_reads_the_final_training_return_from_the_last_whole_log_interval():
