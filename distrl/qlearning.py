@@ -27,8 +27,9 @@ def check(config: ml_collections.ConfigDict) -> None:
   require(0 <= config.end_e <= config.start_e <= 1,
           f"epsilon must decay within [0, 1]: got start_e={config.start_e}, end_e={config.end_e}")
   require_positive(config, "exploration_steps")
-  require(config.exploration_steps < 2**31, f"exploration_steps={config.exploration_steps} must be below 2**31 "
-                                            f"(environment steps are int32 on the devices)")
+  for field in ("total_timesteps", "exploration_steps"):  # epsilon's schedule reads the step count
+    require(config[field] < 2**31, f"{field}={config[field]} must be below 2**31 (environment steps are int32 on "
+                                   f"the devices)")
 
 
 def network(config: ml_collections.ConfigDict, env: Env) -> nn.Module:

@@ -189,6 +189,15 @@ def test_step_counts_past_int32_are_refused(cfg):
     dqn.sizes(cfg, jax.device_count())
 
 
+def test_a_run_that_would_take_no_gradient_step_is_refused():
+  config = dqn_config.get_config()  # learning_starts=10,000
+  config.total_timesteps = 10_000  # the last iteration ends at step 10,000: no iteration ends past learning_starts
+  with pytest.raises(ConfigError, match="learning_starts=10000 leaves no gradient step in a run of 10000 steps"):
+    dqn.sizes(config, 1)
+  config.total_timesteps = 10_010  # one iteration (10 environments x 1 step) past it: one gradient step
+  assert dqn.sizes(config, 1).num_updates == 1001
+
+
 @pytest.mark.slow
 def test_default_config_learns_cartpole(tmp_path):
   """Seeds 0-2 as one 3-agent program, each equal to its seed's run. CartPole caps returns at 500; a random policy

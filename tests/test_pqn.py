@@ -74,6 +74,8 @@ def test_sharded_update_equals_unsharded():
     ("anneal_lr", None, "anneal_lr=None must be True or False"),
     ("num_minibatches", 3, "num_steps=64 does not divide evenly over num_minibatches=3"),
     ("end_e", 0.5, "epsilon must decay within [0, 1]: got start_e=0.4, end_e=0.5"),
+    # past 2**31 the int32 step count epsilon reads would wrap negative, and the agent act at random again
+    ("total_timesteps", 2**31, "total_timesteps=2147483648 must be below 2**31"),
 ])
 def test_fields_refuse_bad_values_in_one_line(field, value, message):
   config = pqn_config.get_config()

@@ -103,7 +103,7 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
           f"priority_beta={config.priority_beta} must be in [0, 1] (it anneals to 1; 0.4 is common)")
   require(config.priority_eps > 0, f"priority_eps={config.priority_eps} must be > 0 (e.g. 1e-6): a zero priority "
                                    f"would never be sampled again")
-  for field in ("total_timesteps", "learning_starts", "target_update_interval"):
+  for field in ("learning_starts", "target_update_interval"):
     require(config[field] < 2**31, f"{field}={config[field]} must be below 2**31 (environment steps are int32 "
                                    f"on the devices)")
   require_divisible("batch_size", config.batch_size, "the number of devices", num_devices,
@@ -128,7 +128,12 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   steps_per_update = config.num_envs * num_steps
   require(config.total_timesteps >= steps_per_update,
           f"total_timesteps={config.total_timesteps} is less than one iteration ({steps_per_update} steps)")
-  return Sizes(num_updates=config.total_timesteps // steps_per_update, steps_per_update=steps_per_update,
+  num_updates = config.total_timesteps // steps_per_update
+  require(num_updates * steps_per_update > config.learning_starts,
+          f"learning_starts={config.learning_starts} leaves no gradient step in a run of "
+          f"{num_updates * steps_per_update} steps (total_timesteps={config.total_timesteps}): lower learning_starts "
+          f"or raise total_timesteps")
+  return Sizes(num_updates=num_updates, steps_per_update=steps_per_update,
                num_steps=num_steps, gradient_steps=gradient_steps, capacity=capacity,
                batch_per_device=config.batch_size // num_devices,
                first_learning_update=config.learning_starts // steps_per_update)
