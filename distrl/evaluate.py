@@ -41,8 +41,15 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
     raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  devices = jax.devices()[:math.gcd(config.num_envs, jax.device_count())]  # the run's env count must split
-  program = trainer.build(config, sharding.make_mesh(devices))
+  # The most devices the run's sizes split over (num_envs, eval_episodes, DQN's batch_size): results do not depend
+  # on the device count. Whatever is still refused on one device is a fault of the config, said as it is.
+  for count in range(math.gcd(config.num_envs, jax.device_count()), 0, -1):
+    try:
+      program = trainer.build(config, sharding.make_mesh(jax.devices()[:count]))
+      break
+    except ConfigError:
+      if count == 1:
+        raise
   directory = os.path.join(workdir, "best" if best else "checkpoints")
   if not os.path.isdir(directory):
     raise ConfigError(f"no checkpoint in {directory}")

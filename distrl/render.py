@@ -26,27 +26,39 @@ FRAME_MS = {**{name: 50 for name in CLASSIC}, **{name: 100 for name in MINATAR +
 
 
 def play(program, learner, seed: int) -> tuple[list, list[float]]:
-  """One greedy episode on the host: every environment state (the reset one first) and the return so far."""
+  """One greedy episode on the host: every environment state (the reset one first, the one the episode ended in
+  last) and the return so far."""
   config, env = program.config, program.env
   policy = jax.jit(lambda obs: program.algorithm.act(learner, obs[None], None, config=config, env=env,
                                                      greedy=True)[0])
   step = jax.jit(env.step)
+  # The step that ends the episode returns the next episode's reset state: the state it reached is step_env's,
+  # from the first half of the key gymnax's step splits.
+  reached = jax.jit(lambda key, state, action: _raw(program).step_env(jax.random.split(key)[0], state, action,
+                                                                      env.params)[1])
   obs, state = jax.jit(env.reset)(jax.random.PRNGKey(seed))
   states, returns = [state.env_state], [0.0]
   for t in range(env.max_steps):
-    obs, state, reward, _, _, info = step(jax.random.PRNGKey(seed * 100_003 + t), state, policy(obs))
-    states.append(state.env_state)
+    key, action, before = jax.random.PRNGKey(seed * 100_003 + t), policy(obs), state
+    obs, state, reward, _, _, info = step(key, state, action)
     returns.append(returns[-1] + float(reward))
     if bool(info["returned_episode"]):
+      states.append(reached(key, before.env_state, action))
       break
+    states.append(state.env_state)
   return states, returns
+
+
+def _raw(program):
+  """The gymnax environment under distrl's LogWrapper and observation flattening, if any."""
+  raw = program.env.env._env
+  return getattr(raw, "_env", raw)
 
 
 def gif(program, states: list, returns: list[float], path: str, progress: Callable[[int, int], None]) -> None:
   """Draws `states` (of `program`'s environment, one of RENDERABLE) into the GIF `path`."""
   name = program.config.env_name
-  raw = program.env.env._env  # the gymnax environment under distrl's LogWrapper
-  raw = getattr(raw, "_env", raw)  # ... and under observation flattening, if any
+  raw = _raw(program)
   if name in CLASSIC:
     frames = _classic(name, raw, program.env.params, states, progress)
   elif name in MINATAR:

@@ -78,6 +78,30 @@ def test_gif_holds_one_frame_per_step_of_the_episode(run, tmp_path):
     assert gif.n_frames == length + 1  # the reset state, then one frame per step
 
 
+def test_the_gifs_last_frame_is_the_state_the_episode_ended_in(run):
+  from distrl import evaluate, render, sharding
+
+  program, state, _ = evaluate.load_run(str(run), None)
+  states, _ = render.play(program, sharding.to_host(state.learner), 0)
+  # CartPole counts its steps: the reset state is at 0, and the episode's last state at its length (not the next
+  # episode's reset state, at 0 again).
+  assert [int(s.time) for s in states] == list(range(len(states)))
+
+
+def test_a_run_whose_evaluation_episodes_do_not_split_over_every_device_is_evaluated_on_fewer(run, tmp_path):
+  import json
+  import shutil
+
+  copy = tmp_path / "run"
+  shutil.copytree(run, copy)
+  config = json.loads((copy / "config.json").read_text())
+  config["eval_episodes"] = 1  # trained with one per device: on several devices, build would refuse it
+  (copy / "config.json").write_text(json.dumps(config))
+  out = evaluate(f"--workdir={copy}", "--episodes=4")
+  assert out.returncode == 0, out.stderr
+  assert "at update 8 (ppo on CartPole-v1): 4 greedy episodes" in out.stdout
+
+
 def test_a_directory_without_a_run_is_one_line(tmp_path):
   out = evaluate(f"--workdir={tmp_path}")
   assert out.returncode == 1
