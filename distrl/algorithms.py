@@ -16,7 +16,7 @@ before `jax.grad`). A config for any algorithm also has the fields the trainer r
 """
 
 import importlib
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import jax
 import ml_collections
@@ -99,11 +99,3 @@ def get(name: str) -> Algorithm:
                       f"as package.module[:attribute]")
   found = _REGISTRY[name]
   return check(importlib.import_module(found) if isinstance(found, str) else found, name)
-
-
-def bound(algorithm: Algorithm, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> tuple[Callable, ...]:
-  """(init(key), update(state), act(learner, obs, key, greedy)) with config, env and sizes bound."""
-  init = lambda key: algorithm.init(key, config=config, env=env, sizes=sizes)
-  update = lambda state: algorithm.update(state, config=config, env=env, sizes=sizes)
-  act = lambda learner, obs, key, greedy: algorithm.act(learner, obs, key, config=config, env=env, greedy=greedy)
-  return init, update, act

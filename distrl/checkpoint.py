@@ -2,7 +2,7 @@
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
 process killed mid-save leaves no checkpoint that looks whole. A checkpoint that is whole but
-unreadable (a truncated or corrupted file) is moved aside as `<update>.corrupt` with a warning,
+unreadable (a truncated or corrupted file) is moved aside as `<update>.corrupt-<time>` with a warning,
 and the previous one is used. A checkpoint whose arrays do not have the shapes the current
 config gives is refused: it was written by another config.
 """

@@ -44,7 +44,7 @@ _OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Start a new run in a --wo
                                   "files are moved to WORKDIR/overwritten-<time>/, never deleted.")
 
 
-def _flag_error(error: Exception, argv: list[str]) -> str:
+def _flag_error(error: Exception) -> str:
   """One line for a bad flag, config field, preset or config file."""
   text = str(error).replace("\\n", "\n")
   if isinstance(error, (AttributeError, KeyError)):
@@ -86,7 +86,7 @@ def _env_kwargs(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
   return rest, kwargs
 
 
-def _env_kwarg(name: str, text: str, current):
+def _env_kwarg(text: str, current):
   """A command-line VALUE for env_kwargs NAME: of the type of the value the config gives NAME, if it gives one,
   else a Python literal (true/false/none in any case too), else the text."""
   words = {"true": True, "false": False, "none": None}
@@ -116,7 +116,7 @@ def _set_env_kwargs(config: ml_collections.ConfigDict, kwargs: list[tuple[str, s
   with config.env_kwargs.unlocked():
     for name, text in kwargs:
       try:
-        config.env_kwargs[name] = _env_kwarg(name, text, config.env_kwargs.get(name))
+        config.env_kwargs[name] = _env_kwarg(text, config.env_kwargs.get(name))
       except (TypeError, ValueError) as error:
         _fail(f"flag --config.env_kwargs.{name}={text}: {error}", 2)
 
@@ -141,7 +141,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     rest = flags.FLAGS(argv)
     config = _CONFIG.value
   except Exception as error:  # flags.Error, or whatever a config file or override raised
-    _fail(_flag_error(error, argv), 2)
+    _fail(_flag_error(error), 2)
   finally:
     sys.argv = command
   python_logging.getLogger("absl").setLevel(python_logging.NOTSET)
@@ -211,8 +211,7 @@ def main(argv):
   except jax.errors.JaxRuntimeError as error:
     if jax.process_count() == 1:
       raise
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    distributed.lost(f"lost contact with the run, another process died or was stopped? ({first})")
+    distributed.lost(f"lost contact with the run, another process died or was stopped? ({errors.first_line(error)})")
 
 
 if __name__ == "__main__":

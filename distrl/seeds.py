@@ -25,8 +25,8 @@ AXES = TrainState(update=None, learner=0, actors=1)
 
 
 def count(config: ml_collections.ConfigDict) -> int:
-  """How many agents a config trains (configs recorded before num_seeds existed train one)."""
-  return int(config.get("num_seeds", 1))
+  """How many agents a config trains."""
+  return int(config.num_seeds)
 
 
 def keys(config: ml_collections.ConfigDict) -> jax.Array:

@@ -22,7 +22,7 @@ import numpy as np
 
 from distrl import algorithms, envs, evaluation, metrics, seeds, sharding, stopping
 from distrl.checkpoint import Checkpoints, IncompatibleCheckpoint
-from distrl.errors import ConfigError, RunFailed, first_line, require, require_divisible, require_positive
+from distrl.errors import ConfigError, RunFailed, require, require_divisible, require_positive
 from distrl.state import TrainState
 from distrl.workdir import Workdir
 
@@ -240,7 +240,7 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
     start = time.perf_counter()
     runner.compile(state)
     compile_seconds = time.perf_counter() - start
-    say(f"compiled the {config.log_every}-update chunk in {compile_seconds:.1f}s")
+    say(f"compiled the update loop in {compile_seconds:.1f}s")
     evaluate = program.evaluator(config.eval_episodes)
     # Evaluation after update u of the agent of seed s uses fold_in(fold_in(PRNGKey(s), 1), u).
     eval_key = seeds.vmap(lambda key, u: jax.random.fold_in(jax.random.fold_in(key, 1), u), config, in_axes=(0, None))

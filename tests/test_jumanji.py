@@ -91,6 +91,8 @@ def test_a_maze_observation_is_flattened_with_its_action_mask():
     ("Cleaner-v0", {}, "jumanji:Cleaner-v0 takes MultiDiscreteArray actions"),
     ("Game2048-v1", {}, "jumanji:Game2048-v1 has no time limit"),
     ("Snake-v1", {"num_rowz": 6}, "jumanji:Snake-v1 with env_kwargs {'num_rowz': 6} failed: TypeError"),
+    ("Snake-v1", {"max_steps_in_episode": 0}, "env_kwargs max_steps_in_episode=0 must be a positive number of steps"),
+    ("Snake-v1", {"max_steps_in_episode": -5}, "env_kwargs max_steps_in_episode=-5 must be a positive number"),
 ])
 def test_what_jumanji_cannot_train_is_one_clear_error(name, kwargs, message):
   with pytest.raises(ConfigError) as error:

@@ -203,7 +203,7 @@ def test_a_terminal_gets_one_live_line_that_fits_its_width_and_a_summary(tmp_pat
   total = 20 * jax.device_count() * 32
   assert re.match(rf"\[ppo CartPole-v1\] (█+ )?100% {total:,}/{total:,} \| return ", frames[-1]), frames[-1]
   assert " | eval " in frames[-1] and " | ETA 0:00" in frames[-1]
-  assert "compiled the 4-update chunk" in text and text.index("compiled") < text.index("\r[ppo")
+  assert "compiled the update loop" in text and text.index("compiled") < text.index("\r[ppo")
   summary = lines[lines.index(live) + 1:]
   assert summary[0].startswith(f"[ppo CartPole-v1] {total:,} of {total:,} steps; this session ")
   assert summary[1].startswith("  return ") and "; eval " in summary[1] and "at update" in summary[1]

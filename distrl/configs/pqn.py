@@ -83,10 +83,10 @@ def get_config(arg=None):
   config.activation = "relu"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
 
-  config.log_every = 2  # iterations per compiled chunk, and so per log line
-  config.eval_every = 20  # iterations between greedy evaluations (rounded up to a chunk end)
+  config.log_every = 2  # iterations per log line (run as one or more calls of the compiled update loop)
+  config.eval_every = 20  # iterations between greedy evaluations (rounded up to a log line)
   config.eval_episodes = 16  # greedy evaluation episodes, split over devices
-  config.checkpoint_every = 20  # iterations between checkpoints (rounded up to a chunk end)
+  config.checkpoint_every = 20  # iterations between checkpoints (rounded up to a log line)
   config.keep_checkpoints = 3  # how many recent checkpoints to keep
 
   if arg:

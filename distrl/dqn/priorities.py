@@ -19,7 +19,8 @@ There is no sum tree: every row's cumulative sums are recomputed from the leaves
 incrementally, so no running sum can drift away from its leaves, the known failure of float32 sum
 trees (after millions of updates their inner sums no longer match the leaves and sampling returns
 zero-priority or out-of-range slots); the error of one draw is that of one float32 cumsum. A slot
-of zero priority (unwritten, or not a complete n-step window yet) is never drawn.
+of zero priority (unwritten) is never drawn, nor is one outside the `valid` mask (not a complete n-step window
+yet), whatever its priority.
 """
 
 import jax

@@ -90,6 +90,9 @@ def make(name: str, *, max_steps_in_episode: int | None = None, **kwargs) -> tup
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean jumanji:{close[0]}? " if close else ""
     raise ConfigError(f"unknown Jumanji environment {name!r}: {hint}choose one of {', '.join(known)}")
+  if max_steps_in_episode is not None and not (isinstance(max_steps_in_episode, int) and max_steps_in_episode > 0):
+    raise ConfigError(f"env_kwargs max_steps_in_episode={max_steps_in_episode!r} must be a positive number of "
+                      f"steps, e.g. 1000")
   try:
     env = jumanji.make(name, **kwargs)
   except Exception as error:  # a bad keyword, or a level set that cannot be downloaded here
