@@ -86,6 +86,30 @@ def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, network
                                   discounted_return=normalization.initial_returns(normalizer, config.num_envs)))
 
 
+@struct.dataclass
+class Collected:
+  """An iteration's rollout (`collect`)."""
+
+  steps: acting.Step  # (T, E, ...)
+  actors: Actors  # advanced past the rollout: environment states, the observations it ends on, keys, running returns
+  normalizer: normalization.Normalizer  # the learner's, its return statistics updated with the rollout's rewards
+  shuffle_key: jax.Array  # (E, 2): each environment's key for this iteration's minibatch orders
+
+
+def collect(state: TrainState, policy: acting.Policy, *, config: ml_collections.ConfigDict, env: Env) -> Collected:
+  """`config.num_steps` steps of every local environment with `policy`, from each environment's own key."""
+  actors = state.actors
+  next_key, rollout_key, shuffle_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
+                                                   axis=1)
+  env_state, obs, steps = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, config.num_steps)
+  normalizer, discounted_return = normalization.update_returns(state.learner.normalizer, steps.reward,
+                                                               steps.episode_end, actors.discounted_return,
+                                                               gamma=config.gamma)
+  return Collected(steps=steps, normalizer=normalizer, shuffle_key=shuffle_key,
+                   actors=actors.replace(env_state=env_state, obs=obs, key=next_key,
+                                         discounted_return=discounted_return))
+
+
 def learning_rate(config: ml_collections.ConfigDict, gradient_steps: int) -> optax.Schedule:
   """Constant, or linear from `lr` to 0 over the run's `gradient_steps` if `anneal_lr`."""
   if not config.anneal_lr:

@@ -125,24 +125,19 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   Returns the new state and metrics as {name: (sum, count)}, identical on every device.
   """
   net, tx = network(config, env), optimizer(config, sizes)
-  learner, actors = state.learner, state.actors
-  params, normalizer = learner.params, learner.normalizer
+  learner = state.learner
+  params = learner.params
   num_steps, epochs, num_minibatches = config.num_steps, config.update_epochs, config.num_minibatches
-  observe = functools.partial(normalization.observations, normalizer, clip=config.obs_clip)
-
-  next_key, rollout_key, shuffle_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
-                                                   axis=1)
+  observe = functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
 
   def act_fn(obs, keys):
     distribution = policy(net, params, observe(obs), env.action_mask(obs))
     action = jax.vmap(lambda key, d: d.sample(key))(keys, distribution)  # each environment from its own key
     return action, distribution.log_prob(action)
 
-  env_state, obs, traj = acting.rollout(env, act_fn, actors.env_state, actors.obs, rollout_key, num_steps)
-  normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
-                                                               actors.discounted_return, gamma=config.gamma)
+  collected = onpolicy.collect(state, act_fn, config=config, env=env)
+  traj, actors, normalizer = collected.steps, collected.actors, collected.normalizer
   reward = normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
-  actors = actors.replace(env_state=env_state, obs=obs, key=next_key, discounted_return=discounted_return)
 
   # The critic once over the whole rollout, V(s_t); V(s_{t+1}) is the next row of it, except after the rollout's
   # last step and where an episode was truncated (its pre-reset observation).
@@ -150,14 +145,14 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   with jax.named_scope("advantages"):
     traj_obs = observe(traj.obs)
     value = critic(traj_obs)
-    value_tp1 = onpolicy.next_values(value, critic(observe(obs)), traj, lambda raw: critic(observe(raw)))
+    value_tp1 = onpolicy.next_values(value, critic(observe(actors.obs)), traj, lambda raw: critic(observe(raw)))
     advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
                            gamma=config.gamma, gae_lambda=config.gae_lambda)
   batch = Batch(obs=traj_obs, action=traj.action, log_prob=traj.extras, value=value,
                 advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
 
   # Each environment shuffles its own time steps each epoch: (epochs, E, T).
-  order = onpolicy.orders(shuffle_key, num_steps, epochs)
+  order = onpolicy.orders(collected.shuffle_key, num_steps, epochs)
   minibatches = functools.partial(onpolicy.minibatches, num_minibatches=num_minibatches)
 
   # Advantage statistics of every global minibatch of every epoch, in one all-reduce.

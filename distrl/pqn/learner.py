@@ -69,25 +69,20 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   Returns the new state and metrics as {name: (sum, count)}, identical on every device.
   """
   net, tx = qlearning.network(config, env), optimizer(config, sizes)
-  learner, actors = state.learner, state.actors
-  params, normalizer = learner.params, learner.normalizer
-  observe = functools.partial(normalization.observations, normalizer, clip=config.obs_clip)
+  learner = state.learner
+  params = learner.params
+  observe = functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
   eps = qlearning.epsilon(config, state.update * sizes.steps_per_update)
 
-  next_key, rollout_key, shuffle_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
-                                                   axis=1)
-  policy = qlearning.epsilon_greedy(net, params, observe, eps, env)
-  env_state, obs, traj = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, config.num_steps)
-  normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
-                                                               actors.discounted_return, gamma=config.gamma)
+  collected = onpolicy.collect(state, qlearning.epsilon_greedy(net, params, observe, eps, env), config=config, env=env)
+  traj, actors, normalizer = collected.steps, collected.actors, collected.normalizer
   reward = config.reward_scale * normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
-  actors = actors.replace(env_state=env_state, obs=obs, key=next_key, discounted_return=discounted_return)
 
   # Targets once per rollout, from the network that acted: max_a Q (over the allowed a) at every pre-reset next state,
   # as acting computed it but where an episode was truncated.
   with jax.named_scope("advantages"):  # here Q(lambda) returns: the same part of an update as PPO's GAE
     max_q = lambda obs: distributions.masked_max(net.apply(params, observe(obs)), env.action_mask(obs))
-    q_tp1 = onpolicy.next_values(traj.extras, max_q(obs), traj, max_q)
+    q_tp1 = onpolicy.next_values(traj.extras, max_q(actors.obs), traj, max_q)
     target = losses.q_lambda_returns(reward, q_tp1, traj.terminated, traj.episode_end, gamma=config.gamma,
                                      q_lambda=config.q_lambda)
   batch = Batch(obs=observe(traj.obs), action=traj.action, target=target)
@@ -109,7 +104,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
     return jax.lax.scan(minibatch_step, learner, batches)
 
   learner, (loss, q_mean, grad_norm) = jax.lax.scan(
-      epoch, learner, onpolicy.orders(shuffle_key, config.num_steps, config.update_epochs))
+      epoch, learner, onpolicy.orders(collected.shuffle_key, config.num_steps, config.update_epochs))
   # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
   learner = learner.replace(normalizer=normalization.update_observations(normalizer, traj.obs))
 
