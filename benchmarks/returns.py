@@ -30,6 +30,7 @@ if ROOT not in sys.path:  # run as a script from anywhere: distrl is beside benc
 
 GYMNAX = "gymnax 1.0.1 README (gymnax-blines PPO/ES checkpoints)"
 GYMNAX_PPO = "gymnax 1.0.1 README (gymnax-blines PPO, MLP)"
+MINATAR_PUBLISHED = {"Breakout": 28, "Asterix": 15, "Freeway": 58, "SpaceInvaders": 131}  # gymnax's PPO, an MLP
 BEGIN, END = "<!-- returns.py: begin -->", "<!-- returns.py: end -->"
 OUT = os.path.join(ROOT, "runs", "returns")  # the default --out, whose full runs make the published table
 
@@ -55,14 +56,12 @@ ROWS = {row.name: row for row in [
     Row("dqn", "Acrobot-v1", -80, GYMNAX),
     Row("pqn", "CartPole-v1", 500, GYMNAX),
     Row("pqn", "Acrobot-v1", -80, GYMNAX),
-    *[Row("ppo", f"{game}-MinAtar-mlp", published, GYMNAX_PPO)
-      for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
-    *[Row("pqn", f"{game}-MinAtar-mlp", published, GYMNAX_PPO + " (PQN's target: the ppo -mlp row)")
-      for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
-    *[Row("ppo", f"{game}-MinAtar", published, GYMNAX_PPO + ", for an MLP")
-      for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
-    *[Row("pqn", f"{game}-MinAtar", published, GYMNAX_PPO + ", for an MLP (PQN's target: the ppo CNN row)")
-      for game, published in (("Breakout", 28), ("Asterix", 15), ("Freeway", 58), ("SpaceInvaders", 131))],
+    *[Row(algo, f"{game}-MinAtar{torso}", published, source)
+      for algo, torso, source in (("ppo", "-mlp", GYMNAX_PPO),
+                                  ("pqn", "-mlp", GYMNAX_PPO + " (PQN's target: the ppo -mlp row)"),
+                                  ("ppo", "", GYMNAX_PPO + ", for an MLP"),
+                                  ("pqn", "", GYMNAX_PPO + ", for an MLP (PQN's target: the ppo CNN row)"))
+      for game, published in MINATAR_PUBLISHED.items()],
 ]}
 
 
