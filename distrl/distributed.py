@@ -22,6 +22,8 @@ import time
 import jax
 from jax._src import distributed as jax_distributed  # the runtime client: key-value store of the run
 
+from distrl import errors
+
 _PREFIX = "distrl/peers"
 
 
@@ -75,8 +77,7 @@ def _watch(timeout: int) -> None:
       client.key_value_set(f"{_PREFIX}/beat/{me}", str(beat), allow_overwrite=True)
       store = dict(client.key_value_dir_get(f"{_PREFIX}/"))
     except Exception as error:  # the coordinator (process 0) is gone
-      message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-      lost(f"lost the run's coordinator, process 0 ({message[:200]})")
+      lost(f"lost the run's coordinator, process 0 ({errors.first_line(error)[:200]})")
     now = answered[0] = time.monotonic()
     for peer in peers:
       if f"{_PREFIX}/done/{peer}" in store:

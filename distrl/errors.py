@@ -29,7 +29,10 @@ class RunFailed(RuntimeError):
   The launcher prints it alone and exits 1."""
 
 
-def first_line(error: BaseException) -> str:
-  """An exception's own first line, for a message of one line."""
+def first_line(error: BaseException, with_type: bool = False) -> str:
+  """An exception's own first line, for a message of one line (its type's name where it has no text); with_type:
+  "TypeError: first line"."""
   text = str(error).strip()
-  return text.splitlines()[0] if text else type(error).__name__
+  if not text:
+    return type(error).__name__
+  return f"{type(error).__name__}: {text.splitlines()[0]}" if with_type else text.splitlines()[0]

@@ -150,10 +150,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   if not isinstance(config, ml_collections.ConfigDict):
     _fail(f"--config={given}: get_config() returned {type(config).__name__ if config is not None else 'None'}, "
           f"not an ml_collections.ConfigDict", 2)
-  missing = [field for field in configs.RUN_FIELDS if field not in config]
-  if missing:
-    _fail(f"--config={given}: the config lacks {', '.join(missing)} (every config has "
-          f"{', '.join(configs.RUN_FIELDS)}; see distrl/configs/ppo.py)", 2)
+  if lack := configs.lacking(config):
+    _fail(f"--config={given}: {lack}", 2)
   _set_env_kwargs(config, env_kwargs)
   return rest
 

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from distrl import algorithms, envs, evaluation, metrics, seeds, sharding, stopping
+from distrl import algorithms, configs, envs, evaluation, metrics, seeds, sharding, stopping
 from distrl.checkpoint import Checkpoints, IncompatibleCheckpoint
 from distrl.errors import ConfigError, RunFailed, require, require_divisible, require_positive
 from distrl.state import TrainState
@@ -45,9 +45,8 @@ class Result:
 
 def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """The fields every algorithm's config has: intervals, backend, and what must split over devices."""
-  missing = [field for field in algorithms.RUN_FIELDS if field not in config]
-  require(not missing, f"the config lacks {', '.join(missing)}: every config has the fields "
-                       f"{', '.join(algorithms.RUN_FIELDS)} (see distrl/algorithms.py)")
+  lack = configs.lacking(config)
+  require(lack is None, lack)
   require_positive(config, "num_seeds", "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                    "eval_episodes")
   require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")

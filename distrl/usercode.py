@@ -7,7 +7,7 @@ import error's own message: the user's module is what they will want to fix.
 import importlib
 from typing import Any
 
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, first_line
 
 
 def load_module(module_name: str, field: str, spec: str | None = None) -> Any:
@@ -15,9 +15,8 @@ def load_module(module_name: str, field: str, spec: str | None = None) -> Any:
   try:
     return importlib.import_module(module_name)
   except Exception as error:  # ImportError, or whatever the module raised while importing
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
     raise ConfigError(f"{field}={spec or module_name!r}: cannot import {module_name} "
-                      f"({type(error).__name__}: {reason})") from None
+                      f"({first_line(error, with_type=True)})") from None
 
 
 def load_attribute(spec: str, field: str) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 from distrl.configs import ppo as ppo_config
 from distrl import algorithms, envs, sharding, trainer
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, first_line
 from examples import a2c, a2c_config
 from tests.cli import ROOT, launch, records
 
@@ -115,7 +115,7 @@ def test_bad_user_code_from_the_command_line_is_one_line_and_a_nonzero_exit(tmp_
 def test_a_config_without_the_run_fields_is_refused():
   config = a2c_config.get_config()
   del config["eval_episodes"]
-  with pytest.raises(ConfigError, match="the config lacks eval_episodes: every config has the fields"):
+  with pytest.raises(ConfigError, match=r"the config lacks eval_episodes \(every config has algo, "):
     trainer.build(config, sharding.make_mesh())
 
 
@@ -166,3 +166,12 @@ def test_the_a2c_example_learns_cartpole_through_the_launcher(tmp_path):
   assert history[-1]["train/episode_return"] > 50, [r["train/episode_return"] for r in history]
   with open(tmp_path / "config.json") as f:
     assert json.load(f)["algo"] == "examples.a2c"
+
+
+def test_an_exceptions_first_line_in_one_line_messages():
+  """What every one-line message quotes of an exception: its first line, its type's name where it has no text."""
+  error = ValueError("  bad shape\n  Traceback detail\n")
+  assert first_line(error) == "bad shape"
+  assert first_line(error, with_type=True) == "ValueError: bad shape"
+  assert first_line(KeyError()) == "KeyError"
+  assert first_line(OSError(""), with_type=True) == "OSError"

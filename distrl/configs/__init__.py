@@ -15,6 +15,15 @@ RUN_FIELDS = ("algo", "env_name", "env_kwargs", "seed", "num_seeds", "backend", 
               "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints")
 
 
+def lacking(config) -> str | None:
+  """What a config lacks of RUN_FIELDS, as a message; None when it has them all."""
+  missing = [field for field in RUN_FIELDS if field not in config]
+  if not missing:
+    return None
+  return (f"the config lacks {', '.join(missing)} (every config has {', '.join(RUN_FIELDS)}; "
+          f"see distrl/configs/ppo.py)")
+
+
 def names() -> list[str]:
   """The shipped configs: ppo, dqn, ..."""
   return sorted(f[:-3] for f in os.listdir(DIRECTORY) if f.endswith(".py") and not f.startswith("_"))

@@ -53,7 +53,7 @@ from gymnax.environments import environment
 from gymnax.wrappers.purerl import FlattenObservationWrapper, GymnaxWrapper, LogWrapper
 
 from distrl import rows
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, first_line
 from distrl.usercode import load_attribute
 
 # Suites adapted to the gymnax API, each behind the pip extra of its name: `suite:id` -> the adapter module, whose
@@ -208,7 +208,7 @@ def make(name: str, kwargs: Any = None) -> Env:
     except TypeError as error:
       raise ConfigError(f"env_kwargs {kwargs} do not fit {name}: {error}") from None
     except OSError as error:  # MNISTBandit-bsuite downloads MNIST when made: offline, a URLError
-      raise ConfigError(f"{name} fetches data when it is made and that failed ({_first_line(error)}); run it once "
+      raise ConfigError(f"{name} fetches data when it is made and that failed ({first_line(error, with_type=True)}); run it once "
                         f"with network access, or choose another environment") from None
     if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
       env = FlattenObservationWrapper(env)
@@ -226,11 +226,6 @@ def _as_dict(kwargs) -> dict:
   return kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
 
 
-def _first_line(error: Exception) -> str:
-  text = str(error).strip()
-  return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-
-
 def _from_factory(name: str, kwargs: dict):
   """`factory(**kwargs)` of `package.module:factory`, checked to be a callable returning (env, params)."""
   factory = load_attribute(name, "env_name")
@@ -246,7 +241,7 @@ def _from_factory(name: str, kwargs: dict):
   try:
     made = factory(**kwargs)
   except Exception as error:
-    raise ConfigError(f"env_name={name!r}: the factory raised {_first_line(error)}") from None
+    raise ConfigError(f"env_name={name!r}: the factory raised {first_line(error, with_type=True)}") from None
   if not (isinstance(made, tuple) and len(made) == 2):
     raise ConfigError(f"env_name={name!r}: the factory returned {type(made).__name__}, not (env, env_params)")
   return made
@@ -303,7 +298,7 @@ def _checked(env, params, name: str):
   try:
     space = env.action_space(params)
   except Exception as error:
-    raise ConfigError(f"env_name={name!r}: action_space(params) raised {_first_line(error)}") from None
+    raise ConfigError(f"env_name={name!r}: action_space(params) raised {first_line(error, with_type=True)}") from None
   if _is_discrete(space):
     action = jax.ShapeDtypeStruct((), jnp.int32)
   elif all(hasattr(space, f) for f in ("low", "high", "shape")) and len(space.shape) == 1:
@@ -316,14 +311,14 @@ def _checked(env, params, name: str):
   try:
     reset = jax.eval_shape(env.reset, key, params)
   except Exception as error:
-    raise ConfigError(f"env_name={name!r}: reset(key, params) failed: {_first_line(error)}") from None
+    raise ConfigError(f"env_name={name!r}: reset(key, params) failed: {first_line(error, with_type=True)}") from None
   if not (isinstance(reset, tuple) and len(reset) == 2):
     raise ConfigError(f"env_name={name!r}: reset(key, params) must return (obs, state)")
   obs, state = reset
   try:
     stepped = jax.eval_shape(env.step, key, state, action, params)
   except Exception as error:
-    raise ConfigError(f"env_name={name!r}: step(key, state, action, params) failed: {_first_line(error)}") from None
+    raise ConfigError(f"env_name={name!r}: step(key, state, action, params) failed: {first_line(error, with_type=True)}") from None
   if isinstance(stepped, tuple) and len(stepped) == 5:
     raise ConfigError(f"env_name={name!r}: step returns 5 values (obs, state, reward, done, info), the API of gymnax "
                       f"< 1.0, which does not tell a time limit from a terminal state; return (obs, state, reward, "

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, first_line
 
 
 @struct.dataclass
@@ -90,7 +90,7 @@ def make(name: str, *, episode_length: int = 1000, **kwargs) -> tuple[Brax, Para
   try:
     env = brax.envs.get_environment(name, **kwargs)
   except (TypeError, ValueError, KeyError, AssertionError) as error:
-    raise ConfigError(f"env_kwargs {kwargs} do not fit brax:{name}: {type(error).__name__}: "
-                      f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}") from None
+    raise ConfigError(f"env_kwargs {kwargs} do not fit brax:{name}: "
+                      f"{first_line(error, with_type=True)}") from None
   wrapped = Brax(env, episode_length)
   return wrapped, wrapped.default_params

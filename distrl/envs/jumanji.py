@@ -31,7 +31,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 from jumanji import specs
 
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, first_line
 
 
 @struct.dataclass
@@ -96,9 +96,8 @@ def make(name: str, *, max_steps_in_episode: int | None = None, **kwargs) -> tup
   try:
     env = jumanji.make(name, **kwargs)
   except Exception as error:  # a bad keyword, or a level set that cannot be downloaded here
-    text = str(error).strip()
-    raise ConfigError(f"jumanji:{name} with env_kwargs {kwargs} failed: {type(error).__name__}: "
-                      f"{text.splitlines()[0] if text else ''}") from None
+    raise ConfigError(f"jumanji:{name} with env_kwargs {kwargs} failed: "
+                      f"{first_line(error, with_type=True)}") from None
   if not isinstance(env.action_spec, specs.DiscreteArray):
     raise ConfigError(f"jumanji:{name} takes {type(env.action_spec).__name__} actions; distrl trains on one discrete "
                       f"action per step (DiscreteArray), e.g. jumanji:Snake-v1 or jumanji:Maze-v0")
