@@ -1,1 +1,5 @@
 """distrl: PPO and DQN in JAX, compiled end to end and sharded over every device."""
+
+from distrl import compiler
+
+compiler.configure()

@@ -24,7 +24,7 @@ import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from distrl import configs, errors, stderr  # noqa: E402
+from distrl import compiler, configs, errors, stderr  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn) or a config file, with an "
                                           "optional preset: ppo:Acrobot-v1, path/to/my_config.py:preset.",
@@ -164,7 +164,8 @@ def default_workdir(config) -> str:
 
 def _backend_error(error: Exception) -> None:
   """A JAX backend that cannot start, as one line of ours, exit 1."""
-  settings = ", ".join(f"{k}={os.environ[k]}" for k in ("JAX_PLATFORMS", "XLA_FLAGS") if os.environ.get(k))
+  given = {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS"), "XLA_FLAGS": compiler.users_flags()}
+  settings = ", ".join(f"{k}={v}" for k, v in given.items() if v)
   hint = (f" with {settings}: unset or fix {'it' if settings.count('=') == 1 else 'them'}, or install the JAX build "
           f"for your accelerator (see BUILD.md)") if settings else ""
   _fail(f"JAX could not start its backend{hint} ({type(error).__name__}: {errors.first_line(error)})", 1)
