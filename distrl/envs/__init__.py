@@ -208,8 +208,8 @@ def make(name: str, kwargs: Any = None) -> Env:
     except TypeError as error:
       raise ConfigError(f"env_kwargs {kwargs} do not fit {name}: {error}") from None
     except OSError as error:  # MNISTBandit-bsuite downloads MNIST when made: offline, a URLError
-      raise ConfigError(f"{name} fetches data when it is made and that failed ({first_line(error, with_type=True)}); run it once "
-                        f"with network access, or choose another environment") from None
+      raise ConfigError(f"{name} fetches data when it is made and that failed ({first_line(error, with_type=True)}); "
+                        f"run it once with network access, or choose another environment") from None
     if len(env.observation_space(params).shape) > 1 and not name.endswith("MinAtar"):
       env = FlattenObservationWrapper(env)
   obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
@@ -318,7 +318,8 @@ def _checked(env, params, name: str):
   try:
     stepped = jax.eval_shape(env.step, key, state, action, params)
   except Exception as error:
-    raise ConfigError(f"env_name={name!r}: step(key, state, action, params) failed: {first_line(error, with_type=True)}") from None
+    raise ConfigError(f"env_name={name!r}: step(key, state, action, params) failed: "
+                      f"{first_line(error, with_type=True)}") from None
   if isinstance(stepped, tuple) and len(stepped) == 5:
     raise ConfigError(f"env_name={name!r}: step returns 5 values (obs, state, reward, done, info), the API of gymnax "
                       f"< 1.0, which does not tell a time limit from a terminal state; return (obs, state, reward, "
