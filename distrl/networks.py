@@ -13,42 +13,9 @@ from distrl.errors import ConfigError
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
-@jax.custom_vjp
-def _product(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return x @ kernel
-
-
-def _product_forward(x, kernel):
-  return x @ kernel, (x, kernel)
-
-
-def _product_backward(saved, cotangent):
-  x, kernel = saved
-  rows = x.reshape(-1, x.shape[-1])
-  # The kernel's gradient as a product of a transposed copy: XLA's CPU backend hands a product in this layout to
-  # its YNNPACK kernels, and the one that contracts both operands' first axes to Eigen's, ~2x slower at these
-  # sizes (BUILD.md, ninth pass). The barrier keeps XLA from folding the transpose back into the product.
-  x_t = jax.lax.optimization_barrier(rows.T)
-  return cotangent @ kernel.T, x_t @ cotangent.reshape(-1, cotangent.shape[-1])
-
-
-_product.defvjp(_product_forward, _product_backward)
-
-
-def dense_product(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-  """`lax.dot_general` for `nn.Dense`: on the CPU, a dense layer's product (..., in) x (in, out) takes the
-  gradient of `_product`; the same values and gradients, to float rounding."""
-  (lhs_contract, rhs_contract), batch = dimension_numbers
-  if (jax.default_backend() == "cpu" and tuple(lhs_contract) == (lhs.ndim - 1,) and tuple(rhs_contract) == (0,)
-      and batch == ((), ()) and rhs.ndim == 2 and precision is None and preferred_element_type is None):
-    return _product(lhs, rhs)
-  return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
-
-
 def orthogonal_dense(features: int, scale: float) -> nn.Dense:
   """A dense layer with orthogonal weights of gain `scale` and zero bias (the PPO initialisation)."""
-  return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros,
-                  dot_general=dense_product)
+  return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):
