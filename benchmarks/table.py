@@ -29,7 +29,8 @@ is the median over rounds of the round's ratio.
    persistent compilation cache empty (cold) and filled (warm), against the reference's
    compile + run seconds (and its whole process) on the same config.
 
-Every measurement runs in a fresh process with XLA_FLAGS set for its device count and mode.
+Every measurement runs in a fresh process with XLA_FLAGS set for its device count and mode; distrl's workers add
+distrl's own XLA option when they import it (distrl/compiler.py), the reference runs with XLA's defaults.
 """
 
 import argparse
