@@ -7,9 +7,12 @@ Two kinds of output reach stderr from C++ threads, where no Python code of ours 
   ending in "RuntimeError: Event loop is closed": hundreds of lines for one failure that distrl
   reports in one line of its own. The helper drops those lines.
 - In a run of several processes, JAX's client aborts the process from C++ the moment it loses the
-  coordinator (process 0): C++ log lines, a stack dump, and no word of ours. The helper holds C++ log
-  lines until it knows they are not the prelude of that abort; when the abort comes it drops them and
-  everything after, and writes the one line of ours instead.
+  coordinator (process 0), or, in any process, when the coordination service finds a process that
+  stopped sending heartbeats: C++ log lines, a stack dump, and no word of ours. The helper holds C++
+  log lines, and the lines that follow them within a second (a message can span lines), until it
+  knows they are not the prelude of that abort; when the abort comes it drops them and everything
+  after, and writes the one line of ours instead, naming the stopped process when the service did.
+  A line of ours ("distrl: error: ...") also drops the C++ lines held before it.
 
 - jaxlib 0.10.0 logs a spurious C++ error for every program it loads from the persistent compilation
   cache (see `_BENIGN_CPP`); the helper drops those lines.
@@ -20,12 +23,16 @@ stop signals (it lives exactly as long as the pipe), and ends when this process 
 
 import os
 import re
+import select
 import signal
+import time
 
 _CPP_LOG = re.compile(r"^[EWF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]")  # C++ (absl) log lines
 _CPP_CONTINUED = ("Additional GRPC error", ":UNKNOWN:", "RPC:")
 _COORDINATOR_ABORT = ("Terminating process because the JAX distributed service detected fatal errors",
                       "terminate called after throwing")
+_UNHEALTHY = "The following tasks are unhealthy (stopped sending heartbeats):"  # then their numbers, one a line
+_HOLD_SECONDS = 1.0  # how long C++ log lines, and the lines that follow them, wait for a possible abort
 _CLOSED_LOOP = ("asyncio/base_events.py", "_check_closed()", "Event loop is closed")  # lines of those tracebacks
 # jaxlib 0.10.0 loading a compiled program from the persistent cache complains that the tuning hints
 # "+prefer-no-gather" / "+prefer-no-scatter" are not features of the host: they never are, the load works.
@@ -40,7 +47,7 @@ def guard(who: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
       signal.signal(sig, signal.SIG_IGN)
     try:
-      _pass_on(os.fdopen(read, "rb"), who)
+      _pass_on(read, who)
     finally:
       os._exit(0)
   os.close(read)
@@ -48,32 +55,66 @@ def guard(who: str) -> None:
   os.close(write)
 
 
-def _pass_on(stream, who: str) -> None:
-  """Copies `stream` to stderr, less the noise described in the module docstring."""
-  held_log, held_headers, dying = [], [], False
-  for raw in stream:
+def _pass_on(fd: int, who: str) -> None:
+  """Copies `fd` to stderr, less the noise described in the module docstring."""
+  held_log, held_headers, dying, unhealthy, listing = [], [], False, [], False
+  deadline = [None]  # when the held C++ lines, if no abort follows, are passed on
+  for raw in _lines(fd, deadline):
+    if raw is None:  # the hold ran out: those C++ lines were not the prelude of an abort
+      _write(held_log)
+      held_log, deadline[0] = [], None
+      continue
     line = raw.decode(errors="replace")
+    if listing:  # the coordination service names the processes that stopped sending heartbeats, one a line
+      listing = not line.startswith("The tasks have crashed")
+      unhealthy += re.findall(r"(\d+)\s*$", line) if listing else []
+    elif line.rstrip().endswith(_UNHEALTHY):
+      listing = True
     if dying:
       continue
     if any(marker in line for marker in _COORDINATOR_ABORT):
       dying = True
     elif _CPP_LOG.match(line) and any(benign in line for benign in _BENIGN_CPP):
       pass
-    elif _CPP_LOG.match(line) or line.startswith(_CPP_CONTINUED):
-      held_log.append(raw)
+    elif line.startswith("distrl: error: "):  # our one line: the C++ lines just before it are its noise
+      _write(held_headers + [raw])
+      held_log, held_headers, deadline[0] = [], [], None
     elif line.startswith("Traceback (most recent call last)"):  # whose? its next line tells
       held_headers.append(raw)
     elif any(part in line for part in _CLOSED_LOOP):
       held_headers = []  # a closed-event-loop traceback: its header goes with it
+    elif _CPP_LOG.match(line) or line.startswith(_CPP_CONTINUED) or (held_log and not held_headers):
+      held_log.append(raw)  # a C++ log line, or a further line of the message just held
+      deadline[0] = deadline[0] or time.monotonic() + _HOLD_SECONDS
     else:
       _write(held_log + held_headers + [raw])
-      held_log, held_headers = [], []
+      held_log, held_headers, deadline[0] = [], [], None
   if dying:
-    _write([(f"distrl: error: {who} stops: lost the run's coordinator, process 0 (JAX's coordination service "
-             f"ended this process). Restart every process with the same command to resume from the last "
-             f"checkpoint.\n").encode()])
+    me = re.match(r"process (\d+) ", who)
+    peers = [p for p in dict.fromkeys(unhealthy) if not (me and p == me.group(1))]
+    reason = (f"process {', '.join(peers)} stopped sending heartbeats to the run's coordinator (it died, hung, or "
+              f"was stopped)" if peers else "lost the run's coordinator, process 0")
+    _write([(f"distrl: error: {who} stops: {reason} (JAX's coordination service ended this process). Restart "
+             f"every process with the same command to resume from the last checkpoint.\n").encode()])
   else:
     _write(held_log + held_headers)
+
+
+def _lines(fd: int, deadline: list):
+  """The lines read from `fd` until it closes, and None whenever `deadline[0]` passes with no line."""
+  pending = b""
+  while True:
+    wait = None if deadline[0] is None else max(0.0, deadline[0] - time.monotonic())
+    if not select.select([fd], [], [], wait)[0]:
+      yield None
+      continue
+    chunk = os.read(fd, 1 << 16)
+    if not chunk:
+      break
+    *lines, pending = (pending + chunk).split(b"\n")
+    yield from (line + b"\n" for line in lines)
+  if pending:
+    yield pending
 
 
 def _write(lines: list[bytes]) -> None:

@@ -1,0 +1,97 @@
+"""distrl.stderr's helper: what a process's stderr shows the user when C++ libraries write to it.
+
+Each case runs a small process that routes its stderr through `stderr.guard` and writes, line by line,
+what jaxlib writes in the situation (the C++ lines copied from real runs), then ends as jaxlib ends it."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.cli import ROOT
+
+# Process 0 (it runs the coordination service) when process 1 was stopped (SIGSTOP) and the service
+# noticed before distrl's watchdog did: jaxlib 0.10.2's lines, the stack dump shortened.
+UNHEALTHY = [
+    "E1130 18:50:53.855378   27126 coordination_service.cc:1549] [10632551767313103259] Use error polling to "
+    "propagate the following error to all tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending "
+    "heartbeats):",
+    "1",
+    "The tasks have crashed. Check the task logs for an earlier error, or scheduler events (e.g. preemption, "
+    "eviction) to debug further. [type.googleapis.com/tensorflow.CoordinationServiceError='']",
+    "E1130 18:50:53.855519   27137 coordination_service_agent.cc:289] Polled an error from coordination service "
+    "(this can be an error from this or another task).",
+]
+TERMINATING = [
+    "F1130 18:50:53.855749   27137 client.h:80] Terminating process because the JAX distributed service detected "
+    "fatal errors. This most likely indicates that another task died; see the other task logs for more details. "
+    "absl::Status: UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):",
+    "1",
+    "The tasks have crashed. Check the task logs for an earlier error, or scheduler events (e.g. preemption, "
+    "eviction) to debug further.",
+    "",
+    "RPC: /xla.coordination.CoordinationService/PollForError [type.googleapis.com/tensorflow.CoordinationServiceError="
+    "'']",
+    "*** Check failure stack trace: ***",
+    "    @     0x7faab5e40634  absl::lts_20260107::log_internal::LogMessage::SendToLog()",
+]
+# Process 1 when process 0 was killed: the client's lines before it aborts.
+COORDINATOR_GONE = [
+    "W1130 18:59:25.435268    4661 preemption_sync_manager.cc:147] Failed to retrieve preemption notice from "
+    "coordination service: UNAVAILABLE: recvmsg:Connection reset by peer",
+    "Additional GRPC error information from remote target coordination_service while calling "
+    "/xla.coordination.CoordinationService/GetKeyValue:",
+    "F1130 18:59:25.435434    4661 client.h:80] Terminating process because the JAX distributed service detected "
+    "fatal errors. absl::Status: UNAVAILABLE: Failed to send RPC to coordination service.",
+    "*** Check failure stack trace: ***",
+]
+WARNING = ["W1130 19:00:00.000000    4661 some_library.cc:12] a warning of two lines:", "its second line"]
+
+
+def guarded(who, *steps, abort=False):
+  """Runs a process whose stderr goes through the helper: each step is a list of lines (written at once) or a
+  number of seconds to wait; `abort` ends it as jaxlib's fatal log does. Returns its stderr as the user sees it."""
+  script = textwrap.dedent(f"""
+      import os, sys, time
+      from distrl import stderr
+      stderr.guard({who!r})
+      for step in {list(steps)!r}:
+        if isinstance(step, list):
+          sys.stderr.write("".join(line + "\\n" for line in step)); sys.stderr.flush()
+        else:
+          time.sleep(step)
+      os.abort() if {abort} else sys.exit(0)""")
+  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+  assert result.returncode != 0 if abort else result.returncode == 0, result
+  return result.stderr
+
+
+def test_the_service_ending_a_process_for_a_silent_peer_reads_as_one_line_naming_the_peer():
+  err = guarded("process 0 of 2", UNHEALTHY, TERMINATING, abort=True)
+  assert err == ("distrl: error: process 0 of 2 stops: process 1 stopped sending heartbeats to the run's "
+                 "coordinator (it died, hung, or was stopped) (JAX's coordination service ended this process). "
+                 "Restart every process with the same command to resume from the last checkpoint.\n")
+
+
+def test_losing_the_coordinator_reads_as_one_line():
+  err = guarded("process 1 of 2", COORDINATOR_GONE, abort=True)
+  assert err.startswith("distrl: error: process 1 of 2 stops: lost the run's coordinator, process 0 (") and \
+      len(err.splitlines()) == 1, err
+
+
+def test_cpp_lines_held_for_an_abort_that_does_not_come_are_passed_on_whole_and_in_order():
+  # quiet after the C++ lines: they pass on once the hold ends, before the abort that comes later
+  err = guarded("process 1 of 2", COORDINATOR_GONE[:1], 1.5, COORDINATOR_GONE[2:], abort=True)
+  assert err.splitlines()[0] == COORDINATOR_GONE[0] and len(err.splitlines()) == 2, err
+  assert err.splitlines()[1].startswith("distrl: error: process 1 of 2 stops: lost the run's coordinator")
+  # a multi-line C++ message followed by output of the program's own: all of it, in order
+  err = guarded("distrl.evaluate", UNHEALTHY, 1.5, ["the program goes on"])
+  assert err.splitlines() == UNHEALTHY + ["the program goes on"]
+  err = guarded("distrl.evaluate", WARNING, ["the program goes on"])
+  assert err.splitlines() == WARNING + ["the program goes on"]
+
+
+def test_a_line_of_ours_drops_the_cpp_lines_just_before_it():
+  line = "distrl: error: process 0 of 2 stops: process 1 has been silent for 5s (it died, hung, or was stopped)."
+  assert guarded("process 0 of 2", UNHEALTHY, [line]) == line + "\n"
