@@ -10,8 +10,10 @@ and exit 1:
   answer for `timeout` seconds is gone;
 - JAX's own client aborts the process from C++ the moment it loses the coordinator (its error
   polling fails), before any thread of ours can act, and jaxlib cannot hand that event to Python
-  (a `missed_heartbeat_callback` dies converting the status). `distrl.stderr.guard` turns that abort
-  into our one line.
+  (a `missed_heartbeat_callback` dies converting the status). JAX's coordination service (in
+  process 0) likewise ends every process it can reach once a peer has sent no heartbeat for
+  2 x `timeout` seconds, should the watchdog not have acted by then (seen once in CI and once by
+  hand). `distrl.stderr.guard` turns either abort into our one line.
 """
 
 import os
