@@ -101,11 +101,11 @@ def _pass_on(fd: int, who: str) -> None:
 
 
 def _lines(fd: int, deadline: list):
-  """The lines read from `fd` until it closes, and None whenever `deadline[0]` passes with no line."""
+  """The lines read from `fd` until it closes, and None whenever `deadline[0]` passes (before any later line)."""
   pending = b""
   while True:
-    wait = None if deadline[0] is None else max(0.0, deadline[0] - time.monotonic())
-    if not select.select([fd], [], [], wait)[0]:
+    wait = None if deadline[0] is None else deadline[0] - time.monotonic()
+    if wait is not None and (wait <= 0 or not select.select([fd], [], [], wait)[0]):
       yield None
       continue
     chunk = os.read(fd, 1 << 16)

@@ -85,6 +85,11 @@ def test_cpp_lines_held_for_an_abort_that_does_not_come_are_passed_on_whole_and_
   err = guarded("process 1 of 2", COORDINATOR_GONE[:1], 1.5, COORDINATOR_GONE[2:], abort=True)
   assert err.splitlines()[0] == COORDINATOR_GONE[0] and len(err.splitlines()) == 2, err
   assert err.splitlines()[1].startswith("distrl: error: process 1 of 2 stops: lost the run's coordinator")
+  # the program writing on without a pause: the hold still ends a second after the C++ line
+  err = guarded("process 1 of 2", COORDINATOR_GONE[:1], *[["the program goes on"], 0.3] * 7, COORDINATOR_GONE[2:],
+                abort=True)
+  assert err.splitlines()[:8] == COORDINATOR_GONE[:1] + ["the program goes on"] * 7, err
+  assert len(err.splitlines()) == 9 and err.splitlines()[8].startswith("distrl: error: process 1 of 2 stops: "), err
   # a multi-line C++ message followed by output of the program's own: all of it, in order
   err = guarded("distrl.evaluate", UNHEALTHY, 1.5, ["the program goes on"])
   assert err.splitlines() == UNHEALTHY + ["the program goes on"]
