@@ -134,15 +134,40 @@ def run(row: Row, out: str, seeds: int, quick: bool = False) -> dict:
   return summary
 
 
-def table(results: list[dict]) -> str:
+def label(name: str) -> str:
+  """A row's name as the table shows it: MinAtar rows without `-mlp` say that they are the CNN's."""
+  return f"{name} (CNN)" if "-MinAtar" in name and not name.endswith("-mlp") else name
+
+
+def table(results: list[dict], kept: dict[str, str] | None = None) -> str:
+  """One line per row, in ROWS' order: from its result, or else the line `kept` has for it (a published row whose
+  run is not in this --out)."""
   lines = ["| preset | steps | seeds | final train return | greedy eval return | wall | published | source |",
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-  for r in results:
+  by_row, kept = {r["row"]: r for r in results}, kept or {}
+  for name in ROWS:
+    if name not in by_row:
+      lines += [kept[name]] if name in kept else []
+      continue
+    r = by_row[name]
     wall = f"{r['wall_s'] / 60:.1f} min"
     published = "" if r["published"] is None else f"{r['published']:g}"
-    lines.append(f"| {r['row']} | {r['steps']:,} | {r['seeds']} | {r['train_mean']:.1f} ± {r['train_std']:.1f} | "
+    lines.append(f"| {label(r['row'])} | {r['steps']:,} | {r['seeds']} | {r['train_mean']:.1f} ± {r['train_std']:.1f} | "
                  f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {wall} | {published} | {r['source']} |")
   return "\n".join(lines)
+
+
+def published_lines(path: str) -> dict[str, str]:
+  """The rows of the table between the markers in `path` (none if there is no such file or table), by row name."""
+  if not path or not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    content = f.read()
+  if BEGIN not in content or END not in content:
+    return {}
+  lines = content[content.index(BEGIN):content.index(END)].splitlines()
+  rows = {line[2:].split(" | ")[0].removesuffix(" (CNN)"): line for line in lines if line.startswith("| ")}
+  return {name: line for name, line in rows.items() if name in ROWS}
 
 
 def write_between_markers(path: str, text: str) -> None:
@@ -158,9 +183,10 @@ def write_between_markers(path: str, text: str) -> None:
     f.write(content)
 
 
-def draw_curves(results: list[dict], out: str, directory: str) -> list[str]:
+def draw_curves(results: list[dict], out: str, directory: str, kept: list[str] = ()) -> list[str]:
   """One PNG per environment: every row of it as a curve of training return (over seeds). A row in which no
-  episode ended (a --quick run of long episodes) has no curve, and is said."""
+  episode ended (a --quick run of long episodes) has no curve, and is said. An environment with a `kept` row (in the
+  table, its run not in `out`) keeps its PNG as it is, which is said too: redrawn, it would lose that row's curve."""
   from distrl import plot
 
   os.makedirs(directory, exist_ok=True)
@@ -168,9 +194,13 @@ def draw_curves(results: list[dict], out: str, directory: str) -> list[str]:
   for r in results:
     if r["train_mean"] != r["train_mean"]:  # NaN: no training return was logged
       print(f"{r['row']}: no episode ended, no curve")
+  kept_envs = {make_config(ROWS[name], 1, False).env_name: name for name in kept}
   for env in dict.fromkeys(r["env"] for r in results if r["train_mean"] == r["train_mean"]):
-    workdirs = [os.path.join(out, r["row"]) for r in results if r["env"] == env and r["train_mean"] == r["train_mean"]]
     path = os.path.join(directory, f"{env}.png")
+    if env in kept_envs:
+      print(f"{path} not redrawn: the run of {kept_envs[env]} is not in {out}")
+      continue
+    workdirs = [os.path.join(out, r["row"]) for r in results if r["env"] == env and r["train_mean"] == r["train_mean"]]
     plot.draw(plot.figure(workdirs, "train/episode_return"), "train/episode_return", path)
     written.append(path)
   return written
@@ -216,11 +246,13 @@ def main():
     print(f"{name}: train {result['train_mean']:.1f} ± {result['train_std']:.1f}, eval {result['eval_mean']:.1f} ± "
           f"{result['eval_std']:.1f} in {result['wall_s']:.0f}s", flush=True)
   results = finished(args.out, list(ROWS))
-  text = table(results)
+  kept = {name: line for name, line in published_lines(args.build_md).items()
+          if name not in {r["row"] for r in results}}  # published rows whose runs are elsewhere stay as they are
+  text = table(results, kept)
   print(text)
   if args.build_md and results:
     write_between_markers(args.build_md, text)
-  for path in draw_curves(results, args.out, args.curves) if results else []:
+  for path in draw_curves(results, args.out, args.curves, list(kept)) if results else []:
     print(f"wrote {path}")
 
 

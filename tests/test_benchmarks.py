@@ -57,6 +57,30 @@ def test_returns_py_trains_each_kind_of_row_and_writes_the_table_between_its_mar
     returns.main()
 
 
+def test_returns_py_keeps_the_published_rows_whose_runs_are_elsewhere(tmp_path, monkeypatch, capsys):
+  """Rows rerun replace their lines; the table's other rows (their runs not in this --out) stay as they were, in
+  the rows' order; an environment with such a row keeps its PNG rather than lose that row's curve."""
+  returns = _script("returns")
+  kept = "| ppo-Breakout-MinAtar-mlp | 9,994,240 | 3 | 57.8 ± 26.7 | 58.7 ± 27.3 | 38.9 min | 28 | src |"
+  cnn = "| ppo-SpaceInvaders-MinAtar (CNN) | 9,994,240 | 3 | 1.0 ± 0.0 | 2.0 ± 0.0 | 1.0 min | 131 | src |"
+  old = "| pqn-Breakout-MinAtar-mlp | 9,998,336 | 3 | 31.0 ± 3.2 | 80.0 ± 11.4 | 10.6 min | 28 | src |"
+  build_md = tmp_path / "BUILD.md"
+  build_md.write_text(f"above\n{returns.BEGIN}\n| preset | steps |\n| --- | --- |\n{cnn}\n{old}\n{kept}\n{returns.END}\n")
+  rerun = tmp_path / "out" / "pqn-Breakout-MinAtar-mlp"
+  rerun.mkdir(parents=True)
+  (rerun / "returns.json").write_text(json.dumps({
+      "row": "pqn-Breakout-MinAtar-mlp", "env": "Breakout-MinAtar", "steps": 9998336, "seeds": 3, "train_mean": 37.3,
+      "train_std": 2.1, "eval_mean": 90.2, "eval_std": 2.5, "wall_s": 438, "published": 28, "source": "src",
+      "quick": False}))
+  monkeypatch.setattr(sys, "argv", ["returns.py", "--table", "--out", str(tmp_path / "out"), "--build-md",
+                                    str(build_md), "--curves", str(tmp_path / "curves")])
+  returns.main()
+  assert [line for line in build_md.read_text().splitlines() if "MinAtar" in line] == [
+      kept, "| pqn-Breakout-MinAtar-mlp | 9,998,336 | 3 | 37.3 ± 2.1 | 90.2 ± 2.5 | 7.3 min | 28 | src |", cnn]
+  assert "Breakout-MinAtar.png not redrawn: the run of ppo-Breakout-MinAtar-mlp is not in" in capsys.readouterr().out
+  assert os.listdir(tmp_path / "curves") == []
+
+
 def test_returns_py_writes_the_published_table_and_curves_only_from_full_runs_in_the_default_out(tmp_path):
   """A --quick run or another --out must not replace BUILD.md's table and benchmarks/curves/ with its rows."""
   returns = _script("returns")
