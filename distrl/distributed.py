@@ -27,6 +27,7 @@ from jax._src import distributed as jax_distributed  # the runtime client: key-v
 from distrl import errors
 
 _PREFIX = "distrl/peers"
+_JOIN_SECONDS = 300  # how long a process waits for the others to join (JAX's default)
 
 
 def start(coordinator_address: str | None, num_processes: int | None, process_id: int | None, *,
@@ -36,7 +37,10 @@ def start(coordinator_address: str | None, num_processes: int | None, process_id
   if all(v is None for v in explicit) and not auto:
     return False
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices talk over gloo
-  jax.distributed.initialize(*explicit, heartbeat_timeout_seconds=2 * timeout)
+  who = (f"process {process_id} of {num_processes}: joining {coordinator_address}" if coordinator_address is not None
+         else "joining the processes JAX's cluster detection found")
+  print(f"distrl: {who}, waiting up to {_JOIN_SECONDS} s for all", flush=True)
+  jax.distributed.initialize(*explicit, initialization_timeout=_JOIN_SECONDS, heartbeat_timeout_seconds=2 * timeout)
   if jax.process_count() > 1:
     threading.Thread(target=_watch, args=(timeout,), daemon=True, name="distrl-peers").start()
   return True

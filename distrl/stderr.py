@@ -7,12 +7,13 @@ Two kinds of output reach stderr from C++ threads, where no Python code of ours 
   ending in "RuntimeError: Event loop is closed": hundreds of lines for one failure that distrl
   reports in one line of its own. The helper drops those lines.
 - In a run of several processes, JAX's client aborts the process from C++ the moment it loses the
-  coordinator (process 0), or, in any process, when the coordination service finds a process that
-  stopped sending heartbeats: C++ log lines, a stack dump, and no word of ours. The helper holds C++
-  log lines, and the lines that follow them within a second (a message can span lines), until it
-  knows they are not the prelude of that abort; when the abort comes it drops them and everything
-  after, and writes the one line of ours instead, naming the stopped process when the service did.
-  A line of ours ("distrl: error: ...") also drops the C++ lines held before it.
+  coordinator (process 0), when the coordination service finds a process that stopped sending
+  heartbeats, or when not every process joined in time: C++ log lines, a stack dump, and no word of
+  ours. The helper holds C++ log lines, and the lines that follow them within a second (they keep
+  their place), until it knows they are not the prelude of that abort; when the abort comes it drops
+  the C++ lines (the program's own pass on) and everything after, and writes the one line of ours
+  instead, saying what the service reported. A line of ours ("distrl: error: ...") also drops the
+  C++ lines held before it.
 
 - jaxlib 0.10.0 logs a spurious C++ error for every program it loads from the persistent compilation
   cache (see `_BENIGN_CPP`); the helper drops those lines.
@@ -27,8 +28,9 @@ import select
 import signal
 import time
 
-_CPP_LOG = re.compile(r"^[EWF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]")  # C++ (absl) log lines
-_CPP_CONTINUED = ("Additional GRPC error", ":UNKNOWN:", "RPC:")
+# C++ (absl) log lines; absl's Python logger writes the same prefix, with a .py file, and is not matched
+_CPP_LOG = re.compile(r"^[EWF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+\.(?:cc|cpp|c|h|hpp):\d+\]")
+_CPP_CONTINUED = ("Additional GRPC error", ":UNKNOWN:", "RPC:", "The tasks have crashed")  # further lines of one
 _COORDINATOR_ABORT = ("Terminating process because the JAX distributed service detected fatal errors",
                       "terminate called after throwing")
 _UNHEALTHY = "The following tasks are unhealthy (stopped sending heartbeats):"  # then their numbers, one a line
@@ -57,47 +59,60 @@ def guard(who: str) -> None:
 
 def _pass_on(fd: int, who: str) -> None:
   """Copies `fd` to stderr, less the noise described in the module docstring."""
-  held_log, held_headers, dying, unhealthy, listing = [], [], False, [], False
-  deadline = [None]  # when the held C++ lines, if no abort follows, are passed on
+  held, headers, dying, unhealthy, listing, joining = [], [], False, [], False, False
+  deadline = [None]  # when the held lines, if no abort follows, are passed on
   for raw in _lines(fd, deadline):
     if raw is None:  # the hold ran out: those C++ lines were not the prelude of an abort
-      _write(held_log)
-      held_log, deadline[0] = [], None
+      _write([r for r, _ in held])
+      held, deadline[0] = [], None
       continue
     line = raw.decode(errors="replace")
+    cpp = bool(_CPP_LOG.match(line)) or line.startswith(_CPP_CONTINUED) or listing  # a line of a C++ message
     if listing:  # the coordination service names the processes that stopped sending heartbeats, one a line
       listing = not line.startswith("The tasks have crashed")
       unhealthy += re.findall(r"(\d+)\s*$", line) if listing else []
     elif line.rstrip().endswith(_UNHEALTHY):
       listing = True
+    joining = joining or "CoordinationService/RegisterTask" in line  # the abort came while joining the run
     if dying:
       continue
-    if any(marker in line for marker in _COORDINATOR_ABORT):
-      dying = True
+    if any(marker in line for marker in _COORDINATOR_ABORT):  # the C++ lines held were its prelude
+      _write([r for r, from_cpp in held if not from_cpp])
+      held, headers, deadline[0], dying = [], [], None, True
+    elif line.startswith("distrl: error: "):  # our one line: the C++ lines held just before it are its noise
+      _write([r for r, from_cpp in held if not from_cpp] + headers + [raw])
+      held, headers, deadline[0] = [], [], None
     elif _CPP_LOG.match(line) and any(benign in line for benign in _BENIGN_CPP):
       pass
-    elif line.startswith("distrl: error: "):  # our one line: the C++ lines just before it are its noise
-      _write(held_headers + [raw])
-      held_log, held_headers, deadline[0] = [], [], None
     elif line.startswith("Traceback (most recent call last)"):  # whose? its next line tells
-      held_headers.append(raw)
+      headers.append(raw)
     elif any(part in line for part in _CLOSED_LOOP):
-      held_headers = []  # a closed-event-loop traceback: its header goes with it
-    elif _CPP_LOG.match(line) or line.startswith(_CPP_CONTINUED) or (held_log and not held_headers):
-      held_log.append(raw)  # a C++ log line, or a further line of the message just held
+      headers = []  # a closed-event-loop traceback: its header goes with it
+    elif cpp or (held and not headers):  # a C++ line, or one within the hold of one (it keeps its place)
+      held.append((raw, cpp))
       deadline[0] = deadline[0] or time.monotonic() + _HOLD_SECONDS
     else:
-      _write(held_log + held_headers + [raw])
-      held_log, held_headers, deadline[0] = [], [], None
+      _write([r for r, _ in held] + headers + [raw])
+      held, headers, deadline[0] = [], [], None
   if dying:
-    me = re.match(r"process (\d+) ", who)
-    peers = [p for p in dict.fromkeys(unhealthy) if not (me and p == me.group(1))]
-    reason = (f"process {', '.join(peers)} stopped sending heartbeats to the run's coordinator (it died, hung, or "
-              f"was stopped)" if peers else "lost the run's coordinator, process 0")
-    _write([(f"distrl: error: {who} stops: {reason} (JAX's coordination service ended this process). Restart "
-             f"every process with the same command to resume from the last checkpoint.\n").encode()])
+    _write([f"distrl: error: {who} stops: {_why(who, unhealthy, joining)} (JAX's coordination service ended this "
+            f"process). Restart every process with the same command to resume from the last checkpoint.\n".encode()])
   else:
-    _write(held_log + held_headers)
+    _write([r for r, _ in held] + headers)
+
+
+def _why(who: str, unhealthy: list[str], joining: bool) -> str:
+  """Why JAX's coordination service ended this process, from what it wrote."""
+  me = re.match(r"process (\d+) ", who)
+  peers = [p for p in dict.fromkeys(unhealthy) if not (me and p == me.group(1))]
+  if peers:
+    return f"process {', '.join(peers)} stopped sending heartbeats to the run's coordinator (it died, hung, or was stopped)"
+  if joining:
+    return ("not every process joined the run in time (one did not start, died while starting, or cannot reach the "
+            "coordinator)")
+  if me and me.group(1) == "0":
+    return "another process of the run died or stopped answering"
+  return "lost the run's coordinator, process 0"
 
 
 def _lines(fd: int, deadline: list):

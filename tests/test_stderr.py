@@ -100,3 +100,41 @@ def test_cpp_lines_held_for_an_abort_that_does_not_come_are_passed_on_whole_and_
 def test_a_line_of_ours_drops_the_cpp_lines_just_before_it():
   line = "distrl: error: process 0 of 2 stops: process 1 has been silent for 5s (it died, hung, or was stopped)."
   assert guarded("process 0 of 2", UNHEALTHY, [line]) == line + "\n"
+
+
+def test_the_programs_own_lines_among_held_ones_are_never_dropped():
+  # absl's Python logger writes the C++ prefix with a .py file: a line of the program, not held
+  absl = "W1130 19:00:00.000000 140234 probeenv.py:12] a warning of the user's own"
+  line = "distrl: error: env_name='probeenv:make': step(key, state, action, params) failed: ValueError: boom"
+  assert guarded("this process", [absl, "probeenv: about to raise"], [line]).splitlines() == \
+      [absl, "probeenv: about to raise", line]
+  # the program's lines within a C++ line's hold pass on when an abort or a line of ours drops the C++ lines
+  err = guarded("process 1 of 2", COORDINATOR_GONE[:1], ["the program's own line"], COORDINATOR_GONE[2:], abort=True)
+  assert err.splitlines()[0] == "the program's own line" and len(err.splitlines()) == 2, err
+  assert guarded("process 0 of 2", WARNING[:1], ["the program's own line"], [line]).splitlines() == \
+      ["the program's own line", line]
+
+
+def test_cpp_lines_held_before_an_abort_stay_dropped_however_slowly_the_process_dies():
+  err = guarded("process 1 of 2", COORDINATOR_GONE[:2], 0.8, COORDINATOR_GONE[2:], 0.6, abort=True)
+  assert err.startswith("distrl: error: process 1 of 2 stops: lost the run's coordinator") and \
+      len(err.splitlines()) == 1, err
+  err = guarded("process 0 of 2", UNHEALTHY, 0.9, TERMINATING, 0.3, abort=True)
+  assert err.startswith("distrl: error: process 0 of 2 stops: process 1 stopped sending heartbeats") and \
+      len(err.splitlines()) == 1, err
+
+
+def test_the_line_says_what_the_service_reported_when_it_named_no_process():
+  joining = ["F1130 20:10:42.297853    2141 client.h:80] Terminating process because the JAX distributed service "
+             "detected fatal errors. absl::Status: DEADLINE_EXCEEDED: Deadline Exceeded", "",
+             "RPC: /xla.coordination.CoordinationService/RegisterTask", "*** Check failure stack trace: ***"]
+  assert guarded("process 0 of 2", joining, abort=True).startswith(
+      "distrl: error: process 0 of 2 stops: not every process joined the run in time (one did not start, died while "
+      "starting, or cannot reach the coordinator) (JAX's coordination service ended this process).")
+  heartbeat = ["F1130 18:59:31.053698    4695 client.h:80] Terminating process because the JAX distributed service "
+               "detected fatal errors. absl::Status: DEADLINE_EXCEEDED: Deadline Exceeded", "",
+               "RPC: /xla.coordination.CoordinationService/Heartbeat"]
+  assert guarded("process 0 of 2", heartbeat, abort=True).startswith(
+      "distrl: error: process 0 of 2 stops: another process of the run died or stopped answering (")
+  assert guarded("process 1 of 2", heartbeat, abort=True).startswith(
+      "distrl: error: process 1 of 2 stops: lost the run's coordinator, process 0 (")
