@@ -154,7 +154,7 @@ class Checkpoints:
            f"is not a checkpoint; it is left for orbax to clean up")
     expected = signature(like)
     skip = self._set_aside if set_aside else (lambda update, error, warn: warn(
-        f"warning: checkpoint {self.directory}/{update} is damaged ({_reason(error)}); trying the one before"))
+        f"warning: checkpoint {self.directory}/{update} is damaged ({damage(error)}); trying the one before"))
     for update in sorted(self._manager.all_steps(), reverse=True):
       try:
         found = signature(self._manager.item_metadata(update))
@@ -176,7 +176,7 @@ class Checkpoints:
   def _set_aside(self, update: int, error: Exception, warn: Callable[[str], None]) -> None:
     """Renames a damaged checkpoint out of the manager's sight, keeping it for inspection."""
     target = os.path.join(self.directory, f"{update}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-    warn(f"warning: checkpoint {self.directory}/{update} is damaged ({_reason(error)}); moved it to {target} "
+    warn(f"warning: checkpoint {self.directory}/{update} is damaged ({damage(error)}); moved it to {target} "
          f"and trying the one before")
     if jax.process_index() == 0:
       os.rename(os.path.join(self.directory, str(update)), target)
@@ -192,6 +192,8 @@ class Checkpoints:
       pass
 
 
-def _reason(error: Exception) -> str:
-  return first_line(error)[:200]
+def damage(error: Exception) -> str:
+  """What a failed restore says, in at most 200 characters of one line (less tensorstore's pointer to its details,
+  a method's repr)."""
+  return first_line(error).split(" See full TensorStore details")[0][:200]
 

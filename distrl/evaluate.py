@@ -33,8 +33,8 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   import ml_collections
 
   from distrl import sharding, trainer
-  from distrl.checkpoint import Checkpoints
-  from distrl.errors import ConfigError, first_line
+  from distrl.checkpoint import Checkpoints, damage as checkpoint_damage
+  from distrl.errors import ConfigError
 
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
@@ -71,7 +71,7 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
       try:
         state = checkpoints.restore(update, like=program.state)
       except Exception as error:  # noqa: BLE001 - a damaged checkpoint, said in one line
-        raise ConfigError(f"checkpoint {checkpoints.directory}/{update} is damaged ({first_line(error)[:200]}); "
+        raise ConfigError(f"checkpoint {checkpoints.directory}/{update} is damaged ({checkpoint_damage(error)}); "
                           f"saved: {', '.join(map(str, saved))}") from None
   finally:
     checkpoints.close()

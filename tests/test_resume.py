@@ -122,6 +122,15 @@ def test_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_pa
   assert "15" in names and "20" in names  # saved anew
 
 
+def test_a_damaged_checkpoints_reason_is_one_short_line_without_tensorstores_pointer():
+  from distrl.checkpoint import damage
+  error = ValueError("Encountered error while reading array index: (slice(0, 64, 1), slice(0, 64, 1)). See full "
+                     "TensorStore details: <bound method pybind11_detail_function_record_v1_system_libstdcpp_gxx_abi_"
+                     "1xxx_use_cxx11_.__str__ of ...>\nsecond line")
+  assert damage(error) == "Encountered error while reading array index: (slice(0, 64, 1), slice(0, 64, 1))."
+  assert damage(OSError("x" * 300)) == "x" * 200
+
+
 def test_a_save_cut_short_leaves_the_last_complete_checkpoint_in_use(tmp_path, capsys):
   trainer.train(_short_ppo(10), str(tmp_path))
   # What a kill -9 in the middle of saving update 15 leaves: orbax's temporary directory, never renamed.
