@@ -5,7 +5,9 @@ Two kinds of output reach stderr from C++ threads, where no Python code of ours 
 - When a save or a restore fails (a full disk, a damaged checkpoint), tensorstore's reads and writes
   still in flight call back into orbax's event loop, closed by then, and each prints a traceback
   ending in "RuntimeError: Event loop is closed": hundreds of lines for one failure that distrl
-  reports in one line of its own. The helper drops those lines.
+  reports in one line of its own, from several threads at once, so that their pieces interleave
+  ("    Traceback ...", blank lines). The helper drops those lines, and a header or blank line just
+  before a line of ours.
 - In a run of several processes, JAX's client aborts the process from C++ the moment it loses the
   coordinator (process 0), when the coordination service finds a process that stopped sending
   heartbeats, or when not every process joined in time: C++ log lines, a stack dump, and no word of
@@ -79,15 +81,15 @@ def _pass_on(fd: int, who: str) -> None:
     if any(marker in line for marker in _COORDINATOR_ABORT):  # the C++ lines held were its prelude
       _write([r for r, from_cpp in held if not from_cpp])
       held, headers, deadline[0], dying = [], [], None, True
-    elif line.startswith("distrl: error: "):  # our one line: the C++ lines held just before it are its noise
-      _write([r for r, from_cpp in held if not from_cpp] + headers + [raw])
+    elif line.startswith("distrl: error: "):  # our one line: the C++ lines and headers held just before it are noise
+      _write([r for r, from_cpp in held if not from_cpp] + [raw])
       held, headers, deadline[0] = [], [], None
     elif _CPP_LOG.match(line) and any(benign in line for benign in _BENIGN_CPP):
       pass
-    elif line.startswith("Traceback (most recent call last)"):  # whose? its next line tells
-      headers.append(raw)
+    elif line.lstrip().startswith("Traceback (most recent call last)") or not line.strip():
+      headers.append(raw)  # a traceback's header, or a blank line: whose? the next line tells
     elif any(part in line for part in _CLOSED_LOOP):
-      headers = []  # a closed-event-loop traceback: its header goes with it
+      headers = []  # a closed-event-loop traceback: its header (and blank lines) go with it
     elif cpp or (held and not headers):  # a C++ line, or one within the hold of one (it keeps its place)
       held.append((raw, cpp))
       deadline[0] = deadline[0] or time.monotonic() + _HOLD_SECONDS
@@ -98,7 +100,7 @@ def _pass_on(fd: int, who: str) -> None:
     _write([f"distrl: error: {who} stops: {_why(who, unhealthy, joining)} (JAX's coordination service ended this "
             f"process). Restart every process with the same command to resume from the last checkpoint.\n".encode()])
   else:
-    _write([r for r, _ in held] + headers)
+    _write([r for r, _ in held] + [r for r in headers if r.strip()])
 
 
 def _why(who: str, unhealthy: list[str], joining: bool) -> str:

@@ -138,3 +138,15 @@ def test_the_line_says_what_the_service_reported_when_it_named_no_process():
       "distrl: error: process 0 of 2 stops: another process of the run died or stopped answering (")
   assert guarded("process 1 of 2", heartbeat, abort=True).startswith(
       "distrl: error: process 1 of 2 stops: lost the run's coordinator, process 0 (")
+
+
+def test_interleaved_pieces_of_closed_event_loop_tracebacks_are_dropped_and_blank_lines_otherwise_kept():
+  """Tracebacks printed by several threads at once after a failed save (a full disk): their pieces interleave."""
+  pieces = ["Traceback (most recent call last):",
+            '  File "/usr/lib/python3.11/asyncio/base_events.py", line 806, in call_soon_threadsafe',
+            "    Traceback (most recent call last):", "self._check_closed()", "", "",
+            '  File "/usr/lib/python3.11/asyncio/base_events.py", line 519, in _check_closed',
+            "    raise RuntimeError('Event loop is closed')", "", "RuntimeError: Event loop is closed"]
+  line = "distrl: error: saving update 30 to /tmp/run/checkpoints failed (No space left on device); the last ..."
+  assert guarded("this process", pieces, [line], pieces) == line + "\n"
+  assert guarded("this process", ["a", "", "b", ""]).splitlines() == ["a", "", "b"]
