@@ -152,8 +152,8 @@ def table(results: list[dict], kept: dict[str, str] | None = None) -> str:
     r = by_row[name]
     wall = f"{r['wall_s'] / 60:.1f} min"
     published = "" if r["published"] is None else f"{r['published']:g}"
-    lines.append(f"| {label(r['row'])} | {r['steps']:,} | {r['seeds']} | {r['train_mean']:.1f} ± {r['train_std']:.1f} | "
-                 f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {wall} | {published} | {r['source']} |")
+    lines.append(f"| {label(r['row'])} | {r['steps']:,} | {r['seeds']} | {r['train_mean']:.1f} ± {r['train_std']:.1f} "
+                 f"| {r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {wall} | {published} | {r['source']} |")
   return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ import time
 import jax
 from jax._src import distributed as jax_distributed  # the runtime client: key-value store of the run
 
-from distrl import errors
+from distrl import errors, stderr
 
 _PREFIX = "distrl/peers"
 _JOIN_SECONDS = 300  # how long a process waits for the others to join (JAX's default)
@@ -59,9 +59,8 @@ def _client():
 
 def lost(reason: str) -> None:
   """Ends this process of a multi-process run with one line saying why."""
-  print(f"distrl: error: process {jax.process_index()} of {jax.process_count()} stops: {reason}. "
-        f"Restart every process with the same command to resume from the last checkpoint.",
-        file=sys.stderr, flush=True)
+  print(stderr.stop_line(f"process {jax.process_index()} of {jax.process_count()}", reason), end="", file=sys.stderr,
+        flush=True)
   sys.stdout.flush()
   os._exit(1)  # jax.distributed's shutdown would wait for the dead peer, then abort
 

@@ -97,10 +97,16 @@ def _pass_on(fd: int, who: str) -> None:
       _write([r for r, _ in held] + headers + [raw])
       held, headers, deadline[0] = [], [], None
   if dying:
-    _write([f"distrl: error: {who} stops: {_why(who, unhealthy, joining)} (JAX's coordination service ended this "
-            f"process). Restart every process with the same command to resume from the last checkpoint.\n".encode()])
+    _write([stop_line(who, f"{_why(who, unhealthy, joining)} (JAX's coordination service ended this process)")
+            .encode()])
   else:
     _write([r for r, _ in held] + [r for r in headers if r.strip()])
+
+
+def stop_line(who: str, reason: str) -> str:
+  """The one line with which a process of a multi-process run stops ("process 1 of 2"), saying why."""
+  return (f"distrl: error: {who} stops: {reason}. Restart every process with the same command to resume from the "
+          f"last checkpoint.\n")
 
 
 def _why(who: str, unhealthy: list[str], joining: bool) -> str:
@@ -108,7 +114,8 @@ def _why(who: str, unhealthy: list[str], joining: bool) -> str:
   me = re.match(r"process (\d+) ", who)
   peers = [p for p in dict.fromkeys(unhealthy) if not (me and p == me.group(1))]
   if peers:
-    return f"process {', '.join(peers)} stopped sending heartbeats to the run's coordinator (it died, hung, or was stopped)"
+    return (f"process {', '.join(peers)} stopped sending heartbeats to the run's coordinator (it died, hung, or was "
+            f"stopped)")
   if joining:
     return ("not every process joined the run in time (one did not start, died while starting, or cannot reach the "
             "coordinator)")
