@@ -1,5 +1,8 @@
 """Every environment `envs.names()` lists trains one PPO iteration on 2 devices under both backends, or is refused
-in one line."""
+in one line; importing them leaves gymnax's rendering libraries unimported until a render uses them."""
+
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -39,3 +42,14 @@ def test_environment_trains_an_iteration_on_two_devices_under_both_backends_or_i
     state, sums = runner(state, 1)
     assert int(runner.get(state).update) == 1, (name, backend)
     assert np.isfinite(float(sums["loss/total"][0])), (name, backend)
+
+
+def test_gymnax_render_libraries_are_imported_on_first_use():
+  """gymnax imports seaborn (with scipy.stats and pandas) and pyplot for rendering only; importing distrl's
+  environments does not, their render code still reaches them, and a later `import seaborn` is the real module."""
+  code = ("import sys, types; from distrl import envs; envs.make('CartPole-v1'); "
+          "print(sorted(m for m in ('seaborn', 'scipy.stats', 'pandas', 'matplotlib.pyplot') if m in sys.modules)); "
+          "from gymnax.environments.misc import pong; print(len(pong.sns.color_palette('cubehelix', 3))); "
+          "import seaborn; print(type(seaborn) is types.ModuleType, seaborn.color_palette is pong.sns.color_palette)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  assert out.splitlines() == ["[]", "3", "True True"]
