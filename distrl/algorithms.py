@@ -16,6 +16,7 @@ before `jax.grad`). A config for any algorithm also has the fields the trainer r
 """
 
 import importlib
+import inspect
 from typing import Any, Protocol
 
 import jax
@@ -77,13 +78,39 @@ def names() -> list[str]:
   return list(_REGISTRY)
 
 
+def _call_fits(function: Any, contract: Any) -> bool:
+  """Whether `function` can be called as the trainer calls the contract's `contract` (its positional and keyword-only
+  arguments)."""
+  params = list(inspect.signature(contract).parameters.values())[1:]  # less self
+  args = [None for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+  kwargs = {p.name: None for p in params if p.kind is p.KEYWORD_ONLY}
+  try:
+    inspect.signature(function).bind(*args, **kwargs)
+  except TypeError:
+    return False
+  except ValueError:  # no signature to read (a builtin): left to the call
+    pass
+  return True
+
+
 def check(algorithm: Any, name: str) -> Algorithm:
-  """`algorithm` itself if it has every function of the contract, else a ConfigError naming what it lacks."""
+  """`algorithm` itself if it has every function of the contract, each taking the contract's arguments, else a
+  ConfigError naming what it lacks."""
   missing = [f for f in CONTRACT if not callable(getattr(algorithm, f, None))]
   if missing:
     raise ConfigError(f"algo={name!r} is not an algorithm: it lacks {', '.join(missing)} of the contract "
                       f"({', '.join(CONTRACT)}; see distrl/algorithms.py)")
+  for f in CONTRACT:
+    if not _call_fits(getattr(algorithm, f), getattr(Algorithm, f)):
+      raise ConfigError(f"algo={name!r}: its {f}{_bare(getattr(algorithm, f))} cannot be called as the contract's "
+                        f"{f}{_bare(getattr(Algorithm, f), skip=1)} (see distrl/algorithms.py)")
   return algorithm
+
+
+def _bare(function: Any, skip: int = 0) -> inspect.Signature:
+  """`function`'s signature without annotations, defaults or its first `skip` parameters."""
+  params = list(inspect.signature(function).parameters.values())[skip:]
+  return inspect.Signature([p.replace(annotation=p.empty, default=p.empty) for p in params])
 
 
 def get(name: str) -> Algorithm:

@@ -10,6 +10,7 @@ config gives is refused: it was written by another config.
 import logging
 import os
 import re
+import sys
 import time
 import traceback
 from typing import Callable
@@ -40,6 +41,21 @@ def _not_orbax_async(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("asyncio").addFilter(_not_orbax_async)
+
+
+def _orbax_unraisable(unraisable, previous=sys.unraisablehook) -> None:
+  """Drops what Python says of orbax's reads that raised while being collected ("Exception ignored in: <coroutine
+  object _read_array_index_and_device_put ...>", a traceback and TensorStore's whole spec, per array) and of
+  tensorstore's callbacks into orbax's event loop after it closed ("RuntimeError: Event loop is closed"), from
+  several threads at once: a damaged checkpoint or a failed save, said in one line where it fails. Anything else
+  goes to the hook before."""
+  frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+  closed_loop = isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
+  if not closed_loop and not any(marker in frame.filename for frame in frames for marker in _ORBAX_ASYNC):
+    previous(unraisable)
+
+
+sys.unraisablehook = _orbax_unraisable
 
 
 class IncompatibleCheckpoint(ConfigError):
@@ -116,15 +132,16 @@ class Checkpoints:
               else first_line(cause)[:200])
     tmp = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)
     update = int(tmp[1]) if tmp else update
-    kept = self._complete()
+    kept = self.complete()
     kept = (f"the last complete checkpoint is update {kept[-1]} in {self.directory}" if kept
             else "no checkpoint was complete yet")
     what = f"update {update}" if update is not None else "a checkpoint"
     return RunFailed(f"saving {what} to {self.directory} failed ({reason}); {kept}. Free space (or fix the cause) "
                      f"and run the same command to resume")
 
-  def _complete(self) -> list[int]:
-    """Update numbers of the complete checkpoints on disk (orbax's temporary directories are not)."""
+  def complete(self) -> list[int]:
+    """Update numbers of the checkpoints complete on disk, oldest first (not a save in flight, which `saved` and
+    `latest` count)."""
     try:
       return sorted(int(name) for name in os.listdir(self.directory) if name.isdigit())
     except OSError:
@@ -150,14 +167,17 @@ class Checkpoints:
     """
     unfinished = sorted(name.split(".")[0] for name in os.listdir(self.directory) if "orbax-checkpoint-tmp" in name)
     if unfinished:
-      warn(f"note: an unfinished save of update {', '.join(unfinished)} (cut short by a crash) in {self.directory} "
-           f"is not a checkpoint; it is left for orbax to clean up")
+      warn(f"note: the save of update {', '.join(unfinished)} in {self.directory} is unfinished (a run is saving it, "
+           f"or stopped while saving it): not a checkpoint, and left for orbax to clean up")
     expected = signature(like)
     skip = self._set_aside if set_aside else (lambda update, error, warn: warn(
         f"warning: checkpoint {self.directory}/{update} is damaged ({damage(error)}); trying the one before"))
     for update in sorted(self._manager.all_steps(), reverse=True):
       try:
-        found = signature(self._manager.item_metadata(update))
+        metadata = self._manager.item_metadata(update)
+        if metadata is None:  # orbax's answer where the arrays' metadata file is missing
+          raise FileNotFoundError("its array metadata (default/_METADATA) is missing")
+        found = signature(metadata)
       except Exception as error:  # unreadable metadata: a damaged checkpoint
         skip(update, error, warn)
         continue

@@ -29,6 +29,11 @@ class RunFailed(RuntimeError):
   The launcher prints it alone and exits 1."""
 
 
+class DeviceFailed(RunFailed):
+  """The compiled program failed on the devices (an environment's host callback raised, say): JAX holds the error
+  and raises it again at exit, so the launcher ends the process without its exit handlers."""
+
+
 def first_line(error: BaseException, with_type: bool = False) -> str:
   """An exception's own first line, for a message of one line (its type's name where it has no text); with_type:
   "TypeError: first line"."""

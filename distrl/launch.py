@@ -18,6 +18,7 @@ import ast  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 import ml_collections  # noqa: E402
@@ -26,7 +27,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from distrl import compiler, configs, errors, stderr  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn) or a config file, with an "
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn, pqn) or a config file, with an "
                                           "optional preset: ppo:Acrobot-v1, path/to/my_config.py:preset.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go (default: runs/<algo>-<env>-<time>).")
@@ -121,9 +122,17 @@ def _set_env_kwargs(config: ml_collections.ConfigDict, kwargs: list[tuple[str, s
         _fail(f"flag --config.env_kwargs.{name}={text}: {error}", 2)
 
 
-def _fail(message: str, status: int) -> None:
+def _fail(message: str, status: int, *, abandon: bool = False) -> None:
+  """Our one line, then exit `status`; with `abandon` (or where orbax left threads) without Python's exit handlers,
+  which would only repeat the failure (JAX's, for a program that failed on the devices) or wait: a save that failed
+  as orbax started it can leave orbax's threads waiting for the signals of work that never ran, for orbax's
+  coordination timeout (5 minutes), and the interpreter's exit waits for them, deaf to SIGTERM."""
   print(f"distrl: error: {message}", file=sys.stderr, flush=True)
   stopping.REQUEST.ignore_from_now()
+  if abandon or any(type(thread).__module__.startswith("orbax.") and thread.is_alive() and not thread.daemon
+                    for thread in threading.enumerate()):
+    sys.stdout.flush()
+    os._exit(status)
   sys.exit(status)
 
 
@@ -176,6 +185,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
+  import logging as python_logging
+
+  # JAX logs a host callback's exception with its traceback; the trainer reports it in one line (RunFailed).
+  python_logging.getLogger("jax._src.callback").setLevel(python_logging.CRITICAL)
   import jax  # after flag parsing: JAX reads XLA_FLAGS when its backend starts
 
   from distrl import distributed
@@ -205,6 +218,8 @@ def main(argv):
     trainer.train(config, workdir, overwrite=_OVERWRITE.value)
     distributed.finished()
     stopping.REQUEST.ignore_from_now()
+  except errors.DeviceFailed as error:
+    _fail(str(error), 1, abandon=True)
   except (errors.ConfigError, errors.RunFailed) as error:
     _fail(str(error), 1)
   except jax.errors.JaxRuntimeError as error:

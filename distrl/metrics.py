@@ -171,8 +171,11 @@ class Writer:
     if trained:
       returns.append(f"return {trained[-1]:.4g} (best {max(trained):.4g})")
     if "eval/return" in last or best is not None:
-      evaluated = f"eval {last['eval/return']:.4g}" if "eval/return" in last else "eval"
-      returns.append(f"{evaluated} (best {best[1]:.4g} at update {best[0]})" if best else evaluated)
+      best_text = f"best {best[1]:.4g} at update {best[0]}" if best else ""
+      if "eval/return" in last:
+        returns.append(f"eval {last['eval/return']:.4g}" + (f" ({best_text})" if best else ""))
+      else:  # stopped between evaluations
+        returns.append(f"eval {best_text}")
     if returns:
       lines.append("  " + "; ".join(returns))
     if checkpoint:

@@ -160,6 +160,11 @@ def main(argv):
   for note in shown.notes:
     print(f"note: {note}")
   out = os.path.expanduser(_OUT.value)
+  if not out or os.path.isdir(out):
+    print(f"distrl: error: --out={_OUT.value!r} {'is a directory' if out else 'is empty'}: name the figure's file "
+          f"(.png, .pdf or .svg)", file=sys.stderr)
+    sys.exit(1)
+  out += "" if os.path.splitext(out)[1] else ".png"  # what matplotlib writes for a name without a format
   try:
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     draw(shown, _METRIC.value, out)

@@ -9,11 +9,13 @@ Chunks: the compiled program runs a dynamic number of updates, so the loop runs 
 most that long. With several processes, every process agrees on stopping and on each call's length.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
 import math
 import os
+import sys
 import time
 
 import jax
@@ -22,7 +24,7 @@ import numpy as np
 
 from distrl import algorithms, configs, envs, evaluation, metrics, seeds, sharding, stopping
 from distrl.checkpoint import Checkpoints, IncompatibleCheckpoint
-from distrl.errors import ConfigError, RunFailed, require, require_divisible, require_positive
+from distrl.errors import ConfigError, DeviceFailed, RunFailed, first_line, require, require_divisible, require_positive
 from distrl.state import TrainState
 from distrl.workdir import Workdir
 
@@ -50,6 +52,12 @@ def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> Non
   require_positive(config, "num_seeds", "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                    "eval_episodes")
   require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
+  if "hidden_sizes" in config:
+    widths = config.hidden_sizes
+    widths = (widths,) if isinstance(widths, (int, float)) else widths
+    require(all(isinstance(w, int) and w >= 1 for w in widths),
+            f"hidden_sizes={config.hidden_sizes!r} must list positive layer widths, e.g. --config.hidden_sizes='(64, 64)' "
+            f"('()' for none)")
   suggestion = num_devices * max(1, -(-config.num_envs // num_devices))  # the next multiple up
   require_divisible("num_envs", config.num_envs, "the number of devices", num_devices,
                     f"use a multiple of {num_devices}, e.g. --config.num_envs={suggestion}")
@@ -81,6 +89,9 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
   algorithm = algorithms.get(config.algo)
   env = envs.make(config.env_name, config.env_kwargs)
   sizes = algorithm.sizes(config, mesh.size)
+  require(all(hasattr(sizes, field) for field in ("num_updates", "steps_per_update")),
+          f"algo={config.algo!r}: sizes() returned {type(sizes).__name__}, not sizes with num_updates and "
+          f"steps_per_update (see distrl/algorithms.py)")
   require(sizes.num_updates < 2**31, f"total_timesteps={config.total_timesteps} makes {sizes.num_updates:,} updates; "
                                      f"the update counter is int32 on the devices (at most 2**31 - 1)")
   init = functools.partial(algorithm.init, config=config, env=env, sizes=sizes)
@@ -88,6 +99,15 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
   update = seeds.update(functools.partial(algorithm.update, config=config, env=env, sizes=sizes), config)
   return Program(config=config, algorithm=algorithm, env=env, mesh=mesh, sizes=sizes, state=state,
                  runner=sharding.Runner(update, mesh, config.backend, state))
+
+
+def _device_failure(error: Exception) -> str:
+  """What a failure of the compiled program says, in one line: the exception a host callback raised (the last line of
+  the Python traceback JAX carries), else its first line."""
+  text = str(error)
+  if "Traceback (most recent call last)" in text:
+    return [line.strip() for line in text.splitlines() if line.strip()][-1][:200]
+  return first_line(error)[:200]
 
 
 def _record_config(config: ml_collections.ConfigDict) -> dict:
@@ -120,8 +140,8 @@ def _check_resume(workdir: Workdir, old: dict | None, config: ml_collections.Con
                         f"{config.algo} on {config.env_name} ({field}: {recorded!r} -> {given!r}); resume it with "
                         f"its own config, or use another --workdir")
   if error is not None:
-    fields = f"; fields that differ from {workdir.file('config.json')}: {_describe(changes)}" if changes else ""
-    raise ConfigError(f"{error}{fields}. Resume with the config the run was started with, or use a new --workdir.")
+    fields = f"fields that differ from {workdir.file('config.json')}: {_describe(changes)}; " if changes else ""
+    raise ConfigError(f"{fields}{error}. Resume with the config the run was started with, or use a new --workdir.")
   if "seed" in changes:
     recorded, given = changes["seed"]
     raise ConfigError(f"{workdir.path} is the run of seed {recorded}; it cannot go on as seed {given} (its "
@@ -208,7 +228,7 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
       raise ConfigError(f"--workdir={workdir.path} holds a run ({'; '.join(workdir.leftovers())}) but no checkpoint "
                         f"to resume it from; add --overwrite to start over there (the old run is moved to "
                         f"{workdir.path}/overwritten-<time>/, not deleted), or use another --workdir")
-    update = restored or 0
+    update, changes = restored or 0, {}
     if restored is not None:
       _check_resume(workdir, old_config, config, None)
       if update >= sizes.num_updates:
@@ -231,18 +251,28 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
     history = workdir.keep_history_until(history, update)
     elapsed = history[-1]["time"] if history else 0.0  # training time of the run before this start
     workdir.write_json("config.json", _record_config(config))
-    workdir.write_json("run.json", {"devices": mesh.size, "processes": processes, "jax": jax.__version__})
+    # Every start of the run, with the settings it changed: config.json is the latest start's config, and this is
+    # how the earlier ones differed from it.
+    this_start = {"devices": mesh.size, "processes": processes, "jax": jax.__version__}
+    starts = (last_start or {}).get("starts", []) if restored is not None else []
+    starts.append({"update": update, **this_start, "changed": {k: list(v) for k, v in changes.items()}})
+    workdir.write_json("run.json", {**this_start, "starts": starts})
     writer = metrics.Writer(workdir.path, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
                             console=console, primary=primary, resume_step=update * sizes.steps_per_update)
 
     state = runner.put(state)
-    start = time.perf_counter()
-    runner.compile(state)
-    compile_seconds = time.perf_counter() - start
-    say(f"compiled the update loop in {compile_seconds:.1f}s")
     evaluate = program.evaluator(config.eval_episodes)
     # Evaluation after update u of the agent of seed s uses fold_in(fold_in(PRNGKey(s), 1), u).
     eval_key = seeds.vmap(lambda key, u: jax.random.fold_in(jax.random.fold_in(key, 1), u), config, in_axes=(0, None))
+    start = time.perf_counter()
+    # The update loop compiles in a thread (XLA releases the GIL) while this one compiles the evaluation, which its
+    # first use would otherwise compile mid-run: on a CPU the two take different cores.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distrl-compile") as pool:
+      compiling = pool.submit(runner.compile, state)
+      evaluate.lower(runner.get(state).learner, eval_key(seeds.keys(config), update)).compile()
+      compiling.result()
+    compile_seconds = time.perf_counter() - start
+    say(f"compiled the update loop and the evaluation in {compile_seconds:.1f}s")
 
     def log(interval: _Interval, update: int, last_saved: int) -> int:
       """Writes the record of an interval ending at `update` (evaluating and checkpointing when due)."""
@@ -265,20 +295,22 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
       try:
         writer.write(step=record["step"], update=update, time=record["time"], scalars=scalars)
       except OSError as error:
-        raise RunFailed(f"cannot write {workdir.file('metrics.jsonl')} ({error.strerror}); the last complete "
-                        f"checkpoint is update {checkpoints.latest()}. Free space and run the same command to "
-                        f"resume") from None
+        raise RunFailed(f"cannot write {workdir.file('metrics.jsonl')} ({error.strerror}); {kept()}. Free space and "
+                        f"run the same command to resume") from None
       if update // config.checkpoint_every > last_saved // config.checkpoint_every:
         checkpoints.save(update, runner.get(state))
         return update
       checkpoints.check()
       return last_saved
 
+    def kept() -> str:
+      complete = checkpoints.complete()
+      return (f"the last complete checkpoint is update {complete[-1]} in {checkpoints.directory}" if complete
+              else "no checkpoint was complete yet")
+
     def _diverged(bad, update, n):
-      kept = (f"the last good checkpoint (update {checkpoints.latest()}) is kept in {checkpoints.directory}"
-              if checkpoints.latest() is not None else "no checkpoint had been saved yet")
       raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "
-                             f"(step {update * sizes.steps_per_update:,}); {kept}. A lower lr or "
+                             f"(step {update * sizes.steps_per_update:,}); {kept()}. A lower lr or "
                              f"max_grad_norm usually helps")
 
     run_history_start = len(history)
@@ -296,8 +328,14 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
         stop.request(reason)
         break
       call_start = time.perf_counter()
-      state, interval.totals = runner(state, n, interval.totals)
-      finite_learner = bool(sharding.to_host(interval.totals[sharding.FINITE_LEARNER][0]))
+      try:
+        state, interval.totals = runner(state, n, interval.totals)
+        finite_learner = bool(sharding.to_host(interval.totals[sharding.FINITE_LEARNER][0]))
+      except jax.errors.JaxRuntimeError as error:  # e.g. an environment's host callback raised
+        if processes > 1:
+          raise  # perhaps a lost process: the launcher says which
+        raise DeviceFailed(f"updates {update + 1}..{update + n} failed ({_device_failure(error)}); {kept()}. Fix "
+                           f"the cause and run the same command to resume") from None
       seconds = time.perf_counter() - call_start
       seconds_per_update = seconds / n
       interval.updates, interval.seconds = interval.updates + n, interval.seconds + seconds
@@ -334,7 +372,12 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
       if manager is not None:
         manager.close()  # waits for a save in flight
     if writer is not None:
-      writer.close()
+      try:
+        writer.close()
+      except OSError as error:  # a full disk; where a failure is already on its way out, that one is reported
+        if sys.exc_info()[0] is None:
+          raise RunFailed(f"cannot write the logs in {workdir.path} ({error.strerror}); the run's checkpoints are "
+                          f"complete. Free space and check metrics.jsonl") from None
     else:
       console.end()
     workdir.unlock()

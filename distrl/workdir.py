@@ -9,10 +9,12 @@
 - A workdir that holds a run's history but no checkpoint to resume from is refused: starting over
   would mix a new run into the old one's files. `move_aside` (the launcher's `--overwrite`) moves
   the old run into `WORKDIR/overwritten-<time>/`; nothing is ever deleted.
-- `config.json` (the resolved config) and `run.json` (devices and processes of the last start) are
-  replaced atomically: other processes may be reading them.
+- `config.json` (the resolved config of the latest start) and `run.json` (devices and processes of the last start,
+  and every start's update, devices and the settings it changed) are replaced atomically: other processes may be
+  reading them.
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -22,7 +24,7 @@ import sys
 import time
 from typing import Callable
 
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, RunFailed
 
 RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "tb", "checkpoints", "best")
 
@@ -68,11 +70,16 @@ class Workdir:
         who = "another process"
       return (f"--workdir={self.path} is in use by another run ({who}); wait for it to end, or use another "
               f"--workdir")
-    handle.seek(0)
-    handle.truncate()
-    handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": shlex.join(sys.argv)}) + "\n")
-    handle.flush()
+    try:
+      handle.seek(0)
+      handle.truncate()
+      handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": shlex.join(sys.argv)}) + "\n")
+      handle.flush()
+    except OSError as error:  # a full disk
+      with contextlib.suppress(OSError):
+        handle.close()
+      return f"cannot write to --workdir={self.path}: {error.strerror}; free space or pick another directory"
     self._lock = handle
     return None
 
@@ -129,8 +136,12 @@ class Workdir:
     present = [name for name in RUN_FILES if os.path.exists(self.file(name))]
     if not present:
       return None
-    target = self.file(f"overwritten-{time.strftime('%Y%m%d-%H%M%S')}")
+    target = base = self.file(f"overwritten-{time.strftime('%Y%m%d-%H%M%S')}")
     if self.primary:
+      copy = 1
+      while os.path.exists(target):  # overwritten twice within a second
+        copy += 1
+        target = f"{base}-{copy}"
       os.makedirs(target)
       for name in present:
         os.rename(self.file(name), os.path.join(target, name))
@@ -150,6 +161,13 @@ class Workdir:
 
   @staticmethod
   def _write_lines(path: str, lines: list[str]) -> None:
-    with open(path + ".tmp", "w") as f:
-      f.writelines(lines)
-    os.replace(path + ".tmp", path)
+    """Replaces `path` whole, or leaves it as it was and raises RunFailed (a full disk)."""
+    try:
+      with open(path + ".tmp", "w") as f:
+        f.writelines(lines)
+      os.replace(path + ".tmp", path)
+    except OSError as error:
+      with contextlib.suppress(OSError):
+        os.remove(path + ".tmp")
+      raise RunFailed(f"cannot write {path} ({error.strerror}); it is as it was. Free space (or fix the cause) and "
+                      f"run the same command") from None

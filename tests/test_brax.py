@@ -86,3 +86,12 @@ def test_ppo_balances_the_inverted_pendulum_for_the_whole_episode(devices, tmp_p
   result = trainer.train(config, str(tmp_path), devices=jax.devices()[:devices])
   returns = [round(h["train/episode_return"], 1) for h in result.history]
   assert returns[0] < 60 and result.history[-1]["eval/return"] == 200.0, (returns, result.history[-1]["eval/return"])
+
+
+def test_making_a_brax_environment_prints_nothing():
+  """MJX's print that the optional `warp` is missing (stdout) and Brax's ~370-column notice (stderr) are not shown."""
+  import subprocess
+  import sys
+  code = f"from distrl import envs; envs.make('brax:inverted_pendulum', {{'backend': '{BACKEND}'}})"
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert (result.stdout, result.stderr) == ("", "")

@@ -74,6 +74,10 @@ BAD_ENVS = [
     ("tests.user_code:matrix_actions", {}, "is neither Discrete(n) nor a Box of one axis"),
     ("tests.user_code:no_observation", {}, "observations must be real-valued arrays or pytrees of them"),
     ("tests.user_code:no_time_limit", {}, "env_params (dict) has no max_steps_in_episode"),
+    ("tests.user_code:time_limit_of", {"steps": 0}, "env_params.max_steps_in_episode=0 must be a positive whole"),
+    ("tests.user_code:time_limit_of", {"steps": -5}, "env_params.max_steps_in_episode=-5 must be a positive whole"),
+    ("tests.user_code:time_limit_of", {"steps": 2.5}, "env_params.max_steps_in_episode=2.5 must be a positive whole"),
+    ("tests.user_code:no_actions", {}, "the action space is Discrete(0); it needs at least one action"),
     ("CartPole-v1", {"length": 3}, "env_kwargs {'length': 3} do not fit CartPole-v1"),
 ]
 
@@ -93,6 +97,10 @@ def test_a_bad_environment_is_one_clear_error_and_writes_nothing(name, kwargs, m
     ("tests.user_broken", "algo='tests.user_broken': cannot import tests.user_broken (ModuleNotFoundError"),
     ("examples.a2c:nope", "module examples.a2c has no attribute 'nope'"),
     ("sac", "algo='sac' is not an algorithm; choose one of ppo, dqn, pqn"),
+    ("tests.user_code:update_without_sizes", "algo='tests.user_code:update_without_sizes': its update(state, config, "
+                                             "env) cannot be called as the contract's update(state, *, config, env, "
+                                             "sizes)"),
+    ("tests.user_code:sizes_of_a_number", "sizes() returned int, not sizes with num_updates and steps_per_update"),
 ])
 def test_a_bad_algorithm_is_one_clear_error_and_writes_nothing(algo, message, ppo_cfg, tmp_path):
   ppo_cfg.algo = algo
@@ -110,6 +118,33 @@ def test_bad_user_code_from_the_command_line_is_one_line_and_a_nonzero_exit(tmp_
     assert run.returncode == 1
     assert err.startswith("distrl: error: ") and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_environment_failing_mid_run_is_one_line_and_a_nonzero_exit(tmp_path):
+  """A host callback of the environment raises in the first update: the exception, not JAX's traceback."""
+  run = launch(f"--workdir={tmp_path / 'run'}", f"--config.num_envs={jax.device_count()}",
+               "--config.env_name=tests.user_code:fails_mid_run")
+  out, err = run.communicate(timeout=120)
+  assert run.returncode == 1, out
+  assert err == ("distrl: error: updates 1..1 failed (RuntimeError: the simulator lost its connection); no checkpoint "
+                 "was complete yet. Fix the cause and run the same command to resume\n")
+
+
+def test_a_shipped_config_pointed_at_another_algorithm_is_refused():
+  config = ppo_config.get_config()
+  config.algo = "dqn"
+  with pytest.raises(ConfigError, match=r"algo='dqn' reads fields this config lacks \(batch_size, buffer_size, "
+                                        r"double_dqn, dueling, end_e and \d+ more\); start from its own config: "
+                                        r"--config=dqn"):
+    trainer.build(config, sharding.make_mesh())
+
+
+@pytest.mark.parametrize("widths", [(0,), (64, -1)])
+def test_hidden_sizes_must_be_positive_widths(widths):
+  config = ppo_config.get_config()
+  config.hidden_sizes = widths
+  with pytest.raises(ConfigError, match=r"must list positive layer widths"):
+    trainer.check_run_config(config, 1)
 
 
 def test_a_config_without_the_run_fields_is_refused():

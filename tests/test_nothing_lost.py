@@ -98,6 +98,9 @@ def test_resume_refuses_another_seed_and_says_what_a_longer_run_changes(tmp_path
   assert "with changed settings: total_timesteps: 256 -> 512" in out.replace(str(4 * 16 * jax.device_count()), "256") \
       .replace(str(8 * 16 * jax.device_count()), "512")
   assert "the run now ends at step" in out and "follow the new length from here on" in out
+  # run.json keeps every start and what it changed: the first start's config is config.json less those changes.
+  n, starts = jax.device_count(), json.loads((tmp_path / "run.json").read_text())["starts"]
+  assert [(s["update"], s["changed"]) for s in starts] == [(0, {}), (4, {"total_timesteps": [4 * 16 * n, 8 * 16 * n]})]
   # ... e.g. updates 5 and 6 (gradient steps 4*4*2 .. 5*4*2) at lr * (1 - g / (8 updates * 4 epochs * 2)).
   gradient_steps = [u * 4 * 2 for u in (4, 5)]
   expected = np.mean([2.5e-4 * (1 - g / (8 * 4 * 2)) for g in gradient_steps])
@@ -320,3 +323,66 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
     if mounted:
       subprocess.run(["umount", str(disk)], check=True)
   assert Checkpoints(str(tmp_path / "moved" / "checkpoints"), keep=100, create=False).latest() == kept
+
+
+def test_a_disk_full_before_the_run_starts_is_one_line(tmp_path):
+  """A new run on a full disk (the lock's record cannot be written) and a resume there (metrics.jsonl cannot be
+  rewritten): one line each, exit 1, and the files as they were."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+    pytest.skip("mounting a small tmpfs is not allowed here")
+  try:
+    with open(disk / "filler", "wb", buffering=0) as f:  # the disk, full
+      with pytest.raises(OSError):
+        while True:
+          f.write(b"\0" * 4096)
+    run = launch(f"--workdir={disk / 'run'}", f"--config.num_envs={jax.device_count()}")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 1, out
+    assert err == f"distrl: error: cannot write to --workdir={disk / 'run'}: No space left on device; free space or " \
+                  f"pick another directory\n"
+  finally:
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_file_the_workdir_replaces_whole_is_as_it_was_when_the_disk_is_full(tmp_path, monkeypatch):
+  from distrl.workdir import Workdir
+  workdir = Workdir(str(tmp_path), primary=True)
+  workdir.write_json("config.json", {"lr": 1})
+  before = _files(tmp_path)
+
+  def full(source, target):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(os, "replace", full)
+  with pytest.raises(RunFailed, match=r"cannot write .*config.json \(No space left on device\); it is as it was"):
+    workdir.write_json("config.json", {"lr": 2})
+  assert _files(tmp_path) == before  # and no .tmp left
+
+
+def test_overwriting_twice_within_a_second_keeps_both_old_runs(tmp_path, monkeypatch):
+  from distrl import workdir as workdirs
+  monkeypatch.setattr(workdirs.time, "strftime", lambda form: "20261130-235959")
+  workdir = workdirs.Workdir(str(tmp_path), primary=True)
+  moved = []
+  for lr in (1, 2):
+    workdir.write_json("config.json", {"lr": lr})
+    moved.append(workdir.move_aside())
+  assert moved == [str(tmp_path / "overwritten-20261130-235959"), str(tmp_path / "overwritten-20261130-235959-2")]
+  assert [workdirs.Workdir(m, primary=True).read_json("config.json") for m in moved] == [{"lr": 1}, {"lr": 2}]
+
+
+def test_a_truncated_array_file_is_one_warning_line_every_time(tmp_path):
+  """Truncating a checkpoint's largest array file made about half of the evaluations print thousands of lines
+  (orbax's reads and tensorstore's callbacks failing in several threads as they are collected)."""
+  trainer.train(_tiny(8), str(tmp_path))
+  data = [os.path.join(root, name) for root, _, names in os.walk(tmp_path / "checkpoints" / "8") for name in names
+          if os.sep + "d" in root]
+  os.truncate(max(data, key=os.path.getsize), 100)
+  for _ in range(3):
+    result = _cli(f"--workdir={tmp_path}", f"--episodes={jax.device_count()}", module="distrl.evaluate",
+                  env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={jax.device_count()}"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"warning: checkpoint {tmp_path}/checkpoints/8 is damaged") and \
+        len(result.stderr.splitlines()) == 1, result.stderr[:2000]

@@ -124,3 +124,18 @@ def test_a_directory_that_is_not_a_run_is_one_line(tmp_path):
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
   assert result.returncode == 1
   assert result.stderr.strip() == f"distrl: error: {tmp_path} is not a distrl run: it has no config.json"
+
+
+def test_out_names_the_file_written_or_is_refused_in_one_line(runs, tmp_path):
+  def plot_to(out):
+    return subprocess.run([sys.executable, "-m", "distrl.plot", *runs, f"--out={out}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+
+  result = plot_to(tmp_path / "curves")  # no format: matplotlib writes a PNG beside, and that is the one said
+  assert result.returncode == 0 and result.stdout.endswith(f"wrote {tmp_path / 'curves.png'}\n")
+  assert (tmp_path / "curves.png").exists()
+  for out, what in [(tmp_path, "is a directory"), ("", "is empty")]:
+    result = plot_to(out)
+    assert result.returncode == 1
+    assert result.stderr == f"distrl: error: --out={str(out)!r} {what}: name the figure's file (.png, .pdf or .svg)\n"
+  assert sorted(os.listdir(tmp_path)) == ["curves.png"]  # nothing else written

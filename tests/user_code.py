@@ -4,6 +4,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -84,6 +85,15 @@ def no_time_limit():
   return Walk(), {"gravity": 9.8}
 
 
+def time_limit_of(steps):
+  return Walk(), environment.EnvParams(max_steps_in_episode=steps)
+
+
+def no_actions():
+  env = Walk(action_space=spaces.Discrete(0))
+  return env, env.default_params
+
+
 def not_a_pair():
   return Walk()
 
@@ -99,6 +109,16 @@ def corridor_of(length: int = 4):
 not_callable = 42
 
 incomplete_algorithm = types.SimpleNamespace(sizes=lambda config, num_devices: None, init=lambda key: None)
+
+
+def _ppo_but(**functions):
+  from distrl import ppo
+  return types.SimpleNamespace(**{**{f: getattr(ppo, f) for f in ("sizes", "init", "update", "act")}, **functions})
+
+
+# update without the contract's `sizes` keyword; sizes returning a number
+update_without_sizes = _ppo_but(update=lambda state, config, env: None)
+sizes_of_a_number = _ppo_but(sizes=lambda config, num_devices: 4)
 
 
 def no_observation():
@@ -120,4 +140,18 @@ class RandomStartWalk(Walk):
 def random_start_walk(in_batches: bool = True):
   env = RandomStartWalk()
   env.reset_in_batches = in_batches
+  return env, env.default_params
+
+
+def _host_observation(position):
+  """A simulator on the host that fails when the walk first reaches position 2."""
+  if np.max(position) >= 2:
+    raise RuntimeError("the simulator lost its connection")
+  return np.stack([position, -position], axis=-1).astype(np.float32)
+
+
+def fails_mid_run():
+  observe = lambda p: jax.pure_callback(_host_observation, jax.ShapeDtypeStruct((2,), jnp.float32), p,
+                                        vmap_method="expand_dims")
+  env = Walk(observe=observe)
   return env, env.default_params

@@ -4,6 +4,7 @@ Each module here defines `get_config(arg=None)`, `arg` naming a preset. A user's
 named by its path instead (`--config=my_configs/ppo_big.py:preset`).
 """
 
+import importlib
 import os
 
 from distrl.errors import ConfigError
@@ -16,12 +17,20 @@ RUN_FIELDS = ("algo", "env_name", "env_kwargs", "seed", "num_seeds", "backend", 
 
 
 def lacking(config) -> str | None:
-  """What a config lacks of RUN_FIELDS, as a message; None when it has them all."""
+  """What a config lacks of RUN_FIELDS, or of the fields of the shipped config of its `algo` (which that algorithm
+  reads), as a message; None when it has them all."""
   missing = [field for field in RUN_FIELDS if field not in config]
+  if missing:
+    return (f"the config lacks {', '.join(missing)} (every config has {', '.join(RUN_FIELDS)}; "
+            f"see distrl/configs/ppo.py)")
+  if not (isinstance(config.algo, str) and config.algo in names()):
+    return None
+  missing = sorted(set(importlib.import_module(f"{__name__}.{config.algo}").get_config()) - set(config))
   if not missing:
     return None
-  return (f"the config lacks {', '.join(missing)} (every config has {', '.join(RUN_FIELDS)}; "
-          f"see distrl/configs/ppo.py)")
+  more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+  return (f"algo={config.algo!r} reads fields this config lacks ({', '.join(missing[:5])}{more}); start from its own "
+          f"config: --config={config.algo}")
 
 
 def names() -> list[str]:

@@ -325,10 +325,17 @@ def _checked(env, params, name: str):
   if not hasattr(params, "max_steps_in_episode"):
     raise ConfigError(f"env_name={name!r}: env_params ({type(params).__name__}) has no max_steps_in_episode, the "
                       f"time limit that evaluation and truncation need")
+  limit = params.max_steps_in_episode
+  if not (np.ndim(limit) == 0 and np.issubdtype(np.asarray(limit).dtype, np.number) and limit >= 1
+          and int(limit) == limit):
+    raise ConfigError(f"env_name={name!r}: env_params.max_steps_in_episode={limit!r} must be a positive whole number "
+                      f"of steps (the time limit)")
   try:
     space = env.action_space(params)
   except Exception as error:
     raise ConfigError(f"env_name={name!r}: action_space(params) raised {first_line(error, with_type=True)}") from None
+  if _is_discrete(space) and not int(space.n) >= 1:
+    raise ConfigError(f"env_name={name!r}: the action space is Discrete({space.n}); it needs at least one action")
   if _is_discrete(space):
     action = jax.ShapeDtypeStruct((), jnp.int32)
   elif all(hasattr(space, f) for f in ("low", "high", "shape")) and len(space.shape) == 1:

@@ -16,16 +16,24 @@ the environment's own arguments (e.g. `ctrl_cost_weight` of ant), besides `episo
 Actions are vectors in [-1, 1]: each Brax environment scales them to its actuators' ranges.
 """
 
+import contextlib
 import difflib
+import io
+import warnings
 from typing import Any
 
-import brax.envs
+with contextlib.redirect_stdout(io.StringIO()):  # MuJoCo's MJX prints that the optional `warp` is not installed
+  import brax.envs
 import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
 from distrl.errors import ConfigError, first_line
+
+# Said by Brax at every environment it builds, one line of ~370 columns: distrl runs Brax as it is.
+warnings.filterwarnings("ignore", message="Brax System, piplines and environments are not actively being maintained",
+                        category=UserWarning)
 
 
 @struct.dataclass
