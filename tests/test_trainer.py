@@ -146,6 +146,8 @@ def test_bad_config_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_pat
     (["--config.num_env=8"], "unknown config field 'num_env': did you mean 'num_envs'?"),
     (["--config.lr=fast"], "flag --config.lr=fast: could not convert string to float: 'fast'"),
     (["--config=ppo:Pong"], "unknown preset 'Pong' for --config=ppo"),
+    (["--config=pqn:cartpole-v1"], "unknown preset 'cartpole-v1' for --config=pqn; did you mean 'CartPole-v1'? choose"),
+    (["--config=ppo:brax:hopper"], "any environment of a suite trains as --config=ppo --config.env_name=brax:hopper; "),
     (["--config.env_kwargs.length", "--config.lr=1"], "flag --config.env_kwargs.length has no value"),
     ([f"--config={PPO_CONFIG}:Pong"], "unknown preset 'Pong' for --config=ppo"),
     (["--config=configs/nope.py"], "config 'configs/nope.py' is neither a file nor one of distrl's configs (dqn, ppo, pqn)"),

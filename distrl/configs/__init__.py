@@ -4,6 +4,7 @@ Each module here defines `get_config(arg=None)`, `arg` naming a preset. A user's
 named by its path instead (`--config=my_configs/ppo_big.py:preset`).
 """
 
+import difflib
 import importlib
 import os
 
@@ -31,6 +32,21 @@ def lacking(config) -> str | None:
   more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
   return (f"algo={config.algo!r} reads fields this config lacks ({', '.join(missing[:5])}{more}); start from its own "
           f"config: --config={config.algo}")
+
+
+def apply_preset(config, algo: str, presets: dict, arg: str | None):
+  """`config` updated with the preset `arg` names (none: as it is), else a ValueError naming the presets (the
+  closest first, and the field to set for a suite's environment that has no preset)."""
+  if not arg:
+    return config
+  if arg not in presets:
+    close = difflib.get_close_matches(arg.lower(), [p.lower() for p in presets], n=1, cutoff=0.7)
+    hint = f"did you mean {next(p for p in presets if p.lower() == close[0])!r}? " if close else ""
+    if ":" in arg:
+      hint += f"any environment of a suite trains as --config={algo} --config.env_name={arg}; "
+    raise ValueError(f"unknown preset {arg!r} for --config={algo}; {hint}choose one of {', '.join(presets)}")
+  config.update(presets[arg])
+  return config
 
 
 def names() -> list[str]:

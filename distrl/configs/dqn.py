@@ -16,6 +16,8 @@ on a CPU. Without LayerNorm (with or without 3-step returns, double DQN and anne
 
 import ml_collections
 
+from distrl import configs
+
 # MinAtar: the settings of the MinAtar paper's DQN (Young & Tian 2019; github.com/kenjyoung/MinAtar examples/dqn.py):
 # a 16-filter 3x3 convolution and 128 units, batches of 32 from 100k transitions, one gradient step per environment
 # step, the target network copied every 1000 steps, epsilon 1 -> 0.1 over 100k steps after 5000 random ones, Huber
@@ -90,8 +92,4 @@ def get_config(arg=None):
   config.checkpoint_every = 5_000  # iterations between checkpoints (rounded up to a log line)
   config.keep_checkpoints = 3  # how many recent checkpoints to keep
 
-  if arg:
-    if arg not in PRESETS:
-      raise ValueError(f"unknown preset {arg!r} for --config=dqn; choose one of {', '.join(PRESETS)}")
-    config.update(PRESETS[arg])
-  return config
+  return configs.apply_preset(config, "dqn", PRESETS, arg)

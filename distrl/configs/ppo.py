@@ -11,6 +11,8 @@ The default is CartPole-v1 with the well-known PPO defaults (CleanRL / PureJaxRL
 
 import ml_collections
 
+from distrl import configs
+
 # MinAtar: the settings well-tuned single-file PPO agents use on gymnax MinAtar (1e7 steps).
 MINATAR = {"torso": "cnn", "activation": "relu", "hidden_sizes": (64,), "lr": 5e-3, "num_envs": 64,
            "num_steps": 128, "num_minibatches": 8, "total_timesteps": 10_000_000, "log_every": 20,
@@ -127,8 +129,4 @@ def get_config(arg=None):
   config.checkpoint_every = 100  # iterations between checkpoints (rounded up to a log line)
   config.keep_checkpoints = 3  # how many recent checkpoints to keep
 
-  if arg:
-    if arg not in PRESETS:
-      raise ValueError(f"unknown preset {arg!r} for --config=ppo; choose one of {', '.join(PRESETS)}")
-    config.update(PRESETS[arg])
-  return config
+  return configs.apply_preset(config, "ppo", PRESETS, arg)

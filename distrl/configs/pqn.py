@@ -22,6 +22,8 @@ and end with greedy evaluations of 500.
 
 import ml_collections
 
+from distrl import configs
+
 # pqn_minatar.yaml (tuned on Asterix, used for all four games): 128 envs x 32 steps, 2 epochs of 32 minibatches,
 # lr 5e-4 annealed, epsilon 1 -> 0.05 over the first 10% of 1e7 steps, lambda 0.65; a 16-filter 3x3 convolution and
 # one 128-unit layer, LayerNorm after each.
@@ -89,8 +91,4 @@ def get_config(arg=None):
   config.checkpoint_every = 20  # iterations between checkpoints (rounded up to a log line)
   config.keep_checkpoints = 3  # how many recent checkpoints to keep
 
-  if arg:
-    if arg not in PRESETS:
-      raise ValueError(f"unknown preset {arg!r} for --config=pqn; choose one of {', '.join(PRESETS)}")
-    config.update(PRESETS[arg])
-  return config
+  return configs.apply_preset(config, "pqn", PRESETS, arg)
