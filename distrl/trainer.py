@@ -56,8 +56,8 @@ def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> Non
     widths = config.hidden_sizes
     widths = (widths,) if isinstance(widths, (int, float)) else widths
     require(all(isinstance(w, int) and w >= 1 for w in widths),
-            f"hidden_sizes={config.hidden_sizes!r} must list positive layer widths, e.g. --config.hidden_sizes='(64, 64)' "
-            f"('()' for none)")
+            f"hidden_sizes={config.hidden_sizes!r} must list positive layer widths, e.g. "
+            f"--config.hidden_sizes='(64, 64)' ('()' for none)")
   suggestion = num_devices * max(1, -(-config.num_envs // num_devices))  # the next multiple up
   require_divisible("num_envs", config.num_envs, "the number of devices", num_devices,
                     f"use a multiple of {num_devices}, e.g. --config.num_envs={suggestion}")
