@@ -24,6 +24,7 @@ class StopRequest:
   def __init__(self):
     self.reason: str | None = None
     self.saving: str | None = None  # what is being saved, while the final checkpoint is written
+    self.updating = False  # whether the run has reached its update loop (before it, a stop saves nothing new)
     self._previous = {}
     self._said: set[str] = set()
 
@@ -65,6 +66,8 @@ class StopRequest:
       return
     if self.saving is not None:
       text = f"distrl: {name}: still saving {self.saving}; waiting for it to complete (kill -9 would lose it)"
+    elif not self.updating:
+      text = f"distrl: {name}: already stopping ({self.reason}); the run stops before its first update"
     else:
       text = f"distrl: {name}: already stopping ({self.reason}); the run saves a checkpoint after the current chunk"
     if text not in self._said:  # once each: a key held down is not a wall of lines

@@ -186,6 +186,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None, over
 
 def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.StopRequest) -> Result:
   session_start = time.perf_counter()
+  stop.updating = False
   program = build(config, sharding.make_mesh(devices))
   mesh, sizes, state, runner = program.mesh, program.sizes, program.state, program.runner
   primary, processes = workdir.primary, jax.process_count()
@@ -314,6 +315,7 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
                              f"max_grad_norm usually helps")
 
     run_history_start = len(history)
+    stop.updating = True
     interval, last_saved, seconds_per_update = _Interval(), update, None
     while update < sizes.num_updates:
       boundary = min(sizes.num_updates, (update // config.log_every + 1) * config.log_every)

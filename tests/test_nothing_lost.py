@@ -169,12 +169,15 @@ def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
            f"--config.eval_episodes={n}", "--config.eval_every=1000000", "--config.checkpoint_every=1000000"]
   checkpoints = lambda: Checkpoints(str(tmp_path / "checkpoints"), keep=3, create=False).saved()
 
-  run = launch(*flags, "--config.log_every=1000000")  # one log interval for the whole run
+  run = launch(*flags, "--config.log_every=1000000", "--compilation_cache=")  # one log interval for the whole run
   _read_until(run, "training ppo")
-  run.send_signal(signal.SIGINT)  # while compiling
+  run.send_signal(signal.SIGINT)  # while compiling (seconds without a compilation cache), and again
+  time.sleep(0.5)
+  run.send_signal(signal.SIGINT)
   out, err = run.communicate(timeout=120)
   assert run.returncode == 0 and "Traceback" not in err, err
   assert "stopped by SIGINT before the first update; nothing to save" in out and checkpoints() == []
+  assert err == "distrl: SIGINT: already stopping (SIGINT); the run stops before its first update\n"
 
   run = launch(*flags, "--config.log_every=1000000")
   _read_until(run, "compiled")
