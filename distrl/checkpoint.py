@@ -132,12 +132,15 @@ class Checkpoints:
               else first_line(cause)[:200])
     tmp = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)
     update = int(tmp[1]) if tmp else update
-    kept = self.complete()
-    kept = (f"the last complete checkpoint is update {kept[-1]} in {self.directory}" if kept
-            else "no checkpoint was complete yet")
     what = f"update {update}" if update is not None else "a checkpoint"
-    return RunFailed(f"saving {what} to {self.directory} failed ({reason}); {kept}. Free space (or fix the cause) "
-                     f"and run the same command to resume")
+    return RunFailed(f"saving {what} to {self.directory} failed ({reason}); {self.kept()}. Free space (or fix the "
+                     f"cause) and run the same command to resume")
+
+  def kept(self) -> str:
+    """What a failure keeps, said in the failure's line: the last checkpoint complete on disk, or none."""
+    complete = self.complete()
+    return (f"the last complete checkpoint is update {complete[-1]} in {self.directory}" if complete
+            else "no checkpoint was complete yet")
 
   def complete(self) -> list[int]:
     """Update numbers of the checkpoints complete on disk, oldest first (not a save in flight, which `saved` and

@@ -296,22 +296,17 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
       try:
         writer.write(step=record["step"], update=update, time=record["time"], scalars=scalars)
       except OSError as error:
-        raise RunFailed(f"cannot write {workdir.file('metrics.jsonl')} ({error.strerror}); {kept()}. Free space and "
-                        f"run the same command to resume") from None
+        raise RunFailed(f"cannot write {workdir.file('metrics.jsonl')} ({error.strerror}); {checkpoints.kept()}. "
+                        f"Free space and run the same command to resume") from None
       if update // config.checkpoint_every > last_saved // config.checkpoint_every:
         checkpoints.save(update, runner.get(state))
         return update
       checkpoints.check()
       return last_saved
 
-    def kept() -> str:
-      complete = checkpoints.complete()
-      return (f"the last complete checkpoint is update {complete[-1]} in {checkpoints.directory}" if complete
-              else "no checkpoint was complete yet")
-
     def _diverged(bad, update, n):
       raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "
-                             f"(step {update * sizes.steps_per_update:,}); {kept()}. A lower lr or "
+                             f"(step {update * sizes.steps_per_update:,}); {checkpoints.kept()}. A lower lr or "
                              f"max_grad_norm usually helps")
 
     run_history_start = len(history)
@@ -336,8 +331,8 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
       except jax.errors.JaxRuntimeError as error:  # e.g. an environment's host callback raised
         if processes > 1:
           raise  # perhaps a lost process: the launcher says which
-        raise DeviceFailed(f"updates {update + 1}..{update + n} failed ({_device_failure(error)}); {kept()}. Fix "
-                           f"the cause and run the same command to resume") from None
+        raise DeviceFailed(f"updates {update + 1}..{update + n} failed ({_device_failure(error)}); "
+                           f"{checkpoints.kept()}. Fix the cause and run the same command to resume") from None
       seconds = time.perf_counter() - call_start
       seconds_per_update = seconds / n
       interval.updates, interval.seconds = interval.updates + n, interval.seconds + seconds
