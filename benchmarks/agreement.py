@@ -1,5 +1,5 @@
 """What agreeing on a stop costs: the one all-gather per call of the compiled chunk that a run of several processes
-makes (`distrl.stopping.agree`), timed in 2 local processes of 4 emulated CPU devices each (gloo on loopback).
+makes (`distrl.runtime.stopping.agree`), timed in 2 local processes of 4 emulated CPU devices each (gloo on loopback).
 
   python benchmarks/agreement.py [--processes 2] [--devices 4] [--calls 200]
 
@@ -22,7 +22,7 @@ def worker(port: int, processes: int, process_id: int, calls: int) -> None:
 
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(f"localhost:{port}", processes, process_id)
-  from distrl import stopping
+  from distrl.runtime import stopping
 
   stopping.agree(None, 5)  # warm-up: compiles the all-gather
   times = []

@@ -3,7 +3,7 @@
   python benchmarks/evaluate_gif.py [--workdir runs/cartpole]   # trains the default PPO there first if needed
 
 Times, in one invocation: the whole command (`python -m distrl.evaluate --workdir=... --gif=...`), and the
-drawing alone done two ways on the same episode: distrl.render (one gymnasium renderer for all frames, one
+drawing alone done two ways on the same episode: distrl.cli.render (one gymnasium renderer for all frames, one
 palette) and gymnax's Visualizer (a new renderer and a matplotlib figure per frame), as `distrl.evaluate` did.
 """
 
@@ -35,13 +35,14 @@ def main():
         f"({result.stdout.strip().splitlines()[-1]})", flush=True)
 
   sys.path.insert(0, ROOT)
-  from distrl import evaluate, render, sharding
+  from distrl import evaluate, sharding
+  from distrl.cli import render
 
   program, state, _ = evaluate.load_run(args.workdir, None)
   states, returns = render.play(program, sharding.to_host(state.learner), 0)
   start = time.perf_counter()
   render.gif(program, states, returns, out, lambda done, total: None)
-  print(f"distrl.render: {time.perf_counter() - start:.1f}s for {len(states)} frames", flush=True)
+  print(f"distrl.cli.render: {time.perf_counter() - start:.1f}s for {len(states)} frames", flush=True)
   if not args.skip_gymnax:
     from gymnax.visualize import Visualizer
 

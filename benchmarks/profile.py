@@ -35,7 +35,7 @@ PARTS = [("acting: policy", "acting/(.*/)?policy"), ("acting: environment step",
          ("gradient (forward, backward, all-reduce)", "gradient"), ("optimizer", "optimizer"),
          ("target network", "target"), ("episode metrics", "metrics")]
 # Their time is their body's operations': not counted twice. A `call` left in a compiled CPU program is a while
-# loop compiled whole into one function (distrl/compiler.py): its body's operations are not traced, so it counts.
+# loop compiled whole into one function (distrl/xla_options.py): its body's operations are not traced, so it counts.
 CONTAINERS = {"while", "conditional"}
 
 
@@ -64,7 +64,8 @@ def measure(name: str, chunks: int) -> dict:
   import jax
   from jax.profiler import ProfileData
 
-  from distrl import sharding, trainer
+  from distrl import sharding
+  from distrl.runtime import trainer
 
   row = table.ROWS[name]
   config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)

@@ -37,7 +37,7 @@ OUT = os.path.join(ROOT, "runs", "returns")  # the default --out, whose full run
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-  config: str  # a shipped config (distrl/configs)
+  config: str  # a shipped config (configs/)
   preset: str | None
   published: float | None  # the number to match or beat
   source: str
@@ -105,7 +105,7 @@ def run(row: Row, out: str, seeds: int, quick: bool = False) -> dict:
   """Trains one row (resuming it if it was stopped) and returns its result, also kept in OUT/<row>/returns.json."""
   import numpy as np
 
-  from distrl import trainer
+  from distrl.runtime import trainer
 
   workdir = os.path.join(out, row.name)
   path = os.path.join(workdir, "returns.json")

@@ -43,7 +43,8 @@ def measure(row: Row, chunks: int) -> dict:
   """Runs in a worker process: one row on this process's devices."""
   import jax
 
-  from distrl import sharding, trainer
+  from distrl import sharding
+  from distrl.runtime import trainer
   from distrl.configs import ppo as ppo_config
 
   config = ppo_config.get_config(row.preset)

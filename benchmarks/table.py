@@ -30,7 +30,7 @@ is the median over rounds of the round's ratio.
    compile + run seconds (and its whole process) on the same config.
 
 Every measurement runs in a fresh process with XLA_FLAGS set for its device count and mode; distrl's workers add
-distrl's own XLA option when they import it (distrl/compiler.py), the reference runs with XLA's defaults.
+distrl's own XLA option when they import it (distrl/xla_options.py), the reference runs with XLA's defaults.
 """
 
 import argparse
@@ -140,7 +140,8 @@ def measure(row: Row, chunks: int) -> dict:
 
   import jax
 
-  from distrl import sharding, trainer
+  from distrl import sharding
+  from distrl.runtime import trainer
 
   config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)
   config.update(row.overrides)

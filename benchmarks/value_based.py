@@ -92,7 +92,8 @@ def steady(args) -> None:
   sys.path.insert(0, REFERENCE)
   import jax
   import dqn as reference  # noqa: E402  (shared/reference/purejaxrl/dqn.py)
-  from distrl import sharding, trainer
+  from distrl import sharding
+  from distrl.runtime import trainer
   from distrl.configs import dqn as dqn_config
 
   steps = 50_000

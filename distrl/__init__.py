@@ -1,5 +1,5 @@
 """distrl: PPO and DQN in JAX, compiled end to end and sharded over every device."""
 
-from distrl import compiler
+from distrl import xla_options
 
-compiler.configure()
+xla_options.configure()

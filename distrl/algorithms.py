@@ -7,7 +7,7 @@ the path of a module outside distrl that defines the four functions (`examples.a
 `package.module:attribute` for an object that has them.
 
 The state an algorithm threads through its functions is a `TrainState(update, learner, actors)`
-(see `distrl.state`): `learner` is replicated on every device; every leaf of `actors` has the
+(see `distrl.rl.state`): `learner` is replicated on every device; every leaf of `actors` has the
 *global* environment index as its leading axis and is split over the devices. `update` is
 written for one device's share of the environments, as if there were one device; it reaches
 the other devices only through `sharding.pmean` / `sharding.psum` (and `sharding.per_device`
@@ -25,8 +25,8 @@ import ml_collections
 from distrl.configs import RUN_FIELDS  # noqa: F401 - the fields every config has, stated with the configs
 from distrl.envs import Env
 from distrl.errors import ConfigError
-from distrl.state import TrainState
-from distrl.usercode import load_attribute, load_module
+from distrl.rl.state import TrainState
+from distrl.user_modules import load_attribute, load_module
 
 
 Metrics = dict[str, tuple[jax.Array, jax.Array]]  # {name: (sum, count)}, added up over a chunk, divided on the host

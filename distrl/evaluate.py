@@ -32,8 +32,9 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   import jax
   import ml_collections
 
-  from distrl import sharding, trainer
-  from distrl.checkpoint import Checkpoints, damage as checkpoint_damage
+  from distrl import sharding
+  from distrl.runtime import trainer
+  from distrl.runtime.checkpoint import Checkpoints, damage as checkpoint_damage
   from distrl.errors import ConfigError
 
   path = os.path.join(workdir, "config.json")
@@ -85,13 +86,15 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  from distrl import stderr
+  from distrl.cli import noise
 
-  stderr.guard("distrl.evaluate")  # before JAX starts: keeps tensorstore's noise of a damaged checkpoint away
+  noise.guard("distrl.evaluate")  # before JAX starts: keeps tensorstore's noise of a damaged checkpoint away
   import jax
   import numpy as np
 
-  from distrl import metrics, render, seeds, sharding
+  from distrl import sharding
+  from distrl.cli import render
+  from distrl.runtime import metrics, seeds
   from distrl.errors import ConfigError
 
   try:

@@ -10,11 +10,10 @@ on every process, or `--distributed` where JAX finds them itself (TPU pods, SLUR
 a SLURM job of several tasks is detected without the flag. See launch/ and BUILD.md.
 """
 
-from distrl import stopping
+from distrl.runtime import stopping
 
 stopping.REQUEST.install()  # before the imports below: a Ctrl-C from here on is a stop request, never a traceback
 
-import ast  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -25,7 +24,9 @@ import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from distrl import compiler, configs, errors, stderr  # noqa: E402
+from distrl import configs, errors, xla_options  # noqa: E402
+from distrl.cli import config_flag, noise  # noqa: E402
+from distrl.errors import ConfigError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn, pqn) or a config file, with an "
                                           "optional preset: ppo:Acrobot-v1, path/to/my_config.py:preset.",
@@ -43,83 +44,6 @@ _HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds without word
                                   "stops with an error.")
 _OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Start a new run in a --workdir that holds one: the old run's "
                                   "files are moved to WORKDIR/overwritten-<time>/, never deleted.")
-
-
-def _flag_error(error: Exception) -> str:
-  """One line for a bad flag, config field, preset or config file."""
-  text = str(error).replace("\\n", "\n")
-  if isinstance(error, (AttributeError, KeyError)):
-    suggestion = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', text)
-    if suggestion:
-      return f"unknown config field {suggestion[2]!r}: did you mean {suggestion[1]!r}?"
-    name = re.search(r"(\w+)", text)
-    return f"unknown config field {name[1] if name else text!r}"
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  if "Traceback" in text:  # a config file raised: its own message is the last line
-    return re.sub(r"^\w+(Error|Exception): ", "", lines[-1])
-  return " ".join(lines)
-
-
-def _shipped_configs(argv: list[str]) -> list[str]:
-  """`--config=NAME[:preset]` (or `--config NAME`) of a config shipped with distrl, as the path of its file."""
-  argv = list(argv)
-  for i, arg in enumerate(argv):
-    if arg.startswith("--config="):
-      argv[i] = "--config=" + configs.resolve(arg[len("--config="):])
-    elif arg == "--config" and i + 1 < len(argv):
-      argv[i + 1] = configs.resolve(argv[i + 1])
-  return argv
-
-
-def _env_kwargs(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-  """`--config.env_kwargs.NAME=VALUE` (or `... NAME VALUE`) taken out of argv, as (NAME, VALUE) texts: the
-  environment's keywords are its constructor's, which no config can list in advance, so any NAME goes."""
-  rest, kwargs, args = [], [], iter(argv)
-  for arg in args:
-    match = re.fullmatch(r"--config\.env_kwargs\.(\w+)(?:=(.*))?", arg, re.DOTALL)
-    if not match:
-      rest.append(arg)
-      continue
-    text = match[2] if match[2] is not None else next(args, None)
-    if not text or (match[2] is None and text.startswith("--")):
-      _fail(f"flag --config.env_kwargs.{match[1]} has no value (--config.env_kwargs.{match[1]}=VALUE)", 2)
-    kwargs.append((match[1], text))
-  return rest, kwargs
-
-
-def _env_kwarg(text: str, current):
-  """A command-line VALUE for env_kwargs NAME: of the type of the value the config gives NAME, if it gives one,
-  else a Python literal (true/false/none in any case too), else the text."""
-  words = {"true": True, "false": False, "none": None}
-  if isinstance(current, bool):
-    if text.lower() not in ("true", "false", "1", "0"):
-      raise ValueError(f"{text!r} is not a bool")
-    return text.lower() in ("true", "1")
-  if isinstance(current, (int, float, str)):
-    return type(current)(text)
-  if text.lower() in words:
-    return words[text.lower()]
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def _set_env_kwargs(config: ml_collections.ConfigDict, kwargs: list[tuple[str, str]]) -> None:
-  if not kwargs:
-    return
-  if config.env_kwargs is None:
-    config.env_kwargs = ml_collections.ConfigDict()
-  if not isinstance(config.env_kwargs, ml_collections.ConfigDict) or isinstance(
-      config.env_kwargs, ml_collections.FrozenConfigDict):
-    _fail(f"--config.env_kwargs.{kwargs[0][0]}: the config's env_kwargs is a {type(config.env_kwargs).__name__}, "
-          f"not an ml_collections.ConfigDict that the command line can add to", 2)
-  with config.env_kwargs.unlocked():
-    for name, text in kwargs:
-      try:
-        config.env_kwargs[name] = _env_kwarg(text, config.env_kwargs.get(name))
-      except (TypeError, ValueError) as error:
-        _fail(f"flag --config.env_kwargs.{name}={text}: {error}", 2)
 
 
 def _fail(message: str, status: int, *, abandon: bool = False) -> None:
@@ -143,14 +67,15 @@ def parse_flags(argv: list[str]) -> list[str]:
   python_logging.getLogger("absl").setLevel(python_logging.ERROR)  # config_flags' warnings: we say it in one line
   given = next((a.split("=", 1)[1] if "=" in a else None for a in reversed(argv[1:]) if a.startswith("--config")
                 and not a.startswith("--config.")), None)
-  argv, env_kwargs = _env_kwargs(argv)
-  command, sys.argv = sys.argv, argv  # config_flags finds the overrides to define in sys.argv
+  command = sys.argv
   try:
-    argv = _shipped_configs(argv)
+    argv, env_kwargs = config_flag.take_env_kwargs(argv)
+    sys.argv = argv  # config_flags finds the overrides to define in sys.argv
+    argv = config_flag.shipped_configs(argv)
     rest = flags.FLAGS(argv)
     config = _CONFIG.value
   except Exception as error:  # flags.Error, or whatever a config file or override raised
-    _fail(_flag_error(error), 2)
+    _fail(config_flag.flag_error(error), 2)
   finally:
     sys.argv = command
   python_logging.getLogger("absl").setLevel(python_logging.NOTSET)
@@ -161,7 +86,10 @@ def parse_flags(argv: list[str]) -> list[str]:
           f"not an ml_collections.ConfigDict", 2)
   if lack := configs.lacking(config):
     _fail(f"--config={given}: {lack}", 2)
-  _set_env_kwargs(config, env_kwargs)
+  try:
+    config_flag.set_env_kwargs(config, env_kwargs)
+  except ConfigError as error:
+    _fail(str(error), 2)
   return rest
 
 
@@ -173,7 +101,7 @@ def default_workdir(config) -> str:
 
 def _backend_error(error: Exception) -> None:
   """A JAX backend that cannot start, as one line of ours, exit 1."""
-  given = {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS"), "XLA_FLAGS": compiler.users_flags()}
+  given = {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS"), "XLA_FLAGS": xla_options.users_flags()}
   settings = ", ".join(f"{k}={v}" for k, v in given.items() if v)
   hint = (f" with {settings}: unset or fix {'it' if settings.count('=') == 1 else 'them'}, or install the JAX build "
           f"for your accelerator (see BUILD.md)") if settings else ""
@@ -191,7 +119,7 @@ def main(argv):
   python_logging.getLogger("jax._src.callback").setLevel(python_logging.CRITICAL)
   import jax  # after flag parsing: JAX reads XLA_FLAGS when its backend starts
 
-  from distrl import distributed
+  from distrl.runtime import distributed
 
   if _CACHE.value:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_CACHE.value))
@@ -200,7 +128,7 @@ def main(argv):
   if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
     raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
   auto = _DISTRIBUTED.value if _DISTRIBUTED.value is not None else int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  stderr.guard(f"process {_PROCESS_ID.value} of {_NUM_PROCESSES.value}" if _PROCESS_ID.value is not None
+  noise.guard(f"process {_PROCESS_ID.value} of {_NUM_PROCESSES.value}" if _PROCESS_ID.value is not None
                else "this process")
   try:
     if distributed.start(*explicit, auto=auto, timeout=_HEARTBEAT.value):
@@ -208,7 +136,7 @@ def main(argv):
     jax.devices()  # starts the backend
   except Exception as error:  # RuntimeError for an unknown or failing platform, AssertionError for some plugins
     _backend_error(error)
-  from distrl import trainer  # after start: importing gymnax starts JAX's backend
+  from distrl.runtime import trainer  # after start: importing gymnax starts JAX's backend
 
   config = _CONFIG.value
   if _WORKDIR.value is None and jax.process_count() > 1:

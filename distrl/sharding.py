@@ -16,7 +16,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from distrl.state import TrainState
+from distrl.rl.state import TrainState
 
 DATA_AXIS = "data"
 BACKENDS = ("shard_map", "pmap")

@@ -17,11 +17,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from distrl import acting, envs, sharding
+from distrl import envs, sharding
+from distrl.rl import acting
 from distrl.errors import require, require_positive
-from distrl.networks import ActorCritic
+from distrl.rl.networks import ActorCritic
 from distrl.ppo.losses import gae
-from distrl.state import TrainState
+from distrl.rl.state import TrainState
 
 
 @struct.dataclass

@@ -13,11 +13,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def launch(*flags, config="ppo", cwd=ROOT, devices=None, env_extra=None, **popen):
   """Starts `python -m distrl.launch --config=CONFIG FLAGS` on as many devices as the tests have.
 
-  CONFIG is a shipped config's name (`ppo`, `dqn:Acrobot-v1`) or a file path relative to the repository."""
+  CONFIG is a shipped config's name (`ppo`, `dqn:Acrobot-v1`) or a file path relative to the repository (given as it is where `cwd` is the repository's root)."""
   devices = devices or jax.device_count()
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
          "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env_extra or {})}
-  config = os.path.join(ROOT, config) if config.split(":")[0].endswith(".py") else config
+  if config.split(":")[0].endswith(".py") and cwd != ROOT:
+    config = os.path.join(ROOT, config)
   command = [sys.executable, "-m", "distrl.launch", f"--config={config}", *flags]
   popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
   return subprocess.Popen(command, cwd=cwd, env=env, **popen)

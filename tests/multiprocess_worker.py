@@ -18,7 +18,8 @@ def main():
   jax.distributed.initialize(f"localhost:{port}", int(num_processes), int(process_id), heartbeat_timeout_seconds=10)
   import importlib
 
-  from distrl import sharding, trainer
+  from distrl import sharding
+  from distrl.runtime import trainer
 
   config = importlib.import_module(f"distrl.configs.{algo}").get_config()
   for override in overrides:

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distrl import envs, trainer
+from distrl import envs
+from distrl.runtime import trainer
 from distrl.configs import ppo as ppo_config
 from tests.suites import assert_bootstraps_only_if_truncated
 

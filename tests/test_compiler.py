@@ -1,4 +1,4 @@
-"""distrl's XLA options (distrl/compiler.py): put in XLA_FLAGS on import unless the user set backend options."""
+"""distrl's XLA options (distrl/xla_options.py): put in XLA_FLAGS on import unless the user set backend options."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from distrl import compiler
+from distrl import xla_options
 from tests.cli import ROOT
 
 # A loop of 100 steps over 64 random draws (threefry's rounds are a loop of their own): ~2 kB of buffers per step,
@@ -23,17 +23,17 @@ print(jax.jit(run).lower(jax.random.key(0)).compile().as_text().count('xla_cpu_s
 
 def test_configure_adds_the_small_loop_bound_unless_backend_options_are_set_and_says_what_the_user_set():
   environ = {}
-  compiler.configure(environ)
+  xla_options.configure(environ)
   assert environ["XLA_FLAGS"] == "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1048576"
   environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  compiler.configure(environ)
+  xla_options.configure(environ)
   assert environ["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=8 "
                                   "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1048576")
-  assert compiler.users_flags(environ) == "--xla_force_host_platform_device_count=8"
+  assert xla_options.users_flags(environ) == "--xla_force_host_platform_device_count=8"
   mine = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000"
   environ = {"XLA_FLAGS": mine}
-  compiler.configure(environ)
-  assert environ["XLA_FLAGS"] == mine and compiler.users_flags(environ) == mine
+  xla_options.configure(environ)
+  assert environ["XLA_FLAGS"] == mine and xla_options.users_flags(environ) == mine
 
 
 @pytest.mark.parametrize("flags, compiled_whole", [("", True), ("--xla_backend_extra_options="

@@ -9,7 +9,9 @@ import pytest
 
 from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
-from distrl import distributions, envs, ppo, trainer
+from distrl import envs, ppo
+from distrl.rl import distributions
+from distrl.runtime import trainer
 from distrl.errors import ConfigError
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from craftax.craftax_env import make_craftax_env_from_name
 
-from distrl import envs, trainer
+from distrl import envs
+from distrl.runtime import trainer
 from distrl.configs import ppo as ppo_config
 from tests.suites import assert_bootstraps_only_if_truncated
 

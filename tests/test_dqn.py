@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from distrl.configs import dqn as dqn_config
-from distrl import acting, dqn, envs, networks, qlearning, sharding, trainer
+from distrl import dqn, envs, sharding
+from distrl.rl import acting, networks, qlearning
+from distrl.runtime import trainer
 from distrl.errors import ConfigError
 
 

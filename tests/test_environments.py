@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from distrl import envs, sharding, trainer
+from distrl import envs, sharding
+from distrl.runtime import trainer
 from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 

@@ -9,8 +9,8 @@ import jax
 import pytest
 from PIL import Image
 
-from distrl import trainer
-from distrl.checkpoint import Checkpoints
+from distrl.runtime import trainer
+from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import ROOT
 
 # Under pytest-xdist this module's tests share a worker, so its module fixture's training runs once.
@@ -79,7 +79,8 @@ def test_gif_holds_one_frame_per_step_of_the_episode(run, tmp_path):
 
 
 def test_the_gifs_last_frame_is_the_state_the_episode_ended_in(run):
-  from distrl import evaluate, render, sharding
+  from distrl import evaluate, sharding
+  from distrl.cli import render
 
   program, state, _ = evaluate.load_run(str(run), None)
   states, _ = render.play(program, sharding.to_host(state.learner), 0)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from distrl.configs import ppo as ppo_config
-from distrl import envs, trainer
+from distrl import envs
+from distrl.runtime import trainer
 from distrl.errors import ConfigError
 
 # Fixed action sequences: Maze moves about (0 up, 1 right, 2 down, 3 left); Snake heads up into the wall of its 12

@@ -13,7 +13,7 @@ The three seeds train as one program (`num_seeds=3`): each agent is its seed's r
 import jax
 import pytest
 
-from distrl import trainer
+from distrl.runtime import trainer
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distrl import distributions, envs, trainer
+from distrl import envs
+from distrl.rl import distributions
+from distrl.runtime import trainer
 from distrl.errors import ConfigError
 
 

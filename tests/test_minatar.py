@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from distrl.configs import ppo as ppo_config
-from distrl import envs, networks, ppo, trainer
+from distrl import envs, ppo
+from distrl.rl import networks
+from distrl.runtime import trainer
 from distrl.errors import ConfigError
 
 

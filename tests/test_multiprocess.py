@@ -14,8 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from distrl import sharding, trainer
-from distrl.checkpoint import Checkpoints
+from distrl import sharding
+from distrl.runtime import trainer
+from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,9 +8,11 @@ from jax.sharding import PartitionSpec as P
 
 from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
-from distrl import normalization, ppo, sharding, trainer
-from distrl.checkpoint import Checkpoints
-from distrl.networks import ActorCritic
+from distrl import ppo, sharding
+from distrl.rl import normalization
+from distrl.runtime import trainer
+from distrl.runtime.checkpoint import Checkpoints
+from distrl.rl.networks import ActorCritic
 
 
 def _moments(batches, devices):

@@ -17,8 +17,8 @@ import jax
 import numpy as np
 import pytest
 
-from distrl import trainer
-from distrl.checkpoint import Checkpoints
+from distrl.runtime import trainer
+from distrl.runtime.checkpoint import Checkpoints
 from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError, RunFailed
 from tests.cli import ROOT, launch, records
@@ -236,7 +236,7 @@ def test_a_backend_that_cannot_start_is_one_line(env, message, tmp_path):
   result = _cli("--config=ppo", f"--workdir={tmp_path / 'run'}", env=env)
   assert result.returncode == 1 and result.stderr.startswith(f"distrl: error: {message}"), result.stderr
   assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
-  assert "xla_backend_extra_options" not in result.stderr  # distrl's own option (distrl/compiler.py) is not blamed
+  assert "xla_backend_extra_options" not in result.stderr  # distrl's own option (distrl/xla_options.py) is not blamed
 
 
 @pytest.mark.parametrize("body, message", [
@@ -350,7 +350,7 @@ def test_a_disk_full_before_the_run_starts_is_one_line(tmp_path):
 
 
 def test_a_file_the_workdir_replaces_whole_is_as_it_was_when_the_disk_is_full(tmp_path, monkeypatch):
-  from distrl.workdir import Workdir
+  from distrl.runtime.workdir import Workdir
   workdir = Workdir(str(tmp_path), primary=True)
   workdir.write_json("config.json", {"lr": 1})
   before = _files(tmp_path)
@@ -365,7 +365,7 @@ def test_a_file_the_workdir_replaces_whole_is_as_it_was_when_the_disk_is_full(tm
 
 
 def test_overwriting_twice_within_a_second_keeps_both_old_runs(tmp_path, monkeypatch):
-  from distrl import workdir as workdirs
+  from distrl.runtime import workdir as workdirs
   monkeypatch.setattr(workdirs.time, "strftime", lambda form: "20261130-235959")
   workdir = workdirs.Workdir(str(tmp_path), primary=True)
   moved = []

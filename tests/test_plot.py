@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from distrl import plot, trainer
+from distrl import plot
+from distrl.runtime import trainer
 from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
 from tests.cli import ROOT

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from distrl.configs import pqn as pqn_config
-from distrl import envs, pqn, sharding, trainer
+from distrl import envs, pqn, sharding
+from distrl.runtime import trainer
 from distrl.errors import ConfigError
 from distrl.pqn import losses
 

@@ -12,8 +12,8 @@ import pytest
 
 from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
-from distrl import trainer
-from distrl.checkpoint import Checkpoints
+from distrl.runtime import trainer
+from distrl.runtime.checkpoint import Checkpoints
 from distrl.errors import ConfigError
 from examples import a2c_config
 from tests.cli import launch, records, timeless
@@ -129,7 +129,7 @@ def test_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(damage
 
 
 def test_a_damaged_checkpoints_reason_is_one_short_line_without_tensorstores_pointer():
-  from distrl.checkpoint import damage
+  from distrl.runtime.checkpoint import damage
   error = ValueError("Encountered error while reading array index: (slice(0, 64, 1), slice(0, 64, 1)). See full "
                      "TensorStore details: <bound method pybind11_detail_function_record_v1_system_libstdcpp_gxx_abi_"
                      "1xxx_use_cxx11_.__str__ of ...>\nsecond line")

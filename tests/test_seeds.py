@@ -6,8 +6,9 @@ import pytest
 
 from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
-from distrl import plot, sharding, trainer
-from distrl.checkpoint import Checkpoints
+from distrl import plot, sharding
+from distrl.runtime import trainer
+from distrl.runtime.checkpoint import Checkpoints
 from distrl.errors import ConfigError
 from tests.test_evaluate import evaluate
 

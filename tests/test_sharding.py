@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from distrl import sharding, trainer
+from distrl import sharding
+from distrl.runtime import trainer
 
 
 def _run(config, devices, backend, num_updates):

@@ -1,6 +1,6 @@
-"""distrl.stderr's helper: what a process's stderr shows the user when C++ libraries write to it.
+"""distrl.cli.noise's helper: what a process's stderr shows the user when C++ libraries write to it.
 
-Each case runs a small process that routes its stderr through `stderr.guard` and writes, line by line,
+Each case runs a small process that routes its stderr through `noise.guard` and writes, line by line,
 what jaxlib writes in the situation (the C++ lines copied from real runs), then ends as jaxlib ends it."""
 
 import os
@@ -53,8 +53,8 @@ def guarded(who, *steps, abort=False):
   number of seconds to wait; `abort` ends it as jaxlib's fatal log does. Returns its stderr as the user sees it."""
   script = textwrap.dedent(f"""
       import os, sys, time
-      from distrl import stderr
-      stderr.guard({who!r})
+      from distrl.cli import noise
+      noise.guard({who!r})
       for step in {list(steps)!r}:
         if isinstance(step, list):
           sys.stderr.write("".join(line + "\\n" for line in step)); sys.stderr.flush()

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from distrl import envs, ppo, trainer
+from distrl import envs, ppo
+from distrl.runtime import trainer
 from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 

@@ -10,11 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from distrl import metrics, trainer
-from distrl.checkpoint import Checkpoints
+from distrl.runtime import metrics, trainer
+from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import ROOT, launch, records, timeless
 
-PPO_CONFIG = os.path.join(ROOT, "distrl", "configs", "ppo.py")
+PPO_CONFIG = os.path.join(ROOT, "configs", "ppo.py")
 
 
 def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path):
@@ -151,8 +151,8 @@ def test_bad_config_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_pat
     (["--config.env_kwargs.length", "--config.lr=1"], "flag --config.env_kwargs.length has no value"),
     ([f"--config={PPO_CONFIG}:Pong"], "unknown preset 'Pong' for --config=ppo"),
     (["--config=configs/nope.py"], "config 'configs/nope.py' is neither a file nor one of distrl's configs (dqn, ppo, pqn)"),
-    (["--config=configs/ppo.py"], "config 'configs/ppo.py' is neither a file nor one of distrl's configs (dqn, ppo, pqn) "
-                                  "(did you mean --config=ppo?)"),
+    (["--config=config/ppo.py"], "config 'config/ppo.py' is neither a file nor one of distrl's configs (dqn, ppo, pqn) "
+                                 "(did you mean --config=ppo?)"),
 ])
 def test_bad_flag_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path):
   run = launch(f"--workdir={tmp_path / 'run'}", *flags)
@@ -167,14 +167,15 @@ def test_a_directory_named_like_a_config_does_not_shadow_it(tmp_path, monkeypatc
   """`--config=pqn --workdir=pqn` run twice from one directory: the second time ./pqn (the workdir) exists. It
   used to be taken for the config file ("get_config() returned _ErrorConfig")."""
   from distrl import configs
+  from distrl.cli import config_flag
   from distrl.errors import ConfigError
 
   monkeypatch.chdir(tmp_path)
   (tmp_path / "pqn").mkdir()
   (tmp_path / "runs").mkdir()
-  assert configs.resolve("pqn:Breakout-MinAtar") == os.path.join(configs.DIRECTORY, "pqn.py") + ":Breakout-MinAtar"
+  assert config_flag.resolve("pqn:Breakout-MinAtar") == os.path.join(configs.DIRECTORY, "pqn.py") + ":Breakout-MinAtar"
   with pytest.raises(ConfigError, match="config 'runs' is a directory, not a config file"):
-    configs.resolve("runs")
+    config_flag.resolve("runs")
 
 
 def test_a_terminal_gets_one_live_line_that_fits_its_width_and_a_summary(tmp_path):

@@ -29,11 +29,12 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import acting, envs, normalization, qlearning, sharding
+from distrl import envs, sharding
+from distrl.rl import acting, normalization, qlearning
 from distrl.dqn import losses, priorities, replay
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
-from distrl.state import TrainState, apply_gradients
+from distrl.rl.state import TrainState, apply_gradients
 
 
 @struct.dataclass

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from distrl import distributions
+from distrl.rl import distributions
 
 
 def n_step_return(r_t, terminated_t, episode_end_t, *, gamma: float):

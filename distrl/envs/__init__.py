@@ -82,9 +82,9 @@ with _imported_on_first_use("seaborn", "matplotlib.pyplot"):
 from gymnax.environments import environment
 from gymnax.wrappers.purerl import FlattenObservationWrapper, GymnaxWrapper, LogWrapper
 
-from distrl import rows
+from distrl.rl import masked_map
 from distrl.errors import ConfigError, first_line
-from distrl.usercode import load_attribute
+from distrl.user_modules import load_attribute
 
 # Suites adapted to the gymnax API, each behind the pip extra of its name: `suite:id` -> the adapter module, whose
 # `make(id, **env_kwargs)` returns (env, env_params). The adapter (and the suite) is imported only when named.
@@ -123,7 +123,7 @@ class Env:
     reset_keys = info.pop("reset_key")
     reset = functools.partial(self.without_reset._env.reset_env, params=self.params)
     # Only the environments that ended reset, a sixteenth of the batch at a time (at most 16 passes).
-    obs, inner = rows.where(info["returned_episode"], jax.vmap(reset), reset_keys, (obs, states.env_state))
+    obs, inner = masked_map.where(info["returned_episode"], jax.vmap(reset), reset_keys, (obs, states.env_state))
     return obs, states.replace(env_state=inner), reward, terminated, truncated, info
 
   @property

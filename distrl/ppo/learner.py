@@ -21,13 +21,14 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import acting, normalization, onpolicy, sharding
+from distrl import sharding
+from distrl.rl import acting, normalization, rollout_learner
 from distrl.envs import Env
 from distrl.errors import require
-from distrl.networks import ActorCritic
-from distrl.onpolicy import Learner
+from distrl.rl.networks import ActorCritic
+from distrl.rl.rollout_learner import Learner
 from distrl.ppo import losses
-from distrl.state import TrainState, apply_gradients
+from distrl.rl.state import TrainState, apply_gradients
 
 
 @struct.dataclass
@@ -52,14 +53,14 @@ class Minibatch:
   adv_std: jax.Array
 
 
-Sizes = onpolicy.Sizes
+Sizes = rollout_learner.Sizes
 
 
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
   require(0 <= config.gae_lambda <= 1, f"gae_lambda={config.gae_lambda} must be in [0, 1]")
   require(config.clip_eps > 0, f"clip_eps={config.clip_eps} must be positive")
-  return onpolicy.sizes(config)
+  return rollout_learner.sizes(config)
 
 
 def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic:
@@ -75,7 +76,7 @@ def policy(net: ActorCritic, params, obs: jax.Array, action_mask: jax.Array | No
 
 
 def learning_rate(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Schedule:
-  return onpolicy.learning_rate(config, sizes.gradient_steps)
+  return rollout_learner.learning_rate(config, sizes.gradient_steps)
 
 
 def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.GradientTransformation:
@@ -85,7 +86,7 @@ def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Gradient
 
 def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
   """Parameters from `key`; environment i reset from fold_in(key, i) whatever device runs it."""
-  return onpolicy.init(key, config=config, env=env, network=network(config, env), optimizer=optimizer(config, sizes))
+  return rollout_learner.init(key, config=config, env=env, network=network(config, env), optimizer=optimizer(config, sizes))
 
 
 def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
@@ -135,7 +136,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
     action = jax.vmap(lambda key, d: d.sample(key))(keys, distribution)  # each environment from its own key
     return action, distribution.log_prob(action)
 
-  collected = onpolicy.collect(state, act_fn, config=config, env=env)
+  collected = rollout_learner.collect(state, act_fn, config=config, env=env)
   traj, actors, normalizer = collected.steps, collected.actors, collected.normalizer
   reward = normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
 
@@ -145,15 +146,15 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   with jax.named_scope("advantages"):
     traj_obs = observe(traj.obs)
     value = critic(traj_obs)
-    value_tp1 = onpolicy.next_values(value, critic(observe(actors.obs)), traj, lambda raw: critic(observe(raw)))
+    value_tp1 = rollout_learner.next_values(value, critic(observe(actors.obs)), traj, lambda raw: critic(observe(raw)))
     advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
                            gamma=config.gamma, gae_lambda=config.gae_lambda)
   batch = Batch(obs=traj_obs, action=traj.action, log_prob=traj.extras, value=value,
                 advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
 
   # Each environment shuffles its own time steps each epoch: (epochs, E, T).
-  order = onpolicy.orders(collected.shuffle_key, num_steps, epochs)
-  minibatches = functools.partial(onpolicy.minibatches, num_minibatches=num_minibatches)
+  order = rollout_learner.orders(collected.shuffle_key, num_steps, epochs)
+  minibatches = functools.partial(rollout_learner.minibatches, num_minibatches=num_minibatches)
 
   # Advantage statistics of every global minibatch of every epoch, in one all-reduce.
   minibatch_advantage = jax.vmap(minibatches, in_axes=(None, 0))(advantage, order)  # (epochs, M, B)

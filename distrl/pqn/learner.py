@@ -5,7 +5,7 @@ for `num_steps` steps with the current Q-network (LayerNorm before every hidden 
 the online bootstrap stable), the rollout's Q(lambda) returns are computed once with that same
 network, and `update_epochs` passes of `num_minibatches` minibatches regress Q(s, a) on them.
 
-Device-count invariance as PPO's: minibatches are stratified by environment (`distrl.onpolicy`:
+Device-count invariance as PPO's: minibatches are stratified by environment (`distrl.rl.rollout_learner`:
 each takes num_steps / num_minibatches shuffled steps of every environment, each environment
 shuffling with its own key), so the union of the devices' minibatches is the global minibatch;
 gradients and statistics are averaged over devices.
@@ -19,12 +19,13 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import acting, distributions, normalization, onpolicy, qlearning, sharding
+from distrl import sharding
+from distrl.rl import acting, distributions, normalization, qlearning, rollout_learner
 from distrl.dqn.losses import q_loss
 from distrl.envs import Env
 from distrl.errors import require, require_positive
 from distrl.pqn import losses
-from distrl.state import TrainState, apply_gradients
+from distrl.rl.state import TrainState, apply_gradients
 
 
 @struct.dataclass
@@ -36,7 +37,7 @@ class Batch:
   target: jax.Array  # the Q(lambda) return
 
 
-Sizes = onpolicy.Sizes
+Sizes = rollout_learner.Sizes
 
 
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
@@ -45,18 +46,18 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   qlearning.check(config)
   require(0 <= config.q_lambda <= 1, f"q_lambda={config.q_lambda} must be in [0, 1] (0: one-step targets; "
                                      f"0.65-0.95 are the published settings)")
-  return onpolicy.sizes(config)
+  return rollout_learner.sizes(config)
 
 
 def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.GradientTransformation:
   """RAdam, as the paper's implementation uses, after clipping to `max_grad_norm`."""
   return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                     optax.radam(onpolicy.learning_rate(config, sizes.gradient_steps)))
+                     optax.radam(rollout_learner.learning_rate(config, sizes.gradient_steps)))
 
 
 def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
   """Parameters from `key`; environment i reset from fold_in(key, i) whatever device runs it."""
-  return onpolicy.init(key, config=config, env=env, network=qlearning.network(config, env),
+  return rollout_learner.init(key, config=config, env=env, network=qlearning.network(config, env),
                        optimizer=optimizer(config, sizes))
 
 
@@ -74,7 +75,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   observe = functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
   eps = qlearning.epsilon(config, state.update * sizes.steps_per_update)
 
-  collected = onpolicy.collect(state, qlearning.epsilon_greedy(net, params, observe, eps, env), config=config, env=env)
+  collected = rollout_learner.collect(state, qlearning.epsilon_greedy(net, params, observe, eps, env), config=config, env=env)
   traj, actors, normalizer = collected.steps, collected.actors, collected.normalizer
   reward = config.reward_scale * normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
 
@@ -82,12 +83,12 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   # as acting computed it but where an episode was truncated.
   with jax.named_scope("advantages"):  # here Q(lambda) returns: the same part of an update as PPO's GAE
     max_q = lambda obs: distributions.masked_max(net.apply(params, observe(obs)), env.action_mask(obs))
-    q_tp1 = onpolicy.next_values(traj.extras, max_q(actors.obs), traj, max_q)
+    q_tp1 = rollout_learner.next_values(traj.extras, max_q(actors.obs), traj, max_q)
     target = losses.q_lambda_returns(reward, q_tp1, traj.terminated, traj.episode_end, gamma=config.gamma,
                                      q_lambda=config.q_lambda)
   batch = Batch(obs=observe(traj.obs), action=traj.action, target=target)
 
-  def minibatch_step(learner: onpolicy.Learner, minibatch: Batch):
+  def minibatch_step(learner: rollout_learner.Learner, minibatch: Batch):
     def loss_fn(params):
       loss, q_mean, _ = q_loss(net.apply(params, minibatch.obs), minibatch.action, minibatch.target, loss="mse")
       return loss, q_mean
@@ -98,13 +99,13 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
     learner = apply_gradients(tx, learner, grads)
     return learner, (loss, q_mean, optax.tree.norm(grads))
 
-  def epoch(learner: onpolicy.Learner, order: jax.Array):
+  def epoch(learner: rollout_learner.Learner, order: jax.Array):
     with jax.named_scope("minibatches"):
-      batches = jax.tree.map(lambda x: onpolicy.minibatches(x, order, config.num_minibatches), batch)
+      batches = jax.tree.map(lambda x: rollout_learner.minibatches(x, order, config.num_minibatches), batch)
     return jax.lax.scan(minibatch_step, learner, batches)
 
   learner, (loss, q_mean, grad_norm) = jax.lax.scan(
-      epoch, learner, onpolicy.orders(collected.shuffle_key, config.num_steps, config.update_epochs))
+      epoch, learner, rollout_learner.orders(collected.shuffle_key, config.num_steps, config.update_epochs))
   # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
   learner = learner.replace(normalizer=normalization.update_observations(normalizer, traj.obs))
 
@@ -116,6 +117,6 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
       "pqn/q_mean": mean(q_mean),
       "pqn/epsilon": mean(eps),
       "opt/grad_norm": mean(grad_norm),
-      "opt/lr": mean(onpolicy.learning_rate(config, sizes.gradient_steps)(gradient_steps)),
+      "opt/lr": mean(rollout_learner.learning_rate(config, sizes.gradient_steps)(gradient_steps)),
   }
   return state.replace(learner=learner, actors=actors), metrics

@@ -18,10 +18,11 @@ import ml_collections
 import optax
 from flax import struct
 
-from distrl import acting, envs, normalization, rows
+from distrl import envs
+from distrl.rl import acting, masked_map, normalization
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
-from distrl.state import TrainState
+from distrl.rl.state import TrainState
 
 
 @struct.dataclass
@@ -137,12 +138,12 @@ def next_values(value_t: jax.Array, last_value: jax.Array, steps: acting.Step,
   value_t: V(s_t) (T, E), of the observations the steps acted on; last_value: V(s_T) (E,), of the observations the
   rollout ends on; value_fn: observations (K, *obs_shape) -> values (K,). Where the episode goes on, s_{t+1} is
   the next step's observation (value_t[t + 1], or last_value); where it was truncated, the pre-reset final
-  observation, valued by `value_fn` on those rows only (`rows.where`); where it terminated, 0: there is nothing
+  observation, valued by `value_fn` on those rows only (`masked_map.where`); where it terminated, 0: there is nothing
   to bootstrap from (the targets multiply it by 0).
   """
   next_value = jnp.concatenate([value_t[1:], last_value[None]])
   terminated = steps.terminated.astype(bool)
   truncated = steps.episode_end.astype(bool) & ~terminated
   flat = lambda x: x.reshape((-1,) + x.shape[2:])
-  value_tp1 = rows.where(flat(truncated), value_fn, jax.tree.map(flat, steps.final_obs), flat(next_value))
+  value_tp1 = masked_map.where(flat(truncated), value_fn, jax.tree.map(flat, steps.final_obs), flat(next_value))
   return jnp.where(terminated, 0.0, value_tp1.reshape(next_value.shape))

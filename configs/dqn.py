@@ -14,8 +14,6 @@ on a CPU. Without LayerNorm (with or without 3-step returns, double DQN and anne
 149-439.
 """
 
-import ml_collections
-
 from distrl import configs
 
 # MinAtar: the settings of the MinAtar paper's DQN (Young & Tian 2019; github.com/kenjyoung/MinAtar examples/dqn.py):
@@ -38,21 +36,13 @@ PRESETS = {
        for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")},
 }
 
-
 def get_config(arg=None):
-  config = ml_collections.ConfigDict()
-  config.algo = "dqn"  # which algorithm package trains this config
-  config.env_name = "CartPole-v1"  # a gymnax id, or package.module:factory of your own environment (see README)
-  config.env_kwargs = ml_collections.ConfigDict()  # keyword arguments of the environment's constructor / factory
-  config.seed = 0  # parameters, environments and sampling all derive from it
-  config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.seeds)
-  config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
+  config = configs.run_fields("dqn", total_timesteps=500_000, num_envs=10, log_every=500, eval_every=5_000,
+                              checkpoint_every=5_000)
 
   # Sizes are global: each of D devices runs num_envs / D environments and keeps their replay rows;
   # every gradient step draws one global batch of batch_size transitions from all rows (the same
   # whatever D) and each device takes the gradient of batch_size / D of them.
-  config.total_timesteps = 500_000  # environment steps in the whole run
-  config.num_envs = 10  # parallel environments
   config.buffer_size = 10_000  # replay capacity in transitions, split evenly over environments
   config.batch_size = 64  # transitions per gradient step
   config.train_frequency = 10  # environment steps per gradient step
@@ -71,10 +61,7 @@ def get_config(arg=None):
   config.priority_eps = 1e-6  # added to |TD error| so that no transition's priority is 0
   config.target_update_interval = 500  # environment steps between target network updates
   config.tau = 1.0  # target <- tau * online + (1 - tau) * target at each update; 1.0 is a hard copy
-  config.normalize_obs = False  # normalise observations by running mean/std over all devices (kept in checkpoints)
-  config.obs_clip = 10.0  # normalised observations are clipped to [-obs_clip, obs_clip]
-  config.scale_rewards = False  # divide sampled rewards by the running std of the discounted return
-  config.reward_clip = 10.0  # scaled rewards are clipped to [-reward_clip, reward_clip]
+  configs.normalization_fields(config)
 
   config.start_e = 1.0  # exploration rate at the start
   config.end_e = 0.05  # exploration rate after exploration_steps
@@ -85,11 +72,5 @@ def get_config(arg=None):
   config.layer_norm = True  # LayerNorm before every hidden activation of the Q-network
   config.activation = "relu"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
-
-  config.log_every = 500  # iterations per log line (run as one or more calls of the compiled update loop)
-  config.eval_every = 5_000  # iterations between greedy evaluations (rounded up to a log line)
-  config.eval_episodes = 16  # greedy evaluation episodes, split over devices
-  config.checkpoint_every = 5_000  # iterations between checkpoints (rounded up to a log line)
-  config.keep_checkpoints = 3  # how many recent checkpoints to keep
 
   return configs.apply_preset(config, "dqn", PRESETS, arg)

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
-from distrl import envs, seeds, sharding
+from distrl import envs, sharding
+from distrl.runtime import seeds
 from distrl.envs import Env
 
 

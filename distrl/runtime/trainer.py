@@ -22,11 +22,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from distrl import algorithms, configs, envs, evaluation, metrics, seeds, sharding, stopping
-from distrl.checkpoint import Checkpoints, IncompatibleCheckpoint
+from distrl import algorithms, configs, envs, sharding
+from distrl.runtime import greedy_eval, metrics, seeds, stopping
+from distrl.runtime.checkpoint import Checkpoints, IncompatibleCheckpoint
 from distrl.errors import ConfigError, DeviceFailed, RunFailed, first_line, require, require_divisible, require_positive
-from distrl.state import TrainState
-from distrl.workdir import Workdir
+from distrl.rl.state import TrainState
+from distrl.runtime.workdir import Workdir
 
 MAX_CHUNK_SECONDS = 5.0  # the longest one call of the compiled chunk runs: how long a stop request can wait
 
@@ -79,7 +80,7 @@ class Program:
 
   def evaluator(self, episodes: int):
     """evaluate(learner, keys) -> {"return", "length"}: greedy episodes of every agent, split over the mesh."""
-    return evaluation.make_evaluate(self.algorithm.act, self.config, self.env, self.mesh, episodes)
+    return greedy_eval.make_evaluate(self.algorithm.act, self.config, self.env, self.mesh, episodes)
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program:

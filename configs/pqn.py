@@ -20,8 +20,6 @@ instead of 0.2. Seeds 0-2 reach a training return of 475 after 82k-111k steps (P
 and end with greedy evaluations of 500.
 """
 
-import ml_collections
-
 from distrl import configs
 
 # pqn_minatar.yaml (tuned on Asterix, used for all four games): 128 envs x 32 steps, 2 epochs of 32 minibatches,
@@ -47,19 +45,10 @@ PRESETS = {
     **{f"{game}-mlp": {"env_name": game, **MINATAR, "torso": "mlp", "hidden_sizes": (128, 128)} for game in MINATAR_GAMES},
 }
 
-
 def get_config(arg=None):
-  config = ml_collections.ConfigDict()
-  config.algo = "pqn"  # which algorithm package trains this config
-  config.env_name = "CartPole-v1"  # a gymnax id, or package.module:factory of your own environment (see README)
-  config.env_kwargs = ml_collections.ConfigDict()  # keyword arguments of the environment's constructor / factory
-  config.seed = 0  # parameters, environments, exploration and shuffling all derive from it
-  config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.seeds)
-  config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
+  config = configs.run_fields("pqn", total_timesteps=500_000, num_envs=32, log_every=2, eval_every=20,
+                              checkpoint_every=20)
 
-  # Sizes are global: each of D devices runs num_envs / D environments.
-  config.total_timesteps = 500_000  # environment steps in the whole run
-  config.num_envs = 32  # parallel environments
   config.num_steps = 64  # rollout length per environment per iteration
   config.update_epochs = 4  # passes over each rollout
   config.num_minibatches = 16  # gradient steps per epoch; each takes num_steps/num_minibatches steps of every env
@@ -70,10 +59,7 @@ def get_config(arg=None):
   config.gamma = 0.99  # discount
   config.q_lambda = 0.95  # Q(lambda) trace decay: 0 is one-step Q-learning
   config.reward_scale = 0.1  # rewards are multiplied by this before the targets (after scale_rewards, if on)
-  config.normalize_obs = False  # normalise observations by running mean/std over all devices (kept in checkpoints)
-  config.obs_clip = 10.0  # normalised observations are clipped to [-obs_clip, obs_clip]
-  config.scale_rewards = False  # divide rewards by the running std of the discounted return
-  config.reward_clip = 10.0  # scaled rewards are clipped to [-reward_clip, reward_clip]
+  configs.normalization_fields(config)
 
   config.start_e = 1.0  # exploration rate at the start
   config.end_e = 0.05  # exploration rate after exploration_steps
@@ -84,11 +70,5 @@ def get_config(arg=None):
   config.dueling = False  # Q = V(s) + A(s, a) - mean_a A(s, a) from two heads (Wang et al. 2016)
   config.activation = "relu"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
-
-  config.log_every = 2  # iterations per log line (run as one or more calls of the compiled update loop)
-  config.eval_every = 20  # iterations between greedy evaluations (rounded up to a log line)
-  config.eval_episodes = 16  # greedy evaluation episodes, split over devices
-  config.checkpoint_every = 20  # iterations between checkpoints (rounded up to a log line)
-  config.keep_checkpoints = 3  # how many recent checkpoints to keep
 
   return configs.apply_preset(config, "pqn", PRESETS, arg)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from distrl.state import TrainState
+from distrl.rl.state import TrainState
 
 # Where the seed axis is in a TrainState: none on the update counter, which all seeds share.
 AXES = TrainState(update=None, learner=0, actors=1)

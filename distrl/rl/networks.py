@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from distrl import distributions
+from distrl.rl import distributions
 from distrl.errors import ConfigError
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}

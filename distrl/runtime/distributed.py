@@ -13,7 +13,7 @@ and exit 1:
   (a `missed_heartbeat_callback` dies converting the status). JAX's coordination service (in
   process 0) likewise ends every process it can reach once a peer has sent no heartbeat for
   2 x `timeout` seconds, should the watchdog not have acted by then (seen once in CI and once by
-  hand). `distrl.stderr.guard` turns either abort into our one line.
+  hand). `distrl.cli.noise.guard` turns either abort into our one line.
 """
 
 import os
@@ -24,7 +24,8 @@ import time
 import jax
 from jax._src import distributed as jax_distributed  # the runtime client: key-value store of the run
 
-from distrl import errors, stderr
+from distrl import errors
+from distrl.cli import noise
 
 _PREFIX = "distrl/peers"
 _JOIN_SECONDS = 300  # how long a process waits for the others to join (JAX's default)
@@ -59,7 +60,7 @@ def _client():
 
 def lost(reason: str) -> None:
   """Ends this process of a multi-process run with one line saying why."""
-  print(stderr.stop_line(f"process {jax.process_index()} of {jax.process_count()}", reason), end="", file=sys.stderr,
+  print(noise.stop_line(f"process {jax.process_index()} of {jax.process_count()}", reason), end="", file=sys.stderr,
         flush=True)
   sys.stdout.flush()
   os._exit(1)  # jax.distributed's shutdown would wait for the dead peer, then abort

@@ -9,8 +9,6 @@
 The default is CartPole-v1 with the well-known PPO defaults (CleanRL / PureJaxRL).
 """
 
-import ml_collections
-
 from distrl import configs
 
 # MinAtar: the settings well-tuned single-file PPO agents use on gymnax MinAtar (1e7 steps).
@@ -87,19 +85,10 @@ PRESETS = {
     **{f"jumanji:{name}": {"env_name": f"jumanji:{name}", **JUMANJI} for name in ("Snake-v1", "Maze-v0")},
 }
 
-
 def get_config(arg=None):
-  config = ml_collections.ConfigDict()
-  config.algo = "ppo"  # which algorithm package trains this config
-  config.env_name = "CartPole-v1"  # a gymnax id, or package.module:factory of your own environment (see README)
-  config.env_kwargs = ml_collections.ConfigDict()  # keyword arguments of the environment's constructor / factory
-  config.seed = 0  # parameters, environments and shuffling all derive from it
-  config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.seeds)
-  config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
+  config = configs.run_fields("ppo", total_timesteps=500_000, num_envs=4, log_every=10, eval_every=100,
+                              checkpoint_every=100)
 
-  # Sizes are global: each of D devices runs num_envs / D environments.
-  config.total_timesteps = 500_000  # environment steps in the whole run
-  config.num_envs = 4  # parallel environments
   config.num_steps = 128  # rollout length per environment per iteration
   config.update_epochs = 4  # passes over each rollout
   config.num_minibatches = 4  # gradient steps per epoch; each takes num_steps/num_minibatches steps of every env
@@ -114,19 +103,10 @@ def get_config(arg=None):
   config.norm_adv = True  # normalise advantages over each (global) minibatch
   config.ent_coef = 0.01  # entropy bonus weight
   config.vf_coef = 0.5  # value loss weight
-  config.normalize_obs = False  # normalise observations by running mean/std over all devices (kept in checkpoints)
-  config.obs_clip = 10.0  # normalised observations are clipped to [-obs_clip, obs_clip]
-  config.scale_rewards = False  # divide rewards by the running std of the discounted return (gym's NormalizeReward)
-  config.reward_clip = 10.0  # scaled rewards are clipped to [-reward_clip, reward_clip]
+  configs.normalization_fields(config)
 
   config.hidden_sizes = (64, 64)  # MLP widths of the (separate) policy and value networks
   config.activation = "tanh"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
-
-  config.log_every = 10  # iterations per log line (run as one or more calls of the compiled update loop)
-  config.eval_every = 100  # iterations between greedy evaluations (rounded up to a log line)
-  config.eval_episodes = 16  # greedy evaluation episodes, split over devices
-  config.checkpoint_every = 100  # iterations between checkpoints (rounded up to a log line)
-  config.keep_checkpoints = 3  # how many recent checkpoints to keep
 
   return configs.apply_preset(config, "ppo", PRESETS, arg)

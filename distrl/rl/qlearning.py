@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from distrl import acting, distributions, normalization
+from distrl.rl import acting, distributions, normalization
 from distrl.envs import Env
 from distrl.errors import require, require_positive
-from distrl.networks import QNetwork
+from distrl.rl.networks import QNetwork
 
 
 def check(config: ml_collections.ConfigDict) -> None:

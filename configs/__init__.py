@@ -1,0 +1,86 @@
+"""distrl's shipped configs: `configs/<algo>.py` from the repository root, `--config=<algo>` from anywhere.
+
+This folder is installed as the package `distrl.configs` (pyproject.toml), so the same files serve both forms.
+Each module defines `get_config(arg=None)`, `arg` naming a preset; a user's own config file is named by its path
+(`--config=my_configs/ppo_big.py:preset`). The fields every config has are written once, in `run_fields`.
+"""
+
+import difflib
+import importlib
+import os
+
+import ml_collections
+
+DIRECTORY = os.path.dirname(os.path.abspath(__file__))
+
+# Fields the trainer reads from every config, whatever the algorithm (distrl/algorithms.py states the contract).
+RUN_FIELDS = ("algo", "env_name", "env_kwargs", "seed", "num_seeds", "backend", "num_envs", "log_every",
+              "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints")
+
+
+def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int, eval_every: int,
+               checkpoint_every: int, eval_episodes: int = 16) -> ml_collections.ConfigDict:
+  """A new config with the fields every algorithm's config has, and this algorithm's defaults for them."""
+  config = ml_collections.ConfigDict()
+  config.algo = algo  # which algorithm trains this config: a shipped name, or package.module of your own
+  config.env_name = "CartPole-v1"  # a gymnax id, a suite's suite:id, or package.module:factory of your own (README)
+  config.env_kwargs = ml_collections.ConfigDict()  # keyword arguments of the environment's constructor / factory
+  config.seed = 0  # parameters, environments and every random draw of the run derive from it
+  config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.runtime.seeds)
+  config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
+
+  # Sizes are global: each of D devices runs num_envs / D environments.
+  config.total_timesteps = total_timesteps  # environment steps in the whole run
+  config.num_envs = num_envs  # parallel environments
+
+  config.log_every = log_every  # iterations per log line (run as one or more calls of the compiled update loop)
+  config.eval_every = eval_every  # iterations between greedy evaluations (rounded up to a log line)
+  config.eval_episodes = eval_episodes  # greedy evaluation episodes, split over devices
+  config.checkpoint_every = checkpoint_every  # iterations between checkpoints (rounded up to a log line)
+  config.keep_checkpoints = 3  # how many recent checkpoints to keep
+  return config
+
+
+def normalization_fields(config: ml_collections.ConfigDict) -> None:
+  """Adds the fields of observation normalisation and reward scaling (`distrl.rl.normalization`) to `config`."""
+  config.normalize_obs = False  # normalise observations by running mean/std over all devices (kept in checkpoints)
+  config.obs_clip = 10.0  # normalised observations are clipped to [-obs_clip, obs_clip]
+  config.scale_rewards = False  # divide rewards by the running std of the discounted return (gym's NormalizeReward)
+  config.reward_clip = 10.0  # scaled rewards are clipped to [-reward_clip, reward_clip]
+
+
+def lacking(config) -> str | None:
+  """What a config lacks of RUN_FIELDS, or of the fields of the shipped config of its `algo` (which that algorithm
+  reads), as a message; None when it has them all."""
+  missing = [field for field in RUN_FIELDS if field not in config]
+  if missing:
+    return (f"the config lacks {', '.join(missing)} (every config has {', '.join(RUN_FIELDS)}; "
+            f"see configs/ppo.py)")
+  if not (isinstance(config.algo, str) and config.algo in names()):
+    return None
+  missing = sorted(set(importlib.import_module(f"{__name__}.{config.algo}").get_config()) - set(config))
+  if not missing:
+    return None
+  more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+  return (f"algo={config.algo!r} reads fields this config lacks ({', '.join(missing[:5])}{more}); start from its own "
+          f"config: --config={config.algo}")
+
+
+def apply_preset(config, algo: str, presets: dict, arg: str | None):
+  """`config` updated with the preset `arg` names (none: as it is), else a ValueError naming the presets (the
+  closest first, and the field to set for a suite's environment that has no preset)."""
+  if not arg:
+    return config
+  if arg not in presets:
+    close = difflib.get_close_matches(arg.lower(), [p.lower() for p in presets], n=1, cutoff=0.7)
+    hint = f"did you mean {next(p for p in presets if p.lower() == close[0])!r}? " if close else ""
+    if ":" in arg:
+      hint += f"any environment of a suite trains as --config={algo} --config.env_name={arg}; "
+    raise ValueError(f"unknown preset {arg!r} for --config={algo}; {hint}choose one of {', '.join(presets)}")
+  config.update(presets[arg])
+  return config
+
+
+def names() -> list[str]:
+  """The shipped configs: ppo, dqn, ..."""
+  return sorted(f[:-3] for f in os.listdir(DIRECTORY) if f.endswith(".py") and not f.startswith("_"))

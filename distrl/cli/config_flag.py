@@ -1,0 +1,104 @@
+"""The `--config` flag's value and overrides, as `distrl.launch` reads them: a shipped config by name, a file by
+path, `--config.env_kwargs.NAME=VALUE` for any NAME, and every mistake as one line (a `ConfigError`)."""
+
+import ast
+import os
+import re
+
+import ml_collections
+
+from distrl import configs
+from distrl.errors import ConfigError
+
+def flag_error(error: Exception) -> str:
+  """One line for a bad flag, config field, preset or config file."""
+  text = str(error).replace("\\n", "\n")
+  if isinstance(error, (AttributeError, KeyError)):
+    suggestion = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', text)
+    if suggestion:
+      return f"unknown config field {suggestion[2]!r}: did you mean {suggestion[1]!r}?"
+    name = re.search(r"(\w+)", text)
+    return f"unknown config field {name[1] if name else text!r}"
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if "Traceback" in text:  # a config file raised: its own message is the last line
+    return re.sub(r"^\w+(Error|Exception): ", "", lines[-1])
+  return " ".join(lines)
+
+
+def shipped_configs(argv: list[str]) -> list[str]:
+  """`--config=NAME[:preset]` (or `--config NAME`) of a config shipped with distrl, as the path of its file."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      argv[i] = "--config=" + resolve(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(argv):
+      argv[i + 1] = resolve(argv[i + 1])
+  return argv
+
+
+def take_env_kwargs(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """`--config.env_kwargs.NAME=VALUE` (or `... NAME VALUE`) taken out of argv, as (NAME, VALUE) texts: the
+  environment's keywords are its constructor's, which no config can list in advance, so any NAME goes."""
+  rest, kwargs, args = [], [], iter(argv)
+  for arg in args:
+    match = re.fullmatch(r"--config\.env_kwargs\.(\w+)(?:=(.*))?", arg, re.DOTALL)
+    if not match:
+      rest.append(arg)
+      continue
+    text = match[2] if match[2] is not None else next(args, None)
+    if not text or (match[2] is None and text.startswith("--")):
+      raise ConfigError(f"flag --config.env_kwargs.{match[1]} has no value (--config.env_kwargs.{match[1]}=VALUE)")
+    kwargs.append((match[1], text))
+  return rest, kwargs
+
+
+def _env_kwarg(text: str, current):
+  """A command-line VALUE for env_kwargs NAME: of the type of the value the config gives NAME, if it gives one,
+  else a Python literal (true/false/none in any case too), else the text."""
+  words = {"true": True, "false": False, "none": None}
+  if isinstance(current, bool):
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise ValueError(f"{text!r} is not a bool")
+    return text.lower() in ("true", "1")
+  if isinstance(current, (int, float, str)):
+    return type(current)(text)
+  if text.lower() in words:
+    return words[text.lower()]
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def set_env_kwargs(config: ml_collections.ConfigDict, kwargs: list[tuple[str, str]]) -> None:
+  if not kwargs:
+    return
+  if config.env_kwargs is None:
+    config.env_kwargs = ml_collections.ConfigDict()
+  if not isinstance(config.env_kwargs, ml_collections.ConfigDict) or isinstance(
+      config.env_kwargs, ml_collections.FrozenConfigDict):
+    raise ConfigError(f"--config.env_kwargs.{kwargs[0][0]}: the config's env_kwargs is a {type(config.env_kwargs).__name__}, "
+          f"not an ml_collections.ConfigDict that the command line can add to")
+  with config.env_kwargs.unlocked():
+    for name, text in kwargs:
+      try:
+        config.env_kwargs[name] = _env_kwarg(text, config.env_kwargs.get(name))
+      except (TypeError, ValueError) as error:
+        raise ConfigError(f"flag --config.env_kwargs.{name}={text}: {error}")
+
+
+def resolve(value: str) -> str:
+  """A --config value as ml_collections' config_flags takes it: a file path (with an optional `:preset`) stays as
+  it is; the name of a shipped config becomes its file's path. Anything else is a ConfigError naming what exists."""
+  name, colon, preset = value.partition(":")
+  if os.path.isfile(name):
+    return value
+  if name in configs.names():  # even where a directory of that name is here (a workdir called ppo, say)
+    return os.path.join(configs.DIRECTORY, f"{name}.py") + colon + preset
+  if os.path.isdir(name):
+    raise ConfigError(f"config {name!r} is a directory, not a config file; give a shipped config "
+                      f"({', '.join(configs.names())}) or a .py file that defines get_config()")
+  stem = os.path.splitext(os.path.basename(name))[0]
+  hint = f" (did you mean --config={stem}{colon}{preset}?)" if stem in configs.names() else ""
+  raise ConfigError(f"config {name!r} is neither a file nor one of distrl's configs ({', '.join(configs.names())}){hint}; "
+                    f"e.g. --config=ppo, --config=ppo:Acrobot-v1 or --config=path/to/my_config.py")
