@@ -3,7 +3,7 @@
   python benchmarks/profile.py                                   # ppo-default, dqn-default, ppo-minatar-mlp
   python benchmarks/profile.py --rows dqn-default --devices 1 --chunks 5
 
-For each row of `benchmarks/table.py` (the same config, built by `trainer.build` as training builds it), in a
+For each row of `benchmarks/table.py` (the same config, built by `programs.build` as training builds it), in a
 fresh process on `--devices` emulated devices: the chunk is compiled, warmed up, timed untraced over `--chunks`
 chunks (steps/s, ms per update), then run again under JAX's profiler. Every operation XLA executed in the
 program is attributed, by the named scope it was traced under (`jax.named_scope` in distrl: acting/policy,
@@ -65,22 +65,22 @@ def measure(name: str, chunks: int) -> dict:
   from jax.profiler import ProfileData
 
   from distrl import sharding
-  from distrl.runtime import trainer
+  from distrl.runtime import programs
 
   row = table.ROWS[name]
   config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)
   config.update(row.overrides)
   config.eval_episodes = jax.device_count()
-  program = trainer.build(config, sharding.make_mesh())
+  program = programs.build(config, sharding.make_mesh())
   runner = program.runner
   state = runner.put(program.state)
   runner.compile(state)
   for n in (row.warmup, row.chunk):
-    state, sums = runner(state, n)
+    state, sums, _ = runner(state, n)
     jax.block_until_ready(sums)
   start = time.perf_counter()
   for _ in range(chunks):
-    state, sums = runner(state, row.chunk)
+    state, sums, _ = runner(state, row.chunk)
     jax.block_until_ready(sums)
   ms_per_update = (time.perf_counter() - start) * 1000 / (chunks * row.chunk)
 
@@ -88,7 +88,7 @@ def measure(name: str, chunks: int) -> dict:
   trace = tempfile.mkdtemp(prefix="distrl-profile-")
   jax.profiler.start_trace(trace)
   for _ in range(chunks):
-    state, sums = runner(state, row.chunk)
+    state, sums, _ = runner(state, row.chunk)
     jax.block_until_ready(sums)
   jax.profiler.stop_trace()
   (path,) = glob.glob(os.path.join(trace, "**", "*.xplane.pb"), recursive=True)

@@ -4,7 +4,7 @@
   python benchmarks/suites.py --rows jumanji-snake --devices 1 2 --chunks 5
 
 For each row and device count, a fresh process (XLA_FLAGS set for its device count, as in table.py) builds the
-PPO program training runs (`trainer.build`), compiles it, and times `--chunks` chunks after a warm-up chunk
+PPO program training runs (`programs.build`), compiles it, and times `--chunks` chunks after a warm-up chunk
 (steps/s: the median chunk). Beside it, the raw ceiling: the same environments stepped with random actions
 (`action_space.sample`: discrete or continuous) in one jitted scan, sharded the same way. train / raw is what the
 learner costs on top of the environment. Sizes are CPU-sized (the presets' 1024-4096 environments are for an
@@ -44,14 +44,14 @@ def measure(row: Row, chunks: int) -> dict:
   import jax
 
   from distrl import sharding
-  from distrl.runtime import trainer
+  from distrl.runtime import programs
   from distrl.configs import ppo as ppo_config
 
   config = ppo_config.get_config(row.preset)
   config.update(row.overrides)
   config.eval_episodes = jax.device_count()
   mesh = sharding.make_mesh()
-  program = trainer.build(config, mesh)
+  program = programs.build(config, mesh)
   compile_s, sps = table.time_program(program, row.chunk, chunks)
   raw_compile_s, raw_sps = table.raw_ceiling(program.env, config.num_envs, mesh, row.raw_steps, chunks)
   return {"compile_s": compile_s, "sps": sps, "raw_compile_s": raw_compile_s, "raw_sps": raw_sps,

@@ -87,12 +87,12 @@ def time_program(program, chunk: int, chunks: int, warmup: int = 0) -> tuple[flo
   runner.compile(state)
   compile_s = time.perf_counter() - start
   for n in (warmup, chunk):  # warm-up
-    state, sums = runner(state, n)
+    state, sums, _ = runner(state, n)
     jax.block_until_ready(sums)
   times = []
   for _ in range(chunks):
     start = time.perf_counter()
-    state, sums = runner(state, chunk)
+    state, sums, _ = runner(state, chunk)
     jax.block_until_ready(sums)
     times.append(time.perf_counter() - start)
   return compile_s, chunk * program.sizes.steps_per_update / statistics.median(times)
@@ -141,7 +141,7 @@ def measure(row: Row, chunks: int) -> dict:
   import jax
 
   from distrl import sharding
-  from distrl.runtime import trainer
+  from distrl.runtime import programs
 
   config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)
   config.update(row.overrides)
@@ -149,7 +149,7 @@ def measure(row: Row, chunks: int) -> dict:
   mesh = sharding.make_mesh()
   if config.num_envs % mesh.size:
     return {"skipped": f"{config.num_envs} envs do not split over {mesh.size} devices"}
-  program = trainer.build(config, mesh)  # exactly what training runs
+  program = programs.build(config, mesh)  # exactly what training runs
   compile_s, sps = time_program(program, row.chunk, chunks, row.warmup)
   _, raw_sps = raw_ceiling(program.env, config.num_envs, mesh, 1000, chunks)
   return {"compile_s": compile_s, "sps": sps, "raw_sps": raw_sps, "envs": config.num_envs,

@@ -93,7 +93,7 @@ def steady(args) -> None:
   import jax
   import dqn as reference  # noqa: E402  (shared/reference/purejaxrl/dqn.py)
   from distrl import sharding
-  from distrl.runtime import trainer
+  from distrl.runtime import programs
   from distrl.configs import dqn as dqn_config
 
   steps = 50_000
@@ -104,22 +104,22 @@ def steady(args) -> None:
               "TAU": 1.0, "ENV_NAME": "CartPole-v1", "SEED": 0, "NUM_SEEDS": 1}
   key = jax.random.PRNGKey(0)
   reference_train = jax.jit(reference.make_train(settings)).lower(key).compile()
-  programs = {"reference dqn.py": lambda: jax.block_until_ready(reference_train(key))}
+  timed = {"reference dqn.py": lambda: jax.block_until_ready(reference_train(key))}
   for name, preset in (("distrl --config=dqn", None), ("distrl --config=dqn:CleanRL", "CleanRL")):
     config = dqn_config.get_config(preset)
     config.learning_starts = 0
-    program = trainer.build(config, sharding.make_mesh(jax.devices()[:1]))
+    program = programs.build(config, sharding.make_mesh(jax.devices()[:1]))
     runner, box = program.runner, {"state": program.runner.put(program.state)}
     runner.compile(box["state"])
 
     def run(runner=runner, box=box, updates=steps // program.sizes.steps_per_update):
-      box["state"], _ = runner(box["state"], updates)
+      box["state"] = runner(box["state"], updates).state
       jax.block_until_ready(box["state"])
 
-    programs[name] = run
-  times = {name: [] for name in programs}
+    timed[name] = run
+  times = {name: [] for name in timed}
   for repeat in range(args.repeats + 1):
-    for name, run in programs.items():
+    for name, run in timed.items():
       start = time.perf_counter()
       run()
       if repeat:  # the first round warms up

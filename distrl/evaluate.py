@@ -24,7 +24,7 @@ _GIF = flags.DEFINE_string("gif", None, "Also render one greedy episode to this 
 
 
 def load_run(workdir: str, checkpoint: int | None, best: bool = False):
-  """-> (program, state, update): the run's program (`trainer.build` of its config) and the state saved at
+  """-> (program, state, update): the run's program (`programs.build` of its config) and the state saved at
   `checkpoint`.
 
   With `best`, the state kept in WORKDIR/best: the one of the highest evaluation return in training.
@@ -33,7 +33,7 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   import ml_collections
 
   from distrl import sharding
-  from distrl.runtime import trainer
+  from distrl.runtime import programs
   from distrl.runtime.checkpoint import Checkpoints, damage as checkpoint_damage
   from distrl.errors import ConfigError
 
@@ -46,7 +46,7 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   # on the device count. Whatever is still refused on one device is a fault of the config, said as it is.
   for count in range(math.gcd(config.num_envs, jax.device_count()), 0, -1):
     try:
-      program = trainer.build(config, sharding.make_mesh(jax.devices()[:count]))
+      program = programs.build(config, sharding.make_mesh(jax.devices()[:count]))
       break
     except ConfigError:
       if count == 1:

@@ -8,7 +8,7 @@ One mesh over every device of every process with one axis, `DATA_AXIS`. A `Train
 """
 
 import functools
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,6 @@ from distrl.rl.state import TrainState
 
 DATA_AXIS = "data"
 BACKENDS = ("shard_map", "pmap")
-FINITE_LEARNER = "check/finite_learner"  # a chunk's extra metric: 1 if every learner value is finite
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -152,8 +151,16 @@ def _chunk(update: Callable, state: TrainState, totals, num_updates: jax.Array):
   state, totals = jax.lax.fori_loop(0, num_updates, body, (state, totals))
   # Whether the learner (parameters, optimizer state) is still finite after the chunk.
   floats = [x for x in jax.tree.leaves(state.learner) if jnp.issubdtype(x.dtype, jnp.inexact)]
-  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats])).astype(jnp.float32)
-  return state, {**totals, FINITE_LEARNER: (finite, jnp.float32(1))}
+  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats]))
+  return state, totals, finite
+
+
+class Chunk(NamedTuple):
+  """What one call of the compiled chunk returns."""
+
+  state: Any  # the state after the chunk's updates, in the backend's layout
+  totals: dict  # the interval's metric sums so far, {name: (sum, count)}, on the devices
+  finite: jax.Array  # whether every float of the learner (parameters, optimizer state) is finite after the chunk
 
 
 class Runner:
@@ -180,10 +187,10 @@ class Runner:
     self._metrics = shard_map(lambda state: update(state)[1], mesh, in_specs=(state_specs,), out_specs=P())
     self._abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
     if backend == "shard_map":
-      mapped = shard_map(chunk, mesh, in_specs=(state_specs, P(), P()), out_specs=(state_specs, P()))
+      mapped = shard_map(chunk, mesh, in_specs=(state_specs, P(), P()), out_specs=(state_specs, P(), P()))
       self._step = jax.jit(mapped, donate_argnums=0)
     else:
-      self._step = jax.pmap(chunk, axis_name=DATA_AXIS, in_axes=(0, None, None), out_axes=(0, None),
+      self._step = jax.pmap(chunk, axis_name=DATA_AXIS, in_axes=(0, None, None), out_axes=(0, None, None),
                             donate_argnums=0, devices=mesh.devices.tolist())
       self._pmap_layout()
 
@@ -202,13 +209,12 @@ class Runner:
     """The compiled chunk's HLO text (after `compile`; shard_map only): what benchmarks/profile.py attributes."""
     return self._step.as_text()
 
-  def __call__(self, state, num_updates: int, totals=None):
-    """Runs `num_updates` updates on a state in the backend's layout; returns (state, metric sums).
+  def __call__(self, state, num_updates: int, totals=None) -> Chunk:
+    """Runs `num_updates` updates on a state in the backend's layout.
 
     The sums start from `totals` (an earlier call's sums: the interval goes on) or from zeros.
     """
-    totals = self.zeros if totals is None else {k: v for k, v in totals.items() if k != FINITE_LEARNER}
-    return self._step(state, totals, np.int32(num_updates))
+    return Chunk(*self._step(state, self.zeros if totals is None else totals, np.int32(num_updates)))
 
   def put(self, state: TrainState):
     """Global layout -> backend layout (for pmap, a leading device axis on every leaf)."""

@@ -9,7 +9,7 @@ import pytest
 from distrl.configs import dqn as dqn_config
 from distrl import dqn, envs, sharding
 from distrl.rl import acting, networks, qlearning
-from distrl.runtime import trainer
+from distrl.runtime import programs, trainer
 from distrl.errors import ConfigError
 
 
@@ -34,9 +34,9 @@ def _small(cfg, total_updates):
 
 def _run(config, devices, num_updates):
   """`num_updates` updates on `devices` devices; -> (global state, metric sums)."""
-  program = trainer.build(config, sharding.make_mesh(jax.devices()[:devices]))
+  program = programs.build(config, sharding.make_mesh(jax.devices()[:devices]))
   runner = program.runner
-  state, sums = runner(runner.put(program.state), num_updates)
+  state, sums, _ = runner(runner.put(program.state), num_updates)
   return jax.device_get((runner.get(state), sums))
 
 
@@ -64,7 +64,7 @@ def test_every_option_trains_the_same_on_one_device_and_on_all(cfg, options):
     _assert_close(state.actors.priority, reference.actors.priority, atol=1e-4)
     assert len(np.unique(reference.actors.priority)) > 100
   assert reference_sums["loss/total"][1] == 40
-  initial = trainer.build(config, sharding.make_mesh(jax.devices()[:1])).state
+  initial = programs.build(config, sharding.make_mesh(jax.devices()[:1])).state
   assert not np.allclose(jax.tree.leaves(state.learner.params)[0], jax.tree.leaves(initial.learner.params)[0])
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from distrl import envs, sharding
-from distrl.runtime import trainer
+from distrl.runtime import programs
 from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 
@@ -32,7 +32,7 @@ def test_environment_trains_an_iteration_on_two_devices_under_both_backends_or_i
                   total_timesteps=2, hidden_sizes=(), anneal_lr=False, norm_adv=False, clip_value_loss=False,
                   eval_episodes=2)
     try:
-      program = trainer.build(config, mesh)
+      program = programs.build(config, mesh)
     except ConfigError as error:
       assert name in MAY_BE_REFUSED, f"{name} refused: {error}"
       assert "\n" not in str(error) and MAY_BE_REFUSED[name] in str(error), str(error)
@@ -40,7 +40,7 @@ def test_environment_trains_an_iteration_on_two_devices_under_both_backends_or_i
     runner = program.runner
     state = runner.put(program.state)
     runner.compile(state)
-    state, sums = runner(state, 1)
+    state, sums, _ = runner(state, 1)
     assert int(runner.get(state).update) == 1, (name, backend)
     assert np.isfinite(float(sums["loss/total"][0])), (name, backend)
 

@@ -12,7 +12,7 @@ import pytest
 
 from distrl.configs import ppo as ppo_config
 from distrl import algorithms, envs, sharding
-from distrl.runtime import trainer
+from distrl.runtime import programs, trainer
 from distrl.errors import ConfigError, first_line
 from examples import a2c, a2c_config
 from tests.cli import ROOT, launch, records
@@ -138,7 +138,7 @@ def test_a_shipped_config_pointed_at_another_algorithm_is_refused():
   with pytest.raises(ConfigError, match=r"algo='dqn' reads fields this config lacks \(batch_size, buffer_size, "
                                         r"double_dqn, dueling, end_e and \d+ more\); start from its own config: "
                                         r"--config=dqn"):
-    trainer.build(config, sharding.make_mesh())
+    programs.build(config, sharding.make_mesh())
 
 
 @pytest.mark.parametrize("widths", [(0,), (64, -1)])
@@ -146,14 +146,14 @@ def test_hidden_sizes_must_be_positive_widths(widths):
   config = ppo_config.get_config()
   config.hidden_sizes = widths
   with pytest.raises(ConfigError, match=r"must list positive layer widths"):
-    trainer.check_run_config(config, 1)
+    programs.check_run_config(config, 1)
 
 
 def test_a_config_without_the_run_fields_is_refused():
   config = a2c_config.get_config()
   del config["eval_episodes"]
   with pytest.raises(ConfigError, match=r"the config lacks eval_episodes \(every config has algo, "):
-    trainer.build(config, sharding.make_mesh())
+    programs.build(config, sharding.make_mesh())
 
 
 def test_an_algorithm_registered_by_name_or_named_by_path_is_the_same_algorithm(tmp_path):

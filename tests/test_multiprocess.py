@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from distrl import sharding
-from distrl.runtime import trainer
+from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import records
 
@@ -165,7 +165,7 @@ def test_a_stop_request_to_any_process_is_agreed_and_the_run_resumes_bit_exactly
   updates = [r["update"] for r in records(workdir)]
   assert updates == sorted(set(updates)) and updates[-1] == len(cases) * 10 + 10
   config = config_of("ppo", [f.split(".", 1)[1] for f in flags + total])
-  like = trainer.build(config, sharding.make_mesh()).state
+  like = programs.build(config, sharding.make_mesh()).state
   final = updates[-1]
   stopped = Checkpoints(str(workdir / "checkpoints"), keep=3, create=False).restore(final, like=like)
   straight = Checkpoints(str(tmp_path / "straight" / "checkpoints"), keep=3, create=False).restore(final, like=like)

@@ -10,7 +10,7 @@ from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
 from distrl import ppo, sharding
 from distrl.rl import normalization
-from distrl.runtime import trainer
+from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from distrl.rl.networks import ActorCritic
 
@@ -91,7 +91,7 @@ def test_ppo_keeps_the_statistics_in_checkpoints_and_evaluates_with_them(tmp_pat
   assert np.all(np.abs(normalizer.obs.mean) > 1e-3) and np.all(normalizer.obs.var != 1.0)  # they moved
   assert result.state.actors.discounted_return.shape == (config.num_envs,)
 
-  program = trainer.build(config, sharding.make_mesh())
+  program = programs.build(config, sharding.make_mesh())
   restored = Checkpoints(str(tmp_path / "checkpoints"), keep=3).restore(6, like=program.state)
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(result.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -133,5 +133,5 @@ def test_dqn_normalises_what_it_samples_and_counts_every_step(tmp_path):
   assert np.isfinite(result.history[-1]["loss/total"])
   # The replay keeps raw observations (the statistics apply when sampled, so they can change later): its
   # first slot holds each environment's first observation as the environment gave it.
-  initial = trainer.build(config, sharding.make_mesh()).state.actors.obs
+  initial = programs.build(config, sharding.make_mesh()).state.actors.obs
   np.testing.assert_array_equal(np.asarray(result.state.actors.replay.obs[:, 0]), np.asarray(initial))

@@ -7,7 +7,7 @@ import pytest
 
 from distrl.configs import pqn as pqn_config
 from distrl import envs, pqn, sharding
-from distrl.runtime import trainer
+from distrl.runtime import programs, trainer
 from distrl.errors import ConfigError
 from distrl.pqn import losses
 
@@ -46,9 +46,9 @@ def _small():
 
 
 def _run(config, devices, num_updates):
-  program = trainer.build(config, sharding.make_mesh(jax.devices()[:devices]))
+  program = programs.build(config, sharding.make_mesh(jax.devices()[:devices]))
   runner, initial = program.runner, jax.device_get(program.state)  # the runner donates the state it is given
-  state, sums = runner(runner.put(program.state), num_updates)
+  state, sums, _ = runner(runner.put(program.state), num_updates)
   return jax.device_get((runner.get(state), sums)) + (initial,)
 
 

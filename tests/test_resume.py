@@ -12,7 +12,7 @@ import pytest
 
 from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
-from distrl.runtime import trainer
+from distrl.runtime import loop, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from distrl.errors import ConfigError
 from examples import a2c_config
@@ -154,7 +154,7 @@ def test_non_finite_values_stop_the_run_naming_step_and_quantity_and_keep_the_la
                      max_grad_norm=1e30, learning_starts=200 * jax.device_count() * 2, log_every=100,
                      checkpoint_every=100, eval_episodes=jax.device_count(),
                      total_timesteps=400 * jax.device_count() * 2))
-  with pytest.raises(trainer.TrainingDiverged) as error:
+  with pytest.raises(loop.TrainingDiverged) as error:
     trainer.train(config, str(tmp_path))
   message = str(error.value)
   assert "non-finite" in message and "loss/total" in message and "parameters or optimizer state" in message

@@ -7,7 +7,7 @@ import pytest
 from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
 from distrl import plot, sharding
-from distrl.runtime import trainer
+from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from distrl.errors import ConfigError
 from tests.test_evaluate import evaluate
@@ -66,9 +66,9 @@ def test_what_holds_exactly_initial_states_and_random_streams(ppo_runs):
   """README's statement: each agent starts exactly as its single-seed twin and draws exactly its random streams
   (the per-environment keys are derived by splitting alone, never from floats); only arithmetic rounds apart."""
   _, multi, singles = ppo_runs
-  initial_multi = jax.device_get(trainer.build(_ppo(3, 2), sharding.make_mesh()).state)
+  initial_multi = jax.device_get(programs.build(_ppo(3, 2), sharding.make_mesh()).state)
   for i, seed in enumerate((3, 4)):
-    initial = jax.device_get(trainer.build(_ppo(seed, 1), sharding.make_mesh()).state)
+    initial = jax.device_get(programs.build(_ppo(seed, 1), sharding.make_mesh()).state)
     for a, b in zip(jax.tree.leaves(initial_multi.learner), jax.tree.leaves(initial.learner)):
       np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b))
     for a, b in zip(jax.tree.leaves(initial_multi.actors), jax.tree.leaves(initial.actors)):
@@ -89,7 +89,7 @@ def test_checkpoints_hold_every_agent(ppo_runs):
   config = _ppo(3, 2)
   checkpoints = Checkpoints(str(root / "multi" / "checkpoints"), keep=3)
   try:
-    like = trainer.build(config, sharding.make_mesh()).state
+    like = programs.build(config, sharding.make_mesh()).state
     state = checkpoints.restore(checkpoints.latest(), like=like)
   finally:
     checkpoints.close()

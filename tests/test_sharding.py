@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 
 from distrl import sharding
-from distrl.runtime import trainer
+from distrl.runtime import programs
 
 
 def _run(config, devices, backend, num_updates):
   """`num_updates` PPO updates on `devices`; returns (global state, metric sums, runner)."""
   config = config.copy_and_resolve_references()
   config.backend = backend
-  program = trainer.build(config, sharding.make_mesh(devices))
+  program = programs.build(config, sharding.make_mesh(devices))
   runner = program.runner
-  state, sums = runner(runner.put(program.state), num_updates)
+  state, sums, _ = runner(runner.put(program.state), num_updates)
   return jax.device_get(runner.get(state)), jax.device_get(sums), runner
 
 
@@ -49,7 +49,7 @@ def test_sharded_update_equals_unsharded(small, backend):
 
 def test_parameters_actually_change(small):
   # Guards the test above against comparing two no-op updates.
-  initial = trainer.build(small, sharding.make_mesh()).state
+  initial = programs.build(small, sharding.make_mesh()).state
   state, sums, _ = _run(small, jax.devices(), "shard_map", 2)
   delta = max(float(np.max(np.abs(a - b))) for a, b in
               zip(jax.tree.leaves(state.learner.params), jax.tree.leaves(initial.learner.params)))
@@ -58,7 +58,7 @@ def test_parameters_actually_change(small):
 
 
 def test_state_layout(small):
-  state = trainer.build(small, sharding.make_mesh()).state
+  state = programs.build(small, sharding.make_mesh()).state
   assert state.actors.obs.shape == (small.num_envs, 4)
   assert state.actors.obs.sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
   assert len(state.actors.obs.addressable_shards) == jax.device_count()

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from distrl import envs, ppo
-from distrl.runtime import trainer
+from distrl.runtime import programs
 from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 
@@ -40,5 +40,5 @@ def test_every_suite_preset_is_a_valid_run_on_1_and_8_devices(preset):
   """The presets' sizes pass the checks a run makes first (e.g. num_steps splitting into num_minibatches)."""
   config = ppo_config.get_config(preset)
   for devices in (1, 8):
-    trainer.check_run_config(config, devices)
+    programs.check_run_config(config, devices)
     assert ppo.sizes(config, devices).steps_per_update == config.num_envs * config.num_steps

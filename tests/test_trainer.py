@@ -10,21 +10,31 @@ import jax
 import numpy as np
 import pytest
 
-from distrl.runtime import metrics, trainer
+from distrl.runtime import loop, metrics, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import ROOT, launch, records, timeless
 
 PPO_CONFIG = os.path.join(ROOT, "configs", "ppo.py")
 
 
-def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path):
+@pytest.fixture
+def built(monkeypatch):
+  """The programs the trainer builds, for their runners' trace counters."""
+  from distrl.runtime import programs
+
+  made, build = [], programs.build
+  monkeypatch.setattr(programs, "build", lambda *args, **kwargs: made.append(build(*args, **kwargs)) or made[-1])
+  return made
+
+
+def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path, built):
   ppo_cfg.num_steps = 16
   ppo_cfg.num_minibatches = 2
   ppo_cfg.total_timesteps = 7 * ppo_cfg.num_envs * 16  # 7 updates
   ppo_cfg.log_every = 3  # chunks of 3, 3, 1
   result = trainer.train(ppo_cfg, str(tmp_path))
-  assert result.traces == 1
-  assert result.layout_traces == 0  # shard_map keeps the global layout: nothing to convert
+  assert built[0].runner.traces == 1
+  assert built[0].runner.layout_traces == 0  # shard_map keeps the global layout: nothing to convert
   assert [h["update"] for h in result.history] == [3, 6, 7]
   assert int(result.state.update) == 7
   assert [r["step"] for r in records(tmp_path)] == [h["step"] for h in result.history]
@@ -40,18 +50,19 @@ def test_a_log_interval_split_into_one_update_calls_logs_the_same_records(backen
   ppo_cfg.backend, ppo_cfg.num_steps, ppo_cfg.num_minibatches = backend, 16, 2
   ppo_cfg.total_timesteps, ppo_cfg.log_every = 12 * ppo_cfg.num_envs * 16, 6  # 2 records of 6 updates
   whole = trainer.train(ppo_cfg, str(tmp_path / "whole"))
-  monkeypatch.setattr(trainer, "MAX_CHUNK_SECONDS", 0.0)
+  monkeypatch.setattr(loop, "MAX_CHUNK_SECONDS", 0.0)
   split = trainer.train(ppo_cfg, str(tmp_path / "split"))
   assert [h["update"] for h in split.history] == [6, 12]
   assert timeless(split.history) == timeless(whole.history)
 
 
-def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(ppo_cfg, tmp_path):
+def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(ppo_cfg, tmp_path, built):
   ppo_cfg.backend, ppo_cfg.num_steps, ppo_cfg.num_minibatches = "pmap", 16, 2
   ppo_cfg.total_timesteps = 8 * ppo_cfg.num_envs * 16  # 8 updates
   ppo_cfg.log_every = ppo_cfg.eval_every = ppo_cfg.checkpoint_every = 2  # get() at 4 evals and 4 checkpoints
   result = trainer.train(ppo_cfg, str(tmp_path))
-  assert result.traces == 1 and result.layout_traces == 2  # put's and get's conversions, traced once each
+  runner = built[0].runner
+  assert runner.traces == 1 and runner.layout_traces == 2  # put's and get's conversions, traced once each
   assert [h["update"] for h in result.history] == [2, 4, 6, 8]
   assert all("eval/return" in h for h in result.history)
   assert Checkpoints(str(tmp_path / "checkpoints"), keep=3).saved() == [4, 6, 8]

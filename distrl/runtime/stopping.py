@@ -2,7 +2,7 @@
 
 A request only sets a flag; no handler ever raises, so a signal that lands in the middle of
 compilation, of a chunk or of a checkpoint save interrupts none of them. The trainer looks at
-the flag between chunks (`trainer.MAX_CHUNK_SECONDS` bounds how long that takes), and with several
+the flag between chunks (`loop.MAX_CHUNK_SECONDS` bounds how long that takes), and with several
 processes every process takes the same decision after the same update (`agree`): each stops,
 saves the same checkpoint, and exits 0. A repeated request says what is under way instead of
 cutting it short; `kill -9` still ends a process at once (the last complete checkpoint stays).
@@ -11,6 +11,7 @@ cutting it short; `kill -9` still ends a process at once (the last complete chec
 start-up or compilation is a request like any other (this module imports nothing heavy for that reason).
 """
 
+import enum
 import os
 import signal
 import threading
@@ -18,13 +19,22 @@ import threading
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+class Phase(enum.Enum):
+  """Where the run is, as the trainer announces it (`StopRequest.enter`): what a repeated request says."""
+
+  STARTING = "starting"  # before the update loop: a stop saves nothing new
+  UPDATING = "updating"  # in the update loop: a stop saves a checkpoint after the current chunk
+  SAVING = "saving"  # writing the final checkpoint
+  ENDING = "ending"  # saved; writing the summary and closing
+
+
 class StopRequest:
   """The process's stop request: `reason` is None until a signal (its name) or another cause arrives."""
 
   def __init__(self):
     self.reason: str | None = None
-    self.saving: str | None = None  # what is being saved, while the final checkpoint is written
-    self.updating = False  # whether the run has reached its update loop (before it, a stop saves nothing new)
+    self.phase = Phase.STARTING
+    self.saving: str | None = None  # what is being saved, in Phase.SAVING
     self._previous = {}
     self._said: set[str] = set()
 
@@ -55,6 +65,10 @@ class StopRequest:
   def installed(self) -> bool:
     return bool(self._previous)
 
+  def enter(self, phase: Phase, saving: str | None = None) -> None:
+    """The run has reached `phase` (with Phase.SAVING, `saving` says what is being saved)."""
+    self.phase, self.saving = phase, saving
+
   def request(self, reason: str) -> None:
     if self.reason is None:
       self.reason = reason
@@ -64,12 +78,12 @@ class StopRequest:
     if self.reason is None:
       self.reason = name
       return
-    if self.saving is not None:
-      text = f"distrl: {name}: still saving {self.saving}; waiting for it to complete (kill -9 would lose it)"
-    elif not self.updating:
-      text = f"distrl: {name}: already stopping ({self.reason}); the run stops before its first update"
-    else:
-      text = f"distrl: {name}: already stopping ({self.reason}); the run saves a checkpoint after the current chunk"
+    text = f"distrl: {name}: " + {
+        Phase.STARTING: f"already stopping ({self.reason}); the run stops before its first update",
+        Phase.UPDATING: f"already stopping ({self.reason}); the run saves a checkpoint after the current chunk",
+        Phase.SAVING: f"still saving {self.saving}; waiting for it to complete (kill -9 would lose it)",
+        Phase.ENDING: f"already stopping ({self.reason}); the run is saved and ending",
+    }[self.phase]
     if text not in self._said:  # once each: a key held down is not a wall of lines
       self._said.add(text)
       _say(text)

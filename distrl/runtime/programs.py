@@ -1,0 +1,73 @@
+"""What a run executes, built one way for training, `distrl.evaluate` and the benchmarks: the algorithm and
+environment of a config, validated for a mesh, with the initial state placed on it and the runner of its update."""
+
+import dataclasses
+import functools
+
+import jax
+import ml_collections
+
+from distrl import algorithms, configs, envs, sharding
+from distrl.errors import require, require_divisible, require_positive
+from distrl.rl.state import TrainState
+from distrl.runtime import greedy_eval, seeds
+
+
+def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """The fields every algorithm's config has: intervals, backend, and what must split over devices."""
+  lack = configs.lacking(config)
+  require(lack is None, lack)
+  require_positive(config, "num_seeds", "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
+                   "eval_episodes")
+  require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
+  if "hidden_sizes" in config:
+    widths = config.hidden_sizes
+    widths = (widths,) if isinstance(widths, (int, float)) else widths
+    require(all(isinstance(w, int) and w >= 1 for w in widths),
+            f"hidden_sizes={config.hidden_sizes!r} must list positive layer widths, e.g. "
+            f"--config.hidden_sizes='(64, 64)' ('()' for none)")
+  suggestion = num_devices * max(1, -(-config.num_envs // num_devices))  # the next multiple up
+  require_divisible("num_envs", config.num_envs, "the number of devices", num_devices,
+                    f"use a multiple of {num_devices}, e.g. --config.num_envs={suggestion}")
+  require_divisible("eval_episodes", config.eval_episodes, "the number of devices", num_devices,
+                    f"use a multiple of {num_devices}")
+
+
+@dataclasses.dataclass
+class Program:
+  """What a run executes."""
+
+  config: ml_collections.ConfigDict
+  algorithm: algorithms.Algorithm
+  env: envs.Env
+  mesh: jax.sharding.Mesh
+  sizes: algorithms.Sizes
+  state: TrainState  # the initial state of every agent (`config.num_seeds`), global layout, on `mesh`
+  runner: sharding.Runner  # one chunk of updates, of every agent (not compiled until `runner.compile`)
+
+  @property
+  def total_steps(self) -> int:
+    return self.sizes.num_updates * self.sizes.steps_per_update
+
+  def evaluator(self, episodes: int):
+    """evaluate(learner, keys) -> {"return", "length"}: greedy episodes of every agent, split over the mesh."""
+    return greedy_eval.make_evaluate(self.algorithm.act, self.config, self.env, self.mesh, episodes)
+
+
+def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program:
+  """Resolves the algorithm and environment of `config`, validates it for `mesh`, and builds the initial state
+  (placed on the mesh) and the runner of its update. Raises ConfigError for anything a user can fix."""
+  check_run_config(config, mesh.size)
+  algorithm = algorithms.get(config.algo)
+  env = envs.make(config.env_name, config.env_kwargs)
+  sizes = algorithm.sizes(config, mesh.size)
+  require(all(hasattr(sizes, field) for field in ("num_updates", "steps_per_update")),
+          f"algo={config.algo!r}: sizes() returned {type(sizes).__name__}, not sizes with num_updates and "
+          f"steps_per_update (see distrl/algorithms.py)")
+  require(sizes.num_updates < 2**31, f"total_timesteps={config.total_timesteps} makes {sizes.num_updates:,} updates; "
+                                     f"the update counter is int32 on the devices (at most 2**31 - 1)")
+  init = functools.partial(algorithm.init, config=config, env=env, sizes=sizes)
+  state = sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh)
+  update = seeds.update(functools.partial(algorithm.update, config=config, env=env, sizes=sizes), config)
+  return Program(config=config, algorithm=algorithm, env=env, mesh=mesh, sizes=sizes, state=state,
+                 runner=sharding.Runner(update, mesh, config.backend, state))
