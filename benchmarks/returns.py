@@ -12,10 +12,10 @@ refused). The table gives, over the seeds (mean ± std): the training return of 
 (the mean over the episodes that ended in it) and the final greedy evaluation (each agent's mean over
 `eval_episodes` episodes), with the wall time of the row (the run's `time`: compile, evaluation and
 checkpoints included, summed over resumes) and the published number it is measured against.
-The table replaces the text between the two markers in `--build-md`, and the curves (mean ± std over seeds,
+The table replaces the text between the two markers in `--results`, and the curves (mean ± std over seeds,
 through `distrl.plot`) go to `--curves/<environment>.png`, one figure per environment. By default these are
-BUILD.md and benchmarks/curves/, the published ones, only for full runs in the default --out; a --quick run or
-another --out writes no BUILD.md and its curves to OUT/curves/ unless told otherwise.
+benchmarks/RESULTS.md and benchmarks/curves/, the published ones, only for full runs in the default --out; a --quick
+run or another --out writes no table and its curves to OUT/curves/ unless told otherwise.
 """
 
 import argparse
@@ -33,6 +33,7 @@ GYMNAX_PPO = "gymnax 1.0.1 README (gymnax-blines PPO, MLP)"
 MINATAR_PUBLISHED = {"Breakout": 28, "Asterix": 15, "Freeway": 58, "SpaceInvaders": 131}  # gymnax's PPO, an MLP
 BEGIN, END = "<!-- returns.py: begin -->", "<!-- returns.py: end -->"
 OUT = os.path.join(ROOT, "runs", "returns")  # the default --out, whose full runs make the published table
+RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")  # where the published table lives, between BEGIN and END
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,11 +218,11 @@ def finished(out: str, names: list[str]) -> list[dict]:
 
 
 def destinations(args: argparse.Namespace) -> argparse.Namespace:
-  """`args` with --build-md and --curves resolved: the published table and curves only for full runs in the default
+  """`args` with --results and --curves resolved: the published table and curves only for full runs in the default
   --out (a --quick run or another --out would replace them with its own rows)."""
   published = not args.quick and os.path.abspath(args.out) == OUT
-  if args.build_md is None:
-    args.build_md = os.path.join(ROOT, "BUILD.md") if published else ""
+  if args.results is None:
+    args.results = RESULTS if published else ""
   if args.curves is None:
     args.curves = os.path.join(ROOT, "benchmarks", "curves") if published else os.path.join(args.out, "curves")
   return args
@@ -232,8 +233,8 @@ def main():
   parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
   parser.add_argument("--seeds", type=int, default=3, help="agents per row, trained as one program (num_seeds)")
   parser.add_argument("--out", default=OUT, help="one workdir per row")
-  parser.add_argument("--build-md", help="where the table goes ('' for none; default: BUILD.md for full runs in the "
-                                         "default --out, else none)")
+  parser.add_argument("--results", help="where the table goes, between its markers ('' for none; default: "
+                                        "benchmarks/RESULTS.md for full runs in the default --out, else none)")
   parser.add_argument("--curves", help="where the PNGs go (default: benchmarks/curves for full runs in the default "
                                        "--out, else OUT/curves)")
   parser.add_argument("--table", action="store_true", help="train nothing: the table and curves of finished rows")
@@ -246,12 +247,12 @@ def main():
     print(f"{name}: train {result['train_mean']:.1f} ± {result['train_std']:.1f}, eval {result['eval_mean']:.1f} ± "
           f"{result['eval_std']:.1f} in {result['wall_s']:.0f}s", flush=True)
   results = finished(args.out, list(ROWS))
-  kept = {name: line for name, line in published_lines(args.build_md).items()
+  kept = {name: line for name, line in published_lines(args.results).items()
           if name not in {r["row"] for r in results}}  # published rows whose runs are elsewhere stay as they are
   text = table(results, kept)
   print(text)
-  if args.build_md and results:
-    write_between_markers(args.build_md, text)
+  if args.results and results:
+    write_between_markers(args.results, text)
   for path in draw_curves(results, args.out, args.curves, list(kept)) if results else []:
     print(f"wrote {path}")
 

@@ -181,7 +181,7 @@ def reference_missing(script: str) -> str | None:
     try:
       import flashbax  # noqa: F401  (the reference DQN's replay buffer)
     except ImportError:
-      return "the reference DQN needs flashbax: pip install -e '.[bench]'"
+      return "the reference DQN needs flashbax: pip install flashbax==0.1.3 chex"
   return None
 
 

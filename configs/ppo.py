@@ -62,7 +62,7 @@ PRESETS = {
     **{f"{game}-mlp": {"env_name": game, **MINATAR_MLP} for game in MINATAR_GAMES},
     # Asterix with PureJaxRL's MLP stays below gymnax's published 15 (greedy 12.7 +- 4.8, seeds 0-2, 1e7 steps);
     # gymnax-blines' own Asterix PPO settings (agents/Asterix-MinAtar/ppo.yaml: two layers of 256, lr 5e-4
-    # constant, gamma 0.999) reach 25.3 +- 4.8 (BUILD.md, returns table).
+    # constant, gamma 0.999) reach 25.3 +- 4.8 (benchmarks/RESULTS.md).
     "Asterix-MinAtar-mlp": {"env_name": "Asterix-MinAtar", **MINATAR_MLP, "hidden_sizes": (256, 256), "lr": 5e-4,
                             "anneal_lr": False, "gamma": 0.999},
     "brax:inverted_pendulum": {**BRAX, "env_name": "brax:inverted_pendulum", "num_envs": 2048, "num_steps": 80, "num_minibatches": 40,

@@ -30,11 +30,11 @@ def test_returns_py_trains_each_kind_of_row_and_writes_the_table_between_its_mar
   byte for byte), one PNG per environment whose rows ended episodes (Acrobot's 500-step episodes do not end in a
   --quick run: said, no curve); a second invocation reruns nothing."""
   returns = _script("returns")
-  build_md = tmp_path / "BUILD.md"
-  before, after = "# Build\n\nabove\n\n", "\n\nbelow\n"
-  build_md.write_text(f"{before}{returns.BEGIN}\nan old table\n{returns.END}{after}")
+  results_md = tmp_path / "RESULTS.md"
+  before, after = "# Benchmark results\n\nabove\n\n", "\n\nbelow\n"
+  results_md.write_text(f"{before}{returns.BEGIN}\nan old table\n{returns.END}{after}")
   rows = ["ppo-CartPole-v1", "dqn-Acrobot-v1", "pqn-CartPole-v1"]
-  argv = ["returns.py", "--quick", "--seeds", "2", "--out", str(tmp_path / "out"), "--build-md", str(build_md),
+  argv = ["returns.py", "--quick", "--seeds", "2", "--out", str(tmp_path / "out"), "--results", str(results_md),
           "--curves", str(tmp_path / "curves"), "--rows", *rows]
   monkeypatch.setattr(sys, "argv", argv)
   returns.main()
@@ -43,7 +43,7 @@ def test_returns_py_trains_each_kind_of_row_and_writes_the_table_between_its_mar
     summary = json.loads((tmp_path / "out" / row / "returns.json").read_text())
     assert summary["quick"] and summary["seeds"] == 2 and summary["steps"] > 0
     assert np.isfinite(summary["eval_mean"]), summary
-  text = build_md.read_text()
+  text = results_md.read_text()
   assert text.startswith(before + returns.BEGIN) and text.endswith(returns.END + after)
   assert "an old table" not in text
   assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "-v1" in line] == \
@@ -64,37 +64,46 @@ def test_returns_py_keeps_the_published_rows_whose_runs_are_elsewhere(tmp_path, 
   kept = "| ppo-Breakout-MinAtar-mlp | 9,994,240 | 3 | 57.8 ± 26.7 | 58.7 ± 27.3 | 38.9 min | 28 | src |"
   cnn = "| ppo-SpaceInvaders-MinAtar (CNN) | 9,994,240 | 3 | 1.0 ± 0.0 | 2.0 ± 0.0 | 1.0 min | 131 | src |"
   old = "| pqn-Breakout-MinAtar-mlp | 9,998,336 | 3 | 31.0 ± 3.2 | 80.0 ± 11.4 | 10.6 min | 28 | src |"
-  build_md = tmp_path / "BUILD.md"
-  build_md.write_text(f"above\n{returns.BEGIN}\n| preset | steps |\n| --- | --- |\n{cnn}\n{old}\n{kept}\n{returns.END}\n")
+  results_md = tmp_path / "RESULTS.md"
+  table = f"| preset | steps |\n| --- | --- |\n{cnn}\n{old}\n{kept}"
+  results_md.write_text(f"above\n{returns.BEGIN}\n{table}\n{returns.END}\n")
   rerun = tmp_path / "out" / "pqn-Breakout-MinAtar-mlp"
   rerun.mkdir(parents=True)
   (rerun / "returns.json").write_text(json.dumps({
       "row": "pqn-Breakout-MinAtar-mlp", "env": "Breakout-MinAtar", "steps": 9998336, "seeds": 3, "train_mean": 37.3,
       "train_std": 2.1, "eval_mean": 90.2, "eval_std": 2.5, "wall_s": 438, "published": 28, "source": "src",
       "quick": False}))
-  monkeypatch.setattr(sys, "argv", ["returns.py", "--table", "--out", str(tmp_path / "out"), "--build-md",
-                                    str(build_md), "--curves", str(tmp_path / "curves")])
+  monkeypatch.setattr(sys, "argv", ["returns.py", "--table", "--out", str(tmp_path / "out"), "--results",
+                                    str(results_md), "--curves", str(tmp_path / "curves")])
   returns.main()
-  assert [line for line in build_md.read_text().splitlines() if "MinAtar" in line] == [
+  assert [line for line in results_md.read_text().splitlines() if "MinAtar" in line] == [
       kept, "| pqn-Breakout-MinAtar-mlp | 9,998,336 | 3 | 37.3 ± 2.1 | 90.2 ± 2.5 | 7.3 min | 28 | src |", cnn]
   assert "Breakout-MinAtar.png not redrawn: the run of ppo-Breakout-MinAtar-mlp is not in" in capsys.readouterr().out
   assert os.listdir(tmp_path / "curves") == []
 
 
 def test_returns_py_writes_the_published_table_and_curves_only_from_full_runs_in_the_default_out(tmp_path):
-  """A --quick run or another --out must not replace BUILD.md's table and benchmarks/curves/ with its rows."""
+  """A --quick run or another --out must not replace benchmarks/RESULTS.md's table and benchmarks/curves/ with its
+  rows."""
   returns = _script("returns")
   parse = lambda *argv: returns.destinations(argparse.Namespace(**{"out": returns.OUT, "quick": False,
-                                                                   "build_md": None, "curves": None, **dict(argv)}))
+                                                                   "results": None, "curves": None, **dict(argv)}))
   full = parse()
-  assert full.build_md == os.path.join(returns.ROOT, "BUILD.md")
+  assert full.results == os.path.join(returns.ROOT, "benchmarks", "RESULTS.md")
   assert full.curves == os.path.join(returns.ROOT, "benchmarks", "curves")
   quick = parse(("quick", True))
-  assert quick.build_md == "" and quick.curves == os.path.join(returns.OUT, "curves")
+  assert quick.results == "" and quick.curves == os.path.join(returns.OUT, "curves")
   elsewhere = parse(("out", str(tmp_path)))
-  assert elsewhere.build_md == "" and elsewhere.curves == os.path.join(str(tmp_path), "curves")
-  told = parse(("quick", True), ("build_md", str(tmp_path / "B.md")), ("curves", str(tmp_path)))
-  assert told.build_md == str(tmp_path / "B.md") and told.curves == str(tmp_path)
+  assert elsewhere.results == "" and elsewhere.curves == os.path.join(str(tmp_path), "curves")
+  told = parse(("quick", True), ("results", str(tmp_path / "R.md")), ("curves", str(tmp_path)))
+  assert told.results == str(tmp_path / "R.md") and told.curves == str(tmp_path)
+  # The published table is there, between its markers: every line of it a row that returns.py keeps when it reruns
+  # others.
+  content = open(returns.RESULTS).read()
+  rows = [line for line in content[content.index(returns.BEGIN):content.index(returns.END)].splitlines()
+          if line.startswith("| ") and not line.startswith(("| preset |", "| --- |"))]
+  assert "ppo-CartPole-v1" in returns.published_lines(returns.RESULTS)
+  assert len(returns.published_lines(returns.RESULTS)) == len(rows) > 0
 
 
 def test_returns_py_reads_the_final_training_return_from_the_last_whole_log_interval():

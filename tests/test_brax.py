@@ -74,7 +74,7 @@ def test_ppo_balances_the_inverted_pendulum_for_the_whole_episode(devices, tmp_p
   maximum of a 200-step episode: every greedy evaluation episode balances all 200 steps (eval return 200.0, the
   mean of 8 episodes, so each lasted 200 steps), which the preset's normalised observations with a small network
   reach from ~40k steps on; the first log interval (untrained, ~35) stays far below. The preset itself reaches
-  1000 on this CPU (1.97M steps, ~100 s on one device: README's presets table), and with 1,000-step episodes this
+  1000 on this CPU (1.97M steps, ~100 s on one device: benchmarks/RESULTS.md), and with 1,000-step episodes this
   small run gets greedy returns of 400-660 at 80k steps (in development): a 1,000-step bar costs more than this
   suite's share of the test budget, so the test asks for the same level, the whole episode, on a shorter one."""
   if devices > jax.device_count():
