@@ -88,7 +88,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   from distrl.cli import noise
 
-  noise.guard("distrl.evaluate")  # before JAX starts: keeps tensorstore's noise of a damaged checkpoint away
+  noise.switch_on("distrl.evaluate")  # before JAX starts: keeps tensorstore's noise of a damaged checkpoint away
+  noise.keep_in(os.path.expanduser(_WORKDIR.value))
   import jax
   import numpy as np
 

@@ -113,10 +113,6 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-  import logging as python_logging
-
-  # JAX logs a host callback's exception with its traceback; the trainer reports it in one line (RunFailed).
-  python_logging.getLogger("jax._src.callback").setLevel(python_logging.CRITICAL)
   import jax  # after flag parsing: JAX reads XLA_FLAGS when its backend starts
 
   from distrl.runtime import distributed
@@ -128,8 +124,8 @@ def main(argv):
   if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
     raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
   auto = _DISTRIBUTED.value if _DISTRIBUTED.value is not None else int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  noise.guard(f"process {_PROCESS_ID.value} of {_NUM_PROCESSES.value}" if _PROCESS_ID.value is not None
-               else "this process")
+  noise.switch_on(f"process {_PROCESS_ID.value} of {_NUM_PROCESSES.value}" if _PROCESS_ID.value is not None
+                  else "this process")
   try:
     if distributed.start(*explicit, auto=auto, timeout=_HEARTBEAT.value):
       stopping.REQUEST.install()  # again: JAX's preemption notifier took SIGTERM; the trainer agrees on stops itself
@@ -142,6 +138,7 @@ def main(argv):
   if _WORKDIR.value is None and jax.process_count() > 1:
     raise app.UsageError("a run of several processes needs one --workdir shared by all of them")
   workdir = os.path.expanduser(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
+  noise.keep_in(workdir, jax.process_index() if jax.process_count() > 1 else None)
   try:
     trainer.train(config, workdir, overwrite=_OVERWRITE.value)
     distributed.finished()

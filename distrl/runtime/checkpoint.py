@@ -7,12 +7,9 @@ and the previous one is used. A checkpoint whose arrays do not have the shapes t
 config gives is refused: it was written by another config.
 """
 
-import logging
 import os
 import re
-import sys
 import time
-import traceback
 from typing import Callable
 
 import jax
@@ -20,42 +17,6 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from distrl.errors import ConfigError, RunFailed, first_line
-
-
-# Orbax logs its failures (with tracebacks, from background threads) before raising them; this module turns each
-# into one line of ours (RunFailed, a warning), so orbax's own log records are dropped.
-logging.getLogger("absl").addFilter(lambda record: f"{os.sep}orbax{os.sep}" not in record.pathname)
-# A failed background write also surfaces as asyncio's "Task/Future exception was never retrieved" for orbax's
-# coroutines and tensorstore's futures (collected after orbax gave up on them): the failure is the one reported.
-_ORBAX_ASYNC = (f"{os.sep}orbax{os.sep}", "OCDBT", "tensorstore")
-
-
-def _not_orbax_async(record: logging.LogRecord) -> bool:
-  """False for asyncio's records about orbax's or tensorstore's work (by message, or by the traceback attached)."""
-  if any(marker in record.getMessage() for marker in _ORBAX_ASYNC):
-    return False
-  if record.exc_info and record.exc_info[2] is not None:
-    return not any(marker in frame.filename for frame in traceback.extract_tb(record.exc_info[2])
-                   for marker in _ORBAX_ASYNC)
-  return True
-
-
-logging.getLogger("asyncio").addFilter(_not_orbax_async)
-
-
-def _orbax_unraisable(unraisable, previous=sys.unraisablehook) -> None:
-  """Drops what Python says of orbax's reads that raised while being collected ("Exception ignored in: <coroutine
-  object _read_array_index_and_device_put ...>", a traceback and TensorStore's whole spec, per array) and of
-  tensorstore's callbacks into orbax's event loop after it closed ("RuntimeError: Event loop is closed"), from
-  several threads at once: a damaged checkpoint or a failed save, said in one line where it fails. Anything else
-  goes to the hook before."""
-  frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
-  closed_loop = isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
-  if not closed_loop and not any(marker in frame.filename for frame in frames for marker in _ORBAX_ASYNC):
-    previous(unraisable)
-
-
-sys.unraisablehook = _orbax_unraisable
 
 
 class IncompatibleCheckpoint(ConfigError):

@@ -13,7 +13,7 @@ and exit 1:
   (a `missed_heartbeat_callback` dies converting the status). JAX's coordination service (in
   process 0) likewise ends every process it can reach once a peer has sent no heartbeat for
   2 x `timeout` seconds, should the watchdog not have acted by then (seen once in CI and once by
-  hand). `distrl.cli.noise.guard` turns either abort into our one line.
+  hand). `distrl.cli.noise` turns either abort into our one line.
 """
 
 import os
