@@ -47,10 +47,11 @@ _OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Start a new run in a --wo
 
 
 def _fail(message: str, status: int, *, abandon: bool = False) -> None:
-  """Our one line, then exit `status`; with `abandon` (or where orbax left threads) without Python's exit handlers,
-  which would only repeat the failure (JAX's, for a program that failed on the devices) or wait: a save that failed
-  as orbax started it can leave orbax's threads waiting for the signals of work that never ran, for orbax's
-  coordination timeout (5 minutes), and the interpreter's exit waits for them, deaf to SIGTERM."""
+  """Our one line (the noise filter ends it with where it kept what other libraries printed, if they did), then
+  exit `status`; with `abandon` (or where orbax left threads) without Python's exit handlers, which would only repeat
+  the failure (JAX's, for a program that failed on the devices) or wait: a save that failed as orbax started it can
+  leave orbax's threads waiting for the signals of work that never ran, for orbax's coordination timeout (5
+  minutes), and the interpreter's exit waits for them, deaf to SIGTERM."""
   print(f"distrl: error: {message}", file=sys.stderr, flush=True)
   stopping.REQUEST.ignore_from_now()
   if abandon or any(type(thread).__module__.startswith("orbax.") and thread.is_alive() and not thread.daemon

@@ -199,6 +199,7 @@ def test_interleaved_pieces_of_closed_event_loop_tracebacks_are_dropped_and_blan
   assert guarded("this process", ["a", "", "b", ""]).splitlines() == ["a", "", "b"]
 
 
+@pytest.mark.unit
 def test_every_filter_names_its_upstream_versions_what_it_drops_and_why():
   assert len({f.name for f in noise.FILTERS}) == len(noise.FILTERS)
   for kind in noise.FILTERS:
@@ -208,6 +209,7 @@ def test_every_filter_names_its_upstream_versions_what_it_drops_and_why():
     assert noise.RAW in f.read(), "README says how to switch the filter off"
 
 
+@pytest.mark.unit
 def test_the_installed_libraries_still_hold_the_text_each_filter_matches():
   """A new wording upstream fails here, not silently in a user's terminal."""
   for package in sorted({kind.package for kind in noise.FILTERS}):
@@ -262,6 +264,7 @@ def test_a_real_closed_event_loop_traceback_is_dropped():
   assert ours == line + "\n" and all(piece in text for piece in real)
 
 
+@pytest.mark.unit
 def test_jax_logs_a_failing_host_callback_as_the_filter_expects():
   records = []
   handler = logging.Handler()
@@ -282,6 +285,7 @@ def test_jax_logs_a_failing_host_callback_as_the_filter_expects():
   assert records[0].getMessage() == noise.JAX_CALLBACK.sample[0]
 
 
+@pytest.mark.unit
 def test_orbax_logs_through_absl_from_its_own_files(tmp_path):
   import orbax.checkpoint as ocp
   records = []

@@ -63,7 +63,7 @@ class Filter:
 
 
 AOT_HINTS = Filter(
-    "jaxlib-cpu-aot-hints", "jaxlib 0.10.0 (seen; not printed by 0.10.2 on x86-64)",
+    "jaxlib-cpu-aot-hints", "jaxlib 0.9.1-0.10.1 (seen with 0.10.0; 0.10.2 printed none in a check on x86-64)",
     "cpu_aot_loader.cc's E-level line that +prefer-no-gather / +prefer-no-scatter are not supported on the host, "
     "one per program loaded from JAX's persistent compilation cache",
     "the XLA:CPU AOT loader takes LLVM tuning preferences for CPU features the host lacks (jax-ml/jax#38445, "
@@ -284,9 +284,12 @@ class _UnraisableHook:
     kind = dropping_unraisable(unraisable)
     if kind is None:
       return self.previous(unraisable)
-    where = f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n"
-    _drop(kind, where + "".join(traceback.format_exception(unraisable.exc_type, unraisable.exc_value,
-                                                           unraisable.exc_traceback)))
+    try:
+      where = f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n"
+      _drop(kind, where + "".join(traceback.format_exception(unraisable.exc_type, unraisable.exc_value,
+                                                             unraisable.exc_traceback)))
+    except Exception:  # an object whose repr fails, or the interpreter shutting down: Python's own report
+      self.previous(unraisable)
 
 
 def _drop(kind: Filter, text: str) -> None:
