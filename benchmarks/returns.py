@@ -12,10 +12,13 @@ refused). The table gives, over the seeds (mean ± std): the training return of 
 (the mean over the episodes that ended in it) and the final greedy evaluation (each agent's mean over
 `eval_episodes` episodes), with the wall time of the row (the run's `time`: compile, evaluation and
 checkpoints included, summed over resumes) and the published number it is measured against.
-The table replaces the text between the two markers in `--results`, and the curves (mean ± std over seeds,
-through `distrl.plot`) go to `--curves/<environment>.png`, one figure per environment. By default these are
-benchmarks/RESULTS.md and benchmarks/curves/, the published ones, only for full runs in the default --out; a --quick
-run or another --out writes no table and its curves to OUT/curves/ unless told otherwise.
+The table, under a line giving the command, the machine and the date, replaces the text between the `returns.py`
+markers in `--results` (results_file.py), and the curves (mean ± std over seeds, through `distrl.plot`) go to
+`--curves/<environment>.png`, one figure per environment. By default these are benchmarks/RESULTS.md and
+benchmarks/curves/, the published ones, only for a complete run: every row (no --rows, or --table, which tabulates
+every finished row), not --quick, in the default --out. Any other run prints its table, says that it did not write
+RESULTS.md, and draws its curves in OUT/curves/, unless told otherwise. So rows trained apart
+(`--rows ...`) are published by `--table` once they are finished.
 """
 
 import argparse
@@ -27,13 +30,17 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as a script from anywhere: distrl is beside benchmarks/
   sys.path.insert(0, ROOT)
+if os.path.join(ROOT, "benchmarks") not in sys.path:  # results_file, beside this script, when it is loaded by path
+  sys.path.append(os.path.join(ROOT, "benchmarks"))
+import results_file  # noqa: E402
 
 GYMNAX = "gymnax 1.0.1 README (gymnax-blines PPO/ES checkpoints)"
 GYMNAX_PPO = "gymnax 1.0.1 README (gymnax-blines PPO, MLP)"
 MINATAR_PUBLISHED = {"Breakout": 28, "Asterix": 15, "Freeway": 58, "SpaceInvaders": 131}  # gymnax's PPO, an MLP
-BEGIN, END = "<!-- returns.py: begin -->", "<!-- returns.py: end -->"
+NAME = "returns.py"  # the table's markers in RESULTS.md
+BEGIN, END = results_file.markers(NAME)
 OUT = os.path.join(ROOT, "runs", "returns")  # the default --out, whose full runs make the published table
-RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")  # where the published table lives, between BEGIN and END
+RESULTS = results_file.RESULTS  # where the published table lives, between BEGIN and END
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,28 +167,12 @@ def table(results: list[dict], kept: dict[str, str] | None = None) -> str:
 
 def published_lines(path: str) -> dict[str, str]:
   """The rows of the table between the markers in `path` (none if there is no such file or table), by row name."""
-  if not path or not os.path.exists(path):
+  content = results_file.read(path, NAME)
+  if content is None:
     return {}
-  with open(path) as f:
-    content = f.read()
-  if BEGIN not in content or END not in content:
-    return {}
-  lines = content[content.index(BEGIN):content.index(END)].splitlines()
+  lines = content.splitlines()
   rows = {line[2:].split(" | ")[0].removesuffix(" (CNN)"): line for line in lines if line.startswith("| ")}
   return {name: line for name, line in rows.items() if name in ROWS}
-
-
-def write_between_markers(path: str, text: str) -> None:
-  """Replaces what lies between BEGIN and END in `path` (appending both markers if absent)."""
-  with open(path) as f:
-    content = f.read()
-  block = f"{BEGIN}\n{text}\n{END}"
-  if BEGIN in content and END in content:
-    content = content[:content.index(BEGIN)] + block + content[content.index(END) + len(END):]
-  else:
-    content = content.rstrip("\n") + "\n\n" + block + "\n"
-  with open(path, "w") as f:
-    f.write(content)
 
 
 def draw_curves(results: list[dict], out: str, directory: str, kept: list[str] = ()) -> list[str]:
@@ -217,12 +208,23 @@ def finished(out: str, names: list[str]) -> list[dict]:
   return results
 
 
+def incomplete(args: argparse.Namespace) -> str | None:
+  """Why this run does not make the published table and curves (None if it does): a --quick run, another --out or
+  some of the rows would replace them with its own rows."""
+  if args.quick:
+    return "a --quick run"
+  if os.path.abspath(args.out) != OUT:
+    return f"--out {args.out} is not the default {os.path.relpath(OUT, ROOT)}"
+  if not args.table and set(args.rows) != set(ROWS):
+    return f"--rows ran {len(set(args.rows))} of the {len(ROWS)} rows (--table publishes every finished row)"
+  return None
+
+
 def destinations(args: argparse.Namespace) -> argparse.Namespace:
-  """`args` with --results and --curves resolved: the published table and curves only for full runs in the default
-  --out (a --quick run or another --out would replace them with its own rows)."""
-  published = not args.quick and os.path.abspath(args.out) == OUT
-  if args.results is None:
-    args.results = RESULTS if published else ""
+  """`args` with --results and --curves resolved: the published table and curves only for a complete run (every row
+  or --table, not --quick, in the default --out)."""
+  published = incomplete(args) is None
+  args.results = results_file.destination(args.results, incomplete(args))
   if args.curves is None:
     args.curves = os.path.join(ROOT, "benchmarks", "curves") if published else os.path.join(args.out, "curves")
   return args
@@ -234,12 +236,14 @@ def main():
   parser.add_argument("--seeds", type=int, default=3, help="agents per row, trained as one program (num_seeds)")
   parser.add_argument("--out", default=OUT, help="one workdir per row")
   parser.add_argument("--results", help="where the table goes, between its markers ('' for none; default: "
-                                        "benchmarks/RESULTS.md for full runs in the default --out, else none)")
-  parser.add_argument("--curves", help="where the PNGs go (default: benchmarks/curves for full runs in the default "
-                                       "--out, else OUT/curves)")
+                                        "benchmarks/RESULTS.md for a complete run, else none)")
+  parser.add_argument("--curves", help="where the PNGs go (default: benchmarks/curves for a complete run, else "
+                                       "OUT/curves)")
   parser.add_argument("--table", action="store_true", help="train nothing: the table and curves of finished rows")
   parser.add_argument("--quick", action="store_true", help="a few updates per row, to check the pipeline")
   args = destinations(parser.parse_args())
+  if args.results:  # before hours of training, not after
+    results_file.check(args.results, [NAME])
 
   for name in [] if args.table else args.rows:
     print(f"{name}: training", flush=True)
@@ -252,7 +256,9 @@ def main():
   text = table(results, kept)
   print(text)
   if args.results and results:
-    write_between_markers(args.results, text)
+    results_file.write(args.results, {NAME: text})
+  elif not args.results:
+    results_file.not_written(incomplete(args) or "--results ''")
   for path in draw_curves(results, args.out, args.curves, list(kept)) if results else []:
     print(f"wrote {path}")
 

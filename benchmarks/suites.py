@@ -9,6 +9,10 @@ PPO program training runs (`programs.build`), compiles it, and times `--chunks` 
 (`action_space.sample`: discrete or continuous) in one jitted scan, sharded the same way. train / raw is what the
 learner costs on top of the environment. Sizes are CPU-sized (the presets' 1024-4096 environments are for an
 accelerator): the rows say which.
+
+The table is printed, and written into benchmarks/RESULTS.md between its `suites.py` markers (results_file.py)
+under a line giving the command, the machine and the date, only by a complete run: every row (no --rows). A partial
+run prints its table and says that it did not write it; `--results PATH` writes it to PATH whatever ran.
 """
 
 import argparse
@@ -19,7 +23,10 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import results_file  # noqa: E402
 import table  # noqa: E402  (its per-device-count worker environment and result parsing)
+
+NAME = "suites.py"  # the table's markers in RESULTS.md
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,32 +65,66 @@ def measure(row: Row, chunks: int) -> dict:
           "envs": config.num_envs, "steps": config.num_steps}
 
 
+def run_worker(name: str, devices: int, chunks: int) -> dict:
+  """One row on `devices` emulated devices, in a fresh process: its measurement, or {"failed": why}."""
+  command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--chunks", str(chunks)]
+  return table._last_json(subprocess.run(command, env=table._env(devices), cwd=table.ROOT, capture_output=True,
+                                         text=True))
+
+
+def throughput_table(results: dict, rows: list[str], devices: list[int]) -> str:
+  """One line per row and device count from `results` ((row, devices) -> measurement); 'vs 1 device' is the ratio to
+  the row's first device count that did not fail."""
+  lines = ["| suite row | preset | devices | envs x steps | PPO steps/s | raw steps/s | PPO / raw | vs 1 device | "
+           "compile s | raw compile s |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for name in rows:
+    first = None
+    for d in devices:
+      out = results[name, d]
+      if "failed" in out:
+        lines.append(f"| {name} | {ROWS[name].preset} | {d} | failed: {out['failed']} |||||||")
+        continue
+      first = first or out
+      lines.append(f"| {name} | {ROWS[name].preset} | {d} | {out['envs']} x {out['steps']} | {out['sps']:,.0f} | "
+                   f"{out['raw_sps']:,.0f} | {out['sps'] / out['raw_sps']:.2f} | {out['sps'] / first['sps']:.2f}x | "
+                   f"{out['compile_s']:.1f} | {out['raw_compile_s']:.1f} |")
+  return "\n".join(lines)
+
+
+def incomplete(args: argparse.Namespace) -> str | None:
+  """Why this run does not make the published table (None if it does): some of the rows."""
+  if set(args.rows) != set(ROWS):
+    return f"--rows ran {len(set(args.rows))} of the {len(ROWS)} rows"
+  return None
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 8])
   parser.add_argument("--chunks", type=int, default=3, help="timed chunks (and ceiling scans) per measurement")
+  parser.add_argument("--results", help="where the table goes, between its markers ('' for none; default: "
+                                        "benchmarks/RESULTS.md for a complete run, else none)")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     print(json.dumps(measure(ROWS[args.worker], args.chunks)))
     return
-  print("| suite row | preset | devices | envs x steps | PPO steps/s | raw steps/s | PPO / raw | vs 1 device | "
-        "compile s | raw compile s |")
-  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  args.results = results_file.destination(args.results, incomplete(args))
+  if args.results:  # before the measurements, not after
+    results_file.check(args.results, [NAME])
+  results = {}
   for name in args.rows:
-    first = None
     for devices in args.devices:
-      command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--chunks", str(args.chunks)]
-      out = table._last_json(subprocess.run(command, env=table._env(devices), cwd=table.ROOT, capture_output=True,
-                                            text=True))
-      if "failed" in out:
-        print(f"| {name} | {ROWS[name].preset} | {devices} | failed: {out['failed']} |||||||", flush=True)
-        continue
-      first = first or out
-      print(f"| {name} | {ROWS[name].preset} | {devices} | {out['envs']} x {out['steps']} | {out['sps']:,.0f} | "
-            f"{out['raw_sps']:,.0f} | {out['sps'] / out['raw_sps']:.2f} | {out['sps'] / first['sps']:.2f}x | "
-            f"{out['compile_s']:.1f} | {out['raw_compile_s']:.1f} |", flush=True)
+      results[name, devices] = run_worker(name, devices, args.chunks)
+      print(f"{name} on {devices} device(s) measured", file=sys.stderr, flush=True)
+  text = throughput_table(results, args.rows, args.devices)
+  print(text)
+  if args.results:
+    results_file.write(args.results, {NAME: text})
+  else:
+    results_file.not_written(incomplete(args) or "--results ''")
 
 
 if __name__ == "__main__":

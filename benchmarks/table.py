@@ -31,6 +31,11 @@ is the median over rounds of the round's ratio.
 
 Every measurement runs in a fresh process with XLA_FLAGS set for its device count and mode; distrl's workers add
 distrl's own XLA option when they import it (distrl/xla_options.py), the reference runs with XLA's defaults.
+
+The tables are printed, and each is written into benchmarks/RESULTS.md between its markers (`table.py reference`,
+`table.py scaling`, `table.py 475`; results_file.py) under a line giving the command, the machine and the date,
+only by a complete run: every row (no --rows), not --quick (--no-475 leaves the 475 table as it was). A partial run
+prints its tables and says that it did not write them; `--results PATH` writes them to PATH whatever ran.
 """
 
 import argparse
@@ -46,6 +51,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.join(ROOT, "benchmarks") not in sys.path:  # results_file, beside this script, when it is loaded by path
+  sys.path.append(os.path.join(ROOT, "benchmarks"))
+import results_file  # noqa: E402
 REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "purejaxrl")  # ../shared beside the repo
 MODES = {"as-is": "", "1 thread/device": "--xla_cpu_multi_thread_eigen=false"}
 
@@ -222,6 +230,97 @@ def _fmt(value, spec=",.0f", suffix=""):
   return "" if value is None else f"{value:{spec}}{suffix}"
 
 
+REFERENCE_TABLE, SCALING_TABLE, TABLE_475 = "table.py reference", "table.py scaling", "table.py 475"  # their markers
+CAPTIONS = {
+    REFERENCE_TABLE: "**distrl / reference** (1 device, steps/s; ratio: median over rounds of each round's ratio)",
+    SCALING_TABLE: "**Device scaling** (steps/s, medians over rounds; 'vs 1' is the median of each round's ratio to 1 "
+                   "device in the same mode; ideal with one thread per device: min(N, cores))",
+    TABLE_475: "**Command -> first logged return >= 475** (PPO CartPole default, 1 device, seconds, medians over "
+               "rounds)",
+}
+
+
+def reference_table(results: dict, rows: list[str], mode: str, rounds) -> str:
+  """distrl beside the reference, on 1 device in `mode`: one line per row."""
+  lines = ["| config | distrl steps/s | reference steps/s | distrl / reference | distrl compile s | "
+           "reference compile s |",
+           "| --- | --- | --- | --- | --- | --- |"]
+  for name in rows:
+    row = ROWS[name]
+    ours = [results[name, 1, mode, r] for r in rounds]
+    sps = median([o.get("sps") for o in ours])
+    compile_s = median([o.get("compile_s") for o in ours])
+    why = "no reference for this config" if row.reference is None else reference_missing(row.reference[0])
+    if why:
+      lines.append(f"| {name} | {_fmt(sps)} | {why} | | {_fmt(compile_s, '.1f')} | |")
+      continue
+    theirs = [results[name, "reference", r] for r in rounds]
+    ratios = [o["sps"] / t["sps"] for o, t in zip(ours, theirs) if "sps" in o and "sps" in t]
+    failed = next((x["failed"] for x in ours + theirs if "failed" in x), "")
+    lines.append(f"| {name} | {_fmt(sps)} | {_fmt(median([t.get('sps') for t in theirs]))} | "
+                 f"{_fmt(median(ratios), '.2f', 'x')} {failed} | {_fmt(compile_s, '.1f')} | "
+                 f"{_fmt(median([t.get('compile_s') for t in theirs]), '.1f')} |")
+  return "\n".join(lines)
+
+
+def scaling_table(results: dict, rows: list[str], devices: list[int], modes: list[str], rounds) -> str:
+  """Each row on each device count: steps/s in each mode and its ratio to 1 device, beside the raw ceiling."""
+  header = " | ".join(f"{m} steps/s | vs 1" for m in modes)
+  lines = [f"| config | devices | envs | {header} | raw env steps/s | train / raw | compile s | peak MB |",
+           "| --- | --- | --- | " + " | ".join("--- | ---" for _ in modes) + " | --- | --- | --- | --- |"]
+  for name in rows:
+    for d in devices:
+      cells, first = [], results[name, d, modes[0], rounds[0]]
+      if "skipped" in first or "failed" in first:
+        lines.append(f"| {name} | {d} | {first.get('skipped') or 'failed: ' + first['failed']} |")
+        continue
+      for mode in modes:
+        runs = [results[name, d, mode, r] for r in rounds]
+        ones = [results[name, 1, mode, r] for r in rounds]
+        vs = [x["sps"] / o["sps"] for x, o in zip(runs, ones) if "sps" in x and "sps" in o]
+        cells.append(f"{_fmt(median([x.get('sps') for x in runs]))} | {_fmt(median(vs), '.2f', 'x')}")
+      runs = [results[name, d, modes[0], r] for r in rounds]
+      sps, raw = median([x.get("sps") for x in runs]), median([x.get("raw_sps") for x in runs])
+      lines.append(f"| {name} | {d} | {first['envs']} | {' | '.join(cells)} | {_fmt(raw)} | "
+                   f"{_fmt(None if sps is None or not raw else sps / raw, '.3f')} | "
+                   f"{_fmt(median([x.get('compile_s') for x in runs]), '.1f')} | "
+                   f"{_fmt(median([x.get('peak_mb') for x in runs]))} |")
+  return "\n".join(lines)
+
+
+def to_475_table(results: dict, rounds) -> str:
+  """distrl's command -> return 475, cold and warm, beside the reference's compile + run and its whole process."""
+  cold = median([results["475", True, r]["seconds"] for r in rounds])
+  warm = median([results["475", False, r]["seconds"] for r in rounds])
+  theirs = [results["475", "reference", r] for r in rounds]
+  return "\n".join([
+      "| distrl cold cache | distrl warm cache | reference compile + run | reference process |",
+      "| --- | --- | --- | --- |",
+      f"| {_fmt(cold, '.1f')} | {_fmt(warm, '.1f')} | "
+      f"{_fmt(median([t.get('compile_s', 0) + t.get('run_s', 0) for t in theirs if 'run_s' in t]), '.1f')} | "
+      f"{_fmt(median([t['process_s'] for t in theirs]), '.1f')} |"])
+
+
+def make_tables(results: dict, rows: list[str], devices: list[int], modes: list[str], rounds,
+                to_475: bool) -> dict[str, str]:
+  """The run's tables by marker name, in the order printed: what is printed is what is written."""
+  rounds = list(rounds)
+  tables = {REFERENCE_TABLE: reference_table(results, rows, modes[0], rounds),
+            SCALING_TABLE: scaling_table(results, rows, devices, modes, rounds)}
+  if to_475:
+    tables[TABLE_475] = to_475_table(results, rounds)
+  return tables
+
+
+def incomplete(args: argparse.Namespace) -> str | None:
+  """Why this run does not make the published tables (None if it does): a smoke run or some of the rows."""
+  if args.quick:
+    return "a --quick run"
+  if set(args.rows) != set(ROWS):
+    return f"--rows ran {len(set(args.rows))} of the {len(ROWS)} rows"
+  return None
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -231,6 +330,8 @@ def main():
   parser.add_argument("--chunks", type=int, default=3, help="timed chunks per distrl measurement")
   parser.add_argument("--no-475", dest="to_475", action="store_false", help="skip command -> return 475")
   parser.add_argument("--quick", action="store_true", help="one round, short reference runs, no 475 (a smoke run)")
+  parser.add_argument("--results", help="where the tables go, each between its markers ('' for none; default: "
+                                        "benchmarks/RESULTS.md for a complete run, else none)")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -238,6 +339,9 @@ def main():
     return
   if args.quick:
     args.rounds, args.chunks, args.to_475 = 1, 1, False
+  args.results = results_file.destination(args.results, incomplete(args))
+  if args.results:  # before half an hour of measurements, not after
+    results_file.check(args.results, [REFERENCE_TABLE, SCALING_TABLE] + [TABLE_475] * args.to_475)
 
   devices = sorted(set(args.devices) | {1})  # every ratio is to 1 device
   results = {}  # (row, devices, mode, round) -> distrl result; (row, "reference", round) -> reference result
@@ -255,58 +359,13 @@ def main():
         results["475", cold, r] = to_475(cold)
       results["475", "reference", r] = run_reference(ROWS["ppo-default"].reference, quick=False)
 
-  rounds = range(args.rounds)
-  print("\n**distrl / reference** (1 device, steps/s; ratio: median over rounds of each round's ratio)\n")
-  print("| config | distrl steps/s | reference steps/s | distrl / reference | distrl compile s | reference compile s |")
-  print("| --- | --- | --- | --- | --- | --- |")
-  for name in args.rows:
-    row, mode = ROWS[name], args.modes[0]
-    ours = [results[name, 1, mode, r] for r in rounds]
-    sps = median([o.get("sps") for o in ours])
-    compile_s = median([o.get("compile_s") for o in ours])
-    why = "no reference for this config" if row.reference is None else reference_missing(row.reference[0])
-    if why:
-      print(f"| {name} | {_fmt(sps)} | {why} | | {_fmt(compile_s, '.1f')} | |")
-      continue
-    theirs = [results[name, "reference", r] for r in rounds]
-    ratios = [o["sps"] / t["sps"] for o, t in zip(ours, theirs) if "sps" in o and "sps" in t]
-    failed = next((x["failed"] for x in ours + theirs if "failed" in x), "")
-    print(f"| {name} | {_fmt(sps)} | {_fmt(median([t.get('sps') for t in theirs]))} | "
-          f"{_fmt(median(ratios), '.2f', 'x')} {failed} | {_fmt(compile_s, '.1f')} | "
-          f"{_fmt(median([t.get('compile_s') for t in theirs]), '.1f')} |")
-
-  print("\n**Device scaling** (steps/s, medians over rounds; 'vs 1' is the median of each round's ratio to 1 device "
-        "in the same mode; ideal with one thread per device: min(N, cores))\n")
-  header = " | ".join(f"{m} steps/s | vs 1" for m in args.modes)
-  print(f"| config | devices | envs | {header} | raw env steps/s | train / raw | compile s | peak MB |")
-  print("| --- | --- | --- | " + " | ".join("--- | ---" for _ in args.modes) + " | --- | --- | --- | --- |")
-  for name in args.rows:
-    for d in devices:
-      cells, first = [], results[name, d, args.modes[0], 0]
-      if "skipped" in first or "failed" in first:
-        print(f"| {name} | {d} | {first.get('skipped') or 'failed: ' + first['failed']} |")
-        continue
-      for mode in args.modes:
-        runs = [results[name, d, mode, r] for r in rounds]
-        ones = [results[name, 1, mode, r] for r in rounds]
-        vs = [x["sps"] / o["sps"] for x, o in zip(runs, ones) if "sps" in x and "sps" in o]
-        cells.append(f"{_fmt(median([x.get('sps') for x in runs]))} | {_fmt(median(vs), '.2f', 'x')}")
-      runs = [results[name, d, args.modes[0], r] for r in rounds]
-      sps, raw = median([x.get("sps") for x in runs]), median([x.get("raw_sps") for x in runs])
-      print(f"| {name} | {d} | {first['envs']} | {' | '.join(cells)} | {_fmt(raw)} | {_fmt(sps / raw, '.3f')} | "
-            f"{_fmt(median([x.get('compile_s') for x in runs]), '.1f')} | "
-            f"{_fmt(median([x.get('peak_mb') for x in runs]))} |")
-
-  if args.to_475:
-    print("\n**Command -> first logged return >= 475** (PPO CartPole default, 1 device, seconds, medians over rounds)\n")
-    print("| distrl cold cache | distrl warm cache | reference compile + run | reference process |")
-    print("| --- | --- | --- | --- |")
-    cold = median([results["475", True, r]["seconds"] for r in rounds])
-    warm = median([results["475", False, r]["seconds"] for r in rounds])
-    theirs = [results["475", "reference", r] for r in rounds]
-    print(f"| {_fmt(cold, '.1f')} | {_fmt(warm, '.1f')} | "
-          f"{_fmt(median([t.get('compile_s', 0) + t.get('run_s', 0) for t in theirs if 'run_s' in t]), '.1f')} | "
-          f"{_fmt(median([t['process_s'] for t in theirs]), '.1f')} |")
+  tables = make_tables(results, args.rows, devices, args.modes, range(args.rounds), args.to_475)
+  for name, text in tables.items():
+    print(f"\n{CAPTIONS[name]}\n\n{text}")
+  if args.results:
+    results_file.write(args.results, tables)
+  else:
+    results_file.not_written(incomplete(args) or "--results ''")
 
 
 if __name__ == "__main__":
