@@ -123,15 +123,21 @@ def test_bad_user_code_from_the_command_line_is_one_line_and_a_nonzero_exit(tmp_
 
 
 def test_an_environment_failing_mid_run_is_one_line_and_a_nonzero_exit(tmp_path):
-  """A host callback of the environment raises in the first update: the exception, not JAX's traceback."""
+  """A host callback of the environment raises in the first update: the exception, not JAX's traceback, which is kept
+  in WORKDIR/noise.log with the traceback into the environment's code (the line names the file)."""
   run = launch(f"--workdir={tmp_path / 'run'}", f"--config.num_envs={jax.device_count()}",
                "--config.env_name=tests.user_code:fails_mid_run")
   out, err = run.communicate(timeout=120)
   assert run.returncode == 1, out
+  kept = tmp_path / "run" / "noise.log"
   assert err == ("distrl: error: updates 1..1 failed (RuntimeError: the simulator lost its connection); no checkpoint "
-                 "was complete yet. Fix the cause and run the same command to resume\n")
+                 f"was complete yet. Fix the cause and run the same command to resume (other libraries' messages: "
+                 f"{kept})\n")
+  text = kept.read_text()
+  assert "jax.pure_callback failed" in text and "tests/user_code.py" in text, text
 
 
+@pytest.mark.unit
 def test_a_shipped_config_pointed_at_another_algorithm_is_refused():
   config = ppo_config.get_config()
   config.algo = "dqn"
@@ -141,6 +147,7 @@ def test_a_shipped_config_pointed_at_another_algorithm_is_refused():
     programs.build(config, sharding.make_mesh())
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("widths", [(0,), (64, -1)])
 def test_hidden_sizes_must_be_positive_widths(widths):
   config = ppo_config.get_config()
@@ -149,6 +156,7 @@ def test_hidden_sizes_must_be_positive_widths(widths):
     programs.check_run_config(config, 1)
 
 
+@pytest.mark.unit
 def test_a_config_without_the_run_fields_is_refused():
   config = a2c_config.get_config()
   del config["eval_episodes"]
@@ -172,6 +180,7 @@ def test_an_algorithm_registered_by_name_or_named_by_path_is_the_same_algorithm(
     algorithms.register("broken", object())
 
 
+@pytest.mark.unit
 def test_the_runtime_imports_no_algorithm_and_names_none():
   """The host runtime (distrl/runtime/) knows algorithms only through distrl.algorithms' contract and registry."""
   imported, sources = set(), ""
@@ -207,6 +216,7 @@ def test_the_a2c_example_learns_cartpole_through_the_launcher(tmp_path):
     assert json.load(f)["algo"] == "examples.a2c"
 
 
+@pytest.mark.unit
 def test_an_exceptions_first_line_in_one_line_messages():
   """What every one-line message quotes of an exception: its first line, its type's name where it has no text."""
   error = ValueError("  bad shape\n  Traceback detail\n")
