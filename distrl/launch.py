@@ -71,6 +71,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   command = sys.argv
   try:
     argv, env_kwargs = config_flag.take_env_kwargs(argv)
+    argv = config_flag.integral_numbers(argv)
     sys.argv = argv  # config_flags finds the overrides to define in sys.argv
     argv = config_flag.shipped_configs(argv)
     rest = flags.FLAGS(argv)

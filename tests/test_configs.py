@@ -96,3 +96,23 @@ def test_the_card_command_trains(config, cwd, tmp_path):
   out, err = run.communicate(timeout=300)
   assert run.returncode == 0, err
   assert records(workdir)[-1]["step"] == 512
+
+
+@pytest.mark.parametrize("override, expected", [("--config.num_envs=1e1", "ppo CartPole-v1 10"),
+                                                ("--config.num_envs=8.0", "ppo CartPole-v1 8")])
+def test_an_integral_float_is_taken_by_an_integer_field(override, expected, tmp_path):
+  """`--config.total_timesteps=1e5` means 100000 (absl alone refused it as not an int)."""
+  result = _parse("--config=ppo", override, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.split("\n")[-2] == expected
+
+
+@pytest.mark.unit
+def test_integral_numbers_rewrites_only_integral_floats_of_config_fields():
+  from distrl.cli.config_flag import integral_numbers
+
+  argv = ["--config.total_timesteps=1e5", "--config.lr=2.5e-4", "--config.gamma=1.0", "--config.env_name=1e5x",
+          "--workdir=1e5", "--config.hidden_sizes=(64.0,)", "--config.seed=3"]
+  assert integral_numbers(argv) == ["--config.total_timesteps=100000", "--config.lr=2.5e-4", "--config.gamma=1",
+                                    "--config.env_name=1e5x", "--workdir=1e5", "--config.hidden_sizes=(64.0,)",
+                                    "--config.seed=3"]

@@ -10,6 +10,10 @@ import ml_collections
 from distrl import configs
 from distrl.errors import ConfigError
 
+# A number written with a decimal point or an exponent: 1e5, 2.5e6, 100000.0.
+_FLOAT_LITERAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
 def flag_error(error: Exception) -> str:
   """One line for a bad flag, config field, preset or config file."""
   text = str(error).replace("\\n", "\n")
@@ -34,6 +38,19 @@ def shipped_configs(argv: list[str]) -> list[str]:
     elif arg == "--config" and i + 1 < len(argv):
       argv[i + 1] = resolve(argv[i + 1])
   return argv
+
+
+def integral_numbers(argv: list[str]) -> list[str]:
+  """`--config.FIELD=1e5` as `--config.FIELD=100000`: an integral number written as a float is taken by an integer
+  field (absl would refuse it as not an int) and means the same to a float field."""
+  def integral(arg: str) -> str:
+    name, equals, value = arg.partition("=")
+    if not (name.startswith("--config.") and equals and _FLOAT_LITERAL.fullmatch(value)):
+      return arg
+    number = float(value)
+    return f"{name}={int(number)}" if number.is_integer() and abs(number) < 2**63 else arg
+
+  return [integral(arg) for arg in argv]
 
 
 def take_env_kwargs(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
