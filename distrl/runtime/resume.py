@@ -110,6 +110,9 @@ def plan(workdir: Workdir, checkpoints: Checkpoints, program: Program, say: Call
 def announce(plan: Plan, program: Program, workdir: Workdir, processes: int, say: Callable[[str], None]) -> None:
   """The start's line: what is trained, or where it resumes and what changed."""
   config, sizes, mesh = program.config, program.sizes, program.mesh
+  if program.total_steps != config.total_timesteps:
+    say(f"total_timesteps={config.total_timesteps:,} is not a whole number of updates of {sizes.steps_per_update:,} "
+        f"steps: the run trains {program.total_steps:,}")
   if plan.restored is None:
     say(f"training {config.algo} on {config.env_name}: {sizes.num_updates} updates of {sizes.steps_per_update} "
         f"steps on {mesh.size} device(s); workdir {workdir.path}")
