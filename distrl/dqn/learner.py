@@ -226,31 +226,70 @@ def draw(buffer: replay.Transition, priority: jax.Array | None, key: jax.Array, 
   return replay.share(batch, owned), drawn
 
 
+@struct.dataclass
+class Collected:
+  """An iteration's rollout, written into the replay rows (`_collect`)."""
+
+  steps: acting.Step  # (T, E, ...)
+  actors: Actors  # advanced past the rollout: environment states, observations, keys, replay rows, running returns
+  normalizer: normalization.Normalizer  # the learner's, its return statistics updated with the rollout's rewards
+
+
 def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes):
   """One DQN iteration on this device's environments. Returns (state, {name: (sum, count)})."""
   net, tx = qlearning.network(config, env), optimizer(config, sizes)
-  learner, actors = state.learner, state.actors
-  normalizer = learner.normalizer
-  observe = functools.partial(normalization.observations, normalizer, clip=config.obs_clip)
+  learner = state.learner
+  observe = functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
   steps_before = state.update * sizes.steps_per_update  # global environment steps so far
   steps_after = steps_before + sizes.steps_per_update
   eps = qlearning.epsilon(config, steps_before)
 
-  next_key, rollout_key = jnp.unstack(jax.vmap(jax.random.split)(actors.key), axis=1)
+  added = state.update * sizes.num_steps  # steps per environment before this iteration
   policy = qlearning.epsilon_greedy(net, learner.params, observe, eps, env)
+  collected = _collect(state, policy, added, config=config, sizes=sizes, env=env)
+  where = replay.starts(sizes.capacity, added + sizes.num_steps, config.n_step)
+  learner_key, sample_key = jax.random.split(learner.key)
+  learning = (steps_after > config.learning_starts) & (where.count >= 1)
+  (learner, priority), stats = _learn(learning, learner, collected, where, sample_key, net=net, tx=tx, observe=observe,
+                                      steps_before=steps_before, config=config, sizes=sizes, env=env)
+  actors = collected.actors.replace(priority=priority)
+
+  target = _moved_target(learner, learning, steps_before, steps_after, config=config)
+  # The observations of this iteration join the statistics for the next one.
+  learner = learner.replace(target_params=target, key=learner_key,
+                            normalizer=normalization.update_observations(collected.normalizer, collected.steps.obs))
+  metrics = _metrics(collected.steps, stats, eps, state.update, config=config, sizes=sizes)
+  return state.replace(learner=learner, actors=actors), metrics
+
+
+def _collect(state: TrainState, policy: acting.Policy, added: jax.Array, *, config, sizes: Sizes,
+             env: Env) -> Collected:
+  """`num_steps` steps of every local environment with `policy`, written into its replay row after the `added`
+  steps it holds (new transitions get the largest priority so far, if prioritized)."""
+  learner, actors = state.learner, state.actors
+  next_key, rollout_key = jnp.unstack(jax.vmap(jax.random.split)(actors.key), axis=1)
   env_state, obs, traj = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, sizes.num_steps)
-  normalizer, discounted_return = normalization.update_returns(normalizer, traj.reward, traj.episode_end,
+  normalizer, discounted_return = normalization.update_returns(learner.normalizer, traj.reward, traj.episode_end,
                                                                actors.discounted_return, gamma=config.gamma)
   steps = replay.Transition(obs=traj.obs, action=traj.action, reward=traj.reward, next_obs=traj.final_obs,
                             terminated=traj.terminated, episode_end=traj.episode_end)
-  added = state.update * sizes.num_steps  # steps per environment before this iteration
   with jax.named_scope("replay_write"):
     buffer = replay.add(actors.replay, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps), added)
     priority = actors.priority
     if config.prioritized:
       priority = priorities.write(priority, learner.max_priority, added, sizes.num_steps)
-  where = replay.starts(sizes.capacity, added + sizes.num_steps, config.n_step)
-  learner_key, sample_key = jax.random.split(learner.key)
+  actors = actors.replace(env_state=env_state, obs=obs, key=next_key, replay=buffer, priority=priority,
+                          discounted_return=discounted_return)
+  return Collected(steps=traj, actors=actors, normalizer=normalizer)
+
+
+def _learn(learning: jax.Array, learner: Learner, collected: Collected, where: replay.Starts, key: jax.Array, *,
+           net: nn.Module, tx: optax.GradientTransformation, observe, steps_before: jax.Array, config, sizes: Sizes,
+           env: Env):
+  """`gradient_steps` gradient steps, each on a batch drawn from the replay rows with its own key from `key`, if
+  `learning`. Returns ((learner, priority), (loss, mean Q, gradient norm, 1)), or the learner and priorities as
+  they are and zeros if not."""
+  buffer, normalizer = collected.actors.replay, collected.normalizer
   beta = optax.linear_schedule(config.priority_beta, 1.0, config.total_timesteps)(steps_before)
   mine = sharding.global_index(sizes.batch_per_device)  # this device's slice of every global batch
 
@@ -271,28 +310,30 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
     return (learner, priority), stats
 
   def train(carry):
-    carry, stats = jax.lax.scan(one, carry, jax.random.split(sample_key, sizes.gradient_steps))
+    carry, stats = jax.lax.scan(one, carry, jax.random.split(key, sizes.gradient_steps))
     return carry, (*jax.tree.map(jnp.mean, stats), jnp.float32(1))
 
   def skip(carry):
     return carry, (jnp.float32(0), jnp.float32(0), jnp.float32(0), jnp.float32(0))
 
-  learning = (steps_after > config.learning_starts) & (where.count >= 1)
-  (learner, priority), (loss, q_mean, grad_norm, trained) = jax.lax.cond(learning, train, skip, (learner, priority))
-  actors = actors.replace(env_state=env_state, obs=obs, key=next_key, replay=buffer, priority=priority,
-                          discounted_return=discounted_return)
+  return jax.lax.cond(learning, train, skip, (learner, collected.actors.priority))
 
-  # The target network moves when this iteration crosses a multiple of target_update_interval.
+
+def _moved_target(learner: Learner, learning: jax.Array, steps_before: jax.Array, steps_after: jax.Array, *, config):
+  """The target network, moved by `tau` towards the online one when this iteration learned and crossed a multiple of
+  target_update_interval environment steps."""
   crossed = steps_after // config.target_update_interval > steps_before // config.target_update_interval
   tau = jnp.where(crossed & learning, config.tau, 0.0)
   with jax.named_scope("target"):
-    target = optax.incremental_update(learner.params, learner.target_params, tau)
-  # The observations of this iteration join the statistics for the next one.
-  learner = learner.replace(target_params=target, key=learner_key,
-                            normalizer=normalization.update_observations(normalizer, traj.obs))
+    return optax.incremental_update(learner.params, learner.target_params, tau)
 
-  gradient_steps = jnp.maximum(state.update - sizes.first_learning_update, 0) * sizes.gradient_steps  # so far
-  metrics = {
+
+def _metrics(traj: acting.Step, stats, eps: jax.Array, update: jax.Array, *, config, sizes: Sizes) -> dict:
+  """The iteration's metrics as {name: (sum, count)}; the gradient steps' (loss, mean Q, gradient norm, trained) count
+  only where it trained."""
+  loss, q_mean, grad_norm, trained = stats
+  gradient_steps = jnp.maximum(update - sizes.first_learning_update, 0) * sizes.gradient_steps  # so far
+  return {
       **acting.episode_metrics(traj),
       "loss/total": (loss * trained, trained),
       "dqn/q_mean": (q_mean * trained, trained),
@@ -300,4 +341,3 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
       "dqn/epsilon": (eps, jnp.float32(1)),
       "opt/lr": (learning_rate(config, sizes)(gradient_steps), jnp.float32(1)),
   }
-  return state.replace(learner=learner, actors=actors), metrics
