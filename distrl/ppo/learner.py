@@ -127,30 +127,14 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   """
   net, tx = network(config, env), optimizer(config, sizes)
   learner = state.learner
-  params = learner.params
   num_steps, epochs, num_minibatches = config.num_steps, config.update_epochs, config.num_minibatches
   observe = functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
 
-  def act_fn(obs, keys):
-    distribution = policy(net, params, observe(obs), env.action_mask(obs))
-    action = jax.vmap(lambda key, d: d.sample(key))(keys, distribution)  # each environment from its own key
-    return action, distribution.log_prob(action)
-
-  collected = rollout_learner.collect(state, act_fn, config=config, env=env)
+  sampler = _sampler(net, learner.params, observe, env)
+  collected = rollout_learner.collect(state, sampler, config=config, env=env)
   traj, actors, normalizer = collected.steps, collected.actors, collected.normalizer
-  reward = normalization.rewards(normalizer, traj.reward, clip=config.reward_clip)
-
-  # The critic once over the whole rollout, V(s_t); V(s_{t+1}) is the next row of it, except after the rollout's
-  # last step and where an episode was truncated (its pre-reset observation).
-  critic = functools.partial(net.apply, params, method=ActorCritic.value)
-  with jax.named_scope("advantages"):
-    traj_obs = observe(traj.obs)
-    value = critic(traj_obs)
-    value_tp1 = rollout_learner.next_values(value, critic(observe(actors.obs)), traj, lambda raw: critic(observe(raw)))
-    advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
-                           gamma=config.gamma, gae_lambda=config.gae_lambda)
-  batch = Batch(obs=traj_obs, action=traj.action, log_prob=traj.extras, value=value,
-                advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
+  batch = _batch(net, learner.params, observe, collected, config=config, env=env)
+  advantage = batch.advantage
 
   # Each environment shuffles its own time steps each epoch: (epochs, E, T).
   order = rollout_learner.orders(collected.shuffle_key, num_steps, epochs)
@@ -162,6 +146,53 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
                                          jnp.mean(jnp.square(minibatch_advantage), -1)))
   adv_std = jnp.sqrt(jnp.maximum(adv_square - jnp.square(adv_mean), 0.0))
 
+  learner, (terms, grad_norm) = _epochs(net, tx, learner, batch, order, adv_mean, adv_std, config=config)
+  # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
+  learner = learner.replace(normalizer=normalization.update_observations(normalizer, traj.obs))
+  metrics = _metrics(traj, terms, grad_norm, state.update, config=config, sizes=sizes)
+  return state.replace(learner=learner, actors=actors), metrics
+
+
+def _sampler(net: ActorCritic, params, observe, env: Env) -> acting.Policy:
+  """The rollout's policy: actions sampled from `params`' policy, and their log-probabilities."""
+
+  def act_fn(obs, keys):
+    distribution = policy(net, params, observe(obs), env.action_mask(obs))
+    action = jax.vmap(lambda key, d: d.sample(key))(keys, distribution)  # each environment from its own key
+    return action, distribution.log_prob(action)
+
+  return act_fn
+
+
+def _batch(net: ActorCritic, params, observe, collected: rollout_learner.Collected, *, config, env: Env) -> Batch:
+  """The rollout as the loss takes it (T, E, ...): observations as the networks see them, values, GAE advantages
+  and their targets."""
+  traj = collected.steps
+  reward = normalization.rewards(collected.normalizer, traj.reward, clip=config.reward_clip)
+
+  # The critic once over the whole rollout, V(s_t); V(s_{t+1}) is the next row of it, except after the rollout's
+  # last step and where an episode was truncated (its pre-reset observation).
+  critic = functools.partial(net.apply, params, method=ActorCritic.value)
+  with jax.named_scope("advantages"):
+    traj_obs = observe(traj.obs)
+    value = critic(traj_obs)
+    value_tp1 = rollout_learner.next_values(value, critic(observe(collected.actors.obs)), traj,
+                                            lambda raw: critic(observe(raw)))
+    advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
+                           gamma=config.gamma, gae_lambda=config.gae_lambda)
+  return Batch(obs=traj_obs, action=traj.action, log_prob=traj.extras, value=value,
+               advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
+
+
+def _epochs(net: ActorCritic, tx: optax.GradientTransformation, learner: Learner, batch: Batch, order: jax.Array,
+            adv_mean: jax.Array, adv_std: jax.Array, *, config):
+  """`update_epochs` passes over the batch in each epoch's `order` (epochs, E, T), a gradient step per minibatch;
+  `adv_mean`, `adv_std` (epochs, M): each global minibatch's advantage statistics.
+
+  Returns (learner, (loss terms, gradient norms)), the latter (epochs, M).
+  """
+  minibatches = functools.partial(rollout_learner.minibatches, num_minibatches=config.num_minibatches)
+
   def epoch(learner: Learner, inputs):
     order, adv_mean, adv_std = inputs
     step = functools.partial(_minibatch_step, net, tx, config)
@@ -169,13 +200,15 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
       batches = jax.tree.map(lambda x: minibatches(x, order), batch)
     return jax.lax.scan(step, learner, Minibatch(batch=batches, adv_mean=adv_mean, adv_std=adv_std))
 
-  learner, (terms, grad_norm) = jax.lax.scan(epoch, learner, (order, adv_mean, adv_std))
-  # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
-  learner = learner.replace(normalizer=normalization.update_observations(normalizer, traj.obs))
+  return jax.lax.scan(epoch, learner, (order, adv_mean, adv_std))
 
-  gradient_steps = state.update * epochs * num_minibatches
+
+def _metrics(traj: acting.Step, terms: losses.Losses, grad_norm: jax.Array, update: jax.Array, *, config,
+             sizes: Sizes) -> dict:
+  """The iteration's metrics as {name: (sum, count)}: its episodes, and the means of its gradient steps."""
+  gradient_steps = update * config.update_epochs * config.num_minibatches
   mean = lambda x: (jnp.mean(x), jnp.float32(1))  # terms are pmean-ed already: same on every device
-  metrics = {
+  return {
       **acting.episode_metrics(traj),
       "loss/total": mean(terms.total),
       "loss/policy": mean(terms.policy),
@@ -186,4 +219,3 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
       "opt/grad_norm": mean(grad_norm),
       "opt/lr": mean(learning_rate(config, sizes)(gradient_steps)),
   }
-  return state.replace(learner=learner, actors=actors), metrics
