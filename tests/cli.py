@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 
@@ -36,3 +37,16 @@ def records(workdir):
 def timeless(history):
   """Records (or a Result's history) without the fields that measure time: what equal runs must agree on."""
   return [{k: v for k, v in r.items() if k != "time" and not k.startswith("perf/")} for r in history]
+
+
+def read_until(run, text, timeout=120):
+  """Lines of a launched run's stdout up to and including the first that contains `text`."""
+  lines, deadline = [], time.time() + timeout
+  while time.time() < deadline:
+    line = run.stdout.readline()
+    if not line:
+      break
+    lines.append(line)
+    if text in line:
+      return lines
+  raise AssertionError(f"{text!r} never came: {lines}")

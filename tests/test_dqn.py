@@ -1,4 +1,4 @@
-"""DQN: the same run on any device count (every option), truncation in the replay, resume, the dueling head,
+"""DQN: the same run on any device count (every option), truncation in the replay, the dueling head,
 config errors, learning."""
 
 import jax
@@ -98,6 +98,7 @@ def test_pmap_and_shard_map_run_the_same_update(cfg):
   assert results[0][1]["loss/total"][1] == 30 - (cfg.n_step - 1)
 
 
+@pytest.mark.unit
 def test_truncated_step_keeps_the_final_observation_and_is_not_terminal(cfg):
   env = envs.make(cfg.env_name)
   env = env.replace(params=env.params.replace(max_steps_in_episode=3))  # CartPole truncated after 3 steps
@@ -114,25 +115,7 @@ def test_truncated_step_keeps_the_final_observation_and_is_not_terminal(cfg):
   np.testing.assert_array_equal(steps.final_obs[1], steps.obs[2])  # consecutive within the episode
 
 
-def test_resumed_run_restores_buffer_and_target_network_exactly(cfg, tmp_path):
-  # A run resumed with a longer total_timesteps anneals its learning rate over the new length from then on, so the
-  # split run equals the straight one only with a constant learning rate.
-  cfg.anneal_lr = False
-  first = trainer.train(_small(cfg, 80), str(tmp_path / "split"))
-  assert int(first.state.update) == 80
-  resumed = trainer.train(_small(cfg, 160), str(tmp_path / "split"))
-  assert [h["update"] for h in resumed.history][0] == 100, "the second run starts after update 80"
-  straight = trainer.train(_small(cfg, 160), str(tmp_path / "straight"))
-  state, reference = jax.device_get((resumed.state, straight.state))
-  np.testing.assert_array_equal(state.actors.replay.obs, reference.actors.replay.obs)
-  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
-    np.testing.assert_array_equal(a, b)
-  assert "loss/total" in straight.history[-1]  # it trained
-  # The target network (last moved at update 150) lags the online network: restoring it mattered.
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.learner.params),
-                                                      jax.tree.leaves(state.learner.target_params)))
-
-
+@pytest.mark.unit
 def test_dueling_head_adds_the_value_to_the_advantages_less_their_mean():
   net = networks.QNetwork(num_actions=3, hidden_sizes=(), dueling=True)  # no hidden layer: features = obs
   params = net.init(jax.random.PRNGKey(0), jnp.zeros(2))["params"]
@@ -148,6 +131,7 @@ def test_dueling_head_adds_the_value_to_the_advantages_less_their_mean():
   assert "LayerNorm_0" in variables["params"]["MLP_0"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("field, value, message", [
     ("n_step", 0, "n_step=0 must be a whole number >= 1"),
     ("n_step", 2.5, "n_step=2.5 must be a whole number >= 1"),
@@ -168,6 +152,7 @@ def test_new_fields_refuse_bad_values_in_one_line(cfg, field, value, message):
   assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("game", ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"])
 def test_minatar_presets_build_a_cnn_q_network_and_a_buffer_per_environment(game):
   config = dqn_config.get_config(game)
@@ -179,18 +164,21 @@ def test_minatar_presets_build_a_cnn_q_network_and_a_buffer_per_environment(game
   assert state.learner.params["params"]["ConvMLP_0"]["Conv_0"]["kernel"].shape[-1] == 16
 
 
+@pytest.mark.unit
 def test_batch_larger_than_the_buffer_is_refused(cfg):
   cfg.batch_size, cfg.buffer_size = 20_000, cfg.num_envs * 100
   with pytest.raises(ConfigError, match="batch_size=20000 is larger than buffer_size"):
     dqn.sizes(cfg, jax.device_count())
 
 
+@pytest.mark.unit
 def test_step_counts_past_int32_are_refused(cfg):
   cfg.learning_starts = 10**10  # would overflow the int32 step counter it is compared with on the devices
   with pytest.raises(ConfigError, match="learning_starts=10000000000 must be below 2\\*\\*31"):
     dqn.sizes(cfg, jax.device_count())
 
 
+@pytest.mark.unit
 def test_a_run_that_would_take_no_gradient_step_is_refused():
   config = dqn_config.get_config()  # learning_starts=10,000
   config.total_timesteps = 10_000  # the last iteration ends at step 10,000: no iteration ends past learning_starts

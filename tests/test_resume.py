@@ -1,8 +1,14 @@
-"""Nothing lost: kill -9 and resume, damaged checkpoints, non-finite guard, configs that do not fit."""
+"""Resuming (distrl/runtime/resume.py): a run killed with kill -9 resumes bit for bit, without a stale lock; what a
+resume may change (a longer run, the device count) and what it refuses (another seed, algorithm or array shapes).
 
+One resume scenario per way a run stops, each ending bit-identical to the same run never stopped: kill -9 here; a
+stop request in-process and SIGTERM from the command line in test_stopping.py; a stop agreed by several processes in
+test_distributed.py.
+"""
+
+import json
 import os
 import random
-import shutil
 import signal
 import time
 
@@ -10,199 +16,120 @@ import jax
 import numpy as np
 import pytest
 
-from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
-from distrl.runtime import loop, trainer
-from distrl.runtime.checkpoint import Checkpoints
 from distrl.errors import ConfigError
-from examples import a2c_config
+from distrl.runtime import trainer
+from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import launch, records, timeless
+from tests.runs import files, tiny_ppo
 
-# Runs long enough (a few seconds) to be killed in their middle, with a checkpoint every 2 chunks.
-RUNS = {
-    "ppo": ("ppo", {"num_envs": 64, "total_timesteps": 64 * 128 * 30, "log_every": 1, "checkpoint_every": 2,
-                               "eval_every": 1000, "eval_episodes": 8}),
-    # Prioritised replay and n-step returns: priorities, their running maximum and the sampling key resume too.
-    "dqn": ("dqn", {"num_envs": 8, "train_frequency": 8, "buffer_size": 8000, "learning_starts": 800,
-                    "prioritized": True, "n_step": 3, "total_timesteps": 8 * 30 * 200, "log_every": 200,
-                    "checkpoint_every": 400, "eval_every": 100000, "eval_episodes": 8}),
-    # The example algorithm that lives outside distrl (examples/a2c.py), resumed like the built-in ones.
-    "a2c": ("examples/a2c_config.py", {"num_envs": 64, "num_steps": 32, "total_timesteps": 64 * 32 * 30 * 20,
-                                       "log_every": 20, "checkpoint_every": 40, "eval_every": 100000,
-                                       "eval_episodes": 8}),
-}
-CONFIGS = {"ppo": ppo_config, "dqn": dqn_config, "a2c": a2c_config}
+# Long enough (a few seconds) to be killed in its middle, with a checkpoint every 2 chunks. What each algorithm keeps
+# in its state (a replay buffer, priorities, a target network, an algorithm from outside distrl) resumes bit for bit
+# in test_stopping.py, in-process; this is the kill.
+KILLED = {"num_envs": 64, "total_timesteps": 64 * 128 * 30, "log_every": 1, "checkpoint_every": 2, "eval_every": 1000,
+          "eval_episodes": 8}
 
 
-def _config(algo, fields):
-  config = CONFIGS[algo].get_config()
-  config.update(fields)
-  return config
-
-
-def _assert_same_state(a, b):
-  for x, y in zip(jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))):
-    np.testing.assert_array_equal(x, y)
-
-
-@pytest.mark.parametrize("algo", list(RUNS))
-def test_kill_9_at_a_random_chunk_then_resume_ends_bit_identical_to_an_uninterrupted_run(algo, tmp_path):
-  config_file, fields = RUNS[algo]
-  flags = [f"--workdir={tmp_path / 'run'}", *(f"--config.{k}={v}" for k, v in fields.items())]
+def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_bit_identical(tmp_path):
+  workdir = tmp_path / "run"
+  flags = [f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in KILLED.items())]
   kill_after = random.randint(3, 12)  # chunks logged before the kill
-  print(f"killing {algo} after {kill_after} logged chunks")
-  run = launch(*flags, config=config_file)
+  print(f"killing after {kill_after} logged chunks")
+  run = launch(*flags)
   deadline = time.time() + 180
-  while time.time() < deadline and run.poll() is None and len(records(tmp_path / "run")) < kill_after:
+  while time.time() < deadline and run.poll() is None and len(records(workdir)) < kill_after:
     time.sleep(0.01)
+  run.send_signal(signal.SIGSTOP)  # held where it is, its lock with it, until the kill
+  assert run.poll() is None, "the run finished before it could be killed"
+
+  # A second launcher on the same workdir is refused in one line and changes nothing.
+  config_before = (workdir / "config.json").read_bytes()
+  second = launch(*flags)
+  _, err = second.communicate(timeout=120)
+  assert second.returncode == 1
+  assert err.startswith(f"distrl: error: --workdir={workdir} is in use by another run (pid {run.pid} on ")
+  assert len(err.strip().splitlines()) == 1
+  assert (workdir / "config.json").read_bytes() == config_before
+
   run.send_signal(signal.SIGKILL)
   run.communicate(timeout=60)
-  assert run.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  assert run.returncode == -signal.SIGKILL
 
-  resumed = launch(*flags, config=config_file)
+  resumed = launch(*flags)  # the kernel dropped the killed run's lock with it
   out, err = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, err
   assert "resuming" in out or "training" in out  # no checkpoint yet is possible for an early kill
-  updates = [r["update"] for r in records(tmp_path / "run")]
-  chunk = fields["log_every"]
-  assert updates == list(range(chunk, 30 * chunk + 1, chunk)), "metrics continue with no repeats or gaps"
+  assert [r["update"] for r in records(workdir)] == list(range(1, 31)), "metrics continue with no repeats or gaps"
 
-  reference = trainer.train(_config(algo, fields), str(tmp_path / "reference"))
-  final = Checkpoints(str(tmp_path / "run" / "checkpoints"), keep=3).restore(30 * chunk, like=reference.state)
-  _assert_same_state(final, reference.state)
+  config = ppo_config.get_config()
+  config.update(KILLED)
+  reference = trainer.train(config, str(tmp_path / "reference"))
+  final = Checkpoints(str(workdir / "checkpoints"), keep=3).restore(30, like=reference.state)
+  for x, y in zip(jax.tree.leaves(jax.device_get(final)), jax.tree.leaves(jax.device_get(reference.state))):
+    np.testing.assert_array_equal(x, y)
   # The records too, every bit: a resumed session's first interval is split into calls (one update first) that
   # the uninterrupted run's is not, and its sums are the same float32 additions all the same.
-  assert timeless(records(tmp_path / "run")) == timeless(records(tmp_path / "reference"))
+  assert timeless(records(workdir)) == timeless(records(tmp_path / "reference"))
 
 
-def test_sigint_finishes_the_chunk_saves_and_exits_zero(tmp_path):
-  _, fields = RUNS["ppo"]
-  run = launch(f"--workdir={tmp_path}", *(f"--config.{k}={v}" for k, v in fields.items()))
-  while run.poll() is None and len(records(tmp_path)) < 2:
-    time.sleep(0.01)
-  run.send_signal(signal.SIGINT)
-  out, err = run.communicate(timeout=60)
-  assert run.returncode == 0, err
-  last = records(tmp_path)[-1]["update"]
-  assert f"stopped by SIGINT: saved update {last} to {tmp_path}/checkpoints" in out
-  assert Checkpoints(str(tmp_path / "checkpoints"), keep=3).latest() == last
+def test_resume_refuses_another_seed_and_says_what_a_longer_run_changes(tmp_path, capsys):
+  trainer.train(tiny_ppo(4), str(tmp_path))
+  before = files(tmp_path)
+  with pytest.raises(ConfigError, match=f"{tmp_path} is the run of seed 0; it cannot go on as seed 3"):
+    trainer.train(tiny_ppo(8, seed=3), str(tmp_path))
+  with pytest.raises(ConfigError, match=f"^{tmp_path} holds a run of ppo on CartPole-v1, not dqn on CartPole-v1"):
+    from distrl.configs import dqn as dqn_config
+    other = dqn_config.get_config()
+    other.update(dict(num_envs=jax.device_count(), train_frequency=jax.device_count(), eval_episodes=jax.device_count()))
+    trainer.train(other, str(tmp_path))
+  assert files(tmp_path) == before
 
-
-def _short_ppo(total_updates, **fields):
-  config = ppo_config.get_config()
-  config.num_envs = jax.device_count()
-  config.update(dict(num_steps=16, num_minibatches=2, log_every=5, checkpoint_every=5, eval_every=1000,
-                     eval_episodes=jax.device_count(), total_timesteps=total_updates * jax.device_count() * 16))
-  config.update(fields)
-  return config
-
-
-def _damage(directory):
-  """Overwrites every data file of a checkpoint with garbage of the same size."""
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      size = os.path.getsize(path)
-      with open(path, "wb") as f:
-        f.write(b"\x13" * max(size, 1))
-
-
-def _lose_array_metadata(directory):
-  """Deletes the file that lists a checkpoint's arrays (orbax then reads no metadata, not an error)."""
-  os.remove(os.path.join(directory, "default", "_METADATA"))
-
-
-@pytest.mark.parametrize("damage", [_damage, _lose_array_metadata])
-def test_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(damage, tmp_path, capsys):
-  trainer.train(_short_ppo(15), str(tmp_path))
-  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "15", "5"]
-  damage(tmp_path / "checkpoints" / "15")
+  # A longer run: the annealed learning rate now spans the new length (and says so) ...
   capsys.readouterr()
-  result = trainer.train(_short_ppo(20), str(tmp_path))
+  config = tiny_ppo(8)
+  result = trainer.train(config, str(tmp_path))
   out = capsys.readouterr().out
-  assert f"warning: checkpoint {tmp_path}/checkpoints/15 is damaged" in out
-  assert "resuming" in out and "from update 10" in out
-  assert [h["update"] for h in result.history] == [15, 20]
-  names = os.listdir(tmp_path / "checkpoints")
-  assert any(name.startswith("15.corrupt-") for name in names), "the damaged checkpoint is kept aside"
-  assert "15" in names and "20" in names  # saved anew
+  assert "with changed settings: total_timesteps: 256 -> 512" in out.replace(str(4 * 16 * jax.device_count()), "256") \
+      .replace(str(8 * 16 * jax.device_count()), "512")
+  assert "the run now ends at step" in out and "follow the new length from here on" in out
+  # run.json keeps every start and what it changed: the first start's config is config.json less those changes.
+  n, starts = jax.device_count(), json.loads((tmp_path / "run.json").read_text())["starts"]
+  assert [(s["update"], s["changed"]) for s in starts] == [(0, {}), (4, {"total_timesteps": [4 * 16 * n, 8 * 16 * n]})]
+  # ... e.g. updates 5 and 6 (gradient steps 4*4*2 .. 5*4*2) at lr * (1 - g / (8 updates * 4 epochs * 2)).
+  gradient_steps = [u * 4 * 2 for u in (4, 5)]
+  expected = np.mean([2.5e-4 * (1 - g / (8 * 4 * 2)) for g in gradient_steps])
+  assert result.history[0]["update"] == 6 and result.history[0]["opt/lr"] == pytest.approx(expected, rel=1e-5)
 
-
-def test_a_damaged_checkpoints_reason_is_one_short_line_without_tensorstores_pointer():
-  from distrl.runtime.checkpoint import damage
-  error = ValueError("Encountered error while reading array index: (slice(0, 64, 1), slice(0, 64, 1)). See full "
-                     "TensorStore details: <bound method pybind11_detail_function_record_v1_system_libstdcpp_gxx_abi_"
-                     "1xxx_use_cxx11_.__str__ of ...>\nsecond line")
-  assert damage(error) == "Encountered error while reading array index: (slice(0, 64, 1), slice(0, 64, 1))."
-  assert damage(OSError("x" * 300)) == "x" * 200
-
-
-def test_a_save_cut_short_leaves_the_last_complete_checkpoint_in_use(tmp_path, capsys):
-  trainer.train(_short_ppo(10), str(tmp_path))
-  # What a kill -9 in the middle of saving update 15 leaves: orbax's temporary directory, never renamed.
-  shutil.copytree(tmp_path / "checkpoints" / "10", tmp_path / "checkpoints" / "15.orbax-checkpoint-tmp-1234")
-  _damage(tmp_path / "checkpoints" / "15.orbax-checkpoint-tmp-1234")
+  # A finished run says so, without compiling anything.
   capsys.readouterr()
-  result = trainer.train(_short_ppo(20), str(tmp_path))
-  assert "from update 10" in capsys.readouterr().out
-  assert [h["update"] for h in result.history] == [15, 20]
+  again = trainer.train(config, str(tmp_path))
+  assert f"{tmp_path}: the run is finished (update 8 of 8" in capsys.readouterr().out
+  assert again.compile_seconds == 0.0 and again.history == []  # nothing compiled, nothing logged
 
-
-def test_non_finite_values_stop_the_run_naming_step_and_quantity_and_keep_the_last_good_checkpoint(tmp_path):
-  config = dqn_config.get_config()
-  config.update(dict(num_envs=jax.device_count() * 2, train_frequency=jax.device_count() * 2, lr=1e30,
-                     max_grad_norm=1e30, learning_starts=200 * jax.device_count() * 2, log_every=100,
-                     checkpoint_every=100, eval_episodes=jax.device_count(),
-                     total_timesteps=400 * jax.device_count() * 2))
-  with pytest.raises(loop.TrainingDiverged) as error:
-    trainer.train(config, str(tmp_path))
-  message = str(error.value)
-  assert "non-finite" in message and "loss/total" in message and "parameters or optimizer state" in message
-  assert "in updates 201..300" in message and f"(step {300 * config.num_envs:,})" in message
-  checkpoints = Checkpoints(str(tmp_path / "checkpoints"), keep=3)
-  assert checkpoints.latest() == 200  # learning started at update 200: the state before that is kept
-  restored_config = config.copy_and_resolve_references()
-  restored_config.lr = 2.5e-4
-  resumed = trainer.train(restored_config, str(tmp_path))  # resuming with a sane lr works from there
-  assert [h["update"] for h in resumed.history] == [300, 400]
+def test_resuming_on_another_device_count_says_so(tmp_path, capsys):
+  if jax.device_count() < 2:
+    pytest.skip("needs 2 devices")
+  config = tiny_ppo(4, num_envs=2, eval_episodes=2)
+  trainer.train(config, str(tmp_path), devices=jax.devices()[:1])
+  capsys.readouterr()
+  trainer.train(tiny_ppo(8, num_envs=2, eval_episodes=2), str(tmp_path), devices=jax.devices()[:2])
+  assert "on 2 device(s) in 1 process(es) (it ran on 1 device(s) in 1 process(es) before)" in capsys.readouterr().out
 
 
 def test_resuming_with_other_shapes_is_refused_and_changes_nothing(tmp_path):
-  trainer.train(_short_ppo(10), str(tmp_path))
+  trainer.train(tiny_ppo(10, log_every=5, checkpoint_every=5, eval_every=1000), str(tmp_path))
   before = {p: os.path.getmtime(tmp_path / p) for p in ("config.json", "metrics.jsonl")}
   listing = sorted(os.listdir(tmp_path / "checkpoints"))
   with pytest.raises(ConfigError) as error:
-    trainer.train(_short_ppo(20, hidden_sizes=(32, 32)), str(tmp_path))
+    trainer.train(tiny_ppo(20, log_every=5, checkpoint_every=5, eval_every=1000, hidden_sizes=(32, 32)), str(tmp_path))
   assert "holds arrays of other shapes" in str(error.value)
   assert str(error.value).startswith(f"fields that differ from {tmp_path}/config.json: hidden_sizes: [64, 64] -> "
                                      f"[32, 32], ")  # leading with what differs
   assert "; the checkpoint " in str(error.value)
   # Another environment (or algorithm): the cause leads, in one short line.
   with pytest.raises(ConfigError) as error:
-    trainer.train(_short_ppo(20, env_name="Acrobot-v1"), str(tmp_path))
+    trainer.train(tiny_ppo(20, log_every=5, checkpoint_every=5, eval_every=1000, env_name="Acrobot-v1"), str(tmp_path))
   assert str(error.value) == (f"{tmp_path} holds a run of ppo on CartPole-v1, not ppo on Acrobot-v1 (env_name: "
                               f"'CartPole-v1' -> 'Acrobot-v1'); resume it with its own config, or use another --workdir")
   assert {p: os.path.getmtime(tmp_path / p) for p in before} == before
   assert sorted(os.listdir(tmp_path / "checkpoints")) == listing
-
-
-def test_resuming_with_only_a_longer_run_is_allowed_and_says_so(tmp_path, capsys):
-  trainer.train(_short_ppo(10), str(tmp_path))
-  capsys.readouterr()
-  result = trainer.train(_short_ppo(20), str(tmp_path))
-  out = capsys.readouterr().out
-  assert "resuming" in out and "with changed settings: total_timesteps:" in out
-  assert [h["update"] for h in result.history] == [15, 20]
-
-
-@pytest.mark.parametrize("workdir, message", [("/proc/distrl-run", "cannot write to --workdir=/proc/distrl-run"),
-                                              ("file", "is a file, not a directory")])
-def test_a_workdir_that_cannot_be_written_is_one_line_and_a_nonzero_exit(workdir, message, tmp_path):
-  if workdir == "file":
-    workdir = tmp_path / "a-file"
-    workdir.write_text("not a directory")
-  run = launch(f"--workdir={workdir}", f"--config.num_envs={jax.device_count()}", f"--config.eval_episodes={jax.device_count()}")
-  _, err = run.communicate(timeout=120)
-  assert run.returncode == 1
-  assert err.startswith("distrl: error: ") and message in err
-  assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,42 @@
+"""Small runs and what tests compare of a run's files, shared by the test modules."""
+
+import hashlib
+import os
+
+import jax
+
+from distrl.configs import ppo as ppo_config
+
+
+def tiny_ppo(updates, **fields):
+  """PPO on CartPole, one environment a device, 16 steps: `updates` updates, a record every 2, a checkpoint and an
+  evaluation every 4."""
+  n = jax.device_count()
+  config = ppo_config.get_config()
+  config.update(dict(num_envs=n, num_steps=16, num_minibatches=2, log_every=2, checkpoint_every=4, eval_every=4,
+                     eval_episodes=n, total_timesteps=updates * n * 16))
+  config.update(fields)
+  return config
+
+
+def files(directory) -> dict[str, str]:
+  """{relative path: sha256} of every file under `directory` (but the lock file, which names its last holder)."""
+  found = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      if name == ".lock":
+        continue
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        found[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+  return found
+
+
+def damage(directory):
+  """Overwrites every data file of a checkpoint with garbage of the same size."""
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      size = os.path.getsize(path)
+      with open(path, "wb") as f:
+        f.write(b"\x13" * max(size, 1))

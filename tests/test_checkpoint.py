@@ -1,0 +1,144 @@
+"""Checkpoints (distrl/runtime/checkpoint.py): a damaged or half-written checkpoint is set aside and the previous one
+used, by the trainer and by evaluate; a full disk is one line and keeps the last complete checkpoint."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from distrl.errors import RunFailed
+from distrl.runtime import trainer
+from distrl.runtime.checkpoint import Checkpoints
+from tests.cli import ROOT, launch
+from tests.runs import damage, tiny_ppo
+
+
+def _short_ppo(total_updates, **fields):
+  """A record and a checkpoint every 5 updates."""
+  return tiny_ppo(total_updates, log_every=5, checkpoint_every=5, eval_every=1000, **fields)
+
+
+def _cli(*args, env=None, module="distrl.evaluate", timeout=120):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout, env={**os.environ, "PYTHONPATH": ROOT,
+                                              "XLA_FLAGS": f"--xla_force_host_platform_device_count={jax.device_count()}",
+                                              **(env or {})})
+
+
+def _lose_array_metadata(directory):
+  """Deletes the file that lists a checkpoint's arrays (orbax then reads no metadata, not an error)."""
+  os.remove(os.path.join(directory, "default", "_METADATA"))
+
+@pytest.mark.parametrize("damage", [damage, _lose_array_metadata])
+def test_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(damage, tmp_path, capsys):
+  trainer.train(_short_ppo(15), str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "15", "5"]
+  damage(tmp_path / "checkpoints" / "15")
+  capsys.readouterr()
+  result = trainer.train(_short_ppo(20), str(tmp_path))
+  out = capsys.readouterr().out
+  assert f"warning: checkpoint {tmp_path}/checkpoints/15 is damaged" in out
+  assert "resuming" in out and "from update 10" in out
+  assert [h["update"] for h in result.history] == [15, 20]
+  names = os.listdir(tmp_path / "checkpoints")
+  assert any(name.startswith("15.corrupt-") for name in names), "the damaged checkpoint is kept aside"
+  assert "15" in names and "20" in names  # saved anew
+
+@pytest.mark.unit
+def test_a_damaged_checkpoints_reason_is_one_short_line_without_tensorstores_pointer():
+  from distrl.runtime.checkpoint import damage
+  error = ValueError("Encountered error while reading array index: (slice(0, 64, 1), slice(0, 64, 1)). See full "
+                     "TensorStore details: <bound method pybind11_detail_function_record_v1_system_libstdcpp_gxx_abi_"
+                     "1xxx_use_cxx11_.__str__ of ...>\nsecond line")
+  assert damage(error) == "Encountered error while reading array index: (slice(0, 64, 1), slice(0, 64, 1))."
+  assert damage(OSError("x" * 300)) == "x" * 200
+
+def test_a_save_cut_short_leaves_the_last_complete_checkpoint_in_use(tmp_path, capsys):
+  trainer.train(_short_ppo(10), str(tmp_path))
+  # What a kill -9 in the middle of saving update 15 leaves: orbax's temporary directory, never renamed.
+  shutil.copytree(tmp_path / "checkpoints" / "10", tmp_path / "checkpoints" / "15.orbax-checkpoint-tmp-1234")
+  damage(tmp_path / "checkpoints" / "15.orbax-checkpoint-tmp-1234")
+  capsys.readouterr()
+  result = trainer.train(_short_ppo(20), str(tmp_path))
+  assert "from update 10" in capsys.readouterr().out
+  assert [h["update"] for h in result.history] == [15, 20]
+
+
+def test_a_damaged_latest_checkpoint_is_skipped_quietly_by_evaluate_and_launch(tmp_path):
+  trainer.train(tiny_ppo(8), str(tmp_path))
+  for root, _, names in os.walk(tmp_path / "checkpoints" / "8"):  # arrays damaged, metadata intact
+    if os.sep + "d" in root:
+      damage(root)
+  result = _cli(f"--workdir={tmp_path}", f"--episodes={jax.device_count()}")
+  assert result.returncode == 0, result.stderr
+  assert result.stderr.startswith(f"warning: checkpoint {tmp_path}/checkpoints/8 is damaged") and \
+      len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert "at update 4 (ppo on CartPole-v1)" in result.stdout
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"], "evaluate moves nothing"
+  named = _cli(f"--workdir={tmp_path}", "--checkpoint=8")
+  assert named.returncode == 1 and named.stderr.startswith(f"distrl: error: checkpoint {tmp_path}/checkpoints/8 is "
+                                                           f"damaged") and len(named.stderr.splitlines()) == 1
+
+  run = launch(f"--workdir={tmp_path}", f"--config.num_envs={jax.device_count()}", "--config.num_steps=16",
+               "--config.num_minibatches=2", "--config.log_every=2", "--config.checkpoint_every=4",
+               "--config.eval_every=4", f"--config.eval_episodes={jax.device_count()}",
+               f"--config.total_timesteps={10 * jax.device_count() * 16}")
+  out, err = run.communicate(timeout=300)
+  assert run.returncode == 0 and err == "", err  # no tracebacks from the reads still in flight
+  assert "is damaged" in out and "resuming" in out and "from update 4" in out
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
+  """A small tmpfs (root can mount one here); where mounting is not allowed, a save that fails is injected."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)],
+                           capture_output=True).returncode == 0
+  try:
+    workdir = disk / "run"
+    if mounted:
+      run = launch(f"--workdir={workdir}", f"--config.num_envs={jax.device_count()}", "--config.checkpoint_every=10",
+                   "--config.keep_checkpoints=100", f"--config.eval_episodes={jax.device_count()}")
+      out, err = run.communicate(timeout=300)
+      assert run.returncode == 1, out
+      assert err.startswith("distrl: error: ") and len(err.strip().splitlines()) == 1, err
+      assert "(No space left on device)" in err and "the last complete checkpoint is update" in err
+      kept = int(err.split("the last complete checkpoint is update ")[1].split()[0])
+    else:
+      config = tiny_ppo(16)
+      trainer.train(tiny_ppo(8), str(workdir))
+      original = Checkpoints.save
+
+      def full(self, update, state, metrics=None):
+        if update > 8:
+          raise OSError(28, "No space left on device")
+        return original(self, update, state, metrics)
+
+      Checkpoints.save = full
+      try:
+        with pytest.raises(RunFailed, match="the last complete checkpoint is update 8"):
+          trainer.train(config, str(workdir))
+      finally:
+        Checkpoints.save = original
+      kept = 8
+    # Nothing lost: the last complete checkpoint resumes elsewhere once there is room.
+    shutil.copytree(workdir, tmp_path / "moved")
+  finally:
+    if mounted:
+      subprocess.run(["umount", str(disk)], check=True)
+  assert Checkpoints(str(tmp_path / "moved" / "checkpoints"), keep=100, create=False).latest() == kept
+
+def test_a_truncated_array_file_is_one_warning_line_every_time(tmp_path):
+  """Truncating a checkpoint's largest array file made about half of the evaluations print thousands of lines
+  (orbax's reads and tensorstore's callbacks failing in several threads as they are collected)."""
+  trainer.train(tiny_ppo(8), str(tmp_path))
+  data = [os.path.join(root, name) for root, _, names in os.walk(tmp_path / "checkpoints" / "8") for name in names
+          if os.sep + "d" in root]
+  os.truncate(max(data, key=os.path.getsize), 100)
+  for _ in range(3):
+    result = _cli(f"--workdir={tmp_path}", f"--episodes={jax.device_count()}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"warning: checkpoint {tmp_path}/checkpoints/8 is damaged") and \
+        len(result.stderr.splitlines()) == 1, result.stderr[:2000]

@@ -1,0 +1,172 @@
+"""Stop requests (distrl/runtime/stopping.py): a run asked to stop saves the update it reached and exits 0, and the
+same command resumes it bit for bit; signals at any moment of a run stop it cleanly."""
+
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from distrl.configs import dqn as dqn_config
+from distrl.runtime import loop, stopping, trainer
+from distrl.runtime.checkpoint import Checkpoints
+from examples import a2c_config
+from tests.cli import launch, read_until, records
+from tests.runs import tiny_ppo
+
+
+def _dqn():
+  """Prioritised replay and 3-step returns from update 10; the target network moves every 20 updates."""
+  config = dqn_config.get_config()
+  config.update(dict(num_envs=8, train_frequency=8, buffer_size=800, batch_size=32, learning_starts=80,
+                     target_update_interval=160, prioritized=True, n_step=3, total_timesteps=8 * 50, log_every=10,
+                     checkpoint_every=1000, eval_every=1000, eval_episodes=8))
+  return config
+
+
+def _a2c():
+  n = jax.device_count()
+  config = a2c_config.get_config()
+  config.update(dict(num_envs=n, num_steps=4, total_timesteps=12 * n * 4, log_every=4, checkpoint_every=1000,
+                     eval_every=1000, eval_episodes=n))
+  return config
+
+
+# Each algorithm's whole state resumes: PPO's; DQN's replay buffer, priorities and their running maximum, sampling
+# key and target network; and that of an algorithm from outside distrl (examples/a2c.py).
+STOPPED = {"ppo": (lambda: tiny_ppo(12, log_every=4, checkpoint_every=1000, eval_every=1000), 6),
+           "dqn": (_dqn, 33), "a2c": (_a2c, 7)}
+
+
+@pytest.mark.parametrize("algo", list(STOPPED))
+def test_a_stop_request_saves_where_the_run_is_and_the_resumed_run_ends_bit_identical(algo, tmp_path, monkeypatch,
+                                                                                     capsys):
+  """In-process, the request arriving after update `stop_at` (inside a log interval): the run saves that update and
+  returns; run again, it resumes from there and ends as the run never stopped, in every bit of its state."""
+  make, stop_at = STOPPED[algo]
+  monkeypatch.setattr(loop, "MAX_CHUNK_SECONDS", 0.0)  # one update a call: the request lands after update stop_at
+  agree, asked = stopping.agree, []
+
+  def request_after(reason, chunk):
+    asked.append(chunk)
+    if len(asked) == stop_at + 1:
+      stopping.REQUEST.request("a test")
+    return agree(stopping.REQUEST.reason, chunk)
+
+  monkeypatch.setattr(stopping, "agree", request_after)
+  stopped = trainer.train(make(), str(tmp_path / "run"))
+  monkeypatch.undo()
+  assert stopped.stopped and int(stopped.state.update) == stop_at
+  assert f"stopped by a test: saved update {stop_at} to {tmp_path}/run/checkpoints" in capsys.readouterr().out
+  assert Checkpoints(str(tmp_path / "run" / "checkpoints"), keep=3, create=False).latest() == stop_at
+
+  resumed = trainer.train(make(), str(tmp_path / "run"))
+  assert f"resuming {tmp_path}/run from update {stop_at}" in capsys.readouterr().out
+  reference = trainer.train(make(), str(tmp_path / "reference"))
+  assert not resumed.stopped and int(resumed.state.update) == int(reference.state.update)
+  state, expected = jax.device_get((resumed.state, reference.state))
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+  if algo == "dqn":
+    assert "loss/total" in reference.history[-1]  # it trained
+    # The target network (last moved at update 40) lags the online network: restoring it mattered.
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.learner.params),
+                                                        jax.tree.leaves(state.learner.target_params)))
+
+
+def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_identical(ppo_cfg, tmp_path):
+  # 64 envs x 128 steps: each update takes long enough to interrupt the run in its middle.
+  sizes = ["--config.num_envs=64", "--config.total_timesteps=327680", "--config.log_every=1",
+           "--config.checkpoint_every=1000"]  # 40 updates; checkpoints only at the stop and at the end
+  workdir = str(tmp_path / "run")
+  run = launch(f"--workdir={workdir}", *sizes)
+  deadline = time.time() + 120
+  while time.time() < deadline and run.poll() is None:
+    if os.path.exists(os.path.join(workdir, "metrics.jsonl")) and len(records(workdir)) >= 3:
+      break
+    time.sleep(0.05)
+  run.send_signal(signal.SIGTERM)
+  out, err = run.communicate(timeout=120)
+  assert run.returncode == 0, err
+  assert "stopped by SIGTERM: saved update" in out
+  stopped_at = records(workdir)[-1]["update"]
+  assert 3 <= stopped_at < 40, "the run should stop in its middle"
+  assert Checkpoints(os.path.join(workdir, "checkpoints"), keep=3).latest() == stopped_at
+
+  resumed = launch(f"--workdir={workdir}", *sizes)
+  out, err = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, err
+  assert f"resuming {workdir} from update {stopped_at}" in out
+  updates = [r["update"] for r in records(workdir)]
+  assert updates == list(range(1, 41)), "the resumed run continues the step count, no repeats or gaps"
+
+  # The same run, never interrupted, here in-process on the same devices.
+  ppo_cfg.num_envs, ppo_cfg.total_timesteps, ppo_cfg.log_every = 64, 327680, 1
+  reference = trainer.train(ppo_cfg, str(tmp_path / "reference"))
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=3)
+  final = checkpoints.restore(40, like=reference.state)
+  for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(reference.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
+  """Ctrl-C while compiling, SIGHUP (the terminal closed) inside a long log interval, SIGTERM while a resume
+  compiles, stdout closed by `| head`, and Ctrl-C pressed again and again while the final checkpoint saves."""
+  n = jax.device_count()
+  flags = [f"--workdir={tmp_path}", f"--config.num_envs={16 * n}", "--config.total_timesteps=100000000",
+           f"--config.eval_episodes={n}", "--config.eval_every=1000000", "--config.checkpoint_every=1000000"]
+  checkpoints = lambda: Checkpoints(str(tmp_path / "checkpoints"), keep=3, create=False).saved()
+
+  run = launch(*flags, "--config.log_every=1000000", "--compilation_cache=")  # one log interval for the whole run
+  read_until(run, "training ppo")
+  run.send_signal(signal.SIGINT)  # while compiling (seconds without a compilation cache), and again
+  time.sleep(0.5)
+  run.send_signal(signal.SIGINT)
+  out, err = run.communicate(timeout=120)
+  assert run.returncode == 0 and "Traceback" not in err, err
+  assert "stopped by SIGINT before the first update; nothing to save" in out and checkpoints() == []
+  assert err == "distrl: SIGINT: already stopping (SIGINT); the run stops before its first update\n"
+
+  run = launch(*flags, "--config.log_every=1000000")
+  read_until(run, "compiled")
+  time.sleep(2.0)
+  start = time.time()
+  run.send_signal(signal.SIGHUP)  # inside the interval: served within MAX_CHUNK_SECONDS, not at its end
+  out, err = run.communicate(timeout=120)
+  assert run.returncode == 0 and "Traceback" not in err, err
+  assert time.time() - start < loop.MAX_CHUNK_SECONDS + 15
+  (record,) = records(tmp_path)  # the record of the updates done, at the stop
+  assert f"stopped by SIGHUP: saved update {record['update']} to {tmp_path}/checkpoints" in out
+  assert checkpoints() == [record["update"]]
+  stopped_at = record["update"]
+
+  run = launch(*flags, "--config.log_every=1000000")
+  read_until(run, "resuming")
+  run.send_signal(signal.SIGTERM)  # while the resume compiles
+  out, err = run.communicate(timeout=120)
+  assert run.returncode == 0 and "Traceback" not in err, err
+  assert f"stopped by SIGTERM: saved update {stopped_at}" in out and checkpoints() == [stopped_at]
+
+  run = launch(*flags, "--config.log_every=2")
+  read_until(run, "[ppo CartPole-v1]")  # a reader that reads a progress line, then goes away: `... | head`
+  run.stdout.close()
+  _, err = run.communicate(timeout=120)
+  assert run.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+  last = records(tmp_path)[-1]["update"]
+  assert checkpoints()[-1] == last > stopped_at
+
+  run = launch(*flags, "--config.log_every=2")
+  read_until(run, "[ppo CartPole-v1]")
+  for _ in range(40):  # Ctrl-C, then again and again while it saves
+    run.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+  out, err = run.communicate(timeout=120)
+  assert run.returncode == 0 and "Traceback" not in err, err
+  final = records(tmp_path)[-1]["update"]
+  assert f"stopped by SIGINT: saved update {final}" in out and checkpoints()[-1] == final
+  assert not [name for name in os.listdir(tmp_path / "checkpoints") if "tmp" in name], "no save cut short"
+  assert "distrl: SIGINT: already stopping" in err or "distrl: SIGINT: still saving" in err
+  updates = [r["update"] for r in records(tmp_path)]
+  assert updates == sorted(set(updates))

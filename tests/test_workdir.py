@@ -1,0 +1,105 @@
+"""A run's workdir (distrl/runtime/workdir.py, session.py): one run at a time, its history never lost, the
+failures of writing there one line each; the files of a run are compared before and after, not only exit codes."""
+
+import os
+import shutil
+import subprocess
+
+import jax
+import pytest
+
+from distrl.errors import ConfigError, RunFailed
+from distrl.runtime import trainer
+from tests.cli import launch, records
+from tests.runs import files, tiny_ppo
+
+
+def test_history_without_a_checkpoint_is_refused_and_overwrite_moves_it_aside(tmp_path, capsys):
+  trainer.train(tiny_ppo(8), str(tmp_path))
+  shutil.rmtree(tmp_path / "checkpoints")  # deleted (or all damaged): nothing to resume from
+  before = files(tmp_path)
+  with pytest.raises(ConfigError) as error:
+    trainer.train(tiny_ppo(8), str(tmp_path))
+  assert f"--workdir={tmp_path} holds a run (metrics.jsonl with 4 records; best/ with 1 entry) but no checkpoint" \
+         in str(error.value) and "add --overwrite to start over there" in str(error.value)
+  assert files(tmp_path) == before, "a refused start changes nothing"
+
+  capsys.readouterr()
+  result = trainer.train(tiny_ppo(8), str(tmp_path), overwrite=True)
+  (moved,) = [name for name in os.listdir(tmp_path) if name.startswith("overwritten-")]
+  assert f"--overwrite: moved the run that was in {tmp_path} to {tmp_path / moved}" in capsys.readouterr().out
+  assert {k[len(moved) + 1:]: v for k, v in files(tmp_path).items() if k.startswith(moved)} == \
+      before, "the old run is kept, byte for byte"
+  assert [r["update"] for r in records(tmp_path)] == [h["update"] for h in result.history] == [2, 4, 6, 8]
+
+def test_a_metrics_line_cut_short_is_dropped_said_and_the_run_resumes(tmp_path, capsys):
+  trainer.train(tiny_ppo(4), str(tmp_path))
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 96, "update": 6, "time": 1.2, "loss/to')  # a crash while writing the record of update 6
+  capsys.readouterr()
+  result = trainer.train(tiny_ppo(8), str(tmp_path))
+  assert f"warning: {tmp_path}/metrics.jsonl: dropped its last line, cut short by a crash" in capsys.readouterr().out
+  assert [r["update"] for r in records(tmp_path)] == [2, 4, 6, 8]
+  assert [h["update"] for h in result.history] == [6, 8]
+  times = [r["time"] for r in records(tmp_path)]
+  assert times == sorted(times), "time counts on from the run's start across the resume"
+
+@pytest.mark.parametrize("workdir, message", [("/proc/distrl-run", "cannot write to --workdir=/proc/distrl-run"),
+                                              ("file", "is a file, not a directory")])
+def test_a_workdir_that_cannot_be_written_is_refused_in_one_line_and_changes_nothing(workdir, message, tmp_path):
+  # In-process: the launcher's one line and exit 1 for a ConfigError are tested from the command line in test_launch.
+  if workdir == "file":
+    workdir = tmp_path / "a-file"
+    workdir.write_text("not a directory")
+  with pytest.raises(ConfigError) as error:
+    trainer.train(tiny_ppo(4), str(workdir))
+  assert message in str(error.value) and "\n" not in str(error.value)
+  assert os.listdir(tmp_path) == ([] if workdir == "/proc/distrl-run" else ["a-file"])
+
+
+def test_a_disk_full_before_the_run_starts_is_one_line(tmp_path):
+  """A new run on a full disk (the lock's record cannot be written) and a resume there (metrics.jsonl cannot be
+  rewritten): one line each, exit 1, and the files as they were."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+    pytest.skip("mounting a small tmpfs is not allowed here")
+  try:
+    with open(disk / "filler", "wb", buffering=0) as f:  # the disk, full
+      with pytest.raises(OSError):
+        while True:
+          f.write(b"\0" * 4096)
+    run = launch(f"--workdir={disk / 'run'}", f"--config.num_envs={jax.device_count()}")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 1, out
+    assert err == f"distrl: error: cannot write to --workdir={disk / 'run'}: No space left on device; free space or " \
+                  f"pick another directory\n"
+  finally:
+    subprocess.run(["umount", str(disk)], check=True)
+
+@pytest.mark.unit
+def test_a_file_the_workdir_replaces_whole_is_as_it_was_when_the_disk_is_full(tmp_path, monkeypatch):
+  from distrl.runtime.workdir import Workdir
+  workdir = Workdir(str(tmp_path), primary=True)
+  workdir.write_json("config.json", {"lr": 1})
+  before = files(tmp_path)
+
+  def full(source, target):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(os, "replace", full)
+  with pytest.raises(RunFailed, match=r"cannot write .*config.json \(No space left on device\); it is as it was"):
+    workdir.write_json("config.json", {"lr": 2})
+  assert files(tmp_path) == before  # and no .tmp left
+
+@pytest.mark.unit
+def test_overwriting_twice_within_a_second_keeps_both_old_runs(tmp_path, monkeypatch):
+  from distrl.runtime import workdir as workdirs
+  monkeypatch.setattr(workdirs.time, "strftime", lambda form: "20261130-235959")
+  workdir = workdirs.Workdir(str(tmp_path), primary=True)
+  moved = []
+  for lr in (1, 2):
+    workdir.write_json("config.json", {"lr": lr})
+    moved.append(workdir.move_aside())
+  assert moved == [str(tmp_path / "overwritten-20261130-235959"), str(tmp_path / "overwritten-20261130-235959-2")]
+  assert [workdirs.Workdir(m, primary=True).read_json("config.json") for m in moved] == [{"lr": 1}, {"lr": 2}]
