@@ -3,7 +3,6 @@ the time limit truncated (with the observation reached), and inverted_pendulum l
 device and on eight. The cheapest physics backend here, "spring" (compiles in ~9 s, ~200k random steps/s on this
 CPU; "positional", the presets' backend, compiles in ~33 s)."""
 
-import brax.envs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +25,8 @@ def test_episodes_end_as_brax_says_and_score_what_brax_scores(push, episode_leng
   past Brax's angle limit (done = 1) within 40 steps: terminated. The episode return and length are Brax's reward
   summed up to that step and its count (reward 1 a step); a truncated step bootstraps, a terminal one does not."""
   env = envs.make("brax:inverted_pendulum", {"backend": BACKEND, "episode_length": episode_length})
+  import brax.envs  # here, not at the top: importing Brax takes seconds that collecting the unit tier need not
+
   raw = brax.envs.get_environment("inverted_pendulum", backend=BACKEND)
   action = jnp.full((env.action_dim,), push)
 

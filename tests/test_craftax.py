@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from craftax.craftax_env import make_craftax_env_from_name
 
 from distrl import envs
 from distrl.runtime import trainer
@@ -40,6 +39,8 @@ def test_episodes_end_as_craftax_says_and_score_what_craftax_scores():
   after step 100). Return, length and every achievement (0 or 100) at the end equal Craftax's rewards summed to
   there, the step count and its info."""
   env = envs.make(f"craftax:{NAME}", {"max_timesteps": LIMIT})
+  from craftax.craftax_env import make_craftax_env_from_name  # here: importing Craftax takes seconds
+
   raw = make_craftax_env_from_name(NAME, auto_reset=False)
   params = raw.default_params.replace(max_timesteps=LIMIT)
 

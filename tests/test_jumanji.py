@@ -4,8 +4,6 @@ to Jumanji's own, action masks, and a short PPO run on Snake-v1 on one device an
 import jax
 import jax.numpy as jnp
 import numpy as np
-import jumanji  # the test extra installs every suite
-import numpy as np
 import pytest
 
 from distrl.configs import ppo as ppo_config
@@ -33,6 +31,8 @@ def test_episodes_end_as_jumanji_says_and_score_what_jumanji_scores(name, kwargs
   time_limit=8: terminated at step 8; their observations carry the step count), so only distrl's shorter limit
   truncates (Maze with max_steps_in_episode=5); Snake heading up runs into the wall (terminated)."""
   env = envs.make(f"jumanji:{name}", kwargs)
+  import jumanji  # the test extra installs every suite; here, as importing it takes seconds
+
   raw = jumanji.make(name, **{k: v for k, v in kwargs.items() if k != "max_steps_in_episode"})
   actions = jnp.array(ACTIONS[name])
   keys = jax.random.split(jax.random.PRNGKey(3), 16)
