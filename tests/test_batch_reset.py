@@ -9,6 +9,8 @@ import pytest
 
 from distrl import envs
 
+pytestmark = pytest.mark.unit
+
 
 def _play(env: envs.Env, step, num_envs: int, num_steps: int, seed: int = 0):
   """Every step's (obs, state, reward, terminated, truncated, info) under random actions, stacked over time."""

@@ -15,6 +15,7 @@ from distrl.runtime import trainer
 from distrl.errors import ConfigError
 
 
+@pytest.mark.unit
 def test_diagonal_normal_log_prob_and_entropy_by_hand():
   policy = distributions.DiagonalNormal(mean=jnp.array([0.0, 1.0]), log_std=jnp.log(jnp.array([1.0, 2.0])))
   # z = ((1 - 0) / 1, (0 - 1) / 2) = (1, -0.5): -0.5 * (1 + 0.25) - (log 1 + log 2) - 2 * 0.5 * log(2 pi)
@@ -28,6 +29,7 @@ def test_diagonal_normal_log_prob_and_entropy_by_hand():
   np.testing.assert_allclose(samples.std(0), [1.0, 2.0], rtol=0.03)
 
 
+@pytest.mark.unit
 def test_categorical_log_prob_and_entropy_by_hand():
   policy = distributions.Categorical(logits=jnp.log(jnp.array([[0.25, 0.75]])))
   assert float(policy.log_prob(jnp.array([1]))[0]) == pytest.approx(math.log(0.75), rel=1e-6)
@@ -35,6 +37,7 @@ def test_categorical_log_prob_and_entropy_by_hand():
   assert int(policy.mode()[0]) == 1
 
 
+@pytest.mark.unit
 def test_gaussian_actions_are_clipped_to_the_action_space():
   config = ppo_config.get_config("Pendulum-v1")
   env = envs.make(config.env_name)
@@ -54,6 +57,7 @@ def test_gaussian_actions_are_clipped_to_the_action_space():
   assert float(jnp.abs(sampled).max()) == 2.0  # std e^3: most samples fall outside and are clipped
 
 
+@pytest.mark.unit
 def test_dqn_refuses_continuous_actions(tmp_path):
   config = dqn_config.get_config()
   config.env_name = "Pendulum-v1"

@@ -6,6 +6,8 @@ import pytest
 
 from distrl.dqn import losses
 
+pytestmark = pytest.mark.unit
+
 # Three transitions, gamma 0.9. Row 1 reached a terminal state; row 0 ended by a time limit
 # (truncated), which is *not* terminal: it bootstraps like any other step, from the final
 # observation's values that the replay stores as next_obs.

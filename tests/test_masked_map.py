@@ -8,6 +8,8 @@ import pytest
 
 from distrl.rl import acting, masked_map, rollout_learner
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("selected", [[], [3], [0, 4], [0, 1, 2, 3, 4]])
 @pytest.mark.parametrize("max_passes", [1, 2, 16])

@@ -14,6 +14,7 @@ from distrl.runtime import trainer
 from distrl.errors import ConfigError
 
 
+@pytest.mark.unit
 def test_a_masked_categorical_renormalises_over_the_allowed_actions():
   policy = distributions.Categorical(logits=jnp.log(jnp.array([[0.2, 0.3, 0.5]]))).masked(jnp.array([[True, False,
                                                                                                        True]]))
@@ -33,6 +34,7 @@ def test_a_masked_categorical_renormalises_over_the_allowed_actions():
   assert unmasked.masked(None) is unmasked
 
 
+@pytest.mark.unit
 def test_masked_argmax_picks_the_best_allowed_action():
   q = jnp.array([[1.0, 5.0, 2.0], [-3.0, -1.0, -2.0]])
   np.testing.assert_array_equal(distributions.masked_argmax(q, jnp.array([[True, False, True], [True, False, True]])),
@@ -40,6 +42,7 @@ def test_masked_argmax_picks_the_best_allowed_action():
   np.testing.assert_array_equal(distributions.masked_argmax(q, None), [1, 1])
 
 
+@pytest.mark.unit
 def test_the_mask_is_found_in_the_flattened_observation_and_a_wrong_one_is_refused():
   env = envs.make("tests.user_code:masked_walk")
   assert env.observation_shape == (3,)  # action_mask (2), then position (1): dict keys in sorted order
@@ -63,6 +66,7 @@ def test_ppo_never_takes_a_forbidden_action(ppo_cfg, tmp_path):
   assert result.history[-1]["loss/entropy"] == 0.0  # one allowed action: a certain policy
 
 
+@pytest.mark.unit
 def test_a_random_allowed_action_is_uniform_over_the_allowed_ones():
   mask = jnp.array([True, False, True, True])
   # k = 3 allowed: u in [0, 1/3) -> the first (0), [1/3, 2/3) -> the second (2), [2/3, 1) -> the third (3).
@@ -77,6 +81,7 @@ def test_a_random_allowed_action_is_uniform_over_the_allowed_ones():
   np.testing.assert_allclose(counts[[0, 2, 3]] / 30_000, 1 / 3, atol=5 * 0.0027)
 
 
+@pytest.mark.unit
 def test_masked_targets_bootstrap_from_the_best_allowed_action():
   from distrl.dqn import losses
   q = jnp.array([[1.0, 5.0, 2.0], [4.0, 3.0, 0.0]])

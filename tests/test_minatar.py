@@ -14,6 +14,7 @@ from distrl.runtime import trainer
 from distrl.errors import ConfigError
 
 
+@pytest.mark.unit
 def test_cnn_torso_maps_grids_to_one_output_per_action_for_any_batch_shape():
   net = networks.torso("cnn", (64,), 3, head_scale=0.01, activation="relu", obs_ndim=3)
   obs = jnp.ones((5, 2, 10, 10, 4), bool)  # MinAtar observations are boolean channels
@@ -26,6 +27,7 @@ def test_cnn_torso_maps_grids_to_one_output_per_action_for_any_batch_shape():
 GAMES = ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("game", GAMES)
 def test_the_convolution_as_a_matrix_product_equals_xlas_convolution_in_value_and_gradient(game):
   """networks.conv_as_matmul (the CPU default) against lax.conv_general_dilated, on random observations of each
@@ -47,6 +49,7 @@ def test_the_convolution_as_a_matrix_product_equals_xlas_convolution_in_value_an
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path[0]))
 
 
+@pytest.mark.unit
 def test_the_cnn_torso_convolves_with_xla_only_off_the_cpu():
   """On CPU (conv="auto") the traced program has no convolution: XLA's CPU convolution is the slow path."""
   net = networks.torso("cnn", (64,), 3, head_scale=0.01, activation="relu", obs_ndim=3)
@@ -56,6 +59,7 @@ def test_the_cnn_torso_convolves_with_xla_only_off_the_cpu():
   assert has_convolution == (jax.default_backend() != "cpu")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("game", GAMES)
 def test_presets_build_a_cnn_actor_critic_for_each_game(game):
   config = ppo_config.get_config(game)
@@ -67,6 +71,7 @@ def test_presets_build_a_cnn_actor_critic_for_each_game(game):
   assert state.learner.params["params"]["actor"]["MLP_0"]["Dense_1"]["kernel"].shape == (64, env.num_actions)
 
 
+@pytest.mark.unit
 def test_a_cnn_on_vector_observations_is_refused(tmp_path):
   config = ppo_config.get_config()
   config.torso, config.num_envs, config.eval_episodes = "cnn", jax.device_count(), jax.device_count()

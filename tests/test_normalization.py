@@ -25,6 +25,7 @@ def _moments(batches, devices):
   return jax.device_get(moments)
 
 
+@pytest.mark.unit
 def test_moments_by_hand_and_combined_over_batches():
   # Column 0: 1, 2, 3, 4 then 5, 6, 7, 8 -> mean 4.5, population variance (8^2 - 1) / 12 = 5.25.
   first = np.array([[1, 10, 0], [2, 10, 0], [3, 10, 0], [4, 10, 0]] * 2, float)
@@ -35,6 +36,7 @@ def test_moments_by_hand_and_combined_over_batches():
   assert float(moments.count) == 16
 
 
+@pytest.mark.unit
 def test_moments_over_eight_devices_equal_one_device():
   if jax.device_count() < 8:
     pytest.skip("needs 8 devices: run with the default 8 emulated devices")
@@ -48,6 +50,7 @@ def test_moments_over_eight_devices_equal_one_device():
   np.testing.assert_allclose(one.var, eight.var, rtol=1e-6)
 
 
+@pytest.mark.unit
 def test_discounted_returns_restart_after_an_episode_end():
   # One environment, gamma 0.5: R = 1, 1 + 0.5 * 1 = 1.5 (ends), then 2, 2 + 0.5 * 2 = 3; carried: 3.
   # A second environment starts from a carried R of 4: 0 + 0.5 * 4 = 2, ...
@@ -59,6 +62,7 @@ def test_discounted_returns_restart_after_an_episode_end():
   np.testing.assert_allclose(carry, [3.0, 0.0])  # the second environment's episode ended at the last step
 
 
+@pytest.mark.unit
 def test_scaled_rewards_and_normalised_observations_by_hand():
   normalizer = normalization.Normalizer(
       obs=normalization.Moments(mean=jnp.array([1.0, 0.0]), var=jnp.array([4.0, 1e-12]), count=jnp.float32(10)),

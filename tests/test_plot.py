@@ -38,6 +38,7 @@ def _fake_run(directory, config, returns_per_seed, steps=(100, 200, 300)):
   return str(directory)
 
 
+@pytest.mark.unit
 def test_each_seed_counts_once_and_the_band_spans_the_seeds(tmp_path):
   config = ppo_config.get_config()
   config.num_seeds = 3  # seeds 0, 1, 2
@@ -53,6 +54,7 @@ def test_each_seed_counts_once_and_the_band_spans_the_seeds(tmp_path):
   assert (curve.mean + curve.std)[1] > 500  # ... where a band of one standard deviation would go
 
 
+@pytest.mark.unit
 def test_labels_name_what_differs_among_curves_of_one_algorithm(tmp_path):
   base = ppo_config.get_config()
   faster = ppo_config.get_config()
@@ -65,6 +67,7 @@ def test_labels_name_what_differs_among_curves_of_one_algorithm(tmp_path):
   assert [c.label for c in shown.curves] == ["ppo lr=0.00025 (1 seed)", "ppo lr=0.001 (1 seed)", "dqn (1 seed)"]
 
 
+@pytest.mark.unit
 def test_a_label_shows_at_most_three_fields(tmp_path):
   configs = []
   for i in range(2):

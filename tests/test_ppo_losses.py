@@ -7,6 +7,8 @@ import pytest
 
 from distrl.ppo import losses
 
+pytestmark = pytest.mark.unit
+
 # One environment, four steps, gamma 0.9, lambda 0.8 (gamma * lambda = 0.72).
 # Step 1 is truncated by a time limit: the trace ends, but it bootstraps from V(final obs) = 3.0.
 # Step 3 is terminal: no bootstrap (its value_tp1 = 0.7 must be ignored).

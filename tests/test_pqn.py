@@ -12,6 +12,7 @@ from distrl.errors import ConfigError
 from distrl.pqn import losses
 
 
+@pytest.mark.unit
 def test_q_lambda_returns_hand_computed():
   """One environment, four steps, gamma 0.5, lambda 0.5; rewards 1, 2, 3, 4; max Q at each next state 10, 20, 30, 40.
   Step 1 is truncated (a time limit: bootstrap, but the trace stops), step 3 the end of the rollout."""
@@ -33,6 +34,7 @@ def test_q_lambda_returns_hand_computed():
   np.testing.assert_allclose(g, r + 0.5 * q_tp1)
 
 
+@pytest.mark.unit
 def test_q_lambda_returns_check_shapes():
   with pytest.raises(ValueError, match="must share one shape"):
     losses.q_lambda_returns(jnp.zeros(3), jnp.zeros(4), jnp.zeros(3), jnp.zeros(3), gamma=0.9, q_lambda=0.9)
@@ -67,6 +69,7 @@ def test_sharded_update_equals_unsharded():
   assert reference_sums["loss/total"][1] == 3
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("field, value, message", [
     ("q_lambda", 1.5, "q_lambda=1.5 must be in [0, 1]"),
     ("reward_scale", 0.0, "reward_scale=0.0 must be a positive number"),
@@ -88,6 +91,7 @@ def test_fields_refuse_bad_values_in_one_line(field, value, message):
   assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("game", ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"])
 def test_minatar_presets_build_a_layer_normed_cnn_q_network(game):
   config = pqn_config.get_config(game)

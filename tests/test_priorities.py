@@ -5,10 +5,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from distrl import sharding
 from distrl.dqn import priorities, replay
+
+pytestmark = pytest.mark.unit
 
 NUM_ENVS, CAPACITY = 8, 16
 

@@ -5,10 +5,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from distrl import sharding
 from distrl.dqn import replay
+
+pytestmark = pytest.mark.unit
 
 
 def _example():

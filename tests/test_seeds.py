@@ -123,6 +123,7 @@ def test_dqn_agents_equal_their_single_seed_runs(tmp_path):
   _assert_agent_equals_run(multi.state.learner.target_params, 1, single.state.learner.target_params)
 
 
+@pytest.mark.unit
 def test_num_seeds_must_be_positive(tmp_path):
   with pytest.raises(ConfigError, match="num_seeds=0 must be a positive number"):
     trainer.train(_ppo(0, 0), str(tmp_path))

@@ -12,6 +12,7 @@ from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("suite, env_id", [("brax", "inverted_pendulum"), ("craftax", "Craftax-Classic-Symbolic-v1"),
                                            ("jumanji", "Snake-v1")])
 def test_a_missing_suite_names_its_extra_in_one_line(suite, env_id, monkeypatch):
@@ -35,6 +36,7 @@ def test_no_suite_is_imported_until_named():
   assert out.strip() == "[]"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("preset", [name for name in ppo_config.PRESETS if name.partition(":")[0] in envs.SUITES])
 def test_every_suite_preset_is_a_valid_run_on_1_and_8_devices(preset):
   """The presets' sizes pass the checks a run makes first (e.g. num_steps splitting into num_minibatches)."""

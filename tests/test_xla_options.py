@@ -21,6 +21,7 @@ print(jax.jit(run).lower(jax.random.key(0)).compile().as_text().count('xla_cpu_s
 """
 
 
+@pytest.mark.unit
 def test_configure_adds_the_small_loop_bound_unless_backend_options_are_set_and_says_what_the_user_set():
   environ = {}
   xla_options.configure(environ)
