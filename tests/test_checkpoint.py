@@ -32,6 +32,7 @@ def _lose_array_metadata(directory):
   """Deletes the file that lists a checkpoint's arrays (orbax then reads no metadata, not an error)."""
   os.remove(os.path.join(directory, "default", "_METADATA"))
 
+
 @pytest.mark.parametrize("damage", [damage, _lose_array_metadata])
 def test_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(damage, tmp_path, capsys):
   trainer.train(_short_ppo(15), str(tmp_path))
@@ -47,6 +48,7 @@ def test_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(damage
   assert any(name.startswith("15.corrupt-") for name in names), "the damaged checkpoint is kept aside"
   assert "15" in names and "20" in names  # saved anew
 
+
 @pytest.mark.unit
 def test_a_damaged_checkpoints_reason_is_one_short_line_without_tensorstores_pointer():
   from distrl.runtime.checkpoint import damage
@@ -55,6 +57,7 @@ def test_a_damaged_checkpoints_reason_is_one_short_line_without_tensorstores_poi
                      "1xxx_use_cxx11_.__str__ of ...>\nsecond line")
   assert damage(error) == "Encountered error while reading array index: (slice(0, 64, 1), slice(0, 64, 1))."
   assert damage(OSError("x" * 300)) == "x" * 200
+
 
 def test_a_save_cut_short_leaves_the_last_complete_checkpoint_in_use(tmp_path, capsys):
   trainer.train(_short_ppo(10), str(tmp_path))
@@ -89,6 +92,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_quietly_by_evaluate_and_launch(t
   out, err = run.communicate(timeout=300)
   assert run.returncode == 0 and err == "", err  # no tracebacks from the reads still in flight
   assert "is damaged" in out and "resuming" in out and "from update 4" in out
+
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
   """A small tmpfs (root can mount one here); where mounting is not allowed, a save that fails is injected."""
@@ -129,6 +133,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
     if mounted:
       subprocess.run(["umount", str(disk)], check=True)
   assert Checkpoints(str(tmp_path / "moved" / "checkpoints"), keep=100, create=False).latest() == kept
+
 
 def test_a_truncated_array_file_is_one_warning_line_every_time(tmp_path):
   """Truncating a checkpoint's largest array file made about half of the evaluations print thousands of lines

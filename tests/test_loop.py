@@ -21,6 +21,7 @@ def built(monkeypatch):
   monkeypatch.setattr(programs, "build", lambda *args, **kwargs: made.append(build(*args, **kwargs)) or made[-1])
   return made
 
+
 def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path, built):
   ppo_cfg.num_steps = 16
   ppo_cfg.num_minibatches = 2
@@ -36,6 +37,7 @@ def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path, bu
           "ppo/clip_fraction", "opt/lr", "perf/sps"} <= set(result.history[-1])
   assert os.listdir(tmp_path / "tb")  # tensorboard events written
 
+
 @pytest.mark.parametrize("backend", ["shard_map", "pmap"])
 def test_a_log_interval_split_into_one_update_calls_logs_the_same_records(backend, ppo_cfg, tmp_path, monkeypatch):
   # MAX_CHUNK_SECONDS = 0: every call runs one update, as a stop-prompt split of a slow interval would. The sums go
@@ -47,6 +49,7 @@ def test_a_log_interval_split_into_one_update_calls_logs_the_same_records(backen
   split = trainer.train(ppo_cfg, str(tmp_path / "split"))
   assert [h["update"] for h in split.history] == [6, 12]
   assert timeless(split.history) == timeless(whole.history)
+
 
 def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(ppo_cfg, tmp_path, built):
   ppo_cfg.backend, ppo_cfg.num_steps, ppo_cfg.num_minibatches = "pmap", 16, 2

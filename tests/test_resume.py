@@ -106,6 +106,7 @@ def test_resume_refuses_another_seed_and_says_what_a_longer_run_changes(tmp_path
   assert f"{tmp_path}: the run is finished (update 8 of 8" in capsys.readouterr().out
   assert again.compile_seconds == 0.0 and again.history == []  # nothing compiled, nothing logged
 
+
 def test_resuming_on_another_device_count_says_so(tmp_path, capsys):
   if jax.device_count() < 2:
     pytest.skip("needs 2 devices")

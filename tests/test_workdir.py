@@ -32,6 +32,7 @@ def test_history_without_a_checkpoint_is_refused_and_overwrite_moves_it_aside(tm
       before, "the old run is kept, byte for byte"
   assert [r["update"] for r in records(tmp_path)] == [h["update"] for h in result.history] == [2, 4, 6, 8]
 
+
 def test_a_metrics_line_cut_short_is_dropped_said_and_the_run_resumes(tmp_path, capsys):
   trainer.train(tiny_ppo(4), str(tmp_path))
   with open(tmp_path / "metrics.jsonl", "a") as f:
@@ -43,6 +44,7 @@ def test_a_metrics_line_cut_short_is_dropped_said_and_the_run_resumes(tmp_path, 
   assert [h["update"] for h in result.history] == [6, 8]
   times = [r["time"] for r in records(tmp_path)]
   assert times == sorted(times), "time counts on from the run's start across the resume"
+
 
 @pytest.mark.parametrize("workdir, message", [("/proc/distrl-run", "cannot write to --workdir=/proc/distrl-run"),
                                               ("file", "is a file, not a directory")])
@@ -77,6 +79,7 @@ def test_a_disk_full_before_the_run_starts_is_one_line(tmp_path):
   finally:
     subprocess.run(["umount", str(disk)], check=True)
 
+
 @pytest.mark.unit
 def test_a_file_the_workdir_replaces_whole_is_as_it_was_when_the_disk_is_full(tmp_path, monkeypatch):
   from distrl.runtime.workdir import Workdir
@@ -91,6 +94,7 @@ def test_a_file_the_workdir_replaces_whole_is_as_it_was_when_the_disk_is_full(tm
   with pytest.raises(RunFailed, match=r"cannot write .*config.json \(No space left on device\); it is as it was"):
     workdir.write_json("config.json", {"lr": 2})
   assert files(tmp_path) == before  # and no .tmp left
+
 
 @pytest.mark.unit
 def test_overwriting_twice_within_a_second_keeps_both_old_runs(tmp_path, monkeypatch):
