@@ -140,17 +140,27 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   order = rollout_learner.orders(collected.shuffle_key, num_steps, epochs)
   minibatches = functools.partial(rollout_learner.minibatches, num_minibatches=num_minibatches)
 
-  # Advantage statistics of every global minibatch of every epoch, in one all-reduce.
   minibatch_advantage = jax.vmap(minibatches, in_axes=(None, 0))(advantage, order)  # (epochs, M, B)
-  adv_mean, adv_square = sharding.pmean((jnp.mean(minibatch_advantage, -1),
-                                         jnp.mean(jnp.square(minibatch_advantage), -1)))
-  adv_std = jnp.sqrt(jnp.maximum(adv_square - jnp.square(adv_mean), 0.0))
+  adv_mean, adv_std = advantage_statistics(minibatch_advantage)
 
   learner, (terms, grad_norm) = _epochs(net, tx, learner, batch, order, adv_mean, adv_std, config=config)
   # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
   learner = learner.replace(normalizer=normalization.update_observations(normalizer, traj.obs))
   metrics = _metrics(traj, terms, grad_norm, state.update, config=config, sizes=sizes)
   return state.replace(learner=learner, actors=actors), metrics
+
+
+def advantage_statistics(minibatch_advantage: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The mean and (population) standard deviation of every global minibatch of every epoch.
+
+  `minibatch_advantage`: (epochs, M, B), this device's B samples of each minibatch (every device holds as many).
+  Two passes, so that a mean far larger than the spread survives float32: the spread is taken around the global
+  mean, not as E[A^2] - E[A]^2 (advantages of 5000 +- 1 had std 0 that way, and were normalised to +-1e8).
+  Returns (epochs, M) arrays, the same on every device, in two all-reduces.
+  """
+  mean = sharding.pmean(jnp.mean(minibatch_advantage, -1))
+  variance = sharding.pmean(jnp.mean(jnp.square(minibatch_advantage - mean[..., None]), -1))
+  return mean, jnp.sqrt(variance)
 
 
 def _sampler(net: ActorCritic, params, observe, env: Env) -> acting.Policy:
