@@ -25,7 +25,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from distrl import configs, errors, xla_options  # noqa: E402
-from distrl.cli import config_flag, noise  # noqa: E402
+from distrl.cli import config_flag, noise, rerun  # noqa: E402
 from distrl.errors import ConfigError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn, pqn) or a config file, with an "
@@ -61,6 +61,9 @@ def _fail(message: str, status: int, *, abandon: bool = False) -> None:
   sys.exit(status)
 
 
+_EXPLICIT: set[str] = set()  # the config fields the command line sets (rerun.explicit_fields)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag, config field or config file reported as one line, exit 2."""
   import logging as python_logging
@@ -69,6 +72,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   given = next((a.split("=", 1)[1] if "=" in a else None for a in reversed(argv[1:]) if a.startswith("--config")
                 and not a.startswith("--config.")), None)
   command = sys.argv
+  _EXPLICIT.update(rerun.explicit_fields(argv))
   try:
     argv, env_kwargs = config_flag.take_env_kwargs(argv)
     argv = config_flag.integral_numbers(argv)
@@ -141,6 +145,9 @@ def main(argv):
     raise app.UsageError("a run of several processes needs one --workdir shared by all of them")
   workdir = os.path.expanduser(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
   noise.keep_in(workdir, jax.process_index() if jax.process_count() > 1 else None)
+  if not _OVERWRITE.value and (unused := rerun.as_recorded(config, workdir, _EXPLICIT)) and jax.process_index() == 0:
+    print(f"{workdir} goes on as recorded in its config.json, not as the config given says ({'; '.join(unused)}); "
+          f"set a field with --config.FIELD=VALUE to change it", flush=True)
   try:
     trainer.train(config, workdir, overwrite=_OVERWRITE.value)
     distributed.finished()

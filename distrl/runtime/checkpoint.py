@@ -36,15 +36,21 @@ def signature(tree) -> dict[str, tuple]:
 class Checkpoints:
   """`WORKDIR/checkpoints/<update>/`; the newest `keep` are kept."""
 
-  def __init__(self, directory: str, *, keep: int, best_of: str | None = None, create: bool = True):
-    """Keeps the newest `keep` checkpoints, or, with `best_of`, the `keep` with the highest such metric
-    (`create`: make the directory if it is missing; readers pass False)."""
+  def __init__(self, directory: str, *, keep: int, best_of: str | None = None, create: bool = True,
+               preserve: tuple[int, ...] = ()):
+    """Keeps the newest `keep` checkpoints and those of the updates in `preserve` (the ends of finished runs), or,
+    with `best_of`, the `keep` with the highest such metric (`create`: make the directory if it is missing;
+    readers pass False)."""
     self.directory, self.best_of = os.path.abspath(directory), best_of
-    best = dict(best_fn=lambda metrics: metrics[best_of], best_mode="max") if best_of else {}
+    if best_of:
+      kept = dict(best_fn=lambda metrics: metrics[best_of], best_mode="max", max_to_keep=keep)
+    else:
+      kept = dict(preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(
+          [ocp.checkpoint_managers.LatestN(n=keep), ocp.checkpoint_managers.CustomSteps(steps=preserve)]))
     # Each manager's cross-process barriers get their own names: two managers saving the same update
     # (checkpoints/ and best/) would otherwise wait at each other's barriers and deadlock.
     sync = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(self.directory))
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, multiprocessing_options=sync, **best)
+    options = ocp.CheckpointManagerOptions(create=create, multiprocessing_options=sync, **kept)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
 

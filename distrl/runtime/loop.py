@@ -158,7 +158,9 @@ class UpdateLoop:
     episodes = {f"eval/{name}": (values.sum(-1), np.full(values.shape[:-1], values.shape[-1]))
                 for name, values in results.items()}  # per agent: (sum, count) over its episodes
     scalars = metrics.summarize(episodes, first_seed=self.config.seed)
-    self.session.best.save(update, self.runner.get(state), metrics={"eval/return": scalars["eval/return"]})
+    best = self.session.best.best()
+    if best is None or scalars["eval/return"] > best[1]:  # a tie keeps the earlier best: best/ loses no best
+      self.session.best.save(update, self.runner.get(state), metrics={"eval/return": scalars["eval/return"]})
     return scalars
 
   def _diverged(self, bad: list[str], update: int, n: int):

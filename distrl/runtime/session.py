@@ -1,8 +1,9 @@
 """A run's hold on its workdir, from the lock to the unlock: what it opens there and closes whatever happens.
 
 `Session` takes the workdir's lock (process 0; every process learns whether it got it), moves an old run aside
-for `--overwrite`, opens the checkpoint managers (`checkpoints/`, and `best/` for the best greedy evaluation),
-records each start in `config.json` and `run.json`, opens the log writers, and on the way out waits for a
+for `--overwrite`, opens the checkpoint managers (`checkpoints/`, where the newest `keep_checkpoints` and the end of
+every finished run are kept, and `best/` for the best greedy evaluation), records each start in `config.json`
+and `run.json`, opens the log writers, and on the way out waits for a
 save in flight, closes the writers and releases the lock.
 """
 
@@ -45,7 +46,9 @@ class Session:
     try:
       if overwrite:
         self._move_aside()
-      self.checkpoints = Checkpoints(self.workdir.file("checkpoints"), keep=config.keep_checkpoints)
+      finished = tuple((self.workdir.read_json("run.json") or {}).get("finished", []))
+      self.checkpoints = Checkpoints(self.workdir.file("checkpoints"), keep=config.keep_checkpoints,
+                                     preserve=finished)  # the end of a finished run is never rotated away
       self.best = Checkpoints(self.workdir.file("best"), keep=1, best_of="eval/return")  # the mean over agents
     except BaseException:
       self.close(failing=True)
@@ -72,6 +75,13 @@ class Session:
     self.writer = metrics.Writer(self.workdir.path, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
                                  console=self.console, primary=self.workdir.primary,
                                  resume_step=plan.update * steps_per_update)
+
+  def record_finish(self, update: int) -> None:
+    """Adds `update`, where the run finished, to run.json's "finished": those checkpoints are kept for good, also
+    when the run is extended later."""
+    run = self.workdir.read_json("run.json") or {}
+    run["finished"] = sorted(set(run.get("finished", [])) | {update})
+    self.workdir.write_json("run.json", run)
 
   def close(self, failing: bool = False) -> None:
     """Waits for a save in flight, closes the writers (a full disk is one RunFailed, unless a failure is already on

@@ -101,6 +101,8 @@ def _save_final(session: Session, program: Program, end, stop: stopping.StopRequ
   checkpoints.save(end.update, program.runner.get(end.state))
   checkpoints.finish()
   session.best.finish()
+  if not end.stopped:
+    session.record_finish(end.update)
   stop.enter(stopping.Phase.ENDING)
   if end.stopped:
     session.say(f"stopped by {stop.reason}: saved update {end.update} to {checkpoints.directory}; run the same "
