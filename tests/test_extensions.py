@@ -84,6 +84,7 @@ BAD_ENVS = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name, kwargs, message", BAD_ENVS, ids=[f"{n}-{k}" for n, k, _ in BAD_ENVS])
 def test_a_bad_environment_is_one_clear_error_and_writes_nothing(name, kwargs, message, ppo_cfg, tmp_path):
   ppo_cfg.env_name, ppo_cfg.env_kwargs = name, kwargs
@@ -94,6 +95,7 @@ def test_a_bad_environment_is_one_clear_error_and_writes_nothing(name, kwargs, m
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("algo, message", [
     ("tests.user_code:incomplete_algorithm", "is not an algorithm: it lacks update, act of the contract"),
     ("tests.user_broken", "algo='tests.user_broken': cannot import tests.user_broken (ModuleNotFoundError"),

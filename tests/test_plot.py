@@ -88,8 +88,8 @@ def runs(tmp_path_factory):
   made = []
   for name, seed, lr in [("a0", 0, 2.5e-4), ("a1", 1, 2.5e-4), ("b0", 0, 1e-3)]:
     config = ppo_config.get_config()
-    config.update(dict(num_envs=n, num_steps=32, total_timesteps=40 * n * 32, log_every=4, seed=seed, lr=lr,
-                       eval_episodes=n, eval_every=20))
+    config.update(dict(num_envs=n, num_steps=32, total_timesteps=8 * n * 32, log_every=2, seed=seed, lr=lr,
+                       eval_episodes=n, eval_every=4))
     trainer.train(config, str(root / name))
     made.append(str(root / name))
   return made
@@ -105,9 +105,9 @@ def test_real_runs_make_one_curve_per_config_from_their_records(runs):
       per_run.append([json.loads(line)["train/episode_return"] for line in f])
   np.testing.assert_allclose(lines[0].mean, np.mean(per_run, 0), rtol=1e-6)
   np.testing.assert_allclose(lines[0].high, np.max(per_run, 0), rtol=1e-6)
-  assert lines[0].steps[-1] == 40 * jax.device_count() * 32
+  assert lines[0].steps[-1] == 8 * jax.device_count() * 32
   evals = plot.curves(runs, "eval/return")
-  assert [len(c.steps) for c in evals] == [2, 2]  # evaluations at updates 20 and 40
+  assert [len(c.steps) for c in evals] == [2, 2]  # evaluations at updates 4 and 8
 
 
 def test_command_line_writes_a_png_with_a_title_and_the_curves(runs, tmp_path):
