@@ -156,8 +156,8 @@ def _said(program):
 @pytest.mark.unit
 def test_a_budget_rounded_down_to_whole_updates_is_said():
   assert _said(_program(20_000, 2, 8_192)) == [
-      "total_timesteps=20,000 is not a whole number of updates of 8,192 steps: the run trains 16,384",
-      "training ppo on Breakout-MinAtar: 2 updates of 8192 steps on 1 device(s); workdir runs/x"]
+      "training ppo on Breakout-MinAtar: 2 updates of 8192 steps (16,384 steps: total_timesteps=20,000 rounded down to "
+      "whole updates) on 1 device(s); workdir runs/x"]
 
 
 @pytest.mark.unit

@@ -110,19 +110,18 @@ def plan(workdir: Workdir, checkpoints: Checkpoints, program: Program, say: Call
 def announce(plan: Plan, program: Program, workdir: Workdir, processes: int, say: Callable[[str], None]) -> None:
   """The start's line: what is trained, or where it resumes and what changed."""
   config, sizes, mesh = program.config, program.sizes, program.mesh
-  if program.total_steps != config.total_timesteps:
-    say(f"total_timesteps={config.total_timesteps:,} is not a whole number of updates of {sizes.steps_per_update:,} "
-        f"steps: the run trains {program.total_steps:,}")
+  rounded = (f" ({program.total_steps:,} steps: total_timesteps={config.total_timesteps:,} rounded down to whole "
+             f"updates)" if program.total_steps != config.total_timesteps else "")
   if plan.restored is None:
     say(f"training {config.algo} on {config.env_name}: {sizes.num_updates} updates of {sizes.steps_per_update} "
-        f"steps on {mesh.size} device(s); workdir {workdir.path}")
+        f"steps{rounded} on {mesh.size} device(s); workdir {workdir.path}")
     return
   last = plan.last_start
   moved = ""
   if last and (last.get("devices"), last.get("processes")) != (mesh.size, processes):
     moved = f" (it ran on {last['devices']} device(s) in {last['processes']} process(es) before)"
-  say(f"resuming {workdir.path} from update {plan.update} (step {plan.update * sizes.steps_per_update:,}) on "
-      f"{mesh.size} device(s) in {processes} process(es){moved}"
+  say(f"resuming {workdir.path} from update {plan.update} (step {plan.update * sizes.steps_per_update:,}) of "
+      f"{sizes.num_updates}{rounded} on {mesh.size} device(s) in {processes} process(es){moved}"
       + (f" with changed settings: {describe(plan.changes, limit=len(plan.changes))}" if plan.changes else ""))
   if "total_timesteps" in plan.changes:
     say(f"the run now ends at step {program.total_steps:,}: schedules that span the whole run (an annealed learning "
