@@ -41,6 +41,14 @@ def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int
   return config
 
 
+def rollout_fields(config: ml_collections.ConfigDict, *, num_steps: int, update_epochs: int,
+                   num_minibatches: int) -> None:
+  """Adds the sizes of the algorithms that learn from each fresh rollout (`distrl.rl.rollout_learner`: PPO, PQN)."""
+  config.num_steps = num_steps  # rollout length per environment per iteration
+  config.update_epochs = update_epochs  # passes over each rollout
+  config.num_minibatches = num_minibatches  # gradient steps per epoch (num_steps/num_minibatches steps of every env)
+
+
 def normalization_fields(config: ml_collections.ConfigDict) -> None:
   """Adds the fields of observation normalisation and reward scaling (`distrl.rl.normalization`) to `config`."""
   config.normalize_obs = False  # normalise observations by running mean/std over all devices (kept in checkpoints)

@@ -89,9 +89,7 @@ def get_config(arg=None):
   config = configs.run_fields("ppo", total_timesteps=500_000, num_envs=4, log_every=10, eval_every=100,
                               checkpoint_every=100)
 
-  config.num_steps = 128  # rollout length per environment per iteration
-  config.update_epochs = 4  # passes over each rollout
-  config.num_minibatches = 4  # gradient steps per epoch; each takes num_steps/num_minibatches steps of every env
+  configs.rollout_fields(config, num_steps=128, update_epochs=4, num_minibatches=4)
 
   config.lr = 2.5e-4  # Adam step size
   config.anneal_lr = True  # decay the step size linearly to 0 over the run

@@ -49,9 +49,7 @@ def get_config(arg=None):
   config = configs.run_fields("pqn", total_timesteps=500_000, num_envs=32, log_every=2, eval_every=20,
                               checkpoint_every=20)
 
-  config.num_steps = 64  # rollout length per environment per iteration
-  config.update_epochs = 4  # passes over each rollout
-  config.num_minibatches = 16  # gradient steps per epoch; each takes num_steps/num_minibatches steps of every env
+  configs.rollout_fields(config, num_steps=64, update_epochs=4, num_minibatches=16)
 
   config.lr = 3e-4  # RAdam step size
   config.anneal_lr = True  # decay the step size linearly to 0 over the run
