@@ -150,8 +150,8 @@ def main(argv):
           f"set a field with --config.FIELD=VALUE to change it", flush=True)
   try:
     trainer.train(config, workdir, overwrite=_OVERWRITE.value)
-    distributed.finished()
     stopping.REQUEST.ignore_from_now()
+    distributed.finished()
   except errors.DeviceFailed as error:
     _fail(str(error), 1, abandon=True)
   except (errors.ConfigError, errors.RunFailed) as error:

@@ -76,12 +76,22 @@ def launch_two(workdir, *flags, heartbeat=60):
                  f"--heartbeat_timeout={heartbeat}", *flags], devices=4) for i in range(2)]
 
 
+def _told(runs, outputs, workdir) -> str:
+  """What each process of a failed launch said: exit status, stderr's end, and the other libraries' messages."""
+  told = []
+  for i, (run, (_, err)) in enumerate(zip(runs, outputs)):
+    noise = workdir / f"noise-{i}.log"
+    kept = noise.read_text()[-3000:] if noise.exists() else "(none)"
+    told.append(f"--- process {i}: exit {run.returncode}\n{err[-2000:]}\n--- its noise-{i}.log:\n{kept}")
+  return "\n".join(told)
+
+
 def test_only_process_zero_logs_and_the_checkpoint_moves_between_process_counts(tmp_path):
   workdir = tmp_path / "run"
   flags = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=5", "--config.eval_episodes=8"]
   runs = launch_two(workdir, *flags, "--config.total_timesteps=2560")  # 10 updates
   outputs = [run.communicate(timeout=300) for run in runs]
-  assert all(run.returncode == 0 for run in runs), outputs[0][1][-2000:] + outputs[1][1][-2000:]
+  assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
   assert "step 2,560/2,560" in outputs[0][0]
   assert "step" not in outputs[1][0], "process 1 prints no progress"
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2
@@ -102,7 +112,7 @@ def test_only_process_zero_logs_and_the_checkpoint_moves_between_process_counts(
   # ... and two processes resume from that shared checkpoint in turn.
   runs = launch_two(workdir, *flags, "--config.total_timesteps=7680")  # 30 updates
   outputs = [run.communicate(timeout=300) for run in runs]
-  assert all(run.returncode == 0 for run in runs), outputs[0][1][-2000:] + outputs[1][1][-2000:]
+  assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
   assert f"resuming {workdir} from update 20" in outputs[0][0]
   assert [json.loads(line)["update"] for line in (workdir / "metrics.jsonl").read_text().splitlines()] == \
       [5, 10, 15, 20, 25, 30]

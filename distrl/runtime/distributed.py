@@ -14,6 +14,11 @@ and exit 1:
   process 0) likewise ends every process it can reach once a peer has sent no heartbeat for
   2 x `timeout` seconds, should the watchdog not have acted by then (seen once in CI and once by
   hand). `distrl.cli.noise` turns either abort into our one line.
+
+A process that has finished says so, stands its watchdog down and leaves through JAX's shutdown barrier
+(`jax.distributed.shutdown`), which waits for every process to finish: left to interpreter teardown, a
+process that ends first could drop out of the run while another is still writing its last files, and the
+coordination service would end that one as if a peer had died.
 """
 
 import os
@@ -29,6 +34,8 @@ from distrl.cli import noise
 
 _PREFIX = "distrl/peers"
 _JOIN_SECONDS = 300  # how long a process waits for the others to join (JAX's default)
+_ENDED = threading.Event()  # this process has finished: its watchdog stands down
+_CALLS = threading.Lock()  # held by the watchdog around its calls to the coordinator, and by `finished`
 
 
 def start(coordinator_address: str | None, num_processes: int | None, process_id: int | None, *,
@@ -41,21 +48,25 @@ def start(coordinator_address: str | None, num_processes: int | None, process_id
   who = (f"process {process_id} of {num_processes}: joining {coordinator_address}" if coordinator_address is not None
          else "joining the processes JAX's cluster detection found")
   print(f"distrl: {who}, waiting up to {_JOIN_SECONDS} s for all", flush=True)
-  jax.distributed.initialize(*explicit, initialization_timeout=_JOIN_SECONDS, heartbeat_timeout_seconds=2 * timeout)
+  jax.distributed.initialize(*explicit, initialization_timeout=_JOIN_SECONDS, heartbeat_timeout_seconds=2 * timeout,
+                             shutdown_timeout_seconds=2 * timeout)
   if jax.process_count() > 1:
     threading.Thread(target=_watch, args=(timeout,), daemon=True, name="distrl-peers").start()
   return True
 
 
 def finished() -> None:
-  """Tells the peers this process ended normally, so that its silence is not taken for a crash."""
+  """Tells the peers this process ended normally, so that its silence is not taken for a crash, and leaves the run
+  once every process has finished (JAX's shutdown barrier, which waits up to 2 x `timeout` seconds)."""
   if jax.process_count() > 1:
-    _client().key_value_set(f"{_PREFIX}/done/{jax.process_index()}", "1", allow_overwrite=True)
+    with _CALLS:
+      _client().key_value_set(f"{_PREFIX}/done/{jax.process_index()}", "1", allow_overwrite=True)
+      _ENDED.set()
+    jax.distributed.shutdown()
 
 
 def _client():
   return jax_distributed.global_state.client
-
 
 
 def lost(reason: str) -> None:
@@ -79,11 +90,14 @@ def _watch(timeout: int) -> None:
   beat = 0
   while True:
     beat += 1
-    try:
-      client.key_value_set(f"{_PREFIX}/beat/{me}", str(beat), allow_overwrite=True)
-      store = dict(client.key_value_dir_get(f"{_PREFIX}/"))
-    except Exception as error:  # the coordinator (process 0) is gone
-      lost(f"lost the run's coordinator, process 0 ({errors.first_line(error)[:200]})")
+    with _CALLS:
+      if _ENDED.is_set():
+        return
+      try:
+        client.key_value_set(f"{_PREFIX}/beat/{me}", str(beat), allow_overwrite=True)
+        store = dict(client.key_value_dir_get(f"{_PREFIX}/"))
+      except Exception as error:  # the coordinator (process 0) is gone
+        lost(f"lost the run's coordinator, process 0 ({errors.first_line(error)[:200]})")
     now = answered[0] = time.monotonic()
     for peer in peers:
       if f"{_PREFIX}/done/{peer}" in store:
@@ -97,8 +111,8 @@ def _watch(timeout: int) -> None:
 
 
 def _watch_coordinator(answered: list[float], timeout: int) -> None:
-  while True:
+  while not _ENDED.is_set():
     time.sleep(1.0)
-    if time.monotonic() - answered[0] > timeout:
+    if time.monotonic() - answered[0] > timeout and not _ENDED.is_set():
       lost(f"process 0, the run's coordinator, has not answered for {timeout}s (it died, hung, or was stopped)")
 
