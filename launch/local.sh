@@ -21,7 +21,8 @@ python=${PYTHON:-python}  # the interpreter with distrl installed
 export XLA_FLAGS="--xla_force_host_platform_device_count=$devices"
 
 pids=()
-trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' INT TERM
+interrupted=0
+trap 'interrupted=1; kill -TERM "${pids[@]}" 2>/dev/null || true' INT TERM
 for ((i = 1; i < processes; i++)); do
   "$python" -m distrl.launch "$@" --coordinator_address="localhost:$port" --num_processes="$processes" \
     --process_id="$i" >"$workdir/process-$i.log" 2>&1 &
@@ -30,8 +31,15 @@ done
 "$python" -m distrl.launch "$@" --coordinator_address="localhost:$port" --num_processes="$processes" --process_id=0 &
 pids+=($!)
 
+# The exit status is the first non-zero one of the processes. A signal to this script cuts `wait` short (status
+# 128+n) once its trap has run: then the process is waited for again, for its own status.
 status=0
 for pid in "${pids[@]}"; do
-  wait "$pid" || status=$?
+  while :; do
+    interrupted=0 code=0
+    wait "$pid" || code=$?
+    ((interrupted && code > 128)) || break
+  done
+  ((status != 0)) || status=$code
 done
 exit "$status"

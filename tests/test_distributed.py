@@ -212,3 +212,42 @@ def test_a_lost_or_hung_process_ends_the_other_with_one_line_in_bounded_time(cas
   assert survivor.returncode != 0
   assert time.time() - start < 5 + 10
   assert err.startswith(f"distrl: error: process {1 - victim} of 2 stops:") and len(err.strip().splitlines()) == 1, err
+
+
+LOCAL_SH = os.path.join(ROOT, "launch", "local.sh")
+
+
+def _process(script, workdir, index):
+  """The pid of process `index` of the run that launch/local.sh (`script`) started in `workdir` (its child, not the
+  filter of its stderr that the process forked)."""
+  pattern = f"distrl.launch .*--workdir={workdir} .*--process_id={index}( |$)"
+  pids = subprocess.run(["pgrep", "-P", str(script.pid), "-f", pattern], capture_output=True, text=True).stdout.split()
+  assert len(pids) == 1, f"process {index}: {pids}"
+  return int(pids[0])
+
+
+def test_an_agreed_stop_through_local_sh_exits_0(tmp_path):
+  """launch/local.sh, 2 processes x 4 devices: SIGTERM to the script (it passes it to both), to process 1 and to
+  process 0, STOP_TRIALS times each (DISTRL_STOP_TRIALS=7 is the issue's stress run of 21): every time the
+  script exits 0 (a scheduler would otherwise take the job for failed) and process 0 says it saved."""
+  workdir = tmp_path / "run"
+  flags = ["--config=ppo", f"--workdir={workdir}", "--config.num_envs=8", "--config.num_steps=32",
+           "--config.log_every=2", "--config.eval_every=1000000", "--config.checkpoint_every=1000000",
+           "--config.eval_episodes=8", "--config.total_timesteps=50000000"]
+  env = {**os.environ, "PYTHON": sys.executable, "DISTRL_PORT": str(free_port()),
+         "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+  for trial, target in enumerate(["script", "process 1", "process 0"] * STOP_TRIALS):
+    env["DISTRL_PORT"] = str(free_port())
+    script = subprocess.Popen(["bash", LOCAL_SH, "2", "4", *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _wait_for_records(workdir, len(records(workdir)) + 2, [script])
+    pid = script.pid if target == "script" else _process(script, workdir, int(target[-1]))
+    os.kill(pid, signal.SIGTERM)
+    try:
+      out, err = script.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+      script.kill()
+      pytest.fail(f"trial {trial} (SIGTERM to {target}): local.sh did not end within 60 s")
+    log = (workdir / "process-1.log").read_text()[-2000:]
+    assert script.returncode == 0, f"trial {trial} (SIGTERM to {target}): exit {script.returncode}\n{err}\n{log}"
+    assert "saved update " in out and "Traceback" not in err + log, f"trial {trial}: {out}\n{err}\n{log}"
