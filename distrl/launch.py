@@ -24,7 +24,7 @@ import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from distrl import configs, errors, xla_options  # noqa: E402
+from distrl import configs, errors, user_modules, xla_options  # noqa: E402
 from distrl.cli import config_flag, noise, rerun  # noqa: E402
 from distrl.errors import ConfigError  # noqa: E402
 
@@ -78,6 +78,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     argv = config_flag.integral_numbers(argv)
     sys.argv = argv  # config_flags finds the overrides to define in sys.argv
     argv = config_flag.shipped_configs(argv)
+    if given and os.path.isfile(given.partition(":")[0]):
+      user_modules.importable_beside(given.partition(":")[0])
     rest = flags.FLAGS(argv)
     config = _CONFIG.value
   except Exception as error:  # flags.Error, or whatever a config file or override raised

@@ -1,4 +1,5 @@
-"""A2C, an algorithm that lives outside distrl (examples/a2c.py). Run from the repository root:
+"""A2C, an algorithm that lives outside distrl (examples/a2c.py). From the repository root (or, with the path to
+this file, from anywhere):
 
   python -m distrl.launch --config=examples/a2c_config.py --workdir=runs/a2c
   python -m distrl.launch --config=examples/a2c_config.py --config.env_name=examples.corridor:make

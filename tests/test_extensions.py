@@ -5,6 +5,8 @@ import ast
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -216,6 +218,24 @@ def test_the_a2c_example_learns_cartpole_through_the_launcher(tmp_path):
   assert history[-1]["train/episode_return"] > 50, [r["train/episode_return"] for r in history]
   with open(tmp_path / "config.json") as f:
     assert json.load(f)["algo"] == "examples.a2c"
+
+
+def test_a_config_file_finds_its_code_from_another_directory(tmp_path):
+  """`--config=.../examples/a2c_config.py` from a directory that is not the repository's, with nothing of it on
+  PYTHONPATH: `examples.a2c` imports beside its config. `evaluate`, which has only the workdir, says in one line
+  how to make it importable, and evaluates once it is."""
+  n = jax.device_count()
+  outside = {"PYTHONPATH": ""}
+  run = launch(f"--workdir={tmp_path / 'run'}", f"--config.eval_episodes={n}", "--config.total_timesteps=2560",
+               "--config.log_every=10", config="examples/a2c_config.py", cwd=str(tmp_path), env_extra=outside)
+  out, err = run.communicate(timeout=300)
+  assert run.returncode == 0, err
+  evaluate = [sys.executable, "-m", "distrl.evaluate", f"--workdir={tmp_path / 'run'}", "--episodes=8"]
+  told = subprocess.run(evaluate, cwd=tmp_path, env={**os.environ, **outside}, capture_output=True, text=True)
+  assert told.returncode == 1 and told.stderr == (
+      "distrl: error: algo='examples.a2c': cannot import examples.a2c (ModuleNotFoundError: No module named "
+      "'examples'); run from the directory that holds examples, or add that directory to PYTHONPATH\n")
+  assert subprocess.run(evaluate, cwd=ROOT, capture_output=True, text=True).returncode == 0
 
 
 @pytest.mark.unit
