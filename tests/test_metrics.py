@@ -7,16 +7,39 @@ from distrl.runtime import metrics
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("width", [40, 80, 120, 200])
+def _writer(name="ppo Breakout-MinAtar"):
+  writer = metrics.Writer.__new__(metrics.Writer)
+  writer.total_steps, writer.name, writer._since = 499_712, name, None
+  return writer
+
+
+SCALARS = {"train/episode_return": 36.25, "eval/return": 41.0, "perf/sps": 2560.4, "loss/total": 0.1234,
+           "loss/policy": -0.01, "loss/value": 0.25, "loss/entropy": 1.02}
+
+
+@pytest.mark.parametrize("width", [40, 80, 100, 120, 200])
 def test_the_progress_line_drops_fields_in_order_of_importance_to_fit(width, monkeypatch):
   monkeypatch.setenv("COLUMNS", str(width))
-  writer = metrics.Writer.__new__(metrics.Writer)
-  writer.total_steps, writer.name, writer._since = 499_712, "ppo Breakout-MinAtar", None
-  scalars = {"train/episode_return": 36.25, "eval/return": 41.0, "perf/sps": 2560.4, "loss/total": 0.1234,
-             "loss/policy": -0.01, "loss/value": 0.25, "loss/entropy": 1.02}
-  line = writer._line(225_280, scalars, bar=True)
+  line = _writer()._line(225_280, SCALARS, bar=True)
   assert len(line) <= width - 1, line
-  shown = [field in line for field in ("return 36.25", "eval 41", "ETA", "█", "steps/s", "loss", "pi", "ent")]
+  shown = [field in line for field in ("return 36.25", "2,560 steps/s", "ETA", "eval 41", "loss", "pi", "ent")]
   assert shown == sorted(shown, reverse=True), (line, shown)  # a prefix of the fields, most important first
-  assert shown[:3] == [True, True, True] or width < 80
+  assert shown[:3] == [True, True, True] or width < 80  # README: return, steps/s and time left, at 80 columns
   assert all(shown) == (width >= 200)
+  assert line.count("█") + line.count("░") == (20 if width >= 120 else 10 if width >= 100 else 0)
+  assert ("45% 225k/500k" if width < 100 else "45% 225,280/499,712") in line
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_progress_line_keeps_its_layout_from_record_to_record(width, monkeypatch):
+  """Returns of other widths, an evaluation or none: the bar and the counts stay where they were."""
+  monkeypatch.setenv("COLUMNS", str(width))
+  writer = _writer()
+  lines = [writer._line(225_280, {**SCALARS, "train/episode_return": value}, bar=True) for value in (5.0, -1234.567)]
+  lines.append(writer._line(225_280, {k: v for k, v in SCALARS.items() if k != "eval/return"}, bar=True))
+  assert len({line.split(" | ")[0] for line in lines}) == 1, lines
+
+
+def test_step_counts_in_five_characters():
+  assert [metrics._count(n) for n in (9_216, 19_968, 225_280, 999_600, 12_345_678, 20_000_000_000)] == \
+      ["9,216", "20k", "225k", "1M", "12.3M", "20G"]

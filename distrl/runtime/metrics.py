@@ -12,7 +12,6 @@ import numpy as np
 from tensorboardX import SummaryWriter
 
 # The progress line's fields, most important first: a narrow terminal shows a prefix of them.
-FIRST = (("train/episode_return", "return"), ("eval/return", "eval"))
 LOSSES = (("loss/total", "loss"), ("loss/policy", "pi"), ("loss/value", "v"), ("loss/entropy", "ent"))
 
 
@@ -37,6 +36,16 @@ def summarize(sums: dict, first_seed: int = 0) -> dict[str, float]:
     if len(count) > 1 and name in PER_AGENT:
       scalars.update({f"{name}/seed_{first_seed + i}": float(m) for i, m in zip(np.flatnonzero(seen), means)})
   return scalars
+
+
+def _count(steps: int) -> str:
+  """A step count in at most 5 characters: 9,216, 225k, 1.5M, 20G."""
+  if steps < 10_000:
+    return f"{steps:,}"
+  for scale, suffix in ((1e3, "k"), (1e6, "M")):
+    if steps < 999.5 * scale:
+      return f"{steps / scale:.3g}{suffix}"
+  return f"{steps / 1e9:.3g}G"
 
 
 def _duration(seconds: float) -> str:
@@ -118,8 +127,11 @@ class Writer:
     self.console.redraw(self._line(step, scalars, bar=self.console.live))
 
   def _line(self, step: int, scalars: dict[str, float], bar: bool = False) -> str:
-    """The progress line: on a terminal fitted to its width (fields in order of importance, the bar shrinking
-    first), otherwise every field."""
+    """The progress line: on a terminal fitted to its width, otherwise every field.
+
+    On a terminal the fields come in order of importance (return, steps/s, time left, evaluation, losses) while
+    they fit; the bar's width (20 cells from 120 columns, 10 from 100, none below) and the step counts' form
+    (225k/500k below 100 columns) depend on the width alone, so the line keeps its layout from record to record."""
     if self._since is None:  # the ETA's rate: steps per second since this process's first record, all included
       self._since = (clock.perf_counter(), step)
     sps = scalars.get("perf/sps", 0.0)
@@ -127,31 +139,29 @@ class Writer:
     rate = (step - self._since[1]) / elapsed if elapsed > 1.0 and step > self._since[1] else sps
     eta = f"ETA {_duration((self.total_steps - step) / rate)}" if rate > 0 else "ETA ?"
     done = step / self.total_steps
-    value = lambda key, label: f"{label} {scalars[key]:.4g}"
-    first = [value(k, label) for k, label in FIRST if k in scalars and math.isfinite(scalars[k])]
-    losses = [value(k, label) for k, label in LOSSES if k in scalars and math.isfinite(scalars[k])]
+    value = lambda key, label: f"{label} {scalars[key]:.4g}" if key in scalars and math.isfinite(scalars[key]) else None
     speed = f"{sps:,.0f} steps/s"
+    ret, evaluation = value("train/episode_return", "return"), value("eval/return", "eval")
+    losses = [value(k, label) for k, label in LOSSES]
     if not bar:
-      return " | ".join([f"[{self.name}] step {step:,}/{self.total_steps:,} ({100 * done:.0f}%)", speed, *first,
-                         *losses, eta])
+      return " | ".join(f for f in [f"[{self.name}] step {step:,}/{self.total_steps:,} ({100 * done:.0f}%)", speed,
+                                    ret, evaluation, *losses, eta] if f)
     width = self.width()
-    count = f"{100 * done:3.0f}% {step:,}/{self.total_steps:,}"
+    columns = width + 1
+    cells = 20 if columns >= 120 else 10 if columns >= 100 else 0
+    short = _count if columns < 100 else "{:,}".format
+    count = f"{100 * done:3.0f}% {short(step)}/{short(self.total_steps)}"
     name = f"[{self.name}]"
     if len(name) + 1 + len(count) > width:  # a very narrow terminal: the name gives way
       name = name[:max(4, width - len(count) - 2)] + "…"
-    parts = [f"{name} {count}"]
-    length = lambda parts, bar: sum(map(len, parts)) + 3 * (len(parts) - 1) + (bar + 1 if bar else 0)
-    for field in [*first, eta]:  # before the bar: the numbers matter more
-      if length(parts + [field], 0) <= width:
-        parts.append(field)
-    cells = min(20, width - length(parts, 0) - 1)
-    cells = cells if cells >= 5 else 0
-    for field in [speed, *losses]:
-      if length(parts + [field], cells) <= width:
-        parts.append(field)
     filled = int(round(cells * done))
     graphic = f"{'█' * filled}{'░' * (cells - filled)} " if cells else ""
-    return " | ".join([f"{name} {graphic}{count}", *parts[1:]])
+    line = f"{name} {graphic}{count}"
+    for field in filter(None, [ret, speed, eta, evaluation, *losses]):
+      if len(line) + 3 + len(field) > width:
+        break  # the fields after it matter less: none of them in its place
+      line += " | " + field
+    return line
 
   @staticmethod
   def width() -> int:
