@@ -9,7 +9,8 @@ leaves the range the runs span), on the steps they all reached. Each (config, se
 seed in two workdirs (a run and a multi-seed run that includes it) is one seed. Curves are labelled by
 the algorithm and environment where those differ, then by the fields that differ among the curves of the
 same algorithm and environment (a field only some of them have, or one that does not change learning such
-as `log_every`, does not count); what all curves share is the title.
+as `log_every`, does not count); what all curves share is the title. A curve of a run still training (its
+workdir's lock is held) says so in its label and is dashed: it ends where the run's records end now.
 """
 
 import dataclasses
@@ -20,6 +21,8 @@ import textwrap
 
 import numpy as np
 from absl import app, flags
+
+from distrl.runtime import workdir as workdir_lock
 
 _OUT = flags.DEFINE_string("out", "curves.png", "Where to write the figure (.png, .pdf or .svg).")
 _METRIC = flags.DEFINE_string("metric", "train/episode_return", "Which scalar of metrics.jsonl to draw.")
@@ -39,6 +42,7 @@ class Curve:
   high: np.ndarray  # (S,), the highest seed
   seeds: list[int]
   runs: list[str]  # the workdirs it was read from
+  training: list[str]  # those of them a run is still training in: the curve ends where their records end now
 
 
 @dataclasses.dataclass
@@ -114,9 +118,12 @@ def figure(workdirs: list[str], metric: str) -> Figure:
     end = min(steps[-1] for _, steps, _ in runs)  # the steps every seed of the curve reached
     grid = np.unique(np.concatenate([steps[steps <= end] for _, steps, _ in runs]))
     values = np.stack([np.interp(grid, steps, vals) for _, steps, vals in runs])
-    result.append(Curve(label=f"{label} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", steps=grid,
+    workdirs = list(dict.fromkeys(w for w, _, _ in runs))
+    training = [w for w in workdirs if workdir_lock.in_use(w)]
+    result.append(Curve(label=f"{label} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+                              f"{', still training' if training else ''})", steps=grid,
                         mean=values.mean(0), std=values.std(0), low=values.min(0), high=values.max(0), seeds=seeds,
-                        runs=list(dict.fromkeys(w for w, _, _ in runs))))
+                        runs=workdirs, training=training))
   return Figure(title=title, curves=result, notes=notes)
 
 
@@ -132,7 +139,8 @@ def draw(shown: Figure, metric: str, out: str) -> None:
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for curve in shown.curves:
-    (line,) = ax.plot(curve.steps, curve.mean, label=textwrap.fill(curve.label, 40))
+    (line,) = ax.plot(curve.steps, curve.mean, label=textwrap.fill(curve.label, 40),
+                      linestyle="--" if curve.training else "-")
     if len(curve.seeds) > 1:
       ax.fill_between(curve.steps, curve.low, curve.high, color=line.get_color(), alpha=0.2, linewidth=0)
   ax.set_xlabel("environment steps")
@@ -174,8 +182,8 @@ def main(argv):
     sys.exit(1)
   print(shown.title)
   for curve in shown.curves:
-    print(f"  {curve.label}: final {curve.mean[-1]:.1f} (seeds {curve.low[-1]:.1f} to {curve.high[-1]:.1f}) at step "
-          f"{int(curve.steps[-1]):,}")
+    print(f"  {curve.label}: {'latest' if curve.training else 'final'} {curve.mean[-1]:.1f} (seeds "
+          f"{curve.low[-1]:.1f} to {curve.high[-1]:.1f}) at step {int(curve.steps[-1]):,}")
   print(f"wrote {out}")
 
 

@@ -55,6 +55,24 @@ def test_each_seed_counts_once_and_the_band_spans_the_seeds(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_run_still_training_is_marked(tmp_path):
+  """A workdir whose lock a run holds (as the trainer's Workdir.lock takes it) is marked as training; once the lock
+  is let go, or where a run never took one, the same curve is final."""
+  from distrl.runtime.workdir import Workdir
+
+  run = _fake_run(tmp_path / "run", ppo_config.get_config(), [[10, 400, 500]])
+  holder = Workdir(run, primary=True)
+  assert holder.lock() is None
+  try:
+    (curve,) = plot.curves([run], "train/episode_return")
+    assert curve.label == "ppo CartPole-v1 (1 seed, still training)" and curve.training == [run]
+  finally:
+    holder.unlock()
+  (curve,) = plot.curves([run], "train/episode_return")
+  assert curve.label == "ppo CartPole-v1 (1 seed)" and curve.training == []
+
+
+@pytest.mark.unit
 def test_labels_name_what_differs_among_curves_of_one_algorithm(tmp_path):
   base = ppo_config.get_config()
   faster = ppo_config.get_config()

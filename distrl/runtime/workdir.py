@@ -29,6 +29,18 @@ from distrl.errors import ConfigError, RunFailed
 RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "tb", "checkpoints", "best")
 
 
+def in_use(path: str) -> bool:
+  """Whether a run holds `path`'s lock now, that is, is training there (a shared lock tried for a moment tells)."""
+  try:
+    with open(os.path.join(path, ".lock")) as handle:
+      fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go when the file closes
+  except BlockingIOError:
+    return True
+  except OSError:  # no lock file: never run by this distrl, or not a run
+    return False
+  return False
+
+
 class Workdir:
   """The directory `path` of one run, as seen by process `process_index` (0 writes the shared files)."""
 
