@@ -1,5 +1,8 @@
 """Metrics (distrl/runtime/metrics.py): the live progress line."""
 
+import subprocess
+import sys
+
 import pytest
 
 from distrl.runtime import metrics
@@ -43,3 +46,42 @@ def test_the_progress_line_keeps_its_layout_from_record_to_record(width, monkeyp
 def test_step_counts_in_five_characters():
   assert [metrics._count(n) for n in (9_216, 19_968, 225_280, 999_600, 12_345_678, 20_000_000_000)] == \
       ["9,216", "20k", "225k", "1M", "12.3M", "20G"]
+
+
+FILL_AND_WRITE = """
+import sys
+from distrl.runtime import metrics
+writer = metrics.Writer(sys.argv[1], total_steps=10**9, name="ppo CartPole-v1", console=metrics.Console(enabled=False))
+with open(sys.argv[1] + "/filler", "wb", buffering=0) as f:  # the disk, full
+  try:
+    while True:
+      f.write(bytes(4096))
+  except OSError:
+    pass
+try:
+  for update in range(1, 10**4):
+    writer.write(step=update, update=update, time=0.0, scalars={"train/episode_return": 1.0 * update})
+except OSError as error:
+  print(error.strerror, "|", error.filename)
+try:
+  writer.close()
+except OSError:
+  pass
+"""
+
+
+def test_a_full_disk_fails_a_write_of_the_logs_once_and_names_the_file(tmp_path):
+  """metrics.jsonl or the TensorBoard events file, whichever the full disk hits first: an OSError naming it from
+  `write`, in the writing thread, and nothing printed after it (no writer thread's or exit handler's traceback)."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+    pytest.skip("mounting a small tmpfs is not allowed here")
+  try:
+    done = subprocess.run([sys.executable, "-c", FILL_AND_WRITE, str(disk)], capture_output=True, text=True,
+                          timeout=120)
+  finally:
+    subprocess.run(["umount", str(disk)], check=True)
+  assert done.returncode == 0 and done.stderr == "", done.stderr
+  assert done.stdout in (f"No space left on device | {disk / 'metrics.jsonl'}\n",
+                         f"No space left on device | {disk / 'tb'}\n"), done.stdout

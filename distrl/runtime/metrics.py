@@ -1,5 +1,6 @@
 """Metric writers: a progress line on stdout, tensorboardX, and WORKDIR/metrics.jsonl."""
 
+import contextlib
 import json
 import math
 import os
@@ -9,7 +10,9 @@ import time as clock
 
 import numpy as np
 
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.summary import scalar
 
 # The progress line's fields, most important first: a narrow terminal shows a prefix of them.
 LOSSES = (("loss/total", "loss"), ("loss/policy", "pi"), ("loss/value", "v"), ("loss/entropy", "ent"))
@@ -98,6 +101,28 @@ class Console:
       self._on_closed()
 
 
+@contextlib.contextmanager
+def _naming(path: str):
+  """An OSError inside, raised again with `path` as its filename (a write error of a file object names none)."""
+  try:
+    yield
+  except OSError as error:
+    raise OSError(error.errno, error.strerror, error.filename or path) from None
+
+
+def _events_file(directory: str, resume_step: int) -> EventsWriter:
+  """A new TensorBoard events file in `directory`, written in this thread: a write that fails (a full disk) raises
+  here, where the trainer says it in one line (tensorboardX's SummaryWriter writes from a thread of its own and
+  flushes again at exit, each failure a traceback). On resume, a session-start event at `resume_step` makes
+  TensorBoard drop the events a crashed run logged past the checkpoint it resumes from (SummaryWriter's
+  purge_step)."""
+  os.makedirs(directory, exist_ok=True)
+  events = EventsWriter(os.path.join(directory, "events"))
+  if resume_step:
+    events.write_event(Event(wall_time=clock.time(), step=resume_step, session_log=SessionLog(status=SessionLog.START)))
+  return events
+
+
 class Writer:
   """Writes one record per log interval to stdout, tensorboard and metrics.jsonl (appending on resume).
 
@@ -111,19 +136,22 @@ class Writer:
     self._since = None
     if primary:
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-      # purge_step: TensorBoard drops events a crashed run logged past the checkpoint it resumes from.
-      self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=resume_step or None)
+      self._tb_dir = os.path.join(workdir, "tb")
+      self._tb = _events_file(self._tb_dir, resume_step)
 
   def write(self, *, step: int, update: int, time: float, scalars: dict[str, float]) -> None:
-    """One record (process 0 only); OSError if metrics.jsonl cannot be written (a full disk)."""
+    """One record (process 0 only); an OSError naming the file that could not be written (a full disk)."""
     if not self.primary:
       return
     record = {"step": step, "update": update, "time": round(time, 3), **scalars}
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
-    for name, value in scalars.items():
-      self._tb.add_scalar(name, value, step)
-    self._tb.flush()
+    with _naming(self._jsonl.name):
+      self._jsonl.write(json.dumps(record) + "\n")
+      self._jsonl.flush()
+    with _naming(self._tb_dir):
+      now = clock.time()
+      for name, value in scalars.items():
+        self._tb.write_event(Event(wall_time=now, step=step, summary=scalar(name, value)))
+      self._tb.flush()
     self.console.redraw(self._line(step, scalars, bar=self.console.live))
 
   def _line(self, step: int, scalars: dict[str, float], bar: bool = False) -> str:
@@ -195,7 +223,14 @@ class Writer:
       self.console.print(line)
 
   def close(self) -> None:
+    """Closes both files (each is closed even where its last flush fails); the first failure is raised."""
     self.console.end()
     if self.primary:
-      self._jsonl.close()
-      self._tb.close()
+      failures = []
+      for file in (self._jsonl, self._tb):
+        try:
+          file.close()
+        except OSError as error:
+          failures.append(error)
+      if failures:
+        raise failures[0]
