@@ -6,6 +6,7 @@ import os
 import jax
 
 from distrl.configs import ppo as ppo_config
+from distrl.runtime import checksums
 
 
 def tiny_ppo(updates, **fields):
@@ -40,3 +41,16 @@ def damage(directory):
       size = os.path.getsize(path)
       with open(path, "wb") as f:
         f.write(b"\x13" * max(size, 1))
+
+
+def overwrite_64_bytes(directory) -> str:
+  """Overwrites 64 bytes in the middle of the largest data file of a checkpoint, keeping its size (orbax restores
+  such a file without a word); returns the file's path relative to the checkpoint."""
+  name = max(checksums.data_files(directory), key=lambda name: os.path.getsize(os.path.join(directory, name)))
+  path = os.path.join(directory, name)
+  size = os.path.getsize(path)
+  with open(path, "r+b") as f:
+    f.seek(size // 2 - 32)
+    f.write(b"\x13" * 64)
+  assert os.path.getsize(path) == size
+  return name

@@ -1,19 +1,24 @@
-"""Checkpoints (distrl/runtime/checkpoint.py): a damaged or half-written checkpoint is set aside and the previous one
-used, by the trainer and by evaluate; a full disk is one line and keeps the last complete checkpoint."""
+"""Checkpoints (distrl/runtime/checkpoint.py): a damaged or half-written checkpoint, or one whose files differ from the
+checksums saved with it, is set aside and the previous one used, by the trainer and by evaluate; a full disk is one line
+and keeps the last complete checkpoint."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
+from distrl import sharding
 from distrl.errors import RunFailed
-from distrl.runtime import trainer
+from distrl.runtime import checksums, programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
+from distrl.runtime.loop import TrainingDiverged
 from tests.cli import ROOT, launch
-from tests.runs import damage, tiny_ppo
+from tests.runs import damage, files, overwrite_64_bytes, tiny_ppo
 
 
 def _short_ppo(total_updates, **fields):
@@ -26,6 +31,14 @@ def _cli(*args, env=None, module="distrl.evaluate", timeout=120):
                         timeout=timeout, env={**os.environ, "PYTHONPATH": ROOT,
                                               "XLA_FLAGS": f"--xla_force_host_platform_device_count={jax.device_count()}",
                                               **(env or {})})
+
+
+def _launch_tiny_ppo(workdir, updates):
+  """`tiny_ppo(updates)` in `workdir`, from the command line."""
+  n = jax.device_count()
+  return launch(f"--workdir={workdir}", f"--config.num_envs={n}", "--config.num_steps=16",
+                "--config.num_minibatches=2", "--config.log_every=2", "--config.checkpoint_every=4",
+                "--config.eval_every=4", f"--config.eval_episodes={n}", f"--config.total_timesteps={updates * n * 16}")
 
 
 def _lose_array_metadata(directory):
@@ -85,13 +98,101 @@ def test_a_damaged_latest_checkpoint_is_skipped_quietly_by_evaluate_and_launch(t
   assert named.returncode == 1 and named.stderr.startswith(f"distrl: error: checkpoint {tmp_path}/checkpoints/8 is "
                                                            f"damaged") and len(named.stderr.splitlines()) == 1
 
-  run = launch(f"--workdir={tmp_path}", f"--config.num_envs={jax.device_count()}", "--config.num_steps=16",
-               "--config.num_minibatches=2", "--config.log_every=2", "--config.checkpoint_every=4",
-               "--config.eval_every=4", f"--config.eval_episodes={jax.device_count()}",
-               f"--config.total_timesteps={10 * jax.device_count() * 16}")
+  run = _launch_tiny_ppo(tmp_path, 10)
   out, err = run.communicate(timeout=300)
   assert run.returncode == 0 and err == "", err  # no tracebacks from the reads still in flight
   assert "is damaged" in out and "resuming" in out and "from update 4" in out
+
+
+@pytest.mark.unit
+def test_checksums_name_the_first_data_file_changed_missing_or_added(tmp_path):
+  step = tmp_path / "8"
+  for name, data in {"default/_METADATA": b"{}", "default/d/0a1b": bytes(range(256)) * 4, "metrics/metrics": b"1",
+                     "_CHECKPOINT_METADATA": b"orbax's record of the save"}.items():
+    (step / name).parent.mkdir(parents=True, exist_ok=True)
+    (step / name).write_bytes(data)
+  assert checksums.difference(str(step)) is None  # saved without checksums (an older distrl): taken as it is
+  checksums.write(str(step))
+  assert sorted(json.loads((step / checksums.CHECKSUMS).read_text())) == ["default/_METADATA", "default/d/0a1b",
+                                                                          "metrics/metrics"]
+  (step / "_CHECKPOINT_METADATA").write_bytes(b"rewritten by orbax as it commits")
+  assert checksums.difference(str(step)) is None
+  overwrite_64_bytes(str(step))
+  assert checksums.difference(str(step)) == "default/d/0a1b differs from its checksum"
+  (step / "default/d/0a1b").write_bytes(bytes(range(256)) * 4)
+  assert checksums.difference(str(step)) is None
+  (step / "default/d/ffff").write_bytes(b"")
+  assert checksums.difference(str(step)) == "default/d/ffff was not part of it when it was saved"
+  (step / "default/d/ffff").unlink()
+  (step / "metrics/metrics").unlink()
+  assert checksums.difference(str(step)) == "metrics/metrics is missing"
+  (step / checksums.CHECKSUMS).write_text('{"default/_METADATA": ')
+  assert checksums.difference(str(step)).startswith(f"its {checksums.CHECKSUMS} is unreadable (")
+
+
+def test_bytes_overwritten_in_place_are_caught_by_evaluate_and_set_aside_by_launch(tmp_path):
+  """64 bytes overwritten inside a checkpoint's largest file: orbax restores them as they are (a wrong policy, or a
+  NaN later); the checksums saved with the checkpoint name the file instead."""
+  trainer.train(tiny_ppo(8), str(tmp_path))
+  directory = tmp_path / "checkpoints"
+  assert all((directory / update / checksums.CHECKSUMS).exists() for update in ("4", "8"))
+  assert all((step / checksums.CHECKSUMS).exists() for step in (tmp_path / "best").iterdir())
+  changed = overwrite_64_bytes(str(directory / "8"))
+  before = {name: files(directory / name) for name in os.listdir(directory)}
+  warning = f"warning: checkpoint {directory}/8 is damaged ({changed} differs from its checksum); "
+
+  result = _cli(f"--workdir={tmp_path}", f"--episodes={jax.device_count()}")
+  assert result.returncode == 0, result.stderr
+  assert result.stderr == warning + "trying the one before\n"
+  assert "at update 4 (ppo on CartPole-v1)" in result.stdout
+  assert {name: files(directory / name) for name in os.listdir(directory)} == before, "evaluate moves nothing"
+  named = _cli(f"--workdir={tmp_path}", "--checkpoint=8")
+  assert named.returncode == 1
+  assert named.stderr == f"distrl: error: checkpoint {directory}/8 is damaged ({changed} differs from its checksum); " \
+                         f"saved: 4, 8\n"
+
+  # best/ keeps one checkpoint: damaged, there is none to evaluate instead.
+  [best] = os.listdir(tmp_path / "best")
+  best_changed = overwrite_64_bytes(str(tmp_path / "best" / best))
+  result = _cli(f"--workdir={tmp_path}", "--best", f"--episodes={jax.device_count()}")
+  assert result.returncode == 1 and result.stdout == ""
+  assert result.stderr == (f"warning: checkpoint {tmp_path}/best/{best} is damaged ({best_changed} differs from its "
+                           f"checksum); trying the one before\n"
+                           f"distrl: error: every checkpoint in {tmp_path}/best is damaged\n")
+
+  run = _launch_tiny_ppo(tmp_path, 10)
+  out, err = run.communicate(timeout=300)
+  assert run.returncode == 0 and err == "", err
+  [aside] = [name for name in os.listdir(directory) if name.startswith("8.corrupt-")]
+  assert [line for line in out.splitlines() if "damaged" in line] == \
+      [warning + f"moved it to {directory}/{aside} and trying the one before"]
+  assert f"resuming {tmp_path} from update 4 (step" in out
+  assert files(directory / aside) == before["8"], "set aside as it was"
+  assert sorted(os.listdir(directory)) == sorted(["4", "8", "10", aside])  # 8 and 10 saved anew
+  assert checksums.difference(str(directory / "8")) is None
+
+
+def test_a_divergence_right_after_a_resume_names_the_checkpoint_resumed_from(tmp_path):
+  """A checkpoint that holds NaN (as damage no checksum saw would restore) diverges at once: the message names it
+  rather than lr."""
+  config = tiny_ppo(4)
+  trainer.train(config, str(tmp_path))
+  directory = str(tmp_path / "checkpoints")
+  like = programs.build(config, sharding.make_mesh()).state
+  state = Checkpoints(directory, keep=3, create=False).restore(4, like=like)
+  poisoned = state.replace(learner=jax.tree.map(
+      lambda x: x * np.nan if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x, state.learner))
+  shutil.rmtree(os.path.join(directory, "4"))
+  rewritten = Checkpoints(directory, keep=3)
+  rewritten.save(4, poisoned)
+  rewritten.finish()
+  rewritten.close()
+  with pytest.raises(TrainingDiverged) as error:
+    trainer.train(tiny_ppo(8), str(tmp_path))
+  message = str(error.value)
+  assert "in updates 5..5 " in message
+  assert f"the first after resuming from {directory}/4: that checkpoint may be damaged. Move it out of {directory}" \
+      in message
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path):

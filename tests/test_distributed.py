@@ -18,6 +18,7 @@ from distrl import sharding
 from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import records
+from tests.runs import overwrite_64_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "multiprocess_worker.py")
@@ -116,6 +117,28 @@ def test_only_process_zero_logs_and_the_checkpoint_moves_between_process_counts(
   assert f"resuming {workdir} from update 20" in outputs[0][0]
   assert [json.loads(line)["update"] for line in (workdir / "metrics.jsonl").read_text().splitlines()] == \
       [5, 10, 15, 20, 25, 30]
+
+
+def test_a_checkpoint_unlike_its_checksums_is_set_aside_once_and_both_processes_resume_from_the_one_before(tmp_path):
+  workdir = tmp_path / "run"
+  flags = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=5", "--config.checkpoint_every=5",
+           "--config.eval_episodes=8"]
+  runs = launch_two(workdir, *flags, "--config.total_timesteps=2560")  # 10 updates
+  outputs = [run.communicate(timeout=300) for run in runs]
+  assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
+  directory = workdir / "checkpoints"
+  changed = overwrite_64_bytes(str(directory / "10"))  # process 0 checks it, and both take its word
+
+  runs = launch_two(workdir, *flags, "--config.total_timesteps=3840")  # 15 updates
+  outputs = [run.communicate(timeout=300) for run in runs]
+  assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
+  [aside] = [name for name in os.listdir(directory) if name.startswith("10.corrupt-")]
+  assert [line for line in outputs[0][0].splitlines() if "damaged" in line] == \
+      [f"warning: checkpoint {directory}/10 is damaged ({changed} differs from its checksum); moved it to "
+       f"{directory}/{aside} and trying the one before"]
+  assert f"resuming {workdir} from update 5 " in outputs[0][0] and "damaged" not in outputs[1][0]
+  assert sorted(os.listdir(directory)) == sorted(["5", "10", "15", aside])
+  assert [r["update"] for r in records(workdir)] == [5, 10, 15]
 
 
 def _wait_for_records(workdir, count, runs, timeout=180):

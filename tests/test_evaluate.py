@@ -69,6 +69,30 @@ def test_a_named_checkpoint_and_a_missing_one(run):
   assert missing.stderr.strip() == f"distrl: error: no checkpoint 5 in {run}/checkpoints; saved: 4, 8"
 
 
+def test_intact_checkpoints_carry_checksums_and_load_as_they_did_without(run, tmp_path, capsys):
+  import shutil
+
+  import numpy as np
+
+  from distrl import evaluate
+  from distrl.runtime import checksums
+
+  saved = [run / kind / name for kind in ("checkpoints", "best") for name in os.listdir(run / kind)]
+  assert len(saved) == 3 and all((step / checksums.CHECKSUMS).exists() for step in saved)
+  assert [checksums.difference(str(step)) for step in saved] == [None] * 3
+  older = tmp_path / "run"
+  shutil.copytree(run, older)
+  for step in older.glob(f"*/*/{checksums.CHECKSUMS}"):  # as a distrl without checksums saved them
+    step.unlink()
+  for best in (False, True):
+    _, state, update = evaluate.load_run(str(run), None, best)
+    _, unchecked, unchecked_update = evaluate.load_run(str(older), None, best)
+    assert update == unchecked_update and update in (4, 8)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(unchecked), strict=True):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert capsys.readouterr().err == "", "no warning about an intact checkpoint"
+
+
 def test_gif_holds_one_frame_per_step_of_the_episode(run, tmp_path):
   out = evaluate(f"--workdir={run}", f"--gif={tmp_path / 'episode.gif'}")
   assert out.returncode == 0, out.stderr

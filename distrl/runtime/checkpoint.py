@@ -2,9 +2,9 @@
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
 process killed mid-save leaves no checkpoint that looks whole. A checkpoint that is whole but
-unreadable (a truncated or corrupted file) is moved aside as `<update>.corrupt-<time>` with a warning,
-and the previous one is used. A checkpoint whose arrays do not have the shapes the current
-config gives is refused: it was written by another config.
+unreadable (a truncated or corrupted file), or whose data files differ from the checksums saved with it
+(`checksums.py`), is moved aside as `<update>.corrupt-<time>` with a warning, and the previous one is used. A
+checkpoint whose arrays do not have the shapes the current config gives is refused: it was written by another config.
 """
 
 import os
@@ -13,14 +13,22 @@ import time
 from typing import Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from distrl.errors import ConfigError, RunFailed, first_line
+from distrl.runtime import checksums
+
+UNFINISHED = ".orbax-checkpoint-tmp"  # orbax's suffix of a save's directory until the save is complete
 
 
 class IncompatibleCheckpoint(ConfigError):
   """The checkpoint's arrays differ in shape or structure from this config's state."""
+
+
+class DamagedCheckpoint(Exception):
+  """The checkpoint's data files differ from the checksums saved with it."""
 
 
 def signature(tree) -> dict[str, tuple]:
@@ -50,7 +58,9 @@ class Checkpoints:
     # Each manager's cross-process barriers get their own names: two managers saving the same update
     # (checkpoints/ and best/) would otherwise wait at each other's barriers and deadlock.
     sync = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(self.directory))
-    options = ocp.CheckpointManagerOptions(create=create, multiprocessing_options=sync, **kept)
+    self._saving: int | None = None  # the update of the save in flight, for its checksums (one at a time)
+    summed = ocp.options.AsyncOptions(post_finalization_callback=self._write_checksums)
+    options = ocp.CheckpointManagerOptions(create=create, multiprocessing_options=sync, async_options=summed, **kept)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
 
@@ -71,9 +81,18 @@ class Checkpoints:
     self.check()
     if update not in self._manager.all_steps():
       try:
+        # Orbax's save waits for the save in flight too, but `_saving` would name the next one before: its checksums.
+        self._manager.wait_until_finished()
+        self._saving = update
         self._manager.save(update, args=ocp.args.StandardSave(state), metrics=metrics)
       except Exception as error:
         raise self._failed(update, error) from None
+
+  def _write_checksums(self) -> None:
+    """Orbax's call once a save's files are final (in process 0, in orbax's background thread, before the save's
+    directory is renamed into place): their checksums go into that directory, so the checkpoint is whole with them."""
+    final = os.path.join(self.directory, str(self._saving))
+    checksums.write(final + UNFINISHED if os.path.isdir(final + UNFINISHED) else final)
 
   def check(self) -> None:
     """Raises RunFailed if a background save has failed."""
@@ -124,9 +143,25 @@ class Checkpoints:
     return None if update is None else (update, float(self._manager.metrics(update)[self.best_of]))
 
   def restore(self, update: int, like):
-    """The checkpoint `update`, placed with the shardings of `like` (a state of the same config)."""
+    """The checkpoint `update`, placed with the shardings of `like` (a state of the same config); DamagedCheckpoint if
+    its data files differ from their checksums."""
+    self.verify(update)
+    return self._read(update, like)
+
+  def _read(self, update: int, like):
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
     return self._manager.restore(update, args=ocp.args.StandardRestore(abstract))
+
+  def verify(self, update: int) -> None:
+    """Raises DamagedCheckpoint where the data files of checkpoint `update` differ from the checksums saved with it.
+    Process 0 reads them and tells the others, so every process takes the same decision (and every one must call
+    this)."""
+    found = checksums.difference(os.path.join(self.directory, str(update))) if jax.process_index() == 0 else None
+    if jax.process_count() > 1:
+      damaged = bool(multihost_utils.broadcast_one_to_all(np.int32(found is not None)))
+      found = found or ("its files differ from their checksums (process 0 says which)" if damaged else None)
+    if found:
+      raise DamagedCheckpoint(found)
 
   def restore_latest(self, like, *, warn: Callable[[str], None], set_aside: bool = True):
     """(update, state) from the newest readable checkpoint, or (None, like) if there is none.
@@ -135,7 +170,7 @@ class Checkpoints:
     `<update>.corrupt-<time>`. Raises IncompatibleCheckpoint if the newest checkpoint was written by a
     config of other shapes.
     """
-    unfinished = sorted(name.split(".")[0] for name in os.listdir(self.directory) if "orbax-checkpoint-tmp" in name)
+    unfinished = sorted(name.split(".")[0] for name in os.listdir(self.directory) if UNFINISHED in name)
     if unfinished:
       warn(f"note: the save of update {', '.join(unfinished)} in {self.directory} is unfinished (a run is saving it, "
            f"or stopped while saving it): not a checkpoint, and left for orbax to clean up")
@@ -144,11 +179,12 @@ class Checkpoints:
         f"warning: checkpoint {self.directory}/{update} is damaged ({damage(error)}); trying the one before"))
     for update in sorted(self._manager.all_steps(), reverse=True):
       try:
+        self.verify(update)
         metadata = self._manager.item_metadata(update)
         if metadata is None:  # orbax's answer where the arrays' metadata file is missing
           raise FileNotFoundError("its array metadata (default/_METADATA) is missing")
         found = signature(metadata)
-      except Exception as error:  # unreadable metadata: a damaged checkpoint
+      except Exception as error:  # files unlike their checksums, or unreadable metadata: a damaged checkpoint
         skip(update, error, warn)
         continue
       if found != expected:
@@ -158,7 +194,7 @@ class Checkpoints:
         raise IncompatibleCheckpoint(f"the checkpoint {self.directory}/{update} holds arrays of other shapes "
                                      f"than this config's ({details}{', ...' if len(differ) > 3 else ''})")
       try:
-        return update, self.restore(update, like)
+        return update, self._read(update, like)
       except Exception as error:  # whole metadata but unreadable arrays
         skip(update, error, warn)
     return None, like

@@ -77,8 +77,10 @@ class UpdateLoop:
     self.config, self.sizes, self.runner = program.config, program.sizes, program.runner
     self.eval_keys = eval_keys(program.config)
     self.elapsed, self.started = elapsed, started  # training time before this start; when this start's clock began
+    self.first_update = 0  # the update this start began from (`run`): a resume where > 0
 
   def run(self, state, update: int, stop: stopping.StopRequest) -> End:
+    self.first_update = update
     interval, last_saved, seconds_per_update, history = Interval(), update, None, []
     stopped = False
     while update < self.sizes.num_updates:
@@ -164,6 +166,13 @@ class UpdateLoop:
     return scalars
 
   def _diverged(self, bad: list[str], update: int, n: int):
-    raise TrainingDiverged(f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} "
-                           f"(step {update * self.sizes.steps_per_update:,}); {self.session.checkpoints.kept()}. "
-                           f"A lower lr or max_grad_norm usually helps")
+    """Stops the run for non-finite `bad` in the `n` updates up to `update`. In the first log interval after a resume,
+    the checkpoint resumed from is named as the likelier cause (damage no checksum saw: an older distrl saved none)."""
+    step = update * self.sizes.steps_per_update
+    where = f"non-finite {', '.join(bad)} in updates {update - n + 1}..{update} (step {step:,})"
+    if update - n == self.first_update > 0:
+      resumed = f"{self.session.checkpoints.directory}/{self.first_update}"
+      raise TrainingDiverged(f"{where}, the first after resuming from {resumed}: that checkpoint may be damaged. Move "
+                             f"it out of {self.session.checkpoints.directory} and run the same command to resume "
+                             f"from the one before (if that diverges too, a lower lr or max_grad_norm usually helps)")
+    raise TrainingDiverged(f"{where}; {self.session.checkpoints.kept()}. A lower lr or max_grad_norm usually helps")
