@@ -193,7 +193,7 @@ def test_a_stop_request_to_any_process_is_agreed_and_the_run_resumes_bit_exactly
     assert seconds is not None, f"trial {trial} ({case}) hung: {outputs}"
     assert [code for code, _, _ in outputs] == [0, 0], f"trial {trial} ({case}): {outputs}"
     saved = int(outputs[0][1].split("saved update ")[1].split()[0])
-    assert f"stopped by SIGTERM" in outputs[0][1], outputs[0][1]
+    assert "stopped by SIGTERM" in outputs[0][1], outputs[0][1]
     assert Checkpoints(str(workdir / "checkpoints"), keep=3, create=False).latest() == saved
     assert "Traceback" not in outputs[0][2] + outputs[1][2]
   runs = launch_two(workdir, *flags, *total)  # to the end
