@@ -56,9 +56,18 @@ def _fail(message: str, status: int, *, abandon: bool = False) -> None:
   stopping.REQUEST.ignore_from_now()
   if abandon or any(type(thread).__module__.startswith("orbax.") and thread.is_alive() and not thread.daemon
                     for thread in threading.enumerate()):
-    sys.stdout.flush()
-    os._exit(status)
+    _leave_now(status)
   sys.exit(status)
+
+
+def _leave_now(status: int) -> None:
+  """Exits `status` without Python's exit handlers and without waiting for this process's other threads."""
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):  # a reader that went away
+      pass
+  os._exit(status)
 
 
 _EXPLICIT: set[str] = set()  # the config fields the command line sets (rerun.explicit_fields)
@@ -151,8 +160,10 @@ def main(argv):
     print(f"{workdir} goes on as recorded in its config.json, not as the config given says ({'; '.join(unused)}); "
           f"set a field with --config.FIELD=VALUE to change it", flush=True)
   try:
-    trainer.train(config, workdir, overwrite=_OVERWRITE.value)
+    result = trainer.train(config, workdir, overwrite=_OVERWRITE.value)
     stopping.REQUEST.ignore_from_now()
+    if result.compiling:  # stopped while compiling: the compile cannot be cancelled, and nothing waits for it
+      _leave_now(0)
     distributed.finished()
   except errors.DeviceFailed as error:
     _fail(str(error), 1, abandon=True)

@@ -1,7 +1,9 @@
 """Stop requests (distrl/runtime/stopping.py): a run asked to stop saves the update it reached and exits 0, and the
-same command resumes it bit for bit; signals at any moment of a run stop it cleanly."""
+same command resumes it bit for bit; signals at any moment of a run stop it cleanly, at once while it compiles."""
 
 import os
+import pathlib
+import re
 import signal
 import time
 
@@ -126,8 +128,10 @@ def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
   run.send_signal(signal.SIGINT)
   out, err = run.communicate(timeout=120)
   assert run.returncode == 0 and "Traceback" not in err, err
-  assert "stopped by SIGINT before the first update; nothing to save" in out and checkpoints() == []
-  assert err == "distrl: SIGINT: already stopping (SIGINT); the run stops before its first update\n"
+  assert re.search(r"stopped by SIGINT while (starting|compiling): nothing trained yet, nothing lost", out), out
+  assert checkpoints() == []
+  # The second SIGINT finds the run stopping, or already gone.
+  assert err in ("", "distrl: SIGINT: already stopping (SIGINT); the run stops before its first update\n")
 
   run = launch(*flags, "--config.log_every=1000000")
   read_until(run, "compiled")
@@ -142,12 +146,13 @@ def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
   assert checkpoints() == [record["update"]]
   stopped_at = record["update"]
 
-  run = launch(*flags, "--config.log_every=1000000")
+  run = launch(*flags, "--config.log_every=1000000", "--compilation_cache=")
   read_until(run, "resuming")
   run.send_signal(signal.SIGTERM)  # while the resume compiles
   out, err = run.communicate(timeout=120)
   assert run.returncode == 0 and "Traceback" not in err, err
-  assert f"stopped by SIGTERM: saved update {stopped_at}" in out and checkpoints() == [stopped_at]
+  assert re.search(rf"stopped by SIGTERM while (starting|compiling): nothing trained since update {stopped_at},", out)
+  assert checkpoints() == [stopped_at]
 
   run = launch(*flags, "--config.log_every=2")
   read_until(run, "[ppo CartPole-v1]")  # a reader that reads a progress line, then goes away: `... | head`
@@ -170,3 +175,54 @@ def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
   assert "distrl: SIGINT: already stopping" in err or "distrl: SIGINT: still saving" in err
   updates = [r["update"] for r in records(tmp_path)]
   assert updates == sorted(set(updates))
+
+
+# A run whose compile takes a minute or more (tests/slow_compile.py), with no compilation cache to load it from.
+DEEP = ["--config.env_name=tests.slow_compile:deep_walk", "--config.num_envs=8", "--config.num_steps=16",
+        "--config.eval_episodes=8", "--config.log_every=2", "--config.checkpoint_every=1000"]
+PROGRESS = "compiling the update loop and the evaluation: "
+
+
+def _interrupt_the_compile(workdir, *flags) -> tuple[list[str], str, float]:
+  """Launches a run of depth 2,000 (a compile of 70 s on one device here, minutes on 8) and sends SIGINT at its
+  first progress line, 10 s into the compile (stdout is no terminal); returns its lines of stdout, its stderr, and
+  how long it took to exit after the signal."""
+  run = launch(f"--workdir={workdir}", *DEEP, "--config.env_kwargs.depth=2000", "--compilation_cache=", *flags)
+  lines = read_until(run, PROGRESS)
+  asked = time.time()
+  run.send_signal(signal.SIGINT)
+  out, err = run.communicate(timeout=600)
+  assert run.returncode == 0, err
+  return lines + out.splitlines(keepends=True), err, time.time() - asked
+
+
+def _files(directory) -> dict[str, bytes]:
+  """Every file under `directory` (its path there: its bytes) but the lock, which names the latest start."""
+  return {os.path.relpath(os.path.join(parent, name), directory): pathlib.Path(parent, name).read_bytes()
+          for parent, _, names in os.walk(directory) for name in names if name != ".lock"}
+
+
+def test_ctrl_c_during_a_long_compile_ends_the_run_at_once_and_leaves_no_workdir(tmp_path):
+  """Nothing trained, nothing lost: one line and exit 0 within seconds, not at the end of the compile; the workdir
+  the start made is gone again."""
+  lines, err, took = _interrupt_the_compile(tmp_path / "run", "--config.total_timesteps=1024")
+  assert lines[1:] == [f"{PROGRESS}10s\n", "stopped by SIGINT while compiling: nothing trained yet, nothing lost\n"]
+  assert err == "" and took < 5, (err, took)
+  assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_during_the_compile_of_a_resumed_run_leaves_its_checkpoint_and_records_as_they_were(tmp_path):
+  """A resume recompiles (here, at a depth that compiles slowly): stopped there, nothing was trained since the
+  checkpoint, and every file of the run is as it was before the start."""
+  workdir = tmp_path / "run"
+  run = launch(f"--workdir={workdir}", *DEEP, "--config.total_timesteps=512")  # depth 1: a quick compile
+  _, err = run.communicate(timeout=300)
+  assert run.returncode == 0, err
+  before = _files(workdir)
+  assert "checkpoints/4/_CHECKPOINT_METADATA" in before and "run.json" in before  # the files compared
+
+  lines, err, took = _interrupt_the_compile(workdir, "--config.total_timesteps=1024")
+  assert lines[0].startswith(f"resuming {workdir} from update 4 ") and lines[-2:] == [
+      f"{PROGRESS}10s\n", "stopped by SIGINT while compiling: nothing trained since update 4, nothing lost\n"]
+  assert err == "" and took < 5, (err, took)
+  assert _files(workdir) == before

@@ -27,7 +27,8 @@ class Session:
     self.workdir, self.console = workdir, console
     self.checkpoints: Checkpoints | None = None
     self.best: Checkpoints | None = None
-    self.writer: metrics.Writer | None = None
+    self.writer: metrics.Writer | None = None  # opened by `record_start`
+    self._made_workdir = False  # this start made the directory: a start that records nothing removes it again
 
   @property
   def say(self) -> Callable[[str], None]:
@@ -35,7 +36,7 @@ class Session:
 
   def open(self, config: ml_collections.ConfigDict, *, overwrite: bool) -> "Session":
     """Locks the workdir (a ConfigError names the run that holds it), then opens what the run keeps there."""
-    self.workdir.create(jax.process_index())
+    self._made_workdir = self.workdir.create(jax.process_index())
     refused = self.workdir.lock()
     if jax.process_count() > 1:  # every process learns whether process 0 got the lock
       from jax.experimental import multihost_utils
@@ -85,7 +86,7 @@ class Session:
 
   def close(self, failing: bool = False) -> None:
     """Waits for a save in flight, closes the writers (a full disk is one RunFailed, unless a failure is already on
-    its way out: `failing`) and releases the lock."""
+    its way out: `failing`) and releases the lock; a workdir this start made and recorded nothing in is removed."""
     for manager in (self.checkpoints, self.best):
       if manager is not None:
         manager.close()  # waits for a save in flight
@@ -99,6 +100,8 @@ class Session:
                             f"are complete. Free space and check metrics.jsonl") from None
       else:
         self.console.end()
+        if self._made_workdir:
+          self.workdir.remove_if_unused()
     finally:
       self.workdir.unlock()
 

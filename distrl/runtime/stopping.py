@@ -2,10 +2,12 @@
 
 A request only sets a flag; no handler ever raises, so a signal that lands in the middle of
 compilation, of a chunk or of a checkpoint save interrupts none of them. The trainer looks at
-the flag between chunks (`loop.MAX_CHUNK_SECONDS` bounds how long that takes), and with several
-processes every process takes the same decision after the same update (`agree`): each stops,
-saves the same checkpoint, and exits 0. A repeated request says what is under way instead of
-cutting it short; `kill -9` still ends a process at once (the last complete checkpoint stays).
+the flag while it waits for the compile (`compiling`; with one process a stop there ends the start
+at once: nothing was trained) and between chunks (`loop.MAX_CHUNK_SECONDS` bounds how long that
+takes), and with several processes every process takes the same decision after the same update
+(`agree`): each stops, saves the same checkpoint, and exits 0. A repeated request says what is
+under way instead of cutting it short; `kill -9` still ends a process at once (the last complete
+checkpoint stays).
 
 `launch` installs the handlers first thing, before anything else is imported, so that a Ctrl-C during
 start-up or compilation is a request like any other (this module imports nothing heavy for that reason).

@@ -3,11 +3,10 @@
 The trainer knows an algorithm only through the contract of `distrl.algorithms` (`sizes`, `init`, `update`,
 `act`), resolved from `config.algo`. `train` composes the pieces that live beside it in `distrl/runtime/`:
 `programs.build` (what a run executes), `session.Session` (the workdir held from lock to unlock), `resume.plan`
-(from scratch or from the latest checkpoint), `loop.UpdateLoop` (calls, log intervals, evaluations and
-checkpoints) and the final save here.
+(from scratch or from the latest checkpoint), `compiling.compile_all` (compiled while a stop can still end the start
+at once), `loop.UpdateLoop` (calls, log intervals, evaluations and checkpoints) and the final save here.
 """
 
-import concurrent.futures
 import dataclasses
 import os
 import time
@@ -17,7 +16,7 @@ import ml_collections
 
 from distrl import sharding
 from distrl.rl.state import TrainState
-from distrl.runtime import metrics, programs, resume, stopping
+from distrl.runtime import compiling, metrics, programs, resume, stopping
 from distrl.runtime.loop import UpdateLoop, eval_keys
 from distrl.runtime.programs import Program
 from distrl.runtime.session import Session
@@ -30,6 +29,7 @@ class Result:
   history: list[dict]  # every record this start logged: step, update, time and scalars
   compile_seconds: float  # 0 where nothing was compiled (a finished run)
   stopped: bool  # ended early by a stop request (SIGTERM, SIGINT, SIGHUP, a closed stdout), after saving
+  compiling: bool = False  # stopped while starting, nothing saved: threads may compile on, which nobody should await
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None, overwrite: bool = False) -> Result:
@@ -64,14 +64,18 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
                   f"--config.total_timesteps")
       return Result(state=plan.state, history=[], compile_seconds=0.0, stopped=False)
     resume.announce(plan, program, workdir, jax.process_count(), session.say)
-    session.record_start(plan, config, devices=program.mesh.size, total_steps=program.total_steps,
-                         steps_per_update=program.sizes.steps_per_update)
     state = program.runner.put(plan.state)
     evaluate = program.evaluator(config.eval_episodes)
     compile_start = time.perf_counter()
-    _compile(program, state, evaluate, plan.update)
-    compile_seconds = time.perf_counter() - compile_start
-    session.say(f"compiled the update loop and the evaluation in {compile_seconds:.1f}s")
+    compiled = _compile(program, state, evaluate, plan.update, console, stop)
+    if compiled.stopped:
+      doing = "compiling" if compiled.seconds else "starting"  # 0 s: the request came before the compile
+      since = f"since update {plan.update}" if plan.restored is not None else "yet"
+      session.say(f"stopped by {stop.reason} while {doing}: nothing trained {since}, nothing lost")
+      return Result(state=plan.state, history=[], compile_seconds=compiled.seconds, stopped=True, compiling=True)
+    compile_seconds = compiled.seconds
+    session.record_start(plan, config, devices=program.mesh.size, total_steps=program.total_steps,
+                         steps_per_update=program.sizes.steps_per_update)
     stop.enter(stopping.Phase.UPDATING)
     end = UpdateLoop(program, session, evaluate, elapsed=plan.elapsed, started=compile_start).run(
         state, plan.update, stop)
@@ -84,13 +88,14 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
                   stopped=end.stopped)
 
 
-def _compile(program: Program, state, evaluate, update: int) -> None:
-  """Compiles the update loop in a thread (XLA releases the GIL) while this one compiles the evaluation, which its
-  first use would otherwise compile mid-run: on a CPU the two take different cores."""
-  with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distrl-compile") as pool:
-    compiling = pool.submit(program.runner.compile, state)
-    evaluate.lower(program.runner.get(state).learner, eval_keys(program.config)(update)).compile()
-    compiling.result()
+def _compile(program: Program, state, evaluate, update: int, console: metrics.Console,
+             stop: stopping.StopRequest) -> compiling.Compiled:
+  """Compiles the update loop and the evaluation (which its first use would otherwise compile mid-run) at once, each
+  in a thread; with one process a stop request ends the wait (with several, the first call agrees on it)."""
+  learner, keys = program.runner.get(state).learner, eval_keys(program.config)(update)
+  return compiling.compile_all([lambda: program.runner.compile(state), lambda: evaluate.lower(learner, keys).compile()],
+                               what="the update loop and the evaluation", console=console, stop=stop,
+                               stoppable=jax.process_count() == 1)
 
 
 def _save_final(session: Session, program: Program, end, stop: stopping.StopRequest, *, seconds: float,

@@ -51,10 +51,12 @@ class Workdir:
   def file(self, name: str) -> str:
     return os.path.join(self.path, name)
 
-  def create(self, process_index: int) -> None:
-    """Makes the directory (if needed) and checks that it can be written, else a ConfigError."""
+  def create(self, process_index: int) -> bool:
+    """Makes the directory (if needed) and checks that it can be written, else a ConfigError. Returns whether it made
+    the directory."""
     if os.path.exists(self.path) and not os.path.isdir(self.path):
       raise ConfigError(f"--workdir={self.path} is a file, not a directory; pick another path")
+    made = not os.path.isdir(self.path)
     try:
       os.makedirs(self.path, exist_ok=True)
       probe = self.file(f".write-test-{process_index}")
@@ -63,6 +65,21 @@ class Workdir:
       os.remove(probe)
     except OSError as error:
       raise ConfigError(f"cannot write to --workdir={self.path}: {error.strerror}; pick a writable directory") from None
+    return made
+
+  def remove_if_unused(self) -> None:
+    """Removes the directory (process 0, holding the lock) if nothing is in it but the lock and the empty directories
+    of the checkpoint managers: a start that made it and stopped before recording anything leaves no workdir behind.
+    Anything else there (noise.log, a file of the user's) keeps it all."""
+    if not self.primary or self._lock is None:
+      return
+    with contextlib.suppress(OSError):
+      if set(os.listdir(self.path)) <= {".lock", "checkpoints", "best"}:
+        for name in ("checkpoints", "best"):
+          if os.path.isdir(self.file(name)):
+            os.rmdir(self.file(name))  # fails unless empty
+        os.remove(self.file(".lock"))
+        os.rmdir(self.path)
 
   def lock(self) -> str | None:
     """Takes the run's lock (process 0 only). Returns None, or the one-line reason another run holds it."""
