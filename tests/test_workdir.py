@@ -46,6 +46,21 @@ def test_a_metrics_line_cut_short_is_dropped_said_and_the_run_resumes(tmp_path, 
   assert times == sorted(times), "time counts on from the run's start across the resume"
 
 
+def test_the_record_of_the_update_resumed_from_is_kept_when_its_line_was_cut_short(tmp_path, capsys):
+  """The last line torn where the checkpoint is of that same update (the resumed run logs only what comes after):
+  the record saved with the checkpoint is written back, equal to the line that was lost."""
+  trainer.train(tiny_ppo(4), str(tmp_path))  # updates 2 and 4, and the final checkpoint of update 4
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)
+  lost = lines[-1]
+  (tmp_path / "metrics.jsonl").write_text("".join(lines[:-1]) + lost[:len(lost) // 2])  # torn
+  capsys.readouterr()
+  trainer.train(tiny_ppo(8), str(tmp_path))
+  said = capsys.readouterr().out
+  assert f"{tmp_path}/metrics.jsonl: the record of update 4, lost, is written again from its checkpoint" in said
+  kept = (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)
+  assert [r["update"] for r in records(tmp_path)] == [2, 4, 6, 8] and kept[:2] == lines, "as it was, line for line"
+
+
 @pytest.mark.parametrize("workdir, message", [("/proc/distrl-run", "cannot write to --workdir=/proc/distrl-run"),
                                               ("file", "is a file, not a directory")])
 def test_a_workdir_that_cannot_be_written_is_refused_in_one_line_and_changes_nothing(workdir, message, tmp_path):

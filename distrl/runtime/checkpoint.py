@@ -7,6 +7,7 @@ unreadable (a truncated or corrupted file), or whose data files differ from the 
 checkpoint whose arrays do not have the shapes the current config gives is refused: it was written by another config.
 """
 
+import json
 import os
 import re
 import time
@@ -20,6 +21,7 @@ from jax.experimental import multihost_utils
 from distrl.errors import ConfigError, RunFailed, first_line
 from distrl.runtime import checksums
 
+RECORD = "distrl-record.json"  # in a checkpoint's directory: its update's record, as metrics.jsonl has it
 UNFINISHED = ".orbax-checkpoint-tmp"  # orbax's suffix of a save's directory until the save is complete
 
 
@@ -59,7 +61,8 @@ class Checkpoints:
     # (checkpoints/ and best/) would otherwise wait at each other's barriers and deadlock.
     sync = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(self.directory))
     self._saving: int | None = None  # the update of the save in flight, for its checksums (one at a time)
-    summed = ocp.options.AsyncOptions(post_finalization_callback=self._write_checksums)
+    self._record: dict | None = None  # and its record
+    summed = ocp.options.AsyncOptions(post_finalization_callback=self._seal)
     options = ocp.CheckpointManagerOptions(create=create, multiprocessing_options=sync, async_options=summed, **kept)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
@@ -72,8 +75,9 @@ class Checkpoints:
     """The newest complete checkpoint's update number, or None."""
     return self._manager.latest_step()
 
-  def save(self, update: int, state, metrics: dict[str, float] | None = None) -> None:
-    """Starts saving `state` as `update` (written in the background; `finish` waits for it).
+  def save(self, update: int, state, metrics: dict[str, float] | None = None, record: dict | None = None) -> None:
+    """Starts saving `state` as `update` (written in the background; `finish` waits for it), with `record`, the
+    update's line of metrics.jsonl, which a resume from it writes again if metrics.jsonl lost it (`record`).
 
     A failure of this or of an earlier background save (a full disk, say) is a RunFailed naming the last
     complete checkpoint, which stays as it was.
@@ -83,16 +87,30 @@ class Checkpoints:
       try:
         # Orbax's save waits for the save in flight too, but `_saving` would name the next one before: its checksums.
         self._manager.wait_until_finished()
-        self._saving = update
+        self._saving, self._record = update, record
         self._manager.save(update, args=ocp.args.StandardSave(state), metrics=metrics)
       except Exception as error:
         raise self._failed(update, error) from None
 
-  def _write_checksums(self) -> None:
+  def _seal(self) -> None:
     """Orbax's call once a save's files are final (in process 0, in orbax's background thread, before the save's
-    directory is renamed into place): their checksums go into that directory, so the checkpoint is whole with them."""
+    directory is renamed into place): the update's record and the files' checksums go into that directory, so the
+    checkpoint is whole with them."""
     final = os.path.join(self.directory, str(self._saving))
-    checksums.write(final + UNFINISHED if os.path.isdir(final + UNFINISHED) else final)
+    directory = final + UNFINISHED if os.path.isdir(final + UNFINISHED) else final
+    if self._record is not None:
+      with open(os.path.join(directory, RECORD), "w") as f:
+        json.dump(self._record, f)
+    checksums.write(directory)
+
+  def record(self, update: int) -> dict | None:
+    """The record (metrics.jsonl's line) saved with checkpoint `update`, or None (none saved, or unreadable)."""
+    try:
+      with open(os.path.join(self.directory, str(update), RECORD)) as f:
+        record = json.load(f)
+    except (OSError, ValueError):
+      return None
+    return record if isinstance(record, dict) and record.get("update") == update else None
 
   def check(self) -> None:
     """Raises RunFailed if a background save has failed."""

@@ -140,15 +140,15 @@ class UpdateLoop:
         update == self.sizes.num_updates:
       scalars.update(self._evaluation(state, update))
     record = {"step": update * self.sizes.steps_per_update, "update": update,
-              "time": self.elapsed + time.perf_counter() - self.started, **scalars}
+              "time": round(self.elapsed + time.perf_counter() - self.started, 3), **scalars}  # as metrics.jsonl has it
     history.append(record)
     try:
       session.writer.write(step=record["step"], update=update, time=record["time"], scalars=scalars)
     except OSError as error:
-      raise RunFailed(f"cannot write {session.workdir.file('metrics.jsonl')} ({error.strerror}); "
+      raise RunFailed(f"cannot write {error.filename} ({error.strerror}); "
                       f"{session.checkpoints.kept()}. Free space and run the same command to resume") from None
     if update // config.checkpoint_every > last_saved // config.checkpoint_every:
-      session.checkpoints.save(update, self.runner.get(state))
+      session.checkpoints.save(update, self.runner.get(state), record=record)
       return update
     session.checkpoints.check()
     return last_saved

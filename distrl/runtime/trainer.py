@@ -103,7 +103,8 @@ def _save_final(session: Session, program: Program, end, stop: stopping.StopRequ
   """The checkpoint of the last update (complete on disk before this returns), then the run's summary."""
   checkpoints = session.checkpoints
   stop.enter(stopping.Phase.SAVING, f"update {end.update}")
-  checkpoints.save(end.update, program.runner.get(end.state))
+  last = end.history[-1] if end.history and end.history[-1]["update"] == end.update else None
+  checkpoints.save(end.update, program.runner.get(end.state), record=last)
   checkpoints.finish()
   session.best.finish()
   if not end.stopped:

@@ -140,9 +140,14 @@ class Workdir:
     """Drops records past `update` (logged after the checkpoint a crash fell back to: the resumed run logs them
     again, identically). Returns the records kept."""
     kept = [r for r in records if r["update"] <= update]
-    if len(kept) < len(records) and self.primary:
-      self._write_lines(self.file("metrics.jsonl"), [json.dumps(r) + "\n" for r in kept])
+    if len(kept) < len(records):
+      self.write_history(kept)
     return kept
+
+  def write_history(self, records: list[dict]) -> None:
+    """Replaces metrics.jsonl with `records` (process 0 only)."""
+    if self.primary:
+      self._write_lines(self.file("metrics.jsonl"), [json.dumps(r) + "\n" for r in records])
 
   def leftovers(self, saved_only: bool = False) -> list[str]:
     """What of a run is here besides checkpoints that can be resumed: the description of each part (with
