@@ -47,10 +47,15 @@ def compile_all(compiles: list[Callable[[], object]], *, what: str, console: met
     return compile_one()
 
   progress = Progress(console, what)
+  acknowledged = False  # a stop request that cannot end the wait has been answered
   pool = concurrent.futures.ThreadPoolExecutor(len(compiles), thread_name_prefix="distrl-compile")
   try:
     pending = {pool.submit(in_thread, compile_one) for compile_one in compiles}
     while not asked():
+      if stop.reason is not None and not acknowledged:
+        console.print(f"stop requested ({stop.reason}): the processes stop together once compiled, before any "
+                      f"update")
+        acknowledged = True
       if not pending:
         seconds = time.perf_counter() - started
         progress.finish(f"compiled {what} in {seconds:.1f}s")
