@@ -1,5 +1,6 @@
 """A rerun of a workdir goes on with the run as recorded (distrl.cli.rerun), and keeps what a finished run made."""
 
+import json
 import os
 import pathlib
 
@@ -70,3 +71,7 @@ def test_a_plain_rerun_of_a_finished_run_keeps_every_file_and_extending_it_keeps
   assert "with changed settings: total_timesteps" in out
   assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "8"]  # keep 1, and the first run's end
   assert [r["update"] for r in records(workdir)] == [2, 4, 6, 8]
+  again = launch(f"--workdir={workdir}", f"--config.total_timesteps={3 * steps}")  # extended once more
+  assert again.wait(timeout=300) == 0, again.stderr.read()
+  assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]  # every end so far, for good
+  assert json.loads((workdir / "run.json").read_text())["finished"] == [4, 8, 12]

@@ -70,9 +70,11 @@ class Session:
     the log writers, which go on from the plan's update."""
     self.workdir.write_json("config.json", record_config(config))
     this_start = {"devices": devices, "processes": jax.process_count(), "jax": jax.__version__}
-    starts = (plan.last_start or {}).get("starts", []) if plan.restored is not None else []
+    before = (plan.last_start or {}) if plan.restored is not None else {}  # a new run keeps nothing of an old one
+    starts = before.get("starts", [])
     starts.append({"update": plan.update, **this_start, "changed": {k: list(v) for k, v in plan.changes.items()}})
-    self.workdir.write_json("run.json", {**this_start, "starts": starts})
+    finished = {"finished": before["finished"]} if before.get("finished") else {}  # kept for good, however extended
+    self.workdir.write_json("run.json", {**this_start, "starts": starts, **finished})
     self.writer = metrics.Writer(self.workdir.path, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
                                  console=self.console, primary=self.workdir.primary,
                                  resume_step=plan.update * steps_per_update)
