@@ -61,6 +61,19 @@ def test_the_record_of_the_update_resumed_from_is_kept_when_its_line_was_cut_sho
   assert [r["update"] for r in records(tmp_path)] == [2, 4, 6, 8] and kept[:2] == lines, "as it was, line for line"
 
 
+def test_a_last_record_without_its_newline_keeps_its_line_and_the_next_records_theirs(tmp_path, capsys):
+  """A crash between a record and its newline: the record is whole, so it is kept (nothing said), and the resumed
+  run's records go on the lines after it rather than onto its line."""
+  trainer.train(tiny_ppo(4), str(tmp_path))
+  text = (tmp_path / "metrics.jsonl").read_text()
+  (tmp_path / "metrics.jsonl").write_text(text[:-1])
+  capsys.readouterr()
+  trainer.train(tiny_ppo(8), str(tmp_path))
+  assert "warning" not in capsys.readouterr().out
+  assert [r["update"] for r in records(tmp_path)] == [2, 4, 6, 8]
+  assert (tmp_path / "metrics.jsonl").read_text().startswith(text)
+
+
 @pytest.mark.parametrize("workdir, message", [("/proc/distrl-run", "cannot write to --workdir=/proc/distrl-run"),
                                               ("file", "is a file, not a directory")])
 def test_a_workdir_that_cannot_be_written_is_refused_in_one_line_and_changes_nothing(workdir, message, tmp_path):

@@ -123,7 +123,8 @@ class Workdir:
     if not os.path.exists(path):
       return []
     with open(path) as f:
-      lines = [line for line in f.read().splitlines() if line.strip()]
+      text = f.read()
+    lines = [line for line in text.splitlines() if line.strip()]
     records, broken = [], []
     for number, line in enumerate(lines, 1):
       try:
@@ -133,7 +134,8 @@ class Workdir:
     if broken and self.primary:
       where = "its last line" if broken == [len(lines)] else f"lines {', '.join(map(str, broken))}"
       warn(f"warning: {path}: dropped {where}, cut short by a crash while being written")
-      self._write_lines(path, [json.dumps(r) + "\n" for r in records])
+    if (broken or not text.endswith("\n")) and text:  # a whole last record without its newline: add it, or the
+      self.write_history(records)                    # next record would be appended to its line
     return records
 
   def keep_history_until(self, records: list[dict], update: int) -> list[dict]:
