@@ -61,8 +61,7 @@ def _load(workdir: str, metric: str) -> list[tuple[dict, np.ndarray, np.ndarray]
     config = json.load(f)
   agents = [config["seed"] + i for i in range(config.get("num_seeds", 1))]
   names = [metric] if len(agents) == 1 else [f"{metric}/seed_{seed}" for seed in agents]
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  records = _records(os.path.join(workdir, "metrics.jsonl"))
   members = []
   for seed, name in zip(agents, names):
     kept = [r for r in records if name in r]
@@ -71,6 +70,21 @@ def _load(workdir: str, metric: str) -> list[tuple[dict, np.ndarray, np.ndarray]
     members.append(({**config, "seed": seed, "num_seeds": 1}, np.asarray([r["step"] for r in kept], float),
                     np.asarray([r[name] for r in kept], float)))
   return members
+
+
+def _records(path: str) -> list[dict]:
+  """The records of a metrics.jsonl; a last line cut short (a run killed while writing it, or being written now)
+  is left out, as a resume drops it. Another unreadable line is a ValueError naming the file and the line."""
+  with open(path) as f:
+    lines = [line for line in f.read().splitlines() if line.strip()]
+  records = []
+  for number, line in enumerate(lines, 1):
+    try:
+      records.append(json.loads(line))
+    except ValueError as error:
+      if number < len(lines):
+        raise ValueError(f"{path}: line {number} is not a record ({error})") from None
+  return records
 
 
 def _compact(value) -> str:

@@ -73,6 +73,19 @@ def test_a_run_still_training_is_marked(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_last_line_cut_short_is_left_out_and_another_bad_line_is_named(tmp_path):
+  run = _fake_run(tmp_path / "run", ppo_config.get_config(), [[10, 400, 500]])
+  text = (tmp_path / "run" / "metrics.jsonl").read_text()
+  (tmp_path / "run" / "metrics.jsonl").write_text(text[:-20])  # killed while writing its last record
+  (curve,) = plot.curves([run], "train/episode_return")
+  np.testing.assert_allclose(curve.mean, [10, 400])
+  lines = text.splitlines()
+  (tmp_path / "run" / "metrics.jsonl").write_text("\n".join([lines[0], "{oops", lines[2]]) + "\n")
+  with pytest.raises(ValueError, match=r"run/metrics.jsonl: line 2 is not a record"):
+    plot.curves([run], "train/episode_return")
+
+
+@pytest.mark.unit
 def test_labels_name_what_differs_among_curves_of_one_algorithm(tmp_path):
   base = ppo_config.get_config()
   faster = ppo_config.get_config()
