@@ -172,6 +172,26 @@ def test_bytes_overwritten_in_place_are_caught_by_evaluate_and_set_aside_by_laun
   assert checksums.difference(str(directory / "8")) is None
 
 
+def test_every_checkpoint_damaged_is_one_line_saying_so_every_time(tmp_path):
+  """Not the "no checkpoint to resume from" of a run that never saved one: the line says the checkpoints are
+  damaged and where they were moved, at the start that moves them and at every start after it."""
+  trainer.train(tiny_ppo(8), str(tmp_path))
+  directory = tmp_path / "checkpoints"
+  for update in ("4", "8"):
+    overwrite_64_bytes(str(directory / update))
+  for attempt in range(2):
+    run = _launch_tiny_ppo(tmp_path, 10)
+    out, err = run.communicate(timeout=300)
+    aside = sorted(os.listdir(directory), key=lambda name: int(name.split(".")[0]))
+    assert run.returncode == 1 and [name.split(".")[0] for name in aside] == ["4", "8"], (out, err)
+    assert err == (f"distrl: error: every checkpoint in {directory} is damaged (moved aside as {', '.join(aside)}): "
+                   f"nothing to resume from. Put a good copy back, or add --overwrite to start over (the old run is "
+                   f"moved to {tmp_path}/overwritten-<time>/, not deleted)\n"), (attempt, err)
+    if attempt == 0:
+      before = files(tmp_path)
+  assert files(tmp_path) == before, "the second start changes nothing"
+
+
 def test_a_divergence_right_after_a_resume_names_the_checkpoint_resumed_from(tmp_path):
   """A checkpoint that holds NaN (as damage no checksum saw would restore) diverges at once: the message names it
   rather than lr."""

@@ -217,6 +217,14 @@ class Checkpoints:
         skip(update, error, warn)
     return None, like
 
+  def set_aside(self) -> list[str]:
+    """The names of the damaged checkpoints moved aside here (`<update>.corrupt-<time>`), oldest update first."""
+    try:
+      return sorted((name for name in os.listdir(self.directory) if ".corrupt-" in name),
+                    key=lambda name: int(name.split(".")[0]))
+    except (OSError, ValueError):
+      return []
+
   def _set_aside(self, update: int, error: Exception, warn: Callable[[str], None]) -> None:
     """Renames a damaged checkpoint out of the manager's sight, keeping it for inspection."""
     target = os.path.join(self.directory, f"{update}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -12,7 +12,7 @@ from typing import Callable
 
 import ml_collections
 
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, RunFailed
 from distrl.rl.state import TrainState
 from distrl.runtime.checkpoint import Checkpoints, IncompatibleCheckpoint
 from distrl.runtime.programs import Program
@@ -92,7 +92,12 @@ def plan(workdir: Workdir, checkpoints: Checkpoints, program: Program, say: Call
   # Killed before its first checkpoint, the same run simply starts again (and logs the same records again);
   # anything else without a checkpoint would mix a new run into an old run's history.
   same_run_from_scratch = not changes(old_config, config) and not workdir.leftovers(saved_only=True)
-  if restored is None and history and same_run_from_scratch:
+  if restored is None and (damaged := checkpoints.set_aside()):
+    raise RunFailed(f"every checkpoint in {checkpoints.directory} is damaged (moved aside as "
+                    f"{', '.join(damaged)}): nothing to resume from. Put a good copy back, or add "
+                    f"--overwrite to start over (the old run is moved to {workdir.path}/overwritten-<time>/, not "
+                    f"deleted)")
+  elif restored is None and history and same_run_from_scratch:
     say(f"{workdir.path}: no checkpoint was saved before the run stopped; starting it again from update 0")
   elif restored is None and (history or workdir.leftovers()):
     raise ConfigError(f"--workdir={workdir.path} holds a run ({'; '.join(workdir.leftovers())}) but no checkpoint "
