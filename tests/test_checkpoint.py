@@ -192,6 +192,24 @@ def test_every_checkpoint_damaged_is_one_line_saying_so_every_time(tmp_path):
   assert files(tmp_path) == before, "the second start changes nothing"
 
 
+def test_a_damaged_metrics_file_in_best_is_one_line_for_evaluate_and_set_aside_by_launch(tmp_path):
+  """Orbax reads every best/ checkpoint's metrics as it opens; an empty one stopped it with a traceback."""
+  trainer.train(tiny_ppo(8), str(tmp_path))
+  [best] = os.listdir(tmp_path / "best")
+  (tmp_path / "best" / best / "metrics" / "metrics").write_text("")
+  before = files(tmp_path)
+  result = _cli(f"--workdir={tmp_path}", "--best", f"--episodes={jax.device_count()}")
+  assert result.returncode == 1 and result.stderr == \
+      f"distrl: error: checkpoint {tmp_path}/best/{best} is damaged (metrics/metrics is not JSON)\n"
+  assert files(tmp_path) == before
+  run = _launch_tiny_ppo(tmp_path, 10)
+  out, err = run.communicate(timeout=300)
+  assert run.returncode == 0 and err == "", err
+  [aside] = [name for name in os.listdir(tmp_path / "best") if ".corrupt-" in name]
+  assert f"warning: checkpoint {tmp_path}/best/{best} is damaged (metrics/metrics is not JSON); moved it to " \
+         f"{tmp_path}/best/{aside}" in out
+
+
 def test_a_divergence_right_after_a_resume_names_the_checkpoint_resumed_from(tmp_path):
   """A checkpoint that holds NaN (as damage no checksum saw would restore) diverges at once: the message names it
   rather than lr."""

@@ -64,8 +64,25 @@ class Checkpoints:
     self._record: dict | None = None  # and its record
     summed = ocp.options.AsyncOptions(post_finalization_callback=self._seal)
     options = ocp.CheckpointManagerOptions(create=create, multiprocessing_options=sync, async_options=summed, **kept)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_handlers=ocp.StandardCheckpointHandler())
+    self.warnings: list[str] = []  # what opening set aside (a damaged metrics file in best/), for the caller to say
+    self._manager = self._open(options, repair=create)
+
+  def _open(self, options, *, repair: bool):
+    """Orbax's manager. Orbax reads every step's metrics (best/) as it opens, and a damaged metrics file stops it:
+    with `repair` (the trainer) such a checkpoint is set aside first, otherwise (readers) it is a ConfigError."""
+    try:
+      return ocp.CheckpointManager(self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
+    except ValueError:  # json's error, about a step's metrics
+      damaged = [update for update in self.complete() if not _json_file(os.path.join(self.directory, str(update),
+                                                                                     "metrics", "metrics"))]
+      if not damaged:
+        raise
+      if not repair:
+        raise ConfigError(f"checkpoint {self.directory}/{damaged[0]} is damaged (metrics/metrics is not JSON)") from None
+      for update in damaged:
+        self.warnings.append(f"warning: checkpoint {self.directory}/{update} is damaged (metrics/metrics is not "
+                             f"JSON); moved it to {self._move_aside(update)}")
+      return ocp.CheckpointManager(self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
 
   def saved(self) -> list[int]:
     """The update numbers of every complete checkpoint, oldest first."""
@@ -227,14 +244,19 @@ class Checkpoints:
 
   def _set_aside(self, update: int, error: Exception, warn: Callable[[str], None]) -> None:
     """Renames a damaged checkpoint out of the manager's sight, keeping it for inspection."""
-    target = os.path.join(self.directory, f"{update}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    target = self._move_aside(update)
     warn(f"warning: checkpoint {self.directory}/{update} is damaged ({damage(error)}); moved it to {target} "
          f"and trying the one before")
+    self._manager.reload()
+
+  def _move_aside(self, update: int) -> str:
+    """Renames checkpoint `update` to `<update>.corrupt-<time>` (process 0; the others wait for it); returns that."""
+    target = os.path.join(self.directory, f"{update}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
     if jax.process_index() == 0:
       os.rename(os.path.join(self.directory, str(update)), target)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"distrl-set-aside-{update}")
-    self._manager.reload()
+    return target
 
   def close(self) -> None:
     """Waits for saves in flight and releases the manager; a failure here was reported by `check` or `finish`."""
@@ -242,6 +264,18 @@ class Checkpoints:
       self._manager.close()
     except Exception:  # noqa: BLE001 - the save's failure is raised where it is checked
       pass
+
+
+def _json_file(path: str) -> bool:
+  """Whether `path` is missing or holds JSON (a file orbax would read without failing)."""
+  try:
+    with open(path) as f:
+      json.load(f)
+  except FileNotFoundError:
+    return True
+  except (OSError, ValueError):
+    return False
+  return True
 
 
 def damage(error: Exception) -> str:

@@ -51,6 +51,8 @@ class Session:
       self.checkpoints = Checkpoints(self.workdir.file("checkpoints"), keep=config.keep_checkpoints,
                                      preserve=finished)  # the end of a finished run is never rotated away
       self.best = Checkpoints(self.workdir.file("best"), keep=1, best_of="eval/return")  # the mean over agents
+      for warning in self.best.warnings:
+        self.say(warning)
     except BaseException:
       self.close(failing=True)
       raise
