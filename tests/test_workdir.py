@@ -60,6 +60,16 @@ def test_the_record_of_the_update_resumed_from_is_kept_when_its_line_was_cut_sho
   kept = (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)
   assert [r["update"] for r in records(tmp_path)] == [2, 4, 6, 8] and kept[:2] == lines, "as it was, line for line"
 
+  # Torn again at the end (update 8), with the checkpoint's record unreadable too: the loss is said, not silent.
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)
+  (tmp_path / "metrics.jsonl").write_text("".join(lines[:-1]) + lines[-1][:10])
+  (tmp_path / "checkpoints" / "8" / "distrl-record.json").write_text("{")
+  capsys.readouterr()
+  trainer.train(tiny_ppo(10), str(tmp_path))
+  assert f"warning: {tmp_path}/metrics.jsonl has no record of update 8, and its checkpoint holds none" in \
+      capsys.readouterr().out
+  assert [r["update"] for r in records(tmp_path)] == [2, 4, 6, 10]
+
 
 def test_a_last_record_without_its_newline_keeps_its_line_and_the_next_records_theirs(tmp_path, capsys):
   """A crash between a record and its newline: the record is whole, so it is kept (nothing said), and the resumed

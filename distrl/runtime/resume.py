@@ -109,15 +109,20 @@ def plan(workdir: Workdir, checkpoints: Checkpoints, program: Program, say: Call
   if not finished:
     history = workdir.keep_history_until(history, restored or 0)
   if restored is not None:
-    history = _with_saved_record(workdir, history, checkpoints.record(restored), say)
+    history = _with_saved_record(workdir, history, restored, checkpoints.record(restored), say)
   return Plan(state=state, restored=restored, history=history, last_start=last_start, finished=finished,
               changes=changes(old_config, config) if restored is not None else {})
 
 
-def _with_saved_record(workdir: Workdir, history: list[dict], record: dict | None, say: Callable[[str], None]):
-  """The history with the record saved beside the checkpoint resumed from, where metrics.jsonl lost it (a last line
-  cut short by a crash): written back in its place, as the resumed run will not log that update again."""
-  if record is None or any(r["update"] == record["update"] for r in history):
+def _with_saved_record(workdir: Workdir, history: list[dict], update: int, record: dict | None,
+                       say: Callable[[str], None]):
+  """The history with the record saved beside the checkpoint of `update`, resumed from, where metrics.jsonl lost it
+  (a last line cut short by a crash): written back in its place, as the resumed run will not log that update again."""
+  if any(r["update"] == update for r in history):
+    return history
+  if record is None:
+    say(f"warning: {workdir.file('metrics.jsonl')} has no record of update {update}, and its checkpoint holds none "
+        f"(unreadable, or saved by an older distrl): that record is lost")
     return history
   history = sorted(history + [record], key=lambda r: r["update"])
   workdir.write_history(history)
