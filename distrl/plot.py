@@ -22,7 +22,7 @@ import textwrap
 import numpy as np
 from absl import app, flags
 
-from distrl.runtime import workdir as workdir_lock
+from distrl.runtime import workdir as run_directory
 
 _OUT = flags.DEFINE_string("out", "curves.png", "Where to write the figure (.png, .pdf or .svg).")
 _METRIC = flags.DEFINE_string("metric", "train/episode_return", "Which scalar of metrics.jsonl to draw.")
@@ -76,14 +76,9 @@ def _records(path: str) -> list[dict]:
   """The records of a metrics.jsonl; a last line cut short (a run killed while writing it, or being written now)
   is left out, as a resume drops it. Another unreadable line is a ValueError naming the file and the line."""
   with open(path) as f:
-    lines = [line for line in f.read().splitlines() if line.strip()]
-  records = []
-  for number, line in enumerate(lines, 1):
-    try:
-      records.append(json.loads(line))
-    except ValueError as error:
-      if number < len(lines):
-        raise ValueError(f"{path}: line {number} is not a record ({error})") from None
+    records, broken, count = run_directory.parse_records(f.read())
+  if broken and broken != [count]:
+    raise ValueError(f"{path}: line {broken[0]} is not a record")
   return records
 
 
@@ -133,7 +128,7 @@ def figure(workdirs: list[str], metric: str) -> Figure:
     grid = np.unique(np.concatenate([steps[steps <= end] for _, steps, _ in runs]))
     values = np.stack([np.interp(grid, steps, vals) for _, steps, vals in runs])
     workdirs = list(dict.fromkeys(w for w, _, _ in runs))
-    training = [w for w in workdirs if workdir_lock.in_use(w)]
+    training = [w for w in workdirs if run_directory.in_use(w)]
     result.append(Curve(label=f"{label} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
                               f"{', still training' if training else ''})", steps=grid,
                         mean=values.mean(0), std=values.std(0), low=values.min(0), high=values.max(0), seeds=seeds,

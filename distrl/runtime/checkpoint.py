@@ -22,6 +22,7 @@ from distrl.errors import ConfigError, RunFailed, first_line
 from distrl.runtime import checksums
 
 RECORD = "distrl-record.json"  # in a checkpoint's directory: its update's record, as metrics.jsonl has it
+CORRUPT = ".corrupt-"  # a damaged checkpoint moved aside: `<update>.corrupt-<time>`
 UNFINISHED = ".orbax-checkpoint-tmp"  # orbax's suffix of a save's directory until the save is complete
 
 
@@ -237,7 +238,7 @@ class Checkpoints:
   def set_aside(self) -> list[str]:
     """The names of the damaged checkpoints moved aside here (`<update>.corrupt-<time>`), oldest update first."""
     try:
-      return sorted((name for name in os.listdir(self.directory) if ".corrupt-" in name),
+      return sorted((name for name in os.listdir(self.directory) if CORRUPT in name),
                     key=lambda name: int(name.split(".")[0]))
     except (OSError, ValueError):
       return []
@@ -251,7 +252,7 @@ class Checkpoints:
 
   def _move_aside(self, update: int) -> str:
     """Renames checkpoint `update` to `<update>.corrupt-<time>` (process 0; the others wait for it); returns that."""
-    target = os.path.join(self.directory, f"{update}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    target = os.path.join(self.directory, f"{update}{CORRUPT}{time.strftime('%Y%m%d-%H%M%S')}")
     if jax.process_index() == 0:
       os.rename(os.path.join(self.directory, str(update)), target)
     if jax.process_count() > 1:

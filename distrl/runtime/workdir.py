@@ -29,6 +29,19 @@ from distrl.errors import ConfigError, RunFailed
 RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "tb", "checkpoints", "best")
 
 
+def parse_records(text: str) -> tuple[list[dict], list[int], int]:
+  """The records of a metrics.jsonl's `text`, the numbers of its lines that are not records (a crash cut them short),
+  and how many lines it has (blank ones not counted)."""
+  lines = [line for line in text.splitlines() if line.strip()]
+  records, broken = [], []
+  for number, line in enumerate(lines, 1):
+    try:
+      records.append(json.loads(line))
+    except ValueError:
+      broken.append(number)
+  return records, broken, len(lines)
+
+
 def in_use(path: str) -> bool:
   """Whether a run holds `path`'s lock now, that is, is training there (a shared lock tried for a moment tells)."""
   try:
@@ -124,15 +137,9 @@ class Workdir:
       return []
     with open(path) as f:
       text = f.read()
-    lines = [line for line in text.splitlines() if line.strip()]
-    records, broken = [], []
-    for number, line in enumerate(lines, 1):
-      try:
-        records.append(json.loads(line))
-      except ValueError:
-        broken.append(number)
+    records, broken, count = parse_records(text)
     if broken and self.primary:
-      where = "its last line" if broken == [len(lines)] else f"lines {', '.join(map(str, broken))}"
+      where = "its last line" if broken == [count] else f"lines {', '.join(map(str, broken))}"
       warn(f"warning: {path}: dropped {where}, cut short by a crash while being written")
     if (broken or not text.endswith("\n")) and text:  # a whole last record without its newline: add it, or the
       self.write_history(records)                    # next record would be appended to its line
