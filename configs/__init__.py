@@ -57,6 +57,12 @@ def normalization_fields(config: ml_collections.ConfigDict) -> None:
   config.reward_clip = 10.0  # scaled rewards are clipped to [-reward_clip, reward_clip]
 
 
+def recurrent_fields(config: ml_collections.ConfigDict) -> None:
+  """Adds the fields of a recurrent core (`distrl.rl.recurrent`: memory between the torso and the heads) to `config`."""
+  config.recurrent = ""  # "gru" or "lstm": a recurrent core after the torso, for partially observed tasks; "" none
+  config.recurrent_size = 128  # the recurrent core's width (its state per environment)
+
+
 def lacking(config) -> str | None:
   """What a config lacks of RUN_FIELDS, or of the fields of the shipped config of its `algo` (which that algorithm
   reads), as a message; None when it has them all."""

@@ -106,5 +106,6 @@ def get_config(arg=None):
   config.hidden_sizes = (64, 64)  # MLP widths of the (separate) policy and value networks
   config.activation = "tanh"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
+  configs.recurrent_fields(config)
 
   return configs.apply_preset(config, "ppo", PRESETS, arg)

@@ -68,5 +68,6 @@ def get_config(arg=None):
   config.dueling = False  # Q = V(s) + A(s, a) - mean_a A(s, a) from two heads (Wang et al. 2016)
   config.activation = "relu"  # "tanh" or "relu"
   config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
+  configs.recurrent_fields(config)
 
   return configs.apply_preset(config, "pqn", PRESETS, arg)

@@ -58,13 +58,33 @@ class Algorithm(Protocol):
   def act(self, learner: Any, obs: jax.Array, key: jax.Array | None, *, config: ml_collections.ConfigDict,
           env: Env, greedy: bool) -> jax.Array:
     """Actions for a batch of observations (B, *obs_shape), ready for `env.step`: sampled from `key`, or
-    the greedy action if `greedy` (then `key` may be None). `learner` is `TrainState.learner`."""
+    the greedy action if `greedy` (then `key` may be None). `learner` is `TrainState.learner`.
+
+    An agent with memory also defines `initial_memory(num, *, config, env)` (the memory of `num` actors at the start
+    of an episode, or None when this config has none) and takes it as `act(..., memory=memory)`, returning
+    (actions, the memory after this step); see `initial_memory` and `act` below."""
 
 
 CONTRACT = ("sizes", "init", "update", "act")
 
 # A module path is imported when used.
 _REGISTRY: dict[str, Algorithm | str] = {"ppo": "distrl.ppo", "dqn": "distrl.dqn", "pqn": "distrl.pqn"}
+
+
+def initial_memory(algorithm: Algorithm, num: int, *, config: ml_collections.ConfigDict, env: Env) -> Any:
+  """The memory `num` actors of `algorithm` start an episode with: its optional `initial_memory`'s, or None for an
+  agent without memory."""
+  initial = getattr(algorithm, "initial_memory", None)
+  return None if initial is None else initial(num, config=config, env=env)
+
+
+def act(algorithm: Algorithm, learner: Any, obs: jax.Array, key: jax.Array | None, memory: Any, *,
+        config: ml_collections.ConfigDict, env: Env, greedy: bool) -> tuple[jax.Array, Any]:
+  """`algorithm.act` for acting with or without memory alike: -> (actions, the memory after this step), from the
+  `memory` `initial_memory` started (None: the agent has none, and None is returned)."""
+  if memory is None:
+    return algorithm.act(learner, obs, key, config=config, env=env, greedy=greedy), None
+  return algorithm.act(learner, obs, key, config=config, env=env, greedy=greedy, memory=memory)
 
 
 def register(name: str, algorithm: Algorithm) -> None:

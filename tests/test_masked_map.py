@@ -48,7 +48,7 @@ def test_next_values_by_hand():
   last_value = jnp.array([4.0, 40.0])  # V(s_3)
   final_obs = [[[0.5], [7.0]], [[0.25], [0.0]], [[0.0], [0.0]]]  # (T, E, 1): the pre-reset observations
   steps = _steps(terminated=[[0, 0], [1, 0], [0, 0]], truncated=[[0, 1], [0, 0], [0, 0]], final_obs=final_obs)
-  value_fn = lambda obs: 100.0 * obs[:, 0]  # only ever called on truncated rows
+  value_fn = lambda obs, memory: 100.0 * obs[:, 0]  # only ever called on truncated rows
   got = rollout_learner.next_values(value_t, last_value, steps, value_fn)
   # t=0: env 0 goes on -> V(s_1) = 2; env 1 truncated -> V(final obs 7.0) = 700.
   # t=1: env 0 terminated -> 0; env 1 goes on -> 30.   t=2: both go on -> V(s_3) = 4, 40.

@@ -18,6 +18,8 @@ from typing import Callable
 import jax
 import numpy as np
 
+from distrl import algorithms
+
 CLASSIC = ("Acrobot-v1", "CartPole-v1", "Pendulum-v1", "MountainCar-v0", "MountainCarContinuous-v0")
 MINATAR = ("Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar")
 OTHERS = ("Catch-bsuite", "Pong-misc", "PointRobot-misc", "MetaMaze-misc", "FourRooms-misc")
@@ -29,8 +31,9 @@ def play(program, learner, seed: int) -> tuple[list, list[float]]:
   """One greedy episode on the host: every environment state (the reset one first, the one the episode ended in
   last) and the return so far."""
   config, env = program.config, program.env
-  policy = jax.jit(lambda obs: program.algorithm.act(learner, obs[None], None, config=config, env=env,
-                                                     greedy=True)[0])
+  act = jax.jit(lambda obs, memory: algorithms.act(program.algorithm, learner, obs[None], None, memory, config=config,
+                                                  env=env, greedy=True))
+  memory = algorithms.initial_memory(program.algorithm, 1, config=config, env=env)
   step = jax.jit(env.step)
   # The step that ends the episode returns the next episode's reset state: the state it reached is step_env's,
   # from the first half of the key gymnax's step splits.
@@ -39,7 +42,8 @@ def play(program, learner, seed: int) -> tuple[list, list[float]]:
   obs, state = jax.jit(env.reset)(jax.random.PRNGKey(seed))
   states, returns = [state.env_state], [0.0]
   for t in range(env.max_steps):
-    key, action, before = jax.random.PRNGKey(seed * 100_003 + t), policy(obs), state
+    (action, memory), key, before = act(obs, memory), jax.random.PRNGKey(seed * 100_003 + t), state
+    action = action[0]
     obs, state, reward, _, _, info = step(key, state, action)
     returns.append(returns[-1] + float(reward))
     if bool(info["returned_episode"]):

@@ -11,9 +11,14 @@ each minibatch holds `num_steps / num_minibatches` shuffled time steps of *every
 environment, with each environment shuffling its own time steps from its own key. The union
 of the devices' local minibatches is then exactly the global minibatch, so a sharded update
 equals the unsharded one on the same global batch, whatever the device count.
+
+With a recurrent core (`config.recurrent`, `distrl.rl.recurrent`), the torso feeds a GRU or LSTM
+whose output feeds both heads; acting records each step's log-probability and value, and the loss
+replays whole environments' sequences from the memory they had at the rollout's start.
 """
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +27,7 @@ import optax
 from flax import struct
 
 from distrl import sharding
-from distrl.rl import acting, normalization, rollout_learner
+from distrl.rl import acting, networks, normalization, recurrent, rollout_learner
 from distrl.envs import Env
 from distrl.errors import require
 from distrl.rl.networks import ActorCritic
@@ -42,6 +47,8 @@ class Batch:
   advantage: jax.Array
   target: jax.Array
   action_mask: jax.Array | None  # the allowed actions (..., num_actions), or None if the environment has no mask
+  episode_end: jax.Array | None = None  # (T, E): where acting reset the memory, if config.recurrent
+  start: Any = None  # (E, ...): each environment's memory at the rollout's start, if config.recurrent
 
 
 @struct.dataclass
@@ -60,19 +67,34 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
   require(0 <= config.gae_lambda <= 1, f"gae_lambda={config.gae_lambda} must be in [0, 1]")
   require(config.clip_eps > 0, f"clip_eps={config.clip_eps} must be positive")
-  return rollout_learner.sizes(config)
+  return rollout_learner.sizes(config, num_devices)
 
 
-def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic:
-  return ActorCritic(num_actions=env.num_actions if env.discrete else env.action_dim,
-                     hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
+def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic | recurrent.Recurrent:
+  """Separate policy and value networks; with `config.recurrent`, one torso and core feeding both heads."""
+  num_actions = env.num_actions if env.discrete else env.action_dim
+  if config.recurrent:
+    features = networks.torso(config.torso, tuple(config.hidden_sizes), None, 1.0, config.activation,
+                              len(env.observation_shape))
+    return recurrent.Recurrent(torso=features, cell=config.recurrent, size=config.recurrent_size,
+                               head=networks.PolicyValueHead(num_actions, continuous=not env.discrete))
+  return ActorCritic(num_actions=num_actions, hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
                      obs_ndim=len(env.observation_shape), torso=config.torso, continuous=not env.discrete)
+
+
+def masked(distribution, action_mask: jax.Array | None):
+  """`distribution` restricted to `action_mask`'s actions if there is one."""
+  return distribution if action_mask is None else distribution.masked(action_mask)
 
 
 def policy(net: ActorCritic, params, obs: jax.Array, action_mask: jax.Array | None):
   """The policy's distribution on (normalised) observations, restricted to `action_mask`'s actions if there is one."""
-  distribution = net.apply(params, obs, method=ActorCritic.policy)
-  return distribution if action_mask is None else distribution.masked(action_mask)
+  return masked(net.apply(params, obs, method=ActorCritic.policy), action_mask)
+
+
+def initial_memory(num: int, *, config: ml_collections.ConfigDict, env: Env):
+  """The memory `act` starts `num` actors from (zeros), or None without a recurrent core."""
+  return recurrent.initial(config, num)
 
 
 def learning_rate(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Schedule:
@@ -89,12 +111,19 @@ def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: 
   return rollout_learner.init(key, config=config, env=env, network=network(config, env), optimizer=optimizer(config, sizes))
 
 
-def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
+def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool, memory=None):
   """Actions for a batch of observations (B, *obs_shape), ready for the environment: sampled, or
-  the policy's mode (argmax, or the Gaussian's mean) if `greedy`."""
-  distribution = policy(network(config, env), learner.params,
-                        normalization.observations(learner.normalizer, obs, clip=config.obs_clip), env.action_mask(obs))
-  return env.clip(distribution.mode() if greedy else distribution.sample(key))
+  the policy's mode (argmax, or the Gaussian's mean) if `greedy`. With a recurrent core and `memory`
+  (`initial_memory`), -> (actions, the memory after this step); without `memory`, it acts from fresh memory."""
+  net, x = network(config, env), normalization.observations(learner.normalizer, obs, clip=config.obs_clip)
+  if config.recurrent:
+    (distribution, _), after = net.apply(learner.params, x, recurrent.initial(config, len(obs)) if memory is None
+                                         else memory)
+  else:
+    distribution = net.apply(learner.params, x, method=ActorCritic.policy)
+  distribution = masked(distribution, env.action_mask(obs))
+  action = env.clip(distribution.mode() if greedy else distribution.sample(key))
+  return action if memory is None else (action, after)
 
 
 def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, learner: Learner,
@@ -105,8 +134,7 @@ def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, 
     advantage = (advantage - minibatch.adv_mean) / (minibatch.adv_std + 1e-8)
 
   def loss_fn(params):
-    distribution = policy(net, params, batch.obs, batch.action_mask)
-    value = net.apply(params, batch.obs, method=ActorCritic.value)
+    distribution, value = _outputs(net, params, batch, config=config)
     terms = losses.ppo_loss(log_prob=distribution.log_prob(batch.action), old_log_prob=batch.log_prob,
                             advantage=advantage, value=value, old_value=batch.value, target=batch.target,
                             entropy=distribution.entropy(), clip_eps=config.clip_eps, vf_coef=config.vf_coef,
@@ -127,21 +155,17 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   """
   net, tx = network(config, env), optimizer(config, sizes)
   learner = state.learner
-  num_steps, epochs, num_minibatches = config.num_steps, config.update_epochs, config.num_minibatches
   observe = functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
 
-  sampler = _sampler(net, learner.params, observe, env)
+  sampler = (_recurrent_sampler if config.recurrent else _sampler)(net, learner.params, observe, env)
   collected = rollout_learner.collect(state, sampler, config=config, env=env)
   traj, actors, normalizer = collected.steps, collected.actors, collected.normalizer
-  batch = _batch(net, learner.params, observe, collected, config=config, env=env)
-  advantage = batch.advantage
+  batch = _batch(net, learner.params, observe, collected, state.actors.memory, config=config, env=env)
 
-  # Each environment shuffles its own time steps each epoch: (epochs, E, T).
-  order = rollout_learner.orders(collected.shuffle_key, num_steps, epochs)
-  minibatches = functools.partial(rollout_learner.minibatches, num_minibatches=num_minibatches)
-
-  minibatch_advantage = jax.vmap(minibatches, in_axes=(None, 0))(advantage, order)  # (epochs, M, B)
-  adv_mean, adv_std = advantage_statistics(minibatch_advantage)
+  # Each epoch's order: every environment shuffles its own time steps, or (recurrent) whole environments are dealt.
+  order = rollout_learner.epoch_orders(collected.shuffle_key, config)
+  minibatch_advantage = jax.vmap(lambda o: rollout_learner.split(batch, o, config).advantage)(order)
+  adv_mean, adv_std = advantage_statistics(minibatch_advantage.reshape(minibatch_advantage.shape[:2] + (-1,)))
 
   learner, (terms, grad_norm) = _epochs(net, tx, learner, batch, order, adv_mean, adv_std, config=config)
   # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
@@ -163,51 +187,78 @@ def advantage_statistics(minibatch_advantage: jax.Array) -> tuple[jax.Array, jax
   return mean, jnp.sqrt(variance)
 
 
+def _sample(distribution, keys: jax.Array):
+  """An action of each environment's distribution from its own key, and its log-probability."""
+  action = jax.vmap(lambda key, d: d.sample(key))(keys, distribution)
+  return action, distribution.log_prob(action)
+
+
 def _sampler(net: ActorCritic, params, observe, env: Env) -> acting.Policy:
   """The rollout's policy: actions sampled from `params`' policy, and their log-probabilities."""
+  return lambda obs, keys: _sample(policy(net, params, observe(obs), env.action_mask(obs)), keys)
 
-  def act_fn(obs, keys):
-    distribution = policy(net, params, observe(obs), env.action_mask(obs))
-    action = jax.vmap(lambda key, d: d.sample(key))(keys, distribution)  # each environment from its own key
-    return action, distribution.log_prob(action)
+
+def _recurrent_sampler(net: recurrent.Recurrent, params, observe, env: Env) -> acting.RecurrentPolicy:
+  """The rollout's policy with memory: actions sampled, and (their log-probabilities, the values) as extras."""
+
+  def act_fn(obs, keys, memory):
+    (distribution, value), memory = net.apply(params, observe(obs), memory)
+    action, log_prob = _sample(masked(distribution, env.action_mask(obs)), keys)
+    return action, (log_prob, value), memory
 
   return act_fn
 
 
-def _batch(net: ActorCritic, params, observe, collected: rollout_learner.Collected, *, config, env: Env) -> Batch:
+def _outputs(net, params, batch: Batch, *, config):
+  """The policy (masked) and the values on a batch's observations; with memory, replaying its sequences."""
+  if config.recurrent:
+    distribution, value = recurrent.replay(net, params, batch.obs, batch.start, batch.episode_end)
+  else:
+    distribution = net.apply(params, batch.obs, method=ActorCritic.policy)
+    value = net.apply(params, batch.obs, method=ActorCritic.value)
+  return masked(distribution, batch.action_mask), value
+
+
+def _batch(net, params, observe, collected: rollout_learner.Collected, start, *, config, env: Env) -> Batch:
   """The rollout as the loss takes it (T, E, ...): observations as the networks see them, values, GAE advantages
-  and their targets."""
+  and their targets; with memory, the resets and the memory at the rollout's start (`start`)."""
   traj = collected.steps
   reward = normalization.rewards(collected.normalizer, traj.reward, clip=config.reward_clip)
 
-  # The critic once over the whole rollout, V(s_t); V(s_{t+1}) is the next row of it, except after the rollout's
-  # last step and where an episode was truncated (its pre-reset observation).
-  critic = functools.partial(net.apply, params, method=ActorCritic.value)
+  # V(s_t) once over the whole rollout (the critic after it; with memory, as acting computed it); V(s_{t+1}) is the
+  # next row of it, except after the rollout's last step and where an episode was truncated (its pre-reset
+  # observation, with the memory it was reached with).
   with jax.named_scope("advantages"):
     traj_obs = observe(traj.obs)
-    value = critic(traj_obs)
-    value_tp1 = rollout_learner.next_values(value, critic(observe(collected.actors.obs)), traj,
-                                            lambda raw: critic(observe(raw)))
+    if config.recurrent:
+      log_prob, value = traj.extras
+      step_value = lambda raw, memory: net.apply(params, observe(raw), memory)[0][1]
+    else:
+      critic = functools.partial(net.apply, params, method=ActorCritic.value)
+      log_prob, value = traj.extras, critic(traj_obs)
+      step_value = lambda raw, memory: critic(observe(raw))
+    value_tp1 = rollout_learner.next_values(value, step_value(collected.actors.obs, collected.actors.memory), traj,
+                                            step_value)
     advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
                            gamma=config.gamma, gae_lambda=config.gae_lambda)
-  return Batch(obs=traj_obs, action=traj.action, log_prob=traj.extras, value=value,
-               advantage=advantage, target=advantage + value, action_mask=env.action_mask(traj.obs))
+  memory = dict(episode_end=traj.episode_end, start=start) if config.recurrent else {}
+  return Batch(obs=traj_obs, action=traj.action, log_prob=log_prob, value=value, advantage=advantage,
+               target=advantage + value, action_mask=env.action_mask(traj.obs), **memory)
 
 
-def _epochs(net: ActorCritic, tx: optax.GradientTransformation, learner: Learner, batch: Batch, order: jax.Array,
+def _epochs(net, tx: optax.GradientTransformation, learner: Learner, batch: Batch, order: jax.Array,
             adv_mean: jax.Array, adv_std: jax.Array, *, config):
-  """`update_epochs` passes over the batch in each epoch's `order` (epochs, E, T), a gradient step per minibatch;
-  `adv_mean`, `adv_std` (epochs, M): each global minibatch's advantage statistics.
+  """`update_epochs` passes over the batch in each epoch's `order` (`rollout_learner.epoch_orders`), a gradient step
+  per minibatch; `adv_mean`, `adv_std` (epochs, M): each global minibatch's advantage statistics.
 
   Returns (learner, (loss terms, gradient norms)), the latter (epochs, M).
   """
-  minibatches = functools.partial(rollout_learner.minibatches, num_minibatches=config.num_minibatches)
 
   def epoch(learner: Learner, inputs):
     order, adv_mean, adv_std = inputs
     step = functools.partial(_minibatch_step, net, tx, config)
     with jax.named_scope("minibatches"):
-      batches = jax.tree.map(lambda x: minibatches(x, order), batch)
+      batches = rollout_learner.split(batch, order, config)
     return jax.lax.scan(step, learner, Minibatch(batch=batches, adv_mean=adv_mean, adv_std=adv_std))
 
   return jax.lax.scan(epoch, learner, (order, adv_mean, adv_std))

@@ -1,4 +1,5 @@
-"""Flax modules: MLP and CNN torsos with orthogonal init, the PPO actor-critic and the (dueling) Q-network."""
+"""Flax modules: MLP and CNN torsos with orthogonal init, the PPO actor-critic and the (dueling) Q-network, and the
+heads a recurrent core (`distrl.rl.recurrent`) feeds."""
 
 from typing import Sequence
 
@@ -179,8 +180,43 @@ class QNetwork(nn.Module):
   @nn.compact
   def __call__(self, obs: jax.Array) -> jax.Array:
     features = torso(self.torso, self.hidden_sizes, None, 1.0, self.activation, self.obs_ndim, self.layer_norm)(obs)
-    if not self.dueling:
-      return orthogonal_dense(self.num_actions, 1.0)(features)
-    value = orthogonal_dense(1, 1.0)(features)
-    advantage = orthogonal_dense(self.num_actions, 1.0)(features)
-    return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
+    return q_values(features, self.num_actions, self.dueling)
+
+
+def q_values(features: jax.Array, num_actions: int, dueling: bool) -> jax.Array:
+  """Q-values (..., num_actions) from features (..., F): one linear head, or the dueling pair. Called inside a
+  module's `nn.compact` method, whose parameters its layers become."""
+  if not dueling:
+    return orthogonal_dense(num_actions, 1.0)(features)
+  value = orthogonal_dense(1, 1.0)(features)
+  advantage = orthogonal_dense(num_actions, 1.0)(features)
+  return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
+
+
+class QHead(nn.Module):
+  """`q_values` as a module: the head of a recurrent Q-network (`recurrent.Recurrent`)."""
+
+  num_actions: int
+  dueling: bool = False
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> jax.Array:
+    return q_values(features, self.num_actions, self.dueling)
+
+
+class PolicyValueHead(nn.Module):
+  """The heads of a recurrent actor-critic (`recurrent.Recurrent`): from the shared core's output, a policy as
+  `ActorCritic.policy` gives it (a linear layer of gain 0.01; a state-independent log-std if `continuous`) and a value
+  (a linear layer of gain 1). -> (distribution, value)."""
+
+  num_actions: int
+  continuous: bool = False
+
+  @nn.compact
+  def __call__(self, hidden: jax.Array):
+    out = orthogonal_dense(self.num_actions, 0.01)(hidden)
+    value = orthogonal_dense(1, 1.0)(hidden)[..., 0]
+    if self.continuous:
+      log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))
+      return distributions.DiagonalNormal(mean=out, log_std=jnp.broadcast_to(log_std, out.shape)), value
+    return distributions.Categorical(logits=out), value

@@ -44,31 +44,32 @@ def epsilon(config: ml_collections.ConfigDict, env_steps: jax.Array) -> jax.Arra
   return optax.linear_schedule(config.start_e, config.end_e, config.exploration_steps)(env_steps)
 
 
+def explore(q: jax.Array, mask: jax.Array | None, keys: jax.Array, eps: jax.Array, num_actions: int):
+  """Epsilon-greedy choices on Q-values (E, A): with probability `eps` a uniformly random allowed action, else the
+  allowed argmax Q. Each environment draws both of its choices from one call on its own key (`keys` (E, 2)): two
+  uniforms u, explore if u_0 < eps, and the random action from u_1 (`distributions.uniform_allowed`).
+  -> (actions, max_a Q(s, a) over the allowed actions: what PQN bootstraps from)."""
+  greedy = distributions.masked_argmax(q, mask)
+  u = jax.vmap(lambda key: jax.random.uniform(key, (2,)))(keys)
+  random_action = distributions.uniform_allowed(u[:, 1], mask, num_actions).astype(greedy.dtype)
+  return jnp.where(u[:, 0] < eps, random_action, greedy), distributions.masked_max(q, mask)
+
+
 def epsilon_greedy(net: nn.Module, params, observe, eps: jax.Array, env: Env) -> acting.Policy:
-  """The rollout policy: with probability `eps` a uniformly random allowed action, else the allowed argmax Q.
+  """The rollout policy: `explore` on the Q-values of `params`; beside the action it returns max_a Q(s, a)."""
+  return lambda obs, keys: explore(net.apply(params, observe(obs)), env.action_mask(obs), keys, eps, env.num_actions)
 
-  Each environment draws both of its choices from one call on its own key: two uniforms u,
-  explore if u_0 < eps, and the random action from u_1 (`distributions.uniform_allowed`). Beside the action it
-  returns max_a Q(s, a) over the allowed actions: what PQN bootstraps from.
-  """
 
-  def policy(obs, keys):
-    mask = env.action_mask(obs)
-    q = net.apply(params, observe(obs))
-    greedy = distributions.masked_argmax(q, mask)
-    u = jax.vmap(lambda key: jax.random.uniform(key, (2,)))(keys)
-    random_action = distributions.uniform_allowed(u[:, 1], mask, env.num_actions).astype(greedy.dtype)
-    return jnp.where(u[:, 0] < eps, random_action, greedy), distributions.masked_max(q, mask)
-
-  return policy
+def choose(q: jax.Array, mask: jax.Array | None, key: jax.Array, *, greedy: bool, num_actions: int) -> jax.Array:
+  """The allowed argmax of Q-values (B, A) if `greedy`, else a uniformly random allowed action from `key`."""
+  if not greedy:
+    return distributions.uniform_allowed(jax.random.uniform(key, q.shape[:1]), mask, num_actions)
+  return distributions.masked_argmax(q, mask)
 
 
 def act(learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
   """Actions for a batch of observations (B, *obs_shape): the allowed argmax Q if `greedy`, else a uniformly
   random allowed action."""
-  mask = env.action_mask(obs)
-  if not greedy:
-    return distributions.uniform_allowed(jax.random.uniform(key, obs.shape[:1]), mask, env.num_actions)
   q = network(config, env).apply(learner.params, normalization.observations(learner.normalizer, obs,
                                                                             clip=config.obs_clip))
-  return distributions.masked_argmax(q, mask)
+  return choose(q, env.action_mask(obs), key, greedy=greedy, num_actions=env.num_actions)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
-from distrl import envs, sharding
+from distrl import algorithms, envs, sharding
 from distrl.runtime import seeds
 from distrl.envs import Env
 
@@ -19,37 +19,38 @@ class _Play:
 
   obs: Any
   env_state: Any
+  memory: Any  # the agent's memory (`algorithms.initial_memory`), or None
   done: jax.Array  # the first episode has ended
   episode_return: jax.Array
   episode_length: jax.Array
 
 
-def make_evaluate(act: Callable, config: ml_collections.ConfigDict, env: Env, mesh, episodes: int) -> Callable:
+def make_evaluate(algorithm, config: ml_collections.ConfigDict, env: Env, mesh, episodes: int) -> Callable:
   """-> evaluate(learner, key) -> {"return": (episodes,), "length": (episodes,)}: each episode's.
 
-  `act(learner, obs, key, *, config, env, greedy)` is the algorithm's; evaluation environment i
+  `algorithm` acts greedily, with its memory if it has one (`algorithms.act`); evaluation environment i
   resets from fold_in(key, i) whatever device runs it. Each environment runs for the
   environment's time limit and counts its first episode only. With several agents
   (`config.num_seeds`), the learner and keys have a leading seed axis, and so do the results.
   """
   local = episodes // mesh.size
-  policy = functools.partial(act, config=config, env=env, greedy=True)
+  policy = functools.partial(algorithms.act, algorithm, config=config, env=env, greedy=True)
 
   def per_device(learner, key):
     obs, env_state, keys = envs.reset_batch(env, key, sharding.global_index(local))
     step_keys = jnp.swapaxes(jax.vmap(functools.partial(jax.random.split, num=env.max_steps))(keys), 0, 1)
 
     def step(play: _Play, step_key):
-      action = policy(learner, play.obs, None)
+      action, memory = policy(learner, play.obs, None, play.memory)
       obs, env_state, _, _, _, info = env.step_batch(step_key, play.env_state, action)
       first_end = info["returned_episode"] & ~play.done
-      return _Play(obs=obs, env_state=env_state, done=play.done | info["returned_episode"],
+      return _Play(obs=obs, env_state=env_state, memory=memory, done=play.done | info["returned_episode"],
                    episode_return=jnp.where(first_end, info["returned_episode_returns"], play.episode_return),
                    episode_length=jnp.where(first_end, info["returned_episode_lengths"], play.episode_length)), None
 
     zeros = jnp.zeros(local, jnp.float32)
     start = _Play(obs=obs, env_state=env_state, done=jnp.zeros(local, bool), episode_return=zeros,
-                  episode_length=zeros)
+                  episode_length=zeros, memory=algorithms.initial_memory(algorithm, local, config=config, env=env))
     end = jax.lax.scan(step, sharding.per_device(start), step_keys)[0]
     return sharding.gather({"return": end.episode_return, "length": end.episode_length})
 

@@ -51,7 +51,7 @@ class Program:
 
   def evaluator(self, episodes: int):
     """evaluate(learner, keys) -> {"return", "length"}: greedy episodes of every agent, split over the mesh."""
-    return greedy_eval.make_evaluate(self.algorithm.act, self.config, self.env, self.mesh, episodes)
+    return greedy_eval.make_evaluate(self.algorithm, self.config, self.env, self.mesh, episodes)
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program:
