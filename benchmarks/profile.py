@@ -2,8 +2,9 @@
 
   python benchmarks/profile.py                                   # ppo-default, dqn-default, ppo-minatar-mlp
   python benchmarks/profile.py --rows dqn-default --devices 1 --chunks 5
+  python benchmarks/profile.py --rows ppo-rnn-4-envs ppo-rnn-4-envs-ff   # recurrent PPO and without memory
 
-For each row of `benchmarks/table.py` (the same config, built by `programs.build` as training builds it), in a
+For each row of `benchmarks/table.py` or `benchmarks/recurrent.py` (the same config, built by `programs.build` as training builds it), in a
 fresh process on `--devices` emulated devices: the chunk is compiled, warmed up, timed untraced over `--chunks`
 chunks (steps/s, ms per update), then run again under JAX's profiler. Every operation XLA executed in the
 program is attributed, by the named scope it was traced under (`jax.named_scope` in distrl: acting/policy,
@@ -26,7 +27,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import recurrent  # noqa: E402  (its rows: recurrent PPO and the same config without memory)
 import table  # noqa: E402  (the rows, their worker environment and result parsing)
+
+ROWS = {**table.ROWS, **recurrent.PROFILED}
 
 # (part, the named-scope path that marks it), first match wins: acting's inner scopes before acting itself.
 PARTS = [("acting: policy", "acting/(.*/)?policy"), ("acting: environment step", "acting/(.*/)?environment"),
@@ -67,7 +71,7 @@ def measure(name: str, chunks: int) -> dict:
   from distrl import sharding
   from distrl.runtime import programs
 
-  row = table.ROWS[name]
+  row = ROWS[name]
   config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)
   config.update(row.overrides)
   config.eval_episodes = jax.device_count()
@@ -108,7 +112,7 @@ def measure(name: str, chunks: int) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--rows", nargs="+", default=["ppo-default", "dqn-default", "ppo-minatar-mlp"],
-                      choices=list(table.ROWS))
+                      choices=list(ROWS))
   parser.add_argument("--devices", type=int, default=1)
   parser.add_argument("--chunks", type=int, default=3)
   parser.add_argument("--worker", help=argparse.SUPPRESS)

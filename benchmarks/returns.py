@@ -49,10 +49,19 @@ class Row:
   preset: str | None
   published: float | None  # the number to match or beat
   source: str
+  budget: int | None = None  # total_timesteps, where the preset's is an accelerator's (the name says it: "@1M")
 
   @property
   def name(self) -> str:
-    return f"{self.config}-{self.preset}"
+    return f"{self.config}-{self.preset}" + (f"@{self.budget / 1e6:g}M" if self.budget else "")
+
+
+MEMORY_CHAIN = "the optimum: every answer right (without memory any policy expects 0)"
+CHANCE = "chance: what any policy without memory expects"
+BESIDE = "the row beside it: the same budget {} memory"
+CRAFTAX_RNN = "the Craftax paper's recurrent PPO settings at a CPU's budget"
+# Presets whose budget is an accelerator's: listed in the table as not run here (until a run of them is added).
+NOT_RUN = [("ppo", "craftax:Craftax-Classic-Symbolic-v1-rnn", "the Craftax paper's PPO-RNN, 1e9 steps")]
 
 
 ROWS = {row.name: row for row in [
@@ -70,6 +79,14 @@ ROWS = {row.name: row for row in [
                                   ("ppo", "", GYMNAX_PPO + ", for an MLP"),
                                   ("pqn", "", GYMNAX_PPO + ", for an MLP (PQN's target: the ppo CNN row)"))
       for game, published in MINATAR_PUBLISHED.items()],
+    Row("ppo", "MemoryChain-bsuite", 1, MEMORY_CHAIN),
+    Row("ppo", "MemoryChain-bsuite-ff", 0, CHANCE),
+    Row("pqn", "MemoryChain-bsuite", 1, MEMORY_CHAIN),
+    Row("pqn", "MemoryChain-bsuite-ff", 0, CHANCE),
+    Row("ppo", "MetaMaze-misc", None, BESIDE.format("without")),
+    Row("ppo", "MetaMaze-misc-ff", None, BESIDE.format("with")),
+    Row("ppo", "craftax:Craftax-Classic-Symbolic-v1-rnn", None, CRAFTAX_RNN, budget=1_000_000),
+    Row("ppo", "craftax:Craftax-Classic-Symbolic-v1", None, BESIDE.format("with"), budget=1_000_000),
 ]}
 
 
@@ -80,6 +97,8 @@ def make_config(row: Row, seeds: int, quick: bool):
 
   config = importlib.import_module(f"distrl.configs.{row.config}").get_config(row.preset)
   config.num_seeds = seeds
+  if row.budget:
+    config.total_timesteps = row.budget
   if quick:  # two logged chunks of a few updates, one evaluation: the whole pipeline in seconds
     n = jax.device_count()
     config.num_envs = n * max(1, 4 // n)
@@ -147,6 +166,12 @@ def label(name: str) -> str:
   return f"{name} (CNN)" if "-MinAtar" in name and not name.endswith("-mlp") else name
 
 
+def _pm(mean: float, std: float) -> str:
+  """mean ± std, with two decimals where the returns are small (MemoryChain's are within [-1, 1])."""
+  digits = 1 if abs(mean) >= 10 else 2
+  return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def table(results: list[dict], kept: dict[str, str] | None = None) -> str:
   """One line per row, in ROWS' order: from its result, or else the line `kept` has for it (a published row whose
   run is not in this --out)."""
@@ -160,8 +185,11 @@ def table(results: list[dict], kept: dict[str, str] | None = None) -> str:
     r = by_row[name]
     wall = f"{r['wall_s'] / 60:.1f} min"
     published = "" if r["published"] is None else f"{r['published']:g}"
-    lines.append(f"| {label(r['row'])} | {r['steps']:,} | {r['seeds']} | {r['train_mean']:.1f} ± {r['train_std']:.1f} "
-                 f"| {r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {wall} | {published} | {r['source']} |")
+    lines.append(f"| {label(r['row'])} | {r['steps']:,} | {r['seeds']} | {_pm(r['train_mean'], r['train_std'])} "
+                 f"| {_pm(r['eval_mean'], r['eval_std'])} | {wall} | {published} | {r['source']} |")
+  for algo, preset, source in NOT_RUN:
+    steps = make_config(Row(algo, preset, None, source), 1, False).total_timesteps
+    lines.append(f"| {algo}-{preset} | {steps:,} | | not run here (an accelerator's budget) | | | | {source} |")
   return "\n".join(lines)
 
 

@@ -80,6 +80,19 @@ def lacking(config) -> str | None:
           f"config: --config={config.algo}")
 
 
+def with_new_fields(config) -> list[str]:
+  """Adds to a recorded config (a run's config.json) of a shipped algorithm the fields its shipped config has gained
+  since, at their defaults (e.g. `recurrent`, off); returns their names."""
+  if not (isinstance(config.get("algo"), str) and config.algo in names()):
+    return []
+  shipped = importlib.import_module(f"{__name__}.{config.algo}").get_config()
+  added = sorted(set(shipped) - set(config))
+  with config.unlocked():
+    for field in added:
+      config[field] = shipped[field]
+  return added
+
+
 def apply_preset(config, algo: str, presets: dict, arg: str | None):
   """`config` updated with the preset `arg` names (none: as it is), else a ValueError naming the presets (the
   closest first, and the field to set for a suite's environment that has no preset)."""

@@ -5,6 +5,7 @@
   python -m distrl.launch --config=ppo:Pendulum-v1          # continuous actions
   python -m distrl.launch --config=ppo:Breakout-MinAtar-mlp  # MinAtar with an MLP (Breakout-MinAtar: a CNN)
   python -m distrl.launch --config=ppo:brax:inverted_pendulum  # a suite: pip install -e '.[brax]' first
+  python -m distrl.launch --config=ppo:MemoryChain-bsuite     # with memory: a GRU (--config.recurrent=gru|lstm)
 
 The default is CartPole-v1 with the well-known PPO defaults (CleanRL / PureJaxRL).
 """
@@ -51,6 +52,22 @@ JUMANJI = {"num_envs": 64, "num_steps": 128, "num_minibatches": 8, "update_epoch
            "hidden_sizes": (256, 256), "activation": "relu", "normalize_obs": True, "total_timesteps": 20_000_000,
            "log_every": 20, "eval_every": 200, "checkpoint_every": 200, "eval_episodes": 64}
 
+# Memory (a recurrent core, distrl/rl/recurrent.py) on tasks a feed-forward agent cannot solve, each with a "-ff"
+# twin without memory for the side-by-side rows. MemoryChain-bsuite shows a context bit in its first observations
+# only and asks for it 5 steps later (+1 right, -1 wrong): without memory every policy's expected return is 0.
+# MetaMaze-misc hides a goal that stays put for the episode while the agent is sent back to the start after
+# reaching it (+10 each time): with memory the way back is known.
+MEMORY = {"recurrent": "gru", "recurrent_size": 128}
+MEMORY_CHAIN = {"env_name": "MemoryChain-bsuite", "num_envs": 16, "num_steps": 32, "num_minibatches": 4,
+                "total_timesteps": 200_000, "log_every": 10, "eval_every": 50, "checkpoint_every": 50,
+                "eval_episodes": 64}
+META_MAZE = {"env_name": "MetaMaze-misc", "num_envs": 64, "num_steps": 128, "num_minibatches": 4,
+             "total_timesteps": 3_000_000, "lr": 5e-4, "log_every": 10, "eval_every": 50, "checkpoint_every": 50,
+             "eval_episodes": 64}
+# Craftax with the recurrent PPO baseline of the Craftax paper (Craftax_Baselines ppo_rnn.py defaults): the PPO
+# settings above, a 512-unit ReLU layer into a 512-unit GRU (its heads' two hidden layers of 512 are linear here).
+CRAFTAX_RNN = {**CRAFTAX, "hidden_sizes": (512,), "activation": "relu", "recurrent": "gru", "recurrent_size": 512}
+
 PRESETS = {
     "CartPole-v1": {},
     "Acrobot-v1": {"env_name": "Acrobot-v1"},
@@ -83,6 +100,12 @@ PRESETS = {
     **{f"craftax:{name}": {"env_name": f"craftax:{name}", **CRAFTAX}
        for name in ("Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1")},
     **{f"jumanji:{name}": {"env_name": f"jumanji:{name}", **JUMANJI} for name in ("Snake-v1", "Maze-v0")},
+    "MemoryChain-bsuite": {**MEMORY_CHAIN, **MEMORY},
+    "MemoryChain-bsuite-ff": MEMORY_CHAIN,
+    "MetaMaze-misc": {**META_MAZE, **MEMORY},
+    "MetaMaze-misc-ff": META_MAZE,
+    **{f"craftax:{name}-rnn": {"env_name": f"craftax:{name}", **CRAFTAX_RNN}
+       for name in ("Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1")},
 }
 
 def get_config(arg=None):

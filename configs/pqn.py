@@ -4,6 +4,7 @@
   python -m distrl.launch --config=pqn:CartPole-v1-paper                     # the paper's CartPole settings
   python -m distrl.launch --config=pqn:Breakout-MinAtar
   python -m distrl.launch --config=pqn:Breakout-MinAtar-mlp                  # on a CPU
+  python -m distrl.launch --config=pqn:MemoryChain-bsuite                    # with memory (a GRU)
 
 The presets are the published settings of the paper's implementation (Gallici et al. 2024; github.com/mttga/purejaxql,
 commit 47af6d7, purejaxql/config/alg/pqn_cartpole.yaml and pqn_minatar.yaml), translated:
@@ -36,6 +37,11 @@ MINATAR_GAMES = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "Spac
 # 1 -> 0.2 over the first 20% of 5e5 steps, lambda 0.95, rewards x 0.1.
 PAPER_CARTPOLE = {"hidden_sizes": (256, 256), "lr": 1e-4, "end_e": 0.2}
 
+# Memory (a recurrent core, distrl/rl/recurrent.py) on MemoryChain-bsuite (configs/ppo.py says why it needs it), and
+# its "-ff" twin without memory.
+MEMORY_CHAIN = {"env_name": "MemoryChain-bsuite", "num_envs": 32, "num_minibatches": 4, "total_timesteps": 200_000,
+                "exploration_steps": 40_000, "eval_every": 10, "checkpoint_every": 10, "eval_episodes": 64}
+
 PRESETS = {
     "CartPole-v1": {},
     "CartPole-v1-paper": PAPER_CARTPOLE,
@@ -43,6 +49,8 @@ PRESETS = {
     **{game: {"env_name": game, **MINATAR} for game in MINATAR_GAMES},
     # The same with an MLP in place of the convolution (two LayerNorm layers of 128), for CPUs.
     **{f"{game}-mlp": {"env_name": game, **MINATAR, "torso": "mlp", "hidden_sizes": (128, 128)} for game in MINATAR_GAMES},
+    "MemoryChain-bsuite": {**MEMORY_CHAIN, "recurrent": "gru", "recurrent_size": 64},
+    "MemoryChain-bsuite-ff": MEMORY_CHAIN,
 }
 
 def get_config(arg=None):

@@ -32,7 +32,7 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   import jax
   import ml_collections
 
-  from distrl import sharding
+  from distrl import configs, sharding
   from distrl.runtime import programs
   from distrl.runtime.checkpoint import Checkpoints, damage as checkpoint_damage
   from distrl.errors import ConfigError
@@ -42,6 +42,7 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
     raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
+  configs.with_new_fields(config)  # a run recorded before its algorithm gained a field trained without it
   # The most devices the run's sizes split over (num_envs, eval_episodes, DQN's batch_size): results do not depend
   # on the device count. Whatever is still refused on one device is a fault of the config, said as it is.
   for count in range(math.gcd(config.num_envs, jax.device_count()), 0, -1):

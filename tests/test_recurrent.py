@@ -100,11 +100,12 @@ def _updates(config, devices, num_updates=2):
   return jax.device_get(program.runner.get(state)), jax.device_get(sums), initial
 
 
-@pytest.mark.parametrize("algo,cell", [("ppo", "gru"), ("pqn", "lstm")])
-def test_sharded_recurrent_update_equals_unsharded(algo, cell):
+@pytest.mark.parametrize("algo,cell,fields", [("ppo", "gru", {"normalize_obs": True, "scale_rewards": True}),
+                                              ("pqn", "lstm", {})])
+def test_sharded_recurrent_update_equals_unsharded(algo, cell, fields):
   if jax.device_count() < 2:
     pytest.skip("needs several devices: run with the default 8 emulated devices")
-  config = _config(algo, cell)
+  config = _config(algo, cell, **fields)
   reference, reference_sums, initial = _updates(config, jax.devices()[:1])
   state, sums, _ = _updates(config, jax.devices())
   _assert_close(state.learner.params, reference.learner.params, atol=1e-5)
@@ -153,3 +154,15 @@ def test_greedy_acting_threads_memory_through_the_contract():
   _, after = act(obs, None, memory)
   assert float(jnp.max(jnp.abs(after - memory))) > 0
   assert algorithms.initial_memory(algorithm, 4, config=_config(cell=""), env=env) is None
+
+
+def test_a_run_recorded_before_memory_existed_gets_the_fields_at_their_defaults():
+  import ml_collections
+
+  from distrl import configs
+
+  recorded = ml_collections.ConfigDict({k: v for k, v in ppo_config.get_config().items()
+                                        if k not in ("recurrent", "recurrent_size")})
+  assert configs.with_new_fields(recorded) == ["recurrent", "recurrent_size"]
+  assert (recorded.recurrent, recorded.recurrent_size) == ("", 128)
+  assert configs.with_new_fields(ml_collections.ConfigDict({"algo": "examples.a2c"})) == []

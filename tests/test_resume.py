@@ -31,9 +31,15 @@ KILLED = {"num_envs": 64, "total_timesteps": 64 * 128 * 30, "log_every": 1, "che
           "eval_episodes": 8}
 
 
-def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_bit_identical(tmp_path):
+# A recurrent agent's memory (one row per environment) is killed mid-episode with the rest of its state: CartPole's
+# episodes run up to 500 steps, so at any kill most environments are inside one, their memory not zeros.
+MEMORY = {"recurrent": "gru", "recurrent_size": 16}
+
+
+@pytest.mark.parametrize("fields", [{}, MEMORY], ids=["feed-forward", "recurrent"])
+def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_bit_identical(tmp_path, fields):
   workdir = tmp_path / "run"
-  flags = [f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in KILLED.items())]
+  flags = [f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in {**KILLED, **fields}.items())]
   kill_after = random.randint(3, 12)  # chunks logged before the kill
   print(f"killing after {kill_after} logged chunks")
   run = launch(*flags)
@@ -63,11 +69,13 @@ def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_
   assert [r["update"] for r in records(workdir)] == list(range(1, 31)), "metrics continue with no repeats or gaps"
 
   config = ppo_config.get_config()
-  config.update(KILLED)
+  config.update({**KILLED, **fields})
   reference = trainer.train(config, str(tmp_path / "reference"))
   final = Checkpoints(str(workdir / "checkpoints"), keep=3).restore(30, like=reference.state)
   for x, y in zip(jax.tree.leaves(jax.device_get(final)), jax.tree.leaves(jax.device_get(reference.state))):
     np.testing.assert_array_equal(x, y)
+  if fields:
+    assert np.mean(np.any(np.asarray(final.actors.memory) != 0, axis=-1)) > 0.5, "most memory rows mid-episode"
   # The records too, every bit: a resumed session's first interval is split into calls (one update first) that
   # the uninterrupted run's is not, and its sums are the same float32 additions all the same.
   assert timeless(records(workdir)) == timeless(records(tmp_path / "reference"))

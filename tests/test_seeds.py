@@ -127,3 +127,18 @@ def test_dqn_agents_equal_their_single_seed_runs(tmp_path):
 def test_num_seeds_must_be_positive(tmp_path):
   with pytest.raises(ConfigError, match="num_seeds=0 must be a positive number"):
     trainer.train(_ppo(0, 0), str(tmp_path))
+
+
+def test_recurrent_agents_equal_their_single_seed_runs_memory_and_evaluation_included(tmp_path):
+  def config(seed, num_seeds):
+    config = _ppo(seed, num_seeds)
+    config.update(dict(recurrent="gru", recurrent_size=16, num_envs=2 * jax.device_count(), num_minibatches=2))
+    return config
+
+  multi = trainer.train(config(3, 2), str(tmp_path / "multi"))
+  single = trainer.train(config(4, 1), str(tmp_path / "single"))
+  _assert_agent_equals_run(multi.state.learner.params, 1, single.state.learner.params)
+  _assert_agent_equals_run(multi.state.actors.memory.swapaxes(0, 1), 1, single.state.actors.memory)
+  assert np.max(np.abs(single.state.actors.memory)) > 0  # mid-episode memory, carried
+  for record, reference in zip(multi.history, single.history):
+    assert record["eval/return/seed_4"] == pytest.approx(reference["eval/return"], rel=1e-5)
