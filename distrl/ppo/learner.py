@@ -117,8 +117,7 @@ def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, g
   (`initial_memory`), -> (actions, the memory after this step); without `memory`, it acts from fresh memory."""
   net, x = network(config, env), normalization.observations(learner.normalizer, obs, clip=config.obs_clip)
   if config.recurrent:
-    (distribution, _), after = net.apply(learner.params, x, recurrent.initial(config, len(obs)) if memory is None
-                                         else memory)
+    (distribution, _), after = recurrent.step(net, learner.params, x, memory, config)
   else:
     distribution = net.apply(learner.params, x, method=ActorCritic.policy)
   distribution = masked(distribution, env.action_mask(obs))

@@ -90,8 +90,7 @@ def act(learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bo
   if not config.recurrent:
     return qlearning.act(learner, obs, key, config=config, env=env, greedy=greedy)
   x = normalization.observations(learner.normalizer, obs, clip=config.obs_clip)
-  q, after = network(config, env).apply(learner.params, x, recurrent.initial(config, len(obs)) if memory is None
-                                        else memory)
+  q, after = recurrent.step(network(config, env), learner.params, x, memory, config)
   action = qlearning.choose(q, env.action_mask(obs), key, greedy=greedy, num_actions=env.num_actions)
   return action if memory is None else (action, after)
 

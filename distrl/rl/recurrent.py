@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from distrl.errors import require
+from distrl.errors import ConfigError, require
 
 CELLS = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}
 
@@ -37,9 +37,9 @@ def check(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if local % config.num_minibatches:
     fits = [m for m in range(1, local + 1) if local % m == 0]
     closest = min(fits, key=lambda m: abs(m - config.num_minibatches))
-    require(False, f"a recurrent agent's minibatches take whole environments: each device's {local} of "
-                   f"num_envs={config.num_envs} must split into num_minibatches={config.num_minibatches} equal parts "
-                   f"(try --config.num_minibatches={closest}, or more environments)")
+    raise ConfigError(f"a recurrent agent's minibatches take whole environments: each device's {local} of "
+                      f"num_envs={config.num_envs} must split into num_minibatches={config.num_minibatches} equal "
+                      f"parts (try --config.num_minibatches={closest}, or more environments)")
 
 
 def cell(config: ml_collections.ConfigDict) -> nn.RNNCellBase:
@@ -51,6 +51,12 @@ def initial(config: ml_collections.ConfigDict, num: int) -> Any:
   if not config.recurrent:
     return None
   return cell(config).initialize_carry(jax.random.PRNGKey(0), (num, config.recurrent_size))
+
+
+def step(net: "Recurrent", params, obs: jax.Array, memory: Any, config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+  """One step of the network on a batch of observations (B, ...): -> (outputs, the memory after it), from `memory`,
+  or from fresh memory (an episode's start) if it is None."""
+  return net.apply(params, obs, initial(config, len(obs)) if memory is None else memory)
 
 
 def reset(memory: Any, ended: jax.Array) -> Any:
