@@ -85,8 +85,8 @@ ROWS = {row.name: row for row in [
     Row("pqn", "MemoryChain-bsuite-ff", 0, CHANCE),
     Row("ppo", "MetaMaze-misc", None, BESIDE.format("without")),
     Row("ppo", "MetaMaze-misc-ff", None, BESIDE.format("with")),
-    Row("ppo", "craftax:Craftax-Classic-Symbolic-v1-rnn", None, CRAFTAX_RNN, budget=1_000_000),
-    Row("ppo", "craftax:Craftax-Classic-Symbolic-v1", None, BESIDE.format("with"), budget=1_000_000),
+    Row("ppo", "craftax:Craftax-Classic-Symbolic-v1-rnn", None, CRAFTAX_RNN, budget=500_000),
+    Row("ppo", "craftax:Craftax-Classic-Symbolic-v1", None, BESIDE.format("with"), budget=500_000),
 ]}
 
 

@@ -61,9 +61,10 @@ MEMORY = {"recurrent": "gru", "recurrent_size": 128}
 MEMORY_CHAIN = {"env_name": "MemoryChain-bsuite", "num_envs": 16, "num_steps": 32, "num_minibatches": 4,
                 "total_timesteps": 200_000, "log_every": 10, "eval_every": 50, "checkpoint_every": 50,
                 "eval_episodes": 64}
-META_MAZE = {"env_name": "MetaMaze-misc", "num_envs": 64, "num_steps": 128, "num_minibatches": 4,
-             "total_timesteps": 3_000_000, "lr": 5e-4, "log_every": 10, "eval_every": 50, "checkpoint_every": 50,
-             "eval_episodes": 64}
+# Its observations hold the raw step count (0-200), hence normalize_obs: without it neither agent learned in 2e6 steps.
+META_MAZE = {"env_name": "MetaMaze-misc", "num_envs": 32, "num_steps": 128, "num_minibatches": 4,
+             "total_timesteps": 3_000_000, "normalize_obs": True, "log_every": 10, "eval_every": 50,
+             "checkpoint_every": 50, "eval_episodes": 64}
 # Craftax with the recurrent PPO baseline of the Craftax paper (Craftax_Baselines ppo_rnn.py defaults): the PPO
 # settings above, a 512-unit ReLU layer into a 512-unit GRU (its heads' two hidden layers of 512 are linear here).
 CRAFTAX_RNN = {**CRAFTAX, "hidden_sizes": (512,), "activation": "relu", "recurrent": "gru", "recurrent_size": 512}
