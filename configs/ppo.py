@@ -66,7 +66,8 @@ META_MAZE = {"env_name": "MetaMaze-misc", "num_envs": 32, "num_steps": 128, "num
              "total_timesteps": 3_000_000, "normalize_obs": True, "log_every": 10, "eval_every": 50,
              "checkpoint_every": 50, "eval_episodes": 64}
 # Craftax with the recurrent PPO baseline of the Craftax paper (Craftax_Baselines ppo_rnn.py defaults): the PPO
-# settings above, a 512-unit ReLU layer into a 512-unit GRU (its heads' two hidden layers of 512 are linear here).
+# settings above, a 512-unit ReLU layer into a 512-unit GRU (distrl's heads are linear: its heads' two hidden
+# layers of 512 each are left out).
 CRAFTAX_RNN = {**CRAFTAX, "hidden_sizes": (512,), "activation": "relu", "recurrent": "gru", "recurrent_size": 512}
 
 PRESETS = {
