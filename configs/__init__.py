@@ -19,11 +19,12 @@ RUN_FIELDS = ("algo", "env_name", "env_kwargs", "seed", "num_seeds", "backend", 
 
 
 def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int, eval_every: int,
-               checkpoint_every: int, eval_episodes: int = 16) -> ml_collections.ConfigDict:
+               checkpoint_every: int, eval_episodes: int = 16,
+               env_name: str = "CartPole-v1") -> ml_collections.ConfigDict:
   """A new config with the fields every algorithm's config has, and this algorithm's defaults for them."""
   config = ml_collections.ConfigDict()
   config.algo = algo  # which algorithm trains this config: a shipped name, or package.module of your own
-  config.env_name = "CartPole-v1"  # a gymnax id, a suite's suite:id, or package.module:factory of your own (README)
+  config.env_name = env_name  # a gymnax id, a suite's suite:id, or package.module:factory of your own (README)
   config.env_kwargs = ml_collections.ConfigDict()  # keyword arguments of the environment's constructor / factory
   config.seed = 0  # parameters, environments and every random draw of the run derive from it
   config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.runtime.seeds)
@@ -47,6 +48,33 @@ def rollout_fields(config: ml_collections.ConfigDict, *, num_steps: int, update_
   config.num_steps = num_steps  # rollout length per environment per iteration
   config.update_epochs = update_epochs  # passes over each rollout
   config.num_minibatches = num_minibatches  # gradient steps per epoch (num_steps/num_minibatches steps of every env)
+
+
+def replay_fields(config: ml_collections.ConfigDict, *, buffer_size: int, batch_size: int, train_frequency: int,
+                  gradient_steps: int, learning_starts: int, gamma: float, n_step: int, tau: float) -> None:
+  """Adds the fields of the algorithms that learn from a replay buffer (`distrl.rl.replay_learner`: DQN, SAC, TD3).
+
+  Sizes are global: each of D devices runs num_envs / D environments and keeps their replay rows; every gradient
+  step draws one global batch of batch_size transitions from all rows (the same whatever D) and each device takes
+  the gradient of batch_size / D of them.
+  """
+  config.buffer_size = buffer_size  # replay capacity in transitions, split evenly over environments
+  config.batch_size = batch_size  # transitions per gradient step
+  config.train_frequency = train_frequency  # global environment steps per round of gradient steps
+  config.gradient_steps = gradient_steps  # gradient steps per round (per train_frequency environment steps)
+  config.learning_starts = learning_starts  # environment steps before the first gradient step
+  config.gamma = gamma  # discount
+  config.n_step = n_step  # rewards summed per target before bootstrapping (cut at episode ends)
+  config.tau = tau  # target <- tau * online + (1 - tau) * target at each target update; 1.0 is a hard copy
+
+
+def actor_critic_fields(config: ml_collections.ConfigDict, *, actor_lr: float, critic_lr: float) -> None:
+  """Adds the networks and step sizes of the off-policy actor-critics (`distrl.rl.off_policy`: SAC, TD3)."""
+  config.hidden_sizes = (256, 256)  # MLP widths of the actor and of each of the two critics
+  config.activation = "relu"  # "tanh" or "relu"
+  config.critic_layer_norm = False  # LayerNorm before every hidden activation of the critics
+  config.actor_lr = actor_lr  # Adam step size of the actor (and of SAC's temperature)
+  config.critic_lr = critic_lr  # Adam step size of the critics
 
 
 def normalization_fields(config: ml_collections.ConfigDict) -> None:

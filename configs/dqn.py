@@ -40,27 +40,19 @@ def get_config(arg=None):
   config = configs.run_fields("dqn", total_timesteps=500_000, num_envs=10, log_every=500, eval_every=5_000,
                               checkpoint_every=5_000)
 
-  # Sizes are global: each of D devices runs num_envs / D environments and keeps their replay rows;
-  # every gradient step draws one global batch of batch_size transitions from all rows (the same
-  # whatever D) and each device takes the gradient of batch_size / D of them.
-  config.buffer_size = 10_000  # replay capacity in transitions, split evenly over environments
-  config.batch_size = 64  # transitions per gradient step
-  config.train_frequency = 10  # environment steps per gradient step
-  config.learning_starts = 10_000  # environment steps before the first gradient step
+  configs.replay_fields(config, buffer_size=10_000, batch_size=64, train_frequency=10, gradient_steps=1,
+                        learning_starts=10_000, gamma=0.99, n_step=3, tau=1.0)
 
   config.lr = 2.5e-4  # Adam step size
   config.anneal_lr = True  # decay the step size linearly to 0 over the run's gradient steps
   config.max_grad_norm = 10.0  # clip gradients to this global norm
-  config.gamma = 0.99  # discount
   config.loss = "mse"  # TD loss: "mse" or "huber"
   config.double_dqn = False  # pick the bootstrap action with the online network
-  config.n_step = 3  # rewards summed per target before bootstrapping (cut at episode ends)
   config.prioritized = False  # sample transitions in proportion to priority (Schaul et al. 2016), not uniformly
   config.priority_alpha = 0.6  # priority = (|TD error| + priority_eps)^alpha; 0 is uniform
   config.priority_beta = 0.4  # importance-weight exponent at the start, annealed linearly to 1 over the run
   config.priority_eps = 1e-6  # added to |TD error| so that no transition's priority is 0
   config.target_update_interval = 500  # environment steps between target network updates
-  config.tau = 1.0  # target <- tau * online + (1 - tau) * target at each update; 1.0 is a hard copy
   configs.normalization_fields(config)
 
   config.start_e = 1.0  # exploration rate at the start

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from distrl.dqn import losses
+from distrl.rl import replay
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +47,7 @@ EPISODE_END = jnp.array([[0, 0, 0], [0, 1, 0], [0, 1, 0], [1, 1, 0]], bool)
 
 
 def test_n_step_returns_cut_at_episode_ends_and_bootstrap_only_past_time_limits():
-  n_step, discount, last = losses.n_step_return(REWARDS, TERMINATED, EPISODE_END, gamma=0.5)
+  n_step, discount, last = replay.n_step_return(REWARDS, TERMINATED, EPISODE_END, gamma=0.5)
   # row 0: 1 + 0.5 * 2 + 0.25 * 4 = 3, discount 0.5^3; rows 1, 2: 1 + 0.5 * 2 = 2; row 3: 1
   np.testing.assert_allclose(n_step, [3.0, 2.0, 2.0, 1.0])
   # the bootstrap: 0.125 after three steps; 0 at the terminal (row 1); 0.5^2 after the truncation (row 2); 0 (row 3)
@@ -55,7 +56,7 @@ def test_n_step_returns_cut_at_episode_ends_and_bootstrap_only_past_time_limits(
 
 
 def test_one_step_return_is_the_reward_and_gamma_unless_terminal():
-  n_step, discount, last = losses.n_step_return(R_T[:, None], TERMINATED_T[:, None], TERMINATED_T[:, None],
+  n_step, discount, last = replay.n_step_return(R_T[:, None], TERMINATED_T[:, None], TERMINATED_T[:, None],
                                                 gamma=0.9)
   np.testing.assert_allclose(n_step, R_T)
   np.testing.assert_allclose(discount, DISCOUNT_T)
@@ -64,7 +65,7 @@ def test_one_step_return_is_the_reward_and_gamma_unless_terminal():
 
 def test_n_step_return_checks_shapes():
   with pytest.raises(ValueError, match="n_step_return wants"):
-    losses.n_step_return(REWARDS[0], TERMINATED[0], EPISODE_END[0], gamma=0.5)
+    replay.n_step_return(REWARDS[0], TERMINATED[0], EPISODE_END[0], gamma=0.5)
 
 
 @pytest.mark.parametrize("loss, expected", [("mse", (4.0 + 0.25) / 2), ("huber", ((2.0 - 0.5) + 0.5 * 0.25) / 2)])

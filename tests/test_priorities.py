@@ -9,7 +9,8 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from distrl import sharding
-from distrl.dqn import priorities, replay
+from distrl.dqn import priorities
+from distrl.rl import replay
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from distrl import sharding
-from distrl.dqn import replay
+from distrl.rl import replay
 
 pytestmark = pytest.mark.unit
 

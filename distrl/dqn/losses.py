@@ -1,4 +1,4 @@
-"""DQN math as pure functions of arrays: n-step returns (Sutton & Barto 7.1), Q-learning targets (Mnih et al.
+"""DQN math as pure functions of arrays: Q-learning targets (Mnih et al.
 2015; double DQN: van Hasselt et al. 2016), the TD loss, and prioritised replay's importance weights
 (Schaul et al. 2016). Hyperparameters are keyword-only.
 """
@@ -10,40 +10,6 @@ import optax
 from distrl.rl import distributions
 
 
-def n_step_return(r_t, terminated_t, episode_end_t, *, gamma: float):
-  """Discounted sums of up to n rewards, cut at the first episode end, and the discount of their bootstrap.
-
-  Row b holds the n consecutive steps of one environment that start at a sampled step (k = 0 is the
-  sampled transition itself):
-      alive_k  = prod_{j<k} (1 - episode_end_j)         (1 for k = 0: the sampled step always counts)
-      G        = sum_k gamma^k alive_k r_k
-      last     = sum_k alive_k - 1                      (the step the return stops at)
-      discount = gamma^(last + 1) * (1 - terminated_last)
-  and the target is y = G + discount * Q(s'_last, a*), where s'_last is the observation step `last`
-  reached before any reset. An episode cut by a time limit (truncated, not terminated) stops the sum
-  but still bootstraps; a terminal state does not. With n = 1 this is y = r + gamma (1 - terminated) Q.
-
-  Args:
-    r_t: rewards, shaped (B, n).
-    terminated_t: 1 where step k reached a terminal state, shaped (B, n).
-    episode_end_t: 1 where the episode ended at step k (terminated or truncated), shaped (B, n).
-  Returns:
-    (G, discount, last): shaped (B,), (B,) and (B,) int32.
-  """
-  if r_t.ndim != 2 or terminated_t.shape != r_t.shape or episode_end_t.shape != r_t.shape:
-    raise ValueError(f"n_step_return wants r_t, terminated_t, episode_end_t shaped (B, n); got "
-                     f"{r_t.shape}, {terminated_t.shape}, {episode_end_t.shape}")
-  n = r_t.shape[1]
-  ended = episode_end_t.astype(jnp.float32)
-  alive = jnp.cumprod(jnp.concatenate([jnp.ones_like(ended[:, :1]), 1.0 - ended[:, :-1]], axis=1), axis=1)
-  powers = gamma ** jnp.arange(n, dtype=jnp.float32)
-  n_step = jnp.sum(powers * alive * r_t, axis=1)
-  last = (jnp.sum(alive, axis=1) - 1).astype(jnp.int32)
-  terminated_last = jnp.take_along_axis(terminated_t.astype(jnp.float32), last[:, None], axis=1)[:, 0]
-  discount = gamma ** (last + 1).astype(jnp.float32) * (1.0 - terminated_last)
-  return n_step, discount, last
-
-
 def td_target(return_t, discount_t, q_t_target, q_t_online=None, mask_t=None):
   """Q-learning targets for a batch: y = return_t + discount_t * Q_target(s_t, a*), with no gradient.
 
@@ -52,7 +18,7 @@ def td_target(return_t, discount_t, q_t_target, q_t_online=None, mask_t=None):
 
   the argmax over the actions allowed at s_t where `mask_t` is given.
 
-  For one-step targets, return_t = r_t and discount_t = gamma * (1 - terminated_t); `n_step_return`
+  For one-step targets, return_t = r_t and discount_t = gamma * (1 - terminated_t); `replay.n_step_return`
   gives both for n steps. s_t is the state reached before any auto-reset.
 
   Args:

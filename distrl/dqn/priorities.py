@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from distrl import sharding
-from distrl.dqn import replay
+from distrl.rl import replay
 
 
 @struct.dataclass

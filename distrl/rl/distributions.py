@@ -1,4 +1,5 @@
-"""The two policy distributions PPO needs, as pytrees (so they vmap): categorical and diagonal Gaussian.
+"""The policy distributions, as pytrees (so they vmap): PPO's categorical and diagonal Gaussian, and SAC's
+tanh-squashed Gaussian.
 
 Each holds a batch (..., ) of distributions; `sample` draws one action per distribution from one key
 (vmap it for a key per environment), `log_prob`, `entropy` and `mode` are batched. Written here
@@ -89,3 +90,31 @@ class DiagonalNormal:
 
   def mode(self) -> jax.Array:
     return self.mean
+
+
+@struct.dataclass
+class TanhNormal:
+  """a = tanh(u), u ~ N(mean, exp(log_std)) per dimension: a Gaussian squashed into (-1, 1)^d (SAC's policy).
+
+  The density of a follows by the change of variables a = tanh(u), da/du = 1 - tanh(u)^2:
+      log p(a) = log N(u; mean, std) - sum_i log(1 - tanh(u_i)^2),
+      log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))       (the same, without cancellation for large |u|).
+  Actions are drawn by reparameterisation from standard normal noise (`squash`), so that a loss can take the
+  gradient through them.
+  """
+
+  mean: jax.Array  # (..., action_dim), of u
+  log_std: jax.Array  # (..., action_dim), of u
+
+  def squash(self, noise: jax.Array):
+    """The action for standard normal `noise` (..., action_dim), and its log-probability: -> (a, log p(a))."""
+    u = self.mean + jnp.exp(self.log_std) * noise
+    log_det = jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), -1)
+    return jnp.tanh(u), DiagonalNormal(self.mean, self.log_std).log_prob(u) - log_det
+
+  def sample(self, key: jax.Array) -> jax.Array:
+    return self.squash(jax.random.normal(key, self.mean.shape))[0]
+
+  def mode(self) -> jax.Array:
+    """tanh(mean): the deterministic action (the mode of u, squashed)."""
+    return jnp.tanh(self.mean)

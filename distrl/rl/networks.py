@@ -1,5 +1,5 @@
-"""Flax modules: MLP and CNN torsos with orthogonal init, the PPO actor-critic and the (dueling) Q-network, and the
-heads a recurrent core (`distrl.rl.recurrent`) feeds."""
+"""Flax modules: MLP and CNN torsos with orthogonal init, the PPO actor-critic and the (dueling) Q-network, the
+heads a recurrent core (`distrl.rl.recurrent`) feeds, and the continuous actor and twin critic of SAC and TD3."""
 
 from typing import Sequence
 
@@ -220,3 +220,56 @@ class PolicyValueHead(nn.Module):
       log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))
       return distributions.DiagonalNormal(mean=out, log_std=jnp.broadcast_to(log_std, out.shape)), value
     return distributions.Categorical(logits=out), value
+
+
+def flat(obs: jax.Array, obs_ndim: int) -> jax.Array:
+  """Observations (..., *obs_shape) as float vectors (..., prod(obs_shape))."""
+  return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (-1,)).astype(jnp.float32)
+
+
+class TwinCritic(nn.Module):
+  """Two independent Q-networks of (observation, action): (..., *obs_shape), (..., action_dim) -> (..., 2).
+
+  Each is an MLP on the concatenated observation and action (actions in [-1, 1]), with a linear head of gain 1;
+  the pair is one `nn.vmap` over stacked parameters, so both run as one batched matrix product.
+  """
+
+  hidden_sizes: Sequence[int]
+  activation: str = "relu"
+  obs_ndim: int = 1
+  layer_norm: bool = False
+
+  @nn.compact
+  def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+    x = jnp.concatenate([flat(obs, self.obs_ndim), action.astype(jnp.float32)], -1)
+    twins = nn.vmap(MLP, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None, out_axes=-1,
+                    axis_size=2)
+    return twins(self.hidden_sizes, 1, 1.0, self.activation, layer_norm=self.layer_norm)(x)[..., 0, :]
+
+
+# The range of SAC's log-std: tanh of the network's output mapped onto it (as in CleanRL's and SB3's SAC).
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class ContinuousActor(nn.Module):
+  """A policy over actions in [-1, 1]^action_dim from observations (..., *obs_shape): an MLP with a head of gain 0.01.
+
+  `stochastic` (SAC): a `TanhNormal` whose mean and log-std (in [LOG_STD_MIN, LOG_STD_MAX]) depend on the state.
+  Else (TD3): the deterministic action tanh(head), (..., action_dim).
+  """
+
+  action_dim: int
+  hidden_sizes: Sequence[int]
+  stochastic: bool
+  activation: str = "relu"
+  obs_ndim: int = 1
+
+  @nn.compact
+  def __call__(self, obs: jax.Array):
+    out = MLP(self.hidden_sizes, self.action_dim * (2 if self.stochastic else 1), 0.01, self.activation,
+              self.obs_ndim)(obs)
+    if not self.stochastic:
+      return jnp.tanh(out)
+    mean, raw = jnp.split(out, 2, axis=-1)
+    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
+    return distributions.TanhNormal(mean=mean, log_std=log_std)
