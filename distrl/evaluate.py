@@ -117,8 +117,10 @@ def main(argv):
   returns, lengths = np.asarray(results["return"]), np.asarray(results["length"])
   which = "best evaluation, " if _BEST.value else ""
   agents = seeds.count(config)
+  action = "the most likely action" if program.env.discrete else "the mean action"
   print(f"{_WORKDIR.value} at update {update} ({which}{config.algo} on {config.env_name}): "
-        f"{returns.shape[-1]} greedy episodes" + (f" for each of {agents} agents" if agents > 1 else ""))
+        f"{returns.shape[-1]} greedy episodes" + (f" for each of {agents} agents" if agents > 1 else "") +
+        f" ({action}, each to its end or the {program.env.max_steps}-step time limit)")
   summary = lambda r, l: (f"return {r.mean():.2f} ± {r.std():.2f} (min {r.min():.1f}, max {r.max():.1f}); "
                           f"length {l.mean():.1f} ± {l.std():.1f}")
   if agents > 1:

@@ -31,6 +31,7 @@ def _parse(*flags, cwd):
     ("configs/dqn.py:Acrobot-v1", "dqn Acrobot-v1 10"),
     ("configs/pqn.py:Breakout-MinAtar", "pqn Breakout-MinAtar 128"),
     ("configs/ppo.py:Breakout-MinAtar-mlp", "ppo Breakout-MinAtar 64"),
+    ("configs/td3.py:brax:inverted_pendulum", "td3 brax:inverted_pendulum 128"),
 ])
 def test_the_cards_form_reads_the_top_level_configs_from_the_repository_root(value, expected):
   result = _parse(f"--config={value}", cwd=ROOT)
@@ -39,7 +40,7 @@ def test_the_cards_form_reads_the_top_level_configs_from_the_repository_root(val
 
 
 @pytest.mark.parametrize("value, expected", [("ppo", "ppo CartPole-v1 4"), ("dqn:CleanRL", "dqn CartPole-v1 10"),
-                                             ("pqn:Acrobot-v1", "pqn Acrobot-v1 32")])
+                                             ("pqn:Acrobot-v1", "pqn Acrobot-v1 32"), ("sac", "sac Pendulum-v1 8")])
 def test_a_shipped_config_by_name_works_from_any_directory(value, expected, tmp_path):
   result = _parse(f"--config={value}", cwd=tmp_path)
   assert result.returncode == 0, result.stderr
@@ -85,12 +86,15 @@ def test_every_config_field_has_a_comment():
         assert "#" in line, f"{path.name}:{number}: {line.strip()}"
 
 
-@pytest.mark.parametrize("config, cwd", [("configs/ppo.py", ROOT), ("dqn", None)])
+@pytest.mark.parametrize("config, cwd", [("configs/ppo.py", ROOT), ("dqn", None), ("configs/sac.py", ROOT),
+                                         ("td3", None)])
 def test_the_card_command_trains(config, cwd, tmp_path):
   """The card's command end to end: from the repository root by path, and by name from another directory."""
   workdir = tmp_path / "run"
+  off_policy = ["--config.learning_starts=256", "--config.hidden_sizes=(32, 32)", "--config.batch_size=32"]
   sizes = {"configs/ppo.py": ["--config.num_steps=16"],
-           "dqn": ["--config.train_frequency=8", "--config.learning_starts=64"]}[config]
+           "dqn": ["--config.train_frequency=8", "--config.learning_starts=64"],
+           "configs/sac.py": off_policy, "td3": off_policy}[config]
   run = launch(f"--workdir={workdir}", "--config.num_envs=8", *sizes, "--config.total_timesteps=512",
                "--config.eval_episodes=8", config=config, cwd=cwd or str(tmp_path))
   out, err = run.communicate(timeout=300)

@@ -31,10 +31,11 @@ def small(algo: str, updates: int, **fields):
 
 
 def _run(config, devices: int, updates: int):
+  """-> (the state after `updates` iterations on `devices` devices, metric sums, the initial state)."""
   program = programs.build(config, sharding.make_mesh(jax.devices()[:devices]))
-  runner = program.runner
-  state, sums, _ = runner(runner.put(program.state), updates)
-  return jax.device_get((runner.get(state), sums, program.state))
+  runner, initial = program.runner, jax.device_get(program.state)
+  state, sums, _ = runner(runner.put(program.state), updates)  # the initial state's buffers are donated
+  return (*jax.device_get((runner.get(state), sums)), initial)
 
 
 # The math, by hand.
@@ -58,8 +59,11 @@ def test_the_squashed_gaussian_density_integrates_to_one_and_stays_finite_where_
   noise = (np.arctanh(a) - 0.8) / np.exp(0.3)
   _, log_prob = distributions.TanhNormal(mean[None], log_std[None]).squash(jnp.asarray(noise)[:, None])
   assert np.trapezoid(np.exp(np.asarray(log_prob, np.float64)), a) == pytest.approx(1.0, abs=2e-3)
+  # At u = 30, 1 - tanh(u)^2 is 0 in float32 (log: -inf); the stable form gives log N(30) - 2 (log 2 - 30).
   _, far = distributions.TanhNormal(jnp.zeros(1), jnp.zeros(1)).squash(jnp.array([30.0]))
-  assert np.isfinite(far) and far > 10  # 1 - tanh(30)^2 underflows; the stable form does not
+  with np.errstate(divide="ignore"):
+    assert np.log1p(-np.tanh(np.float32(30)) ** 2) == -np.inf
+  assert far == pytest.approx(-450 - 0.5 * math.log(2 * math.pi) - 2 * (math.log(2) - 30), rel=1e-6)
 
 
 def test_the_temperature_loss_and_its_gradient_by_hand():
@@ -154,3 +158,17 @@ def test_discrete_actions_and_bad_fields_are_one_line_errors(algo, tmp_path):
   with pytest.raises(ConfigError, match=f"^{next(iter(bad))}="):
     trainer.train(small(algo, 20, **bad), str(tmp_path / "bad"))
   assert not (tmp_path / "cartpole").exists() and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_pendulum_is_learned_within_10000_steps(algo, tmp_path):
+  """Pendulum-v1 costs up to 16.3 a step for 200 steps: a random policy scores about -1,200, the untrained actors
+  here about -1,500, and a policy that swings the pole up and holds it about -150 (the start costs the rest). The
+  shipped config, one seed: the final greedy evaluation (16 episodes from random starts) >= -400 after 10,000 steps
+  (9,000 past the random warm-up). In development both were at -150 to -185 from 6,000 steps on (two seeds each)."""
+  config = CONFIGS[algo].get_config()
+  config.total_timesteps, config.eval_every = 10_000, 1250  # one evaluation: the last
+  result = trainer.train(config, str(tmp_path), devices=jax.devices()[:1])
+  assert result.history[-1]["step"] == 10_000
+  assert result.history[-1]["eval/return"] >= -400, result.history[-1]

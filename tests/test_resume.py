@@ -6,6 +6,7 @@ stop request in-process and SIGTERM from the command line in test_stopping.py; a
 test_distributed.py.
 """
 
+import importlib
 import json
 import os
 import random
@@ -17,7 +18,6 @@ import jax
 import numpy as np
 import pytest
 
-from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 from distrl.runtime import resume, trainer
 from distrl.runtime.checkpoint import Checkpoints
@@ -34,15 +34,21 @@ KILLED = {"num_envs": 64, "total_timesteps": 64 * 128 * 30, "log_every": 1, "che
 # A recurrent agent's memory (one row per environment) is killed mid-episode with the rest of its state: CartPole's
 # episodes run up to 500 steps, so at any kill most environments are inside one, their memory not zeros.
 MEMORY = {"recurrent": "gru", "recurrent_size": 16}
+# SAC's state: twin critic, its targets, the temperature, and a replay buffer that is half full when the run ends
+# (600 of 1,200 slots of every row), so less at the kill. 600 iterations of 2 gradient steps, a record every 20.
+REPLAY = {"num_envs": 8, "total_timesteps": 8 * 600, "buffer_size": 2 * 8 * 600, "learning_starts": 400,
+          "gradient_steps": 2, "batch_size": 32, "hidden_sizes": (32, 32), "log_every": 20, "checkpoint_every": 40,
+          "eval_every": 100_000, "eval_episodes": 8}
 
 
-@pytest.mark.parametrize("fields", [{}, MEMORY], ids=["feed-forward", "recurrent"])
-def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_bit_identical(tmp_path, fields):
+@pytest.mark.parametrize("algo,fields", [("ppo", KILLED), ("ppo", {**KILLED, **MEMORY}), ("sac", REPLAY)],
+                         ids=["feed-forward", "recurrent", "sac-half-full-replay"])
+def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_bit_identical(tmp_path, algo, fields):
   workdir = tmp_path / "run"
-  flags = [f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in {**KILLED, **fields}.items())]
+  flags = [f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in fields.items())]
   kill_after = random.randint(3, 12)  # chunks logged before the kill
   print(f"killing after {kill_after} logged chunks")
-  run = launch(*flags)
+  run = launch(*flags, config=algo)
   deadline = time.time() + 180
   while time.time() < deadline and run.poll() is None and len(records(workdir)) < kill_after:
     time.sleep(0.01)
@@ -51,7 +57,7 @@ def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_
 
   # A second launcher on the same workdir is refused in one line and changes nothing.
   config_before = (workdir / "config.json").read_bytes()
-  second = launch(*flags)
+  second = launch(*flags, config=algo)
   _, err = second.communicate(timeout=120)
   assert second.returncode == 1
   assert err.startswith(f"distrl: error: --workdir={workdir} is in use by another run (pid {run.pid} on ")
@@ -62,20 +68,25 @@ def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_
   run.communicate(timeout=60)
   assert run.returncode == -signal.SIGKILL
 
-  resumed = launch(*flags)  # the kernel dropped the killed run's lock with it
+  resumed = launch(*flags, config=algo)  # the kernel dropped the killed run's lock with it
   out, err = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, err
   assert "resuming" in out or "training" in out  # no checkpoint yet is possible for an early kill
-  assert [r["update"] for r in records(workdir)] == list(range(1, 31)), "metrics continue with no repeats or gaps"
-
-  config = ppo_config.get_config()
-  config.update({**KILLED, **fields})
+  config = importlib.import_module(f"distrl.configs.{algo}").get_config()
+  config.update(fields)
+  every = config.log_every
   reference = trainer.train(config, str(tmp_path / "reference"))
-  final = Checkpoints(str(workdir / "checkpoints"), keep=3).restore(30, like=reference.state)
+  updates = int(reference.state.update)
+  assert [r["update"] for r in records(workdir)] == list(range(every, updates + 1, every)), \
+      "metrics continue with no repeats or gaps"
+  final = Checkpoints(str(workdir / "checkpoints"), keep=3).restore(updates, like=reference.state)
   for x, y in zip(jax.tree.leaves(jax.device_get(final)), jax.tree.leaves(jax.device_get(reference.state))):
     np.testing.assert_array_equal(x, y)
-  if fields:
+  if "recurrent" in fields:
     assert np.mean(np.any(np.asarray(final.actors.memory) != 0, axis=-1)) > 0.5, "most memory rows mid-episode"
+  if algo == "sac":  # the second half of every replay row was never written
+    filled = np.any(np.asarray(final.actors.replay.obs) != 0, axis=-1)
+    assert filled[:, :600].all() and not filled[:, 600:].any()
   # The records too, every bit: a resumed session's first interval is split into calls (one update first) that
   # the uninterrupted run's is not, and its sums are the same float32 additions all the same.
   assert timeless(records(workdir)) == timeless(records(tmp_path / "reference"))

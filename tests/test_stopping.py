@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from distrl.configs import dqn as dqn_config
+from distrl.configs import dqn as dqn_config, sac as sac_config, td3 as td3_config
 from distrl.runtime import loop, stopping, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from examples import a2c_config
@@ -36,10 +36,23 @@ def _a2c():
   return config
 
 
+def _off_policy(algo):
+  """Learning from iteration 10, 2 gradient steps an iteration (TD3's actor every third)."""
+  config = {"sac": sac_config, "td3": td3_config}[algo].get_config()
+  config.update(dict(num_envs=8, train_frequency=8, gradient_steps=2, batch_size=32, buffer_size=800,
+                     learning_starts=80, hidden_sizes=(32, 32), total_timesteps=8 * 50, log_every=10,
+                     checkpoint_every=1000, eval_every=1000, eval_episodes=8))
+  if algo == "td3":
+    config.policy_frequency = 3
+  return config
+
+
 # Each algorithm's whole state resumes: PPO's; DQN's replay buffer, priorities and their running maximum, sampling
-# key and target network; and that of an algorithm from outside distrl (examples/a2c.py).
+# key and target network; SAC's and TD3's twin critics, targets and temperature; and that of an algorithm from
+# outside distrl (examples/a2c.py).
 STOPPED = {"ppo": (lambda: tiny_ppo(12, log_every=4, checkpoint_every=1000, eval_every=1000), 6),
-           "dqn": (_dqn, 33), "a2c": (_a2c, 7)}
+           "dqn": (_dqn, 33), "sac": (lambda: _off_policy("sac"), 27), "td3": (lambda: _off_policy("td3"), 27),
+           "a2c": (_a2c, 7)}
 
 
 @pytest.mark.parametrize("algo", list(STOPPED))
@@ -71,6 +84,10 @@ def test_a_stop_request_saves_where_the_run_is_and_the_resumed_run_ends_bit_iden
   state, expected = jax.device_get((resumed.state, reference.state))
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(expected)):
     np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+  if algo in ("sac", "td3"):  # it trained, and the target critic lags the critic
+    assert "loss/critic" in reference.history[-1]
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.learner.critic.params),
+                                                        jax.tree.leaves(state.learner.target_critic)))
   if algo == "dqn":
     assert "loss/total" in reference.history[-1]  # it trained
     # The target network (last moved at update 40) lags the online network: restoring it mattered.
