@@ -2,7 +2,7 @@
 
   python benchmarks/brax_trainers.py                  # both pairs (10-25 min on a 2-core CPU)
   python benchmarks/brax_trainers.py --pairs sac --results ''
-  python benchmarks/brax_trainers.py --quick          # tiny budgets: the pipeline, not the numbers
+  python benchmarks/brax_trainers.py --quick          # tiny budgets (~3 min, mostly compiling): the pipeline only
 
 Pairs, on Brax's inverted_pendulum (positional backend, episodes of at most 1,000 steps, the same seed):
 - ppo: `brax.training.agents.ppo.train` with the settings of Brax's training colab (2048 environments, unrolls of 5,
@@ -60,6 +60,7 @@ NAME = "brax-trainers"  # the table's markers in RESULTS.md
 ENV, BACKEND, EPISODE_LENGTH = "inverted_pendulum", "positional", 1000
 SOLVED = 1000.0  # inverted_pendulum's maximum return: the pole up for all 1,000 steps
 XLA_FLAGS = "--xla_force_host_platform_device_count=1"  # both sides on one CPU device
+BRAX_PMAP_AXIS = "i"  # the axis name Brax's trainers pmap over (`_PMAP_AXIS_NAME` in each train.py)
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "/jax/core/compile/backend_compile_duration")
 # JAX's log line of the same spans (JAX_LOG_COMPILES): its end time (absl's prefix) and its duration.
@@ -93,7 +94,8 @@ class Pair:
 
 
 def ppo_pair(seed: int, quick: bool) -> Pair:
-  """distrl's preset against Brax's PPO with the colab's settings (quick: 4 updates of 64 x 16 steps)."""
+  """distrl's preset against Brax's PPO with the colab's settings (quick: 4 updates of 64 x 16 steps, and no run
+  with the colab's networks)."""
   from distrl.configs import ppo
 
   config = ppo.get_config("brax:inverted_pendulum")
@@ -117,10 +119,10 @@ def ppo_pair(seed: int, quick: bool) -> Pair:
             "num_eval_envs": config.eval_episodes, "deterministic_eval": True, "seed": seed}
   same = {"policy_hidden_layer_sizes": list(config.hidden_sizes), "value_hidden_layer_sizes": list(config.hidden_sizes),
           "activation": config.activation}
+  colab = () if quick else (Run("brax ppo, colab networks", brax={"agent": "ppo", "kwargs": kwargs, "networks": None}),)
   return Pair("ppo", (
       Run("distrl ppo", ("--config=ppo:brax:inverted_pendulum", *flags(distrl_flags))),
-      Run("brax ppo, distrl's networks", brax={"agent": "ppo", "kwargs": kwargs, "networks": same}),
-      Run("brax ppo, colab networks", brax={"agent": "ppo", "kwargs": kwargs, "networks": None})))
+      Run("brax ppo, distrl's networks", brax={"agent": "ppo", "kwargs": kwargs, "networks": same}), *colab))
 
 
 def sac_pair(seed: int, quick: bool) -> Pair:
@@ -241,15 +243,18 @@ def run_brax(run: Run) -> dict:
 
 def install_device_put_shims() -> None:
   """`jax.device_put_replicated` and `jax.device_put_sharded`, which Brax 0.14.2's trainers call and JAX 0.10 removed,
-  as JAX's changelog (0.8.1, deprecating them) says to replace them: `jax.device_put` with a sharding. The values,
-  stacked along a new leading axis of one entry per device, are split over that axis by a NamedSharding on a mesh
-  of those devices: the layout `jax.pmap` takes its inputs in. Installed only where JAX lacks them."""
+  as JAX's changelog (0.8.1, deprecating them) says to replace them: `jax.device_put` with the sharding wanted. The
+  values, stacked along a new leading axis of one entry per device, are split over that axis by a NamedSharding on
+  a mesh of those devices whose axis is named as Brax's pmap axis (BRAX_PMAP_AXIS): the sharding `jax.pmap` (on
+  shard_map since JAX 0.8) gives its outputs. With JAX's own old definition (a mesh axis `_device_put_replicated`)
+  the first epoch's outputs differ in sharding from its inputs, and Brax's PPO compiles its epoch and its
+  evaluation a second time (seen here: 14 s and 10 s). Installed only where JAX lacks them."""
   import jax
   import numpy as np
   from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
   def put_stacked(stacked, devices):
-    sharding = NamedSharding(Mesh(np.array(devices), ("devices",)), PartitionSpec("devices"))
+    sharding = NamedSharding(Mesh(np.array(devices), (BRAX_PMAP_AXIS,)), PartitionSpec(BRAX_PMAP_AXIS))
     return jax.device_put(stacked, sharding)
 
   def device_put_replicated(x, devices):
@@ -353,7 +358,7 @@ def incomplete(args: argparse.Namespace) -> str | None:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
-  parser.add_argument("--quick", action="store_true", help="tiny budgets (a minute or two): the pipeline only")
+  parser.add_argument("--quick", action="store_true", help="tiny budgets (~3 min, mostly compiling): the pipeline only")
   parser.add_argument("--seed", type=int, default=0, help="the seed of every run")
   parser.add_argument("--results", help="where the table goes, between its markers ('' for none; default: "
                                         "benchmarks/RESULTS.md for a complete run, else none)")

@@ -1,4 +1,5 @@
-"""One process of a multi-process test run: trains a config and saves this process's parameters.
+"""One process of a multi-process test run: trains a config and saves this process's learner (parameters, targets,
+optimizer states, ...).
 
   python tests/multiprocess_worker.py PORT NUM_PROCESSES PROCESS_ID ALGO WORKDIR OUT.npz [field=value ...]
 """
@@ -26,8 +27,8 @@ def main():
     field, value = override.split("=", 1)
     config[field] = type(config[field])(value)
   result = trainer.train(config, workdir)
-  params = sharding.to_host(result.state.learner.params)
-  np.savez(out, *jax.tree.leaves(params))
+  learner = sharding.to_host(result.state.learner)
+  np.savez(out, *jax.tree.leaves(learner))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ SMALL = {
     "ppo": ["num_envs=8", "num_steps=32", "total_timesteps=2560", "log_every=5", "eval_episodes=8"],
     "dqn": ["num_envs=8", "train_frequency=8", "buffer_size=800", "batch_size=32", "total_timesteps=1600",
             "learning_starts=400", "target_update_interval=320", "log_every=50", "eval_episodes=8"],
+    "sac": ["num_envs=8", "train_frequency=8", "gradient_steps=2", "buffer_size=800", "batch_size=32",
+            "total_timesteps=1600", "learning_starts=400", "log_every=50", "eval_episodes=8"],
 }
 
 
@@ -53,21 +55,23 @@ def config_of(algo, overrides):
   return config
 
 
-def test_two_processes_of_four_devices_equal_one_process_of_eight(tmp_path):
-  """DQN here (its buffer rows and shared batches across processes); PPO in the test below, from the launcher."""
-  algo, port = "dqn", free_port()
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
+def test_two_processes_of_four_devices_equal_one_process_of_eight(algo, tmp_path):
+  """The replay family (rows and shared batches across processes; SAC's batch noise too), its whole learner; PPO in
+  the test below, from the launcher."""
+  port = free_port()
   workers = [spawn([sys.executable, WORKER, str(port), "2", str(i), algo, str(tmp_path / "run"),
-                    str(tmp_path / f"params{i}.npz"), *SMALL[algo]], devices=4) for i in range(2)]
+                    str(tmp_path / f"learner{i}.npz"), *SMALL[algo]], devices=4) for i in range(2)]
   for worker in workers:
     out, err = worker.communicate(timeout=300)
     assert worker.returncode == 0, err[-3000:]
-  params = [np.load(tmp_path / f"params{i}.npz") for i in range(2)]
+  learners = [np.load(tmp_path / f"learner{i}.npz") for i in range(2)]
   reference = trainer.train(config_of(algo, SMALL[algo]), str(tmp_path / "reference"))
-  expected = jax.tree.leaves(jax.device_get(reference.state.learner.params))
-  assert len(params[0].files) == len(expected)
-  for i, name in enumerate(params[0].files):
-    np.testing.assert_array_equal(params[0][name], params[1][name])  # identical in both processes
-    np.testing.assert_allclose(params[0][name], expected[i], atol=2e-5)  # equal to one process of 8 devices
+  expected = jax.tree.leaves(jax.device_get(reference.state.learner))
+  assert len(learners[0].files) == len(expected)
+  for i, name in enumerate(learners[0].files):
+    np.testing.assert_array_equal(learners[0][name], learners[1][name])  # identical in both processes
+    np.testing.assert_allclose(learners[0][name], expected[i], atol=2e-5)  # equal to one process of 8 devices
 
 
 def launch_two(workdir, *flags, heartbeat=60):
