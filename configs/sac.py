@@ -20,7 +20,8 @@ BRAX = {"num_envs": 128, "batch_size": 512, "train_frequency": 2, "gradient_step
         "env_kwargs": {"backend": "positional"}}
 PRESETS = {
     "Pendulum-v1": {},
-    # Reaching the flag pays only after a long drive that the action cost discourages: see the README.
+    # The flag pays only after a long drive that every push's cost discourages; with independent noise at every step
+    # neither SAC nor TD3 reached it in 5e4 steps (README: it needs temporally correlated exploration).
     "MountainCarContinuous-v0": {"env_name": "MountainCarContinuous-v0", "total_timesteps": 100_000,
                                  "learning_starts": 10_000, "buffer_size": 100_000},
     "brax:inverted_pendulum": {**BRAX, "env_name": "brax:inverted_pendulum", "total_timesteps": 300_000},

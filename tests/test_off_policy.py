@@ -40,6 +40,7 @@ def _run(config, devices: int, updates: int):
 
 # The math, by hand.
 
+@pytest.mark.unit
 def test_the_squashed_gaussian_log_probability_is_the_change_of_variables_of_tanh():
   """log p(a) = log N(u) - log |det da/du| with the Jacobian of a = tanh(u) taken by finite differences."""
   mean, log_std = np.array([0.3, -0.7]), np.array([-0.5, 0.2])
@@ -53,6 +54,7 @@ def test_the_squashed_gaussian_log_probability_is_the_change_of_variables_of_tan
   np.testing.assert_allclose(log_prob, gaussian - math.log(abs(np.linalg.det(jacobian))), rtol=1e-5)
 
 
+@pytest.mark.unit
 def test_the_squashed_gaussian_density_integrates_to_one_and_stays_finite_where_tanh_saturates():
   mean, log_std = jnp.array([0.8]), jnp.array([0.3])
   a = np.linspace(-1, 1, 200_001)[1:-1]
@@ -66,6 +68,7 @@ def test_the_squashed_gaussian_density_integrates_to_one_and_stays_finite_where_
   assert far == pytest.approx(-450 - 0.5 * math.log(2 * math.pi) - 2 * (math.log(2) - 30), rel=1e-6)
 
 
+@pytest.mark.unit
 def test_the_temperature_loss_and_its_gradient_by_hand():
   """alpha = 0.5, -log pi - target = (3, 1.5, 0) for a target entropy of -2: loss 0.5 * 1.5; d/d log alpha is the
   same (alpha * c); no gradient reaches the log-probabilities."""
@@ -76,6 +79,7 @@ def test_the_temperature_loss_and_its_gradient_by_hand():
   np.testing.assert_array_equal(grad_log_prob, 0.0)
 
 
+@pytest.mark.unit
 def test_the_clipped_double_q_target_with_target_policy_smoothing_by_hand():
   # mu'(s') = (0.9, -0.2) and noise (1, -3): 0.9 + 0.2 -> clipped to 1; -0.2 + clip(-0.6, -0.5, 0.5) = -0.7.
   action = td3_losses.smoothed_target_action(jnp.array([[0.9, -0.2]]), jnp.array([[1.0, -3.0]]), policy_noise=0.2,
@@ -91,6 +95,7 @@ def test_the_clipped_double_q_target_with_target_policy_smoothing_by_hand():
   np.testing.assert_allclose(y, [1 + 0.99 * 2.9, 0.5], rtol=1e-6)
 
 
+@pytest.mark.unit
 def test_the_critic_and_actor_losses_by_hand():
   # Q_1 errors (-1, -1): mean square 1; Q_2 errors (0, 1): 0.5; half their sum.
   assert off_policy.critic_loss(jnp.array([[1.0, 2.0], [3.0, 5.0]]), jnp.array([2.0, 4.0])) == pytest.approx(0.75)
@@ -99,11 +104,25 @@ def test_the_critic_and_actor_losses_by_hand():
   assert td3_losses.actor_loss(q) == pytest.approx(-2.0)  # the first critic only
 
 
+@pytest.mark.unit
 def test_bounds_map_the_unit_box_onto_the_action_space_and_back():
   env = envs.make("Pendulum-v1")
   bounds = off_policy.Bounds.of(env, "sac")
   np.testing.assert_allclose(bounds.scale(jnp.array([-1.0, 0.0, 1.0])[:, None]), [[-2.0], [0.0], [2.0]])
   np.testing.assert_allclose(bounds.unscale(bounds.scale(jnp.array([[0.3]]))), [[0.3]], rtol=1e-6)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("train_frequency, gradient_steps, expected", [
+    (2, 3, (1, 12)),  # 8 environments, a round every 2 steps: 4 rounds of 3 in one step of each
+    (16, 3, (2, 3)),  # a round every 16 steps: 2 steps of each environment, then 3 gradient steps
+    (8, 1, (1, 1)),
+])
+def test_gradient_steps_per_train_frequency_set_the_iteration(train_frequency, gradient_steps, expected):
+  config = small("sac", 40, train_frequency=train_frequency, gradient_steps=gradient_steps, buffer_size=8 * 200)
+  sizes = off_policy.sizes(config, 1)
+  assert (sizes.num_steps, sizes.gradient_steps) == expected
+  assert sizes.steps_per_update == 8 * expected[0]
 
 
 # Runs.
@@ -150,6 +169,7 @@ def test_the_td3_actor_and_its_targets_move_every_policy_frequency_gradient_step
   assert sums["loss/actor"][1] == pytest.approx(30 / 3)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_discrete_actions_and_bad_fields_are_one_line_errors(algo, tmp_path):
   with pytest.raises(ConfigError, match=f"^{algo} needs continuous actions; CartPole-v1 has 2 discrete actions"):
