@@ -2,7 +2,7 @@
 
   python benchmarks/brax_trainers.py                  # both pairs (10-25 min on a 2-core CPU)
   python benchmarks/brax_trainers.py --pairs sac --results ''
-  python benchmarks/brax_trainers.py --quick          # tiny budgets (~3 min, mostly compiling): the pipeline only
+  python benchmarks/brax_trainers.py --quick          # tiny budgets (~4 min, mostly compiling): the pipeline only
 
 Pairs, on Brax's inverted_pendulum (positional backend, episodes of at most 1,000 steps, the same seed):
 - ppo: `brax.training.agents.ppo.train` with the settings of Brax's training colab (2048 environments, unrolls of 5,
@@ -18,8 +18,9 @@ Pairs, on Brax's inverted_pendulum (positional backend, episodes of at most 1,00
   critics, discount 0.97, tau 0.005, normalised observations, 8,192 steps before learning, a replay of 131,072,
   target entropy -0.5 |A| (Brax's, fixed; distrl's target_entropy_per_dim=-0.5), no reward scale.
 Brax's budget is given so that its epochs end where distrl's are counted (`num_evals - 1` epochs of whole
-iterations): the steps are the same on both sides, and so is the number of evaluations (128 episodes each, Brax's
-`deterministic_eval=True`, distrl's greedy mean action). distrl writes one checkpoint, at the end.
+iterations): the steps are the same on both sides, and so are the evaluations between them (128 episodes each,
+Brax's `deterministic_eval=True`, distrl's greedy mean action), Brax adding one at step 0; Brax's SAC evaluates
+after its replay prefill, min_replay_size steps after distrl's. distrl writes one checkpoint, at the end.
 
 Each run is a fresh process, timed from its start to its exit (imports included), with XLA_FLAGS giving one CPU
 device (distrl adds its own option when imported, distrl/xla_options.py) and no persistent compilation cache.
@@ -246,9 +247,9 @@ def install_device_put_shims() -> None:
   as JAX's changelog (0.8.1, deprecating them) says to replace them: `jax.device_put` with the sharding wanted. The
   values, stacked along a new leading axis of one entry per device, are split over that axis by a NamedSharding on
   a mesh of those devices whose axis is named as Brax's pmap axis (BRAX_PMAP_AXIS): the sharding `jax.pmap` (on
-  shard_map since JAX 0.8) gives its outputs. With JAX's own old definition (a mesh axis `_device_put_replicated`)
-  the first epoch's outputs differ in sharding from its inputs, and Brax's PPO compiles its epoch and its
-  evaluation a second time (seen here: 14 s and 10 s). Installed only where JAX lacks them."""
+  shard_map since JAX 0.8) gives its outputs. On a mesh axis of another name (JAX's own old definition named it
+  `_device_put_replicated`) the first epoch's outputs differ in sharding from its inputs, and Brax's PPO compiles
+  its epoch a second time, inside its second epoch's timing (13 s here). Installed only where JAX lacks them."""
   import jax
   import numpy as np
   from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -358,7 +359,7 @@ def incomplete(args: argparse.Namespace) -> str | None:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
-  parser.add_argument("--quick", action="store_true", help="tiny budgets (~3 min, mostly compiling): the pipeline only")
+  parser.add_argument("--quick", action="store_true", help="tiny budgets (~4 min, mostly compiling): the pipeline only")
   parser.add_argument("--seed", type=int, default=0, help="the seed of every run")
   parser.add_argument("--results", help="where the table goes, between its markers ('' for none; default: "
                                         "benchmarks/RESULTS.md for a complete run, else none)")
