@@ -131,13 +131,14 @@ def _per_seed(record: dict, metric: str, seeds: list[int]) -> list[float]:
 
 
 def final_training_return(records: list[dict], log_every: int, agents: list[int]) -> list[float]:
-  """Each agent's training return in the run's last record of a whole log interval: a run whose length is not a
-  multiple of the interval ends with a short record (PQN's MinAtar presets: one iteration of 4,096 steps, a few
-  episodes), which says little. NaN if no episode ended (a tiny --quick run)."""
+  """Each agent's training return in the run's last record of a whole log interval in which an episode of it ended:
+  a run whose length is not a multiple of the interval ends with a short record (PQN's MinAtar presets: one
+  iteration of 4,096 steps, a few episodes), which says little, and an agent that holds a Brax pole for the whole
+  1,000-step episode may end none in an interval. NaN for an agent with no episode ended (a tiny --quick run)."""
   updates = [0] + [r["update"] for r in records]
-  whole = [r for r, before in zip(records, updates) if r["update"] - before == log_every]
-  with_returns = [r for r in whole or records if "train/episode_return" in r]
-  return _per_seed(with_returns[-1], "train/episode_return", agents) if with_returns else [float("nan")]
+  whole = [r for r, before in zip(records, updates) if r["update"] - before == log_every] or records
+  keys = ["train/episode_return"] if len(agents) == 1 else [f"train/episode_return/seed_{s}" for s in agents]
+  return [next((r[key] for r in reversed(whole) if key in r), float("nan")) for key in keys]
 
 
 def run(row: Row, out: str, seeds: int, quick: bool = False) -> dict:
