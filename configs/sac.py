@@ -14,8 +14,8 @@ from distrl import configs
 # Brax (SAC and TD3 alike): 64 environments, 32 gradient steps of 256 samples per step of them all (an update-to-data
 # ratio of 1/2, as Brax's SAC examples: grad_updates_per_step 64 of 128 environments), normalised observations,
 # gamma 0.97, step sizes 6e-4, 8,192 random steps first. With 64-64 networks inverted_pendulum reaches 1000 in 1.5e5
-# steps on a 2-core CPU, beside Brax's own SAC (benchmarks/brax_trainers.py); the harder tasks take Brax's 256-256
-# and an accelerator's budget.
+# steps on a 2-core CPU, beside Brax's own SAC (benchmarks/brax_trainers.py), and inverted_double_pendulum takes the
+# same; halfcheetah takes Brax's 256-256 and an accelerator's budget.
 BRAX = {"num_envs": 64, "train_frequency": 64, "gradient_steps": 32, "batch_size": 256, "normalize_obs": True,
         "gamma": 0.97, "actor_lr": 6e-4, "critic_lr": 6e-4, "learning_starts": 8_192, "buffer_size": 131_072,
         "eval_episodes": 32, "log_every": 20, "eval_every": 250, "checkpoint_every": 250,
@@ -28,8 +28,8 @@ PRESETS = {
                                  "learning_starts": 10_000, "buffer_size": 100_000},
     "brax:inverted_pendulum": {**BRAX, "env_name": "brax:inverted_pendulum", "hidden_sizes": (64, 64),
                                "total_timesteps": 150_016},  # whole iterations of 64 steps
-    "brax:inverted_double_pendulum": {**BRAX, "env_name": "brax:inverted_double_pendulum",
-                                      "total_timesteps": 1_000_000},
+    "brax:inverted_double_pendulum": {**BRAX, "env_name": "brax:inverted_double_pendulum", "hidden_sizes": (64, 64),
+                                      "total_timesteps": 300_032},
     "brax:halfcheetah": {**BRAX, "env_name": "brax:halfcheetah", "buffer_size": 1_048_576,
                          "total_timesteps": 5_000_000},
 }
