@@ -22,10 +22,9 @@ def main():
   from distrl import sharding
   from distrl.runtime import trainer
 
-  config = importlib.import_module(f"distrl.configs.{algo}").get_config()
-  for override in overrides:
-    field, value = override.split("=", 1)
-    config[field] = type(config[field])(value)
+  from tests.runs import override
+
+  config = override(importlib.import_module(f"distrl.configs.{algo}").get_config(), overrides)
   result = trainer.train(config, workdir)
   learner = sharding.to_host(result.state.learner)
   np.savez(out, *jax.tree.leaves(learner))

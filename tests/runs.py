@@ -1,5 +1,6 @@
 """Small runs and what tests compare of a run's files, shared by the test modules."""
 
+import ast
 import hashlib
 import os
 
@@ -17,6 +18,14 @@ def tiny_ppo(updates, **fields):
   config.update(dict(num_envs=n, num_steps=16, num_minibatches=2, log_every=2, checkpoint_every=4, eval_every=4,
                      eval_episodes=n, total_timesteps=updates * n * 16))
   config.update(fields)
+  return config
+
+
+def override(config, overrides):
+  """`config` with `field=value` strings applied, each value read as its field's type (a tuple as a literal)."""
+  for item in overrides:
+    field, value = item.split("=", 1)
+    config[field] = ast.literal_eval(value) if isinstance(config[field], tuple) else type(config[field])(value)
   return config
 
 

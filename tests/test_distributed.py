@@ -18,7 +18,7 @@ from distrl import sharding
 from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import records
-from tests.runs import overwrite_64_bytes
+from tests.runs import override, overwrite_64_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "multiprocess_worker.py")
@@ -30,7 +30,7 @@ SMALL = {
     "dqn": ["num_envs=8", "train_frequency=8", "buffer_size=800", "batch_size=32", "total_timesteps=1600",
             "learning_starts=400", "target_update_interval=320", "log_every=50", "eval_episodes=8"],
     "sac": ["num_envs=8", "train_frequency=8", "gradient_steps=2", "buffer_size=800", "batch_size=32",
-            "total_timesteps=1600", "learning_starts=400", "log_every=50", "eval_episodes=8"],
+            "hidden_sizes=(32, 32)", "total_timesteps=800", "learning_starts=400", "log_every=50", "eval_episodes=8"],
 }
 
 
@@ -48,11 +48,7 @@ def spawn(command, devices, **popen):
 
 
 def config_of(algo, overrides):
-  config = importlib.import_module(f"distrl.configs.{algo}").get_config()
-  for override in overrides:
-    field, value = override.split("=", 1)
-    config[field] = type(config[field])(value)
-  return config
+  return override(importlib.import_module(f"distrl.configs.{algo}").get_config(), overrides)
 
 
 @pytest.mark.parametrize("algo", ["dqn", "sac"])
