@@ -31,7 +31,7 @@ def _parse(*flags, cwd):
     ("configs/dqn.py:Acrobot-v1", "dqn Acrobot-v1 10"),
     ("configs/pqn.py:Breakout-MinAtar", "pqn Breakout-MinAtar 128"),
     ("configs/ppo.py:Breakout-MinAtar-mlp", "ppo Breakout-MinAtar 64"),
-    ("configs/td3.py:brax:inverted_pendulum", "td3 brax:inverted_pendulum 128"),
+    ("configs/td3.py:brax:inverted_pendulum", "td3 brax:inverted_pendulum 64"),
 ])
 def test_the_cards_form_reads_the_top_level_configs_from_the_repository_root(value, expected):
   result = _parse(f"--config={value}", cwd=ROOT)
