@@ -70,6 +70,17 @@ META_MAZE = {"env_name": "MetaMaze-misc", "num_envs": 32, "num_steps": 128, "num
 # layers of 512 each are left out).
 CRAFTAX_RNN = {**CRAFTAX, "hidden_sizes": (512,), "activation": "relu", "recurrent": "gru", "recurrent_size": 512}
 
+# Host environments (distrl/host/): envpool and gymnasium step on the host, an actor thread acts, the learner learns.
+HOST_CARTPOLE = {"num_envs": 8, "total_timesteps": 500_000, "eval_episodes": 8}
+# Atari through envpool with Cleanba's cleanba_ppo.py settings (its envpool preprocessing: 4 frames skipped, 84x84
+# grey, 4 stacked, episodic life, clipped rewards, up to 30 no-ops, fire reset; the Nature CNN; 10M steps).
+ATARI = {"env_kwargs": {"episodic_life": True, "reward_clip": True, "noop_max": 30}, "torso": "nature",
+         "activation": "relu", "hidden_sizes": (512,), "num_envs": 64, "num_steps": 128, "num_minibatches": 4,
+         "update_epochs": 4, "lr": 2.5e-4, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.1, "ent_coef": 0.01,
+         "vf_coef": 0.5, "max_grad_norm": 0.5, "total_timesteps": 10_000_000, "log_every": 10, "eval_every": 100,
+         "checkpoint_every": 100, "eval_episodes": 8}
+ATARI_GAMES = ("Breakout-v5", "Pong-v5")
+
 PRESETS = {
     "CartPole-v1": {},
     "Acrobot-v1": {"env_name": "Acrobot-v1"},
@@ -108,6 +119,9 @@ PRESETS = {
     "MetaMaze-misc-ff": META_MAZE,
     **{f"craftax:{name}-rnn": {"env_name": f"craftax:{name}", **CRAFTAX_RNN}
        for name in ("Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1")},
+    "envpool:CartPole-v1": {"env_name": "envpool:CartPole-v1", **HOST_CARTPOLE},
+    "gymnasium:CartPole-v1": {"env_name": "gymnasium:CartPole-v1", **HOST_CARTPOLE},
+    **{f"envpool:{game}": {"env_name": f"envpool:{game}", **ATARI} for game in ATARI_GAMES},
 }
 
 def get_config(arg=None):
@@ -130,7 +144,10 @@ def get_config(arg=None):
 
   config.hidden_sizes = (64, 64)  # MLP widths of the (separate) policy and value networks
   config.activation = "tanh"  # "tanh" or "relu"
-  config.torso = "mlp"  # "mlp", or "cnn" for image observations (MinAtar)
+  config.torso = "mlp"  # "mlp", "cnn" for small images (MinAtar), "nature" for Atari frames (uint8, 84x84xC)
   configs.recurrent_fields(config)
+  # Host environments (envpool:, gymnasium:, a gymnasium factory; ignored by JAX environments):
+  config.actor_lag = 1  # acting runs one update behind learning (1, as Cleanba) or waits for every update (0)
+  config.actor_device = 0  # the actor's policy runs on this process's local device of this index
 
   return configs.apply_preset(config, "ppo", PRESETS, arg)

@@ -149,10 +149,13 @@ def _chunk(update: Callable, state: TrainState, totals, num_updates: jax.Array):
     return state, jax.tree.map(jnp.add, totals, metrics)
 
   state, totals = jax.lax.fori_loop(0, num_updates, body, (state, totals))
-  # Whether the learner (parameters, optimizer state) is still finite after the chunk.
-  floats = [x for x in jax.tree.leaves(state.learner) if jnp.issubdtype(x.dtype, jnp.inexact)]
-  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats]))
-  return state, totals, finite
+  return state, totals, finite(state.learner)
+
+
+def finite(learner) -> jax.Array:
+  """Whether every float of a learner (parameters, optimizer state) is finite."""
+  floats = [x for x in jax.tree.leaves(learner) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats]))
 
 
 class Chunk(NamedTuple):

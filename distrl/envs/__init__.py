@@ -51,18 +51,25 @@ from distrl.envs import gymnax_import  # noqa: F401
 from distrl.envs.checks import checked
 from distrl.envs.interface import Env, reset_batch
 from distrl.envs.sources import SUITES, from_factory, from_gymnax, from_suite, names
+from distrl.host import envs as host_envs
 from distrl.envs.wrappers import FlattenPytreeObservation, ResetLater, with_episode_statistics
 
 __all__ = ["Env", "FlattenPytreeObservation", "ResetLater", "SUITES", "make", "names", "reset_batch"]
 
 
-def make(name: str, kwargs: Any = None) -> Env:
+def make(name: str, kwargs: Any = None) -> Env | host_envs.Spec:
   """The environment `name` (a gymnax id, `suite:id` or `package.module:factory`) built with `kwargs`, checked and
-  wrapped."""
+  wrapped; or, for a host environment (`envpool:ID`, `gymnasium:ID`, a factory of a gymnasium environment), its
+  `distrl.host.envs.Spec`."""
   kwargs = _as_dict(kwargs)
   mask_slice = None
+  if host_envs.is_host(name):
+    return host_envs.make(name, kwargs)
   if ":" in name:
-    env, params = from_suite(name, kwargs) if name.partition(":")[0] in SUITES else from_factory(name, kwargs)
+    made = from_suite(name, kwargs) if name.partition(":")[0] in SUITES else from_factory(name, kwargs)
+    if isinstance(made, host_envs.Spec):
+      return made
+    env, params = made
     env, mask_slice = checked(env, params, name)
   else:
     env, params = from_gymnax(name, kwargs)

@@ -1,5 +1,6 @@
-"""PPO behind the algorithm contract: sizes, init, update, act; and initial_memory, for its recurrent core."""
+"""PPO behind the algorithm contract: sizes, init, update, act; initial_memory, for its recurrent core; and
+behaviour and learn, the two halves of update, for host environments (`distrl.host`)."""
 
-from distrl.ppo.learner import act, init, initial_memory, sizes, update
+from distrl.ppo.learner import act, behaviour, init, initial_memory, learn, sizes, update
 
-__all__ = ["act", "init", "initial_memory", "sizes", "update"]
+__all__ = ["act", "behaviour", "init", "initial_memory", "learn", "sizes", "update"]

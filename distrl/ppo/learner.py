@@ -152,14 +152,34 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
 
   Returns the new state and metrics as {name: (sum, count)}, identical on every device.
   """
+  if config.recurrent:
+    net = network(config, env)
+    sampler = _recurrent_sampler(net, state.learner.params, _observe(state.learner, config), env)
+  else:
+    sampler = functools.partial(behaviour, state.learner, config=config, env=env)
+  collected = rollout_learner.collect(state, sampler, config=config, env=env)
+  return learn(state, collected, config=config, env=env, sizes=sizes)
+
+
+def _observe(learner: Learner, config):
+  return functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
+
+
+def behaviour(learner: Learner, obs: jax.Array, keys: jax.Array, *, config: ml_collections.ConfigDict, env: Env):
+  """The rollout's policy (without memory): actions sampled from the learner's policy, each environment's from its
+  key in `keys` (E, 2), and their log-probabilities. Host environments' actors act with it too (`distrl.host`)."""
+  return _sampler(network(config, env), learner.params, _observe(learner, config), env)(obs, keys)
+
+
+def learn(state: TrainState, collected: rollout_learner.Collected, *, config: ml_collections.ConfigDict, env: Env,
+          sizes: Sizes):
+  """The learning half of an iteration on a rollout (`collected`, recorded by `behaviour`): GAE, epochs of minibatch
+  steps. -> (state, metrics)."""
   net, tx = network(config, env), optimizer(config, sizes)
   learner = state.learner
-  observe = functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
-
-  sampler = (_recurrent_sampler if config.recurrent else _sampler)(net, learner.params, observe, env)
-  collected = rollout_learner.collect(state, sampler, config=config, env=env)
-  traj, actors, normalizer = collected.steps, collected.actors, collected.normalizer
-  batch = _batch(net, learner.params, observe, collected, state.actors.memory, config=config, env=env)
+  traj = collected.steps
+  batch = _batch(net, learner.params, _observe(learner, config), collected, state.actors.memory, config=config,
+                 env=env)
 
   # Each epoch's order: every environment shuffles its own time steps, or (recurrent) whole environments are dealt.
   order = rollout_learner.epoch_orders(collected.shuffle_key, config)
@@ -168,9 +188,9 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
 
   learner, (terms, grad_norm) = _epochs(net, tx, learner, batch, order, adv_mean, adv_std, config=config)
   # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
-  learner = learner.replace(normalizer=normalization.update_observations(normalizer, traj.obs))
+  learner = learner.replace(normalizer=normalization.update_observations(collected.normalizer, traj.obs))
   metrics = _metrics(traj, terms, grad_norm, state.update, config=config, sizes=sizes)
-  return state.replace(learner=learner, actors=actors), metrics
+  return state.replace(learner=learner, actors=collected.actors), metrics
 
 
 def advantage_statistics(minibatch_advantage: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -31,6 +31,9 @@ class Step:
   episode_length: jax.Array
   episode_metrics: dict  # the environment's own statistics of the episode that ended here (info["episode_metrics"])
   memory: Any = None  # a recurrent policy's memory after the step, before any reset (`recurrent_rollout`); else None
+  # Where an episode for the statistics ended, if not at every episode_end: an Atari game over under envpool's
+  # episodic life, whose lost lives end episodes for learning (host environments, `distrl.host`); else None.
+  counted: jax.Array | None = None
 
 
 Policy = Callable[[Any, jax.Array], tuple[jax.Array, Any]]  # (obs (E, ...), keys (E, 2)) -> (action, extras)
@@ -83,7 +86,7 @@ def episode_metrics(steps: Step) -> dict:
   (`train/<name>`, e.g. Craftax's achievements), each averaged over those episodes on all devices, as (sum, count)
   metrics."""
   with jax.named_scope("metrics"):
-    ends = steps.episode_end.astype(jnp.float32)
+    ends = (steps.episode_end if steps.counted is None else steps.counted).astype(jnp.float32)
     per_episode = {"train/episode_return": steps.episode_return, "train/episode_length": steps.episode_length,
                    **{f"train/{name}": value for name, value in steps.episode_metrics.items()}}
     episodes, sums = sharding.psum((jnp.sum(ends), {name: jnp.sum(value * ends) for name, value in per_episode.items()}))

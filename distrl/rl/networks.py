@@ -110,6 +110,26 @@ class ConvMLP(nn.Module):
     return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation, layer_norm=self.layer_norm)(x)
 
 
+class NatureCNN(nn.Module):
+  """The DQN Nature paper's torso for Atari frames (..., 84, 84, C) of bytes: scaled to [0, 1], convolutions of 32
+  8x8 (stride 4), 64 4x4 (stride 2) and 64 3x3 filters with ReLU, flattened into an `MLP` (Cleanba's: one layer of
+  512)."""
+
+  hidden_sizes: Sequence[int]
+  out_features: int | None
+  head_scale: float
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    batch = x.shape[:-3]
+    x = x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32) / 255.0
+    for channels, size, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+      x = nn.relu(nn.Conv(channels, (size, size), (stride, stride), padding="VALID",
+                          kernel_init=nn.initializers.orthogonal(np.sqrt(2)), bias_init=nn.initializers.zeros)(x))
+    return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation)(x.reshape(batch + (-1,)))
+
+
 def torso(name: str, hidden_sizes: Sequence[int], out_features: int | None, head_scale: float, activation: str,
           obs_ndim: int, layer_norm: bool = False) -> nn.Module:
   """An "mlp" (any observation, flattened) or a "cnn" (image observations) with a linear head (none if
@@ -121,9 +141,13 @@ def torso(name: str, hidden_sizes: Sequence[int], out_features: int | None, head
       raise ConfigError(f"torso='cnn' needs image observations (H, W, C); these have {obs_ndim} axis/axes "
                         f"(use --config.torso=mlp)")
     return ConvMLP(hidden_sizes, out_features, head_scale, activation, layer_norm=layer_norm)
+  if name == "nature":
+    if obs_ndim != 3:
+      raise ConfigError(f"torso='nature' needs Atari frames (84, 84, C); these have {obs_ndim} axis/axes")
+    return NatureCNN(hidden_sizes, out_features, head_scale, activation)
   if name == "mlp":
     return MLP(hidden_sizes, out_features, head_scale, activation, obs_ndim, layer_norm)
-  raise ConfigError(f"torso={name!r} must be 'mlp' or 'cnn'")
+  raise ConfigError(f"torso={name!r} must be 'mlp', 'cnn' or 'nature'")
 
 
 class ActorCritic(nn.Module):

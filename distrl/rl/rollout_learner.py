@@ -105,25 +105,36 @@ class Collected:
   shuffle_key: jax.Array  # (E, 2): each environment's key for this iteration's minibatch orders
 
 
+def iteration_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Each environment's keys (E, 2) for an iteration: (its key after it, its rollout's, its minibatch orders')."""
+  return tuple(jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(key), axis=1))
+
+
 def collect(state: TrainState, policy: acting.Policy | acting.RecurrentPolicy, *, config: ml_collections.ConfigDict,
             env: Env) -> Collected:
   """`config.num_steps` steps of every local environment with `policy`, from each environment's own key; a
   `RecurrentPolicy` with memory (`config.recurrent`), from the actors' memory."""
   actors = state.actors
-  next_key, rollout_key, shuffle_key = jnp.unstack(jax.vmap(functools.partial(jax.random.split, num=3))(actors.key),
-                                                   axis=1)
+  next_key, rollout_key, shuffle_key = iteration_keys(actors.key)
   if config.recurrent:
     env_state, obs, memory, steps = acting.recurrent_rollout(env, policy, actors.env_state, actors.obs, actors.memory,
                                                              rollout_key, config.num_steps)
   else:
     env_state, obs, steps = acting.rollout(env, policy, actors.env_state, actors.obs, rollout_key, config.num_steps)
     memory = None
+  return received(state, steps, config=config, actors=actors.replace(env_state=env_state, obs=obs, key=next_key,
+                                                                     memory=memory), shuffle_key=shuffle_key)
+
+
+def received(state: TrainState, steps: acting.Step, *, config: ml_collections.ConfigDict, actors: Actors,
+             shuffle_key: jax.Array) -> Collected:
+  """A rollout `steps` (T, E, ...) that left the environments as `actors` (their running returns still to update)
+  as the learner takes it: from the compiled rollout (`collect`) or from host environments (`distrl.host`)."""
   normalizer, discounted_return = normalization.update_returns(state.learner.normalizer, steps.reward,
-                                                               steps.episode_end, actors.discounted_return,
+                                                               steps.episode_end, state.actors.discounted_return,
                                                                gamma=config.gamma)
   return Collected(steps=steps, normalizer=normalizer, shuffle_key=shuffle_key,
-                   actors=actors.replace(env_state=env_state, obs=obs, key=next_key,
-                                         discounted_return=discounted_return, memory=memory))
+                   actors=actors.replace(discounted_return=discounted_return))
 
 
 def learning_rate(config: ml_collections.ConfigDict, gradient_steps: int) -> optax.Schedule:

@@ -8,6 +8,7 @@ import jax
 import ml_collections
 
 from distrl import algorithms, configs, envs, sharding
+from distrl.host import runner as host_runner
 from distrl.errors import require, require_divisible, require_positive
 from distrl.rl.state import TrainState
 from distrl.runtime import greedy_eval, seeds
@@ -50,8 +51,21 @@ class Program:
     return self.sizes.num_updates * self.sizes.steps_per_update
 
   def evaluator(self, episodes: int):
-    """evaluate(learner, keys) -> {"return", "length"}: greedy episodes of every agent, split over the mesh."""
+    """evaluate(learner, keys) -> {"return", "length"}: greedy episodes of every agent, split over the mesh (host
+    environments: this process's share of them, gathered)."""
+    if self.host:
+      return host_runner.HostEvaluator(self.algorithm, self.config, self.env, episodes)
     return greedy_eval.make_evaluate(self.algorithm, self.config, self.env, self.mesh, episodes)
+
+  def close(self) -> None:
+    """Stops what runs beside the program: the actor thread and host environments (`distrl.host`), if any."""
+    if self.host:
+      self.runner.close()
+
+  @property
+  def host(self) -> bool:
+    """Whether the environments run on the host (`distrl.host`), not in the compiled program."""
+    return getattr(self.env, "host", False)
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program:
@@ -60,6 +74,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
   check_run_config(config, mesh.size)
   algorithm = algorithms.get(config.algo)
   env = envs.make(config.env_name, config.env_kwargs)
+  if getattr(env, "host", False):
+    host_runner.check(config, algorithm, env)
   sizes = algorithm.sizes(config, mesh.size)
   require(all(hasattr(sizes, field) for field in ("num_updates", "steps_per_update")),
           f"algo={config.algo!r}: sizes() returned {type(sizes).__name__}, not sizes with num_updates and "
@@ -68,6 +84,9 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
                                      f"the update counter is int32 on the devices (at most 2**31 - 1)")
   init = functools.partial(algorithm.init, config=config, env=env, sizes=sizes)
   state = sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh)
-  update = seeds.update(functools.partial(algorithm.update, config=config, env=env, sizes=sizes), config)
-  return Program(config=config, algorithm=algorithm, env=env, mesh=mesh, sizes=sizes, state=state,
-                 runner=sharding.Runner(update, mesh, config.backend, state))
+  if getattr(env, "host", False):
+    runner = host_runner.HostRunner(config, algorithm, sizes, env, mesh, state)
+  else:
+    update = seeds.update(functools.partial(algorithm.update, config=config, env=env, sizes=sizes), config)
+    runner = sharding.Runner(update, mesh, config.backend, state)
+  return Program(config=config, algorithm=algorithm, env=env, mesh=mesh, sizes=sizes, state=state, runner=runner)

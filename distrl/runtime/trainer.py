@@ -55,6 +55,14 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
   started = time.perf_counter()
   stop.enter(stopping.Phase.STARTING)
   program = programs.build(config, sharding.make_mesh(devices))
+  try:
+    return _run(program, config, workdir, overwrite, stop, started)
+  finally:
+    program.close()
+
+
+def _run(program: Program, config, workdir: Workdir, overwrite: bool, stop: stopping.StopRequest,
+         started: float) -> Result:
   console = metrics.Console(enabled=workdir.primary, on_closed=lambda: stop.request("closed stdout"))
   with Session(workdir, console).open(config, overwrite=overwrite) as session:
     plan = resume.plan(workdir, session.checkpoints, program, session.say)

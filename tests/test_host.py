@@ -1,0 +1,184 @@
+"""Host environments (distrl/host/): the batch the learner receives, the actor's lag, envpool and gymnasium, a user's
+gymnasium factory, what is refused, and learning."""
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from distrl import envs, sharding
+from distrl.errors import ConfigError
+from distrl.host import envs as host_envs
+from distrl.host import runner as host_runner
+from distrl.runtime import programs, trainer
+from distrl.configs import ppo as ppo_config
+from distrl.ppo import learner as ppo
+from distrl.rl import rollout_learner
+
+
+def _config(**fields):
+  config = ppo_config.get_config()
+  config.num_envs = jax.device_count()
+  config.num_steps, config.num_minibatches, config.update_epochs = 32, 4, 2
+  config.total_timesteps = 100 * config.num_envs * config.num_steps
+  config.update(fields)
+  return config
+
+
+def _jax_as_host(program):
+  """The program's JAX environment behind the host path's interface, from its initial states: a runner that learns
+  from rollouts a host actor collects on the very environments the compiled update steps."""
+  env, actors = program.env, program.state.actors
+  spec = host_envs.Spec(name=env.name, observation_shape=env.observation_shape, action_space=env.action_space,
+                        max_steps=env.max_steps,
+                        open_batch=lambda num, seed: host_envs.JaxBatch(env, actors.env_state, actors.obs))
+  return host_runner.HostRunner(program.config, program.algorithm, program.sizes, spec, program.mesh, program.state)
+
+
+@pytest.mark.unit
+def test_host_rollouts_learn_what_the_compiled_update_learns():
+  """With lag 0, an actor stepping the JAX environment from the host records what the compiled rollout records (the
+  same keys, policy and environments), field by field, and the learner ends each update with the same parameters."""
+  config = _config(actor_lag=0)
+  program = programs.build(config, sharding.make_mesh())
+  compiled, host = program.runner, _jax_as_host(program)
+  try:
+    host_state = host(host.put(jax.tree.map(jnp.copy, program.state)), 3).state  # donated: a copy
+    first = host.actor.versions[:3]
+  finally:
+    host.close()
+  assert first == [(0, 0), (1, 1), (2, 2)]
+  compiled_state = compiled(compiled.put(program.state), 3).state
+  np.testing.assert_allclose(np.asarray(host_state.actors.obs), np.asarray(compiled_state.actors.obs), atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(host_state.actors.key), np.asarray(compiled_state.actors.key))
+  for ours, theirs in zip(jax.tree.leaves(host_state.learner.params), jax.tree.leaves(compiled_state.learner.params)):
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-5)
+  assert int(host_state.update) == 3
+
+
+@pytest.mark.unit
+def test_the_recorded_batch_equals_the_compiled_rollout_field_by_field():
+  config = _config(actor_lag=0)
+  program = programs.build(config, sharding.make_mesh())
+  host = _jax_as_host(program)
+  try:
+    host._start(host.put(program.state))
+    rollout = host.actor.next()
+  finally:
+    host.close()
+  sampler = functools.partial(ppo.behaviour, program.state.learner, config=config, env=program.env)
+  expected = jax.jit(lambda s: rollout_learner.collect(s, sampler, config=config, env=program.env))(program.state)
+  steps, want = rollout.steps, jax.tree.map(np.asarray, expected.steps)
+  assert want.episode_end.sum() > 0  # episodes ended inside the rollout: the resets are compared too
+  for field in ("obs", "action", "reward", "terminated", "episode_end", "final_obs"):
+    np.testing.assert_allclose(getattr(steps, field), getattr(want, field), atol=1e-6, err_msg=field)
+  np.testing.assert_allclose(steps.extras, want.extras, atol=1e-5, err_msg="log_prob")
+  ended = want.episode_end.astype(bool)
+  np.testing.assert_array_equal(steps.counted, ended)
+  np.testing.assert_allclose(steps.episode_return[ended], want.episode_return[ended])
+  np.testing.assert_array_equal(steps.episode_length[ended], want.episode_length[ended])
+  np.testing.assert_allclose(rollout.last_obs, np.asarray(expected.actors.obs), atol=1e-6)
+
+
+@pytest.mark.unit
+def test_acting_runs_one_update_behind_and_is_reproducible():
+  """actor_lag=1: rollout u acts with the parameters of update max(first, u - 1), never older; two runs of the same
+  config learn the same parameters to the bit, however the threads interleave."""
+  def run():
+    program = programs.build(_config(env_name="gymnasium:CartPole-v1", actor_lag=1), sharding.make_mesh())
+    runner = program.runner
+    try:
+      state = runner(runner.put(program.state), 5).state
+      versions = list(runner.actor.versions)
+    finally:
+      runner.close()
+    return state, versions
+
+  (a, versions), (b, _) = run(), run()
+  assert versions[:5] == [(0, 0), (1, 0), (2, 1), (3, 2), (4, 3)]
+  assert all(0 <= update - version <= 1 for update, version in versions)
+  for x, y in zip(jax.tree.leaves(a.learner), jax.tree.leaves(b.learner)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.unit
+def test_envpool_and_gymnasium_batches_reset_in_the_same_step():
+  """Both suites give the observation to act on next and, where an episode ended, the one before its reset, with the
+  episode's return; envpool's Atari counts a game over, not a lost life, as an episode for the statistics."""
+  for name in ("envpool:CartPole-v1", "gymnasium:CartPole-v1"):
+    spec = envs.make(name, {})
+    assert spec.host and spec.observation_shape == (4,) and spec.num_actions == 2 and spec.max_steps == 500
+    batch = spec.open(4, seed=3)
+    batch.reset()
+    ends, length = 0, np.zeros(4, int)
+    for _ in range(60):
+      stepped = batch.step(np.ones(4, np.int32))  # always right: CartPole falls within ~10 steps
+      length += 1
+      ended = stepped.episode_end
+      assert np.all(stepped.terminated == ended)
+      np.testing.assert_array_equal(stepped.episode_length[ended], length[ended])
+      np.testing.assert_array_equal(stepped.episode_return[ended], length[ended])  # reward 1 a step
+      assert np.all(np.abs(stepped.final_obs[ended][:, 2]) > 0.2)  # the pole fell (angle limit 12 degrees)
+      assert np.all(np.abs(stepped.obs[ended]) <= 0.05)  # a fresh start
+      np.testing.assert_array_equal(stepped.final_obs[~ended], stepped.obs[~ended])
+      length[ended], ends = 0, ends + ended.sum()
+    batch.close()
+    assert ends >= 12, name
+  atari = envs.make("envpool:Breakout-v5", {"episodic_life": True})
+  assert atari.observation_shape == (84, 84, 4) and atari.observation_dtype == np.uint8
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name, fields, message", [
+    ("envpool:Breakout-v9", {}, "envpool has no 'Breakout-v9'"),
+    ("gymnasium:CartPol-v1", {}, "gymnasium:CartPol-v1"),
+    ("gymnasium:CartPole-v1", {"algo": "dqn"}, "cannot train host environments"),
+    ("gymnasium:CartPole-v1", {"num_seeds": 2}, "one agent per run"),
+    ("gymnasium:CartPole-v1", {"recurrent": "gru"}, "without memory"),
+    ("gymnasium:CartPole-v1", {"actor_lag": 3}, "actor_lag=3"),
+    ("gymnasium:CartPole-v1", {"torso": "nature"}, "torso='nature' needs Atari frames"),
+])
+def test_what_host_environments_refuse(name, fields, message):
+  config = _config(env_name=name)
+  if fields.get("algo") == "dqn":
+    from distrl.configs import dqn as dqn_config
+    config = dqn_config.get_config()
+    config.update(env_name=name, num_envs=jax.device_count())
+    fields = {}
+  config.update(fields)
+  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    programs.build(config, sharding.make_mesh())
+
+
+def test_a_users_gymnasium_environment_trains_checkpoints_and_resumes_with_fresh_episodes(tmp_path, capsys):
+  """`package.module:factory` returning a gymnasium.Env trains through the host path with the trainer's records and
+  checkpoints; a resume says that episodes start afresh, and goes on from the saved update."""
+  config = _config(env_name="examples.gym_corridor:make", num_steps=16, num_minibatches=2, log_every=5,
+                   eval_every=5, checkpoint_every=5, eval_episodes=jax.device_count())
+  config.total_timesteps = 10 * config.num_envs * config.num_steps
+  workdir = str(tmp_path / "run")
+  first = trainer.train(config, workdir)
+  assert int(first.state.update) == 10 and [r["update"] for r in first.history] == [5, 10]
+  assert all(np.isfinite(r["eval/return"]) for r in first.history)
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [r["update"] for r in records] == [5, 10]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "5"]
+  longer = config.copy_and_resolve_references()
+  longer.total_timesteps = 15 * config.num_envs * config.num_steps
+  capsys.readouterr()
+  second = trainer.train(longer, workdir)
+  assert "every environment starts a fresh episode" in capsys.readouterr().out
+  assert int(second.state.update) == 15 and [r["update"] for r in second.history] == [15]
+
+
+@pytest.mark.slow
+def test_ppo_solves_gymnasium_cartpole(tmp_path):
+  """The gymnasium:CartPole-v1 preset (8 environments, 5e5 steps): greedy episodes reach 475 of the 500-step limit;
+  a random policy lasts about 22 steps."""
+  config = ppo_config.get_config("gymnasium:CartPole-v1")
+  result = trainer.train(config, str(tmp_path / "run"))
+  assert max(r["eval/return"] for r in result.history if "eval/return" in r) >= 475
