@@ -170,8 +170,8 @@ class EnvpoolBatch(Batch):
     with _quiet_envpool():
       self.env = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=num_envs, seed=seed,
                               **kwargs)
-    self.transpose = _channels_last(self.env.observation_space.shape)
-    self.discrete = is_discrete(self.env.action_space)
+      self.transpose = _channels_last(self.env.observation_space.shape)
+      self.discrete = is_discrete(self.env.action_space)
 
   def _obs(self, obs):
     obs = np.moveaxis(obs, 1, -1) if self.transpose else obs
@@ -204,12 +204,13 @@ def _envpool(name: str, env_id: str, kwargs: dict) -> Spec:
   try:
     with _quiet_envpool():
       spec = envpool.make_spec(env_id, **kwargs)
+      observation_space, action_space = spec.observation_space, spec.action_space
   except Exception as error:
     raise ConfigError(f"env_kwargs {kwargs} do not fit {name}: {first_line(error, with_type=True)}") from None
-  shape = tuple(spec.observation_space.shape)
+  shape = tuple(observation_space.shape)
   shape = shape[1:] + shape[:1] if _channels_last(shape) else shape
-  dtype = np.uint8 if spec.observation_space.dtype == np.uint8 else np.float32
-  return Spec(name=name, observation_shape=shape, action_space=spec.action_space, observation_dtype=dtype,
+  dtype = np.uint8 if observation_space.dtype == np.uint8 else np.float32
+  return Spec(name=name, observation_shape=shape, action_space=action_space, observation_dtype=dtype,
               max_steps=int(spec.config.max_episode_steps),
               open_batch=lambda num_envs, seed: EnvpoolBatch(envpool, env_id, kwargs, num_envs, seed))
 
