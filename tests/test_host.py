@@ -4,6 +4,8 @@ gymnasium factory, what is refused, and learning."""
 import functools
 import json
 import os
+import signal
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -182,3 +184,37 @@ def test_ppo_solves_gymnasium_cartpole(tmp_path):
   config = ppo_config.get_config("gymnasium:CartPole-v1")
   result = trainer.train(config, str(tmp_path / "run"))
   assert max(r["eval/return"] for r in result.history if "eval/return" in r) >= 475
+
+
+def test_two_processes_of_two_devices_stop_together_and_resume_with_fresh_episodes(tmp_path):
+  """Each process steps its own gymnasium environments and the learners reduce over both; a SIGTERM to process 1
+  alone stops both after the same update with a checkpoint; the resume says episodes start afresh and the records
+  go on from the saved update."""
+  from tests.test_distributed import free_port, spawn, _finish, _wait_for_records
+  from tests.cli import records
+  workdir = tmp_path / "run"
+  flags = ["--config=ppo:gymnasium:CartPole-v1", f"--workdir={workdir}", "--config.num_envs=8",
+           "--config.num_steps=32", "--config.log_every=2", "--config.eval_every=4", "--config.checkpoint_every=1000",
+           "--config.eval_episodes=4", "--config.total_timesteps=102400"]  # 400 updates: stopped long before
+
+  def launch(*more):
+    port = free_port()
+    return [spawn([sys.executable, "-m", "distrl.launch", *flags, *more, f"--coordinator_address=localhost:{port}",
+                   "--num_processes=2", f"--process_id={i}"], devices=2) for i in range(2)]
+
+  runs = launch()
+  _wait_for_records(workdir, 2, runs)
+  runs[1].send_signal(signal.SIGTERM)
+  seconds, outputs = _finish(runs, timeout=120)
+  assert seconds is not None and [code for code, _, _ in outputs] == [0, 0], outputs
+  saved = int(outputs[0][1].split("saved update ")[1].split()[0])
+  assert saved == records(workdir)[-1]["update"] >= 4
+
+  runs = launch("--config.total_timesteps=" + str((saved + 4) * 256))
+  seconds, outputs = _finish(runs, timeout=180)
+  assert [code for code, _, _ in outputs] == [0, 0], outputs
+  assert f"resuming {workdir} from update {saved}" in outputs[0][1]
+  assert "every environment starts a fresh episode" in outputs[0][1]
+  updates = [r["update"] for r in records(workdir)]
+  assert updates[-1] == saved + 4 and updates == sorted(set(updates))
+  assert "eval/return" in records(workdir)[-1]

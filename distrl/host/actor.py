@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from distrl import sharding
 from distrl.host.envs import Batch, Stepped
 from distrl.rl import acting, rollout_learner
 
@@ -70,7 +71,7 @@ class Actor:
     """The learner after `update` updates, for the rollouts that act with it."""
     # A copy through the host: the learner's buffers are donated to its next update, and a device-to-device put of a
     # replicated array may alias them.
-    learner = jax.device_put(jax.device_get(learner), self.device)
+    learner = jax.device_put(sharding.to_host(learner), self.device)
     with self._changed:
       self._params[update] = learner
       for old in [v for v in self._params if v < update - self.lag]:
