@@ -46,28 +46,33 @@ class MLP(nn.Module):
 
 def conv_as_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation, rhs_dilation, dimension_numbers,
                    feature_group_count, precision=None):
-  """`lax.conv_general_dilated` as ConvMLP calls it (NHWC input, HWIO kernel, stride 1, "SAME" zero padding),
-  computed as one matrix product: an input (N, H, W, C) and a kernel (kh, kw, C, F) give
+  """`lax.conv_general_dilated` as distrl's torsos call it (NHWC input, HWIO kernel; stride 1 with "SAME" zero
+  padding (ConvMLP), or any stride with "VALID" (NatureCNN)), computed as one matrix product: an input (N, H, W, C)
+  and a kernel (kh, kw, C, F) with strides (s, t) give
 
-      y[n, i, j, f] = sum_{a, b, c} xpad[n, i + a, j + b, c] * kernel[a, b, c, f]
+      y[n, i, j, f] = sum_{a, b, c} xpad[n, s i + a, t j + b, c] * kernel[a, b, c, f]
                     = (patches @ kernel.reshape(kh * kw * C, F))[n, i, j, f],
 
-  where `patches[n, i, j]` concatenates the kh * kw shifted windows xpad[n, i + a, j + b, :] in (a, b)
+  where `patches[n, i, j]` concatenates the kh * kw shifted windows xpad[n, s i + a, t j + b, :] in (a, b)
   order, which is the order of the kernel's reshaped rows. The same sums as the convolution, added in
   another order (equal to float tolerance), and the same parameters. XLA's CPU convolution (and its
-  gradient) is far slower than its matrix products on MinAtar's small grids; on GPUs and TPUs the
+  gradient) is far slower than its matrix products on MinAtar's small grids, and inside a loop on Atari's frames
+  (Nature CNN gradients of 4 minibatches of 64 frames: 10 s in a scan against 0.7 s outside one); on GPUs and TPUs the
   convolution is the faster one (see `ConvMLP.conv`).
   """
   del precision
   kh, kw, channels, features = rhs.shape
-  simple = (tuple(window_strides) == (1, 1) and padding == "SAME" and tuple(lhs_dilation) == (1, 1)
-            and tuple(rhs_dilation) == (1, 1) and feature_group_count == 1 and kh % 2 == 1 and kw % 2 == 1
+  (s, t), same = tuple(window_strides), padding == "SAME"
+  simple = ((padding == "VALID" or (same and (s, t) == (1, 1) and kh % 2 == 1 and kw % 2 == 1))
+            and tuple(lhs_dilation) == (1, 1) and tuple(rhs_dilation) == (1, 1) and feature_group_count == 1
             and tuple(dimension_numbers.lhs_spec) == (0, 3, 1, 2) and tuple(dimension_numbers.rhs_spec) == (3, 2, 0, 1))
   if not simple:
-    raise NotImplementedError("conv_as_matmul computes stride-1 'SAME' NHWC/HWIO convolutions only")
-  batch, height, width, _ = lhs.shape
-  padded = jnp.pad(lhs, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
-  patches = jnp.concatenate([padded[:, a:a + height, b:b + width, :] for a in range(kh) for b in range(kw)], axis=-1)
+    raise NotImplementedError("conv_as_matmul computes NHWC/HWIO convolutions: stride 1 'SAME', or 'VALID'")
+  batch = lhs.shape[0]
+  padded = jnp.pad(lhs, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0))) if same else lhs
+  height, width = (padded.shape[1] - kh) // s + 1, (padded.shape[2] - kw) // t + 1
+  patches = jnp.concatenate([padded[:, a:a + s * (height - 1) + 1:s, b:b + t * (width - 1) + 1:t, :]
+                             for a in range(kh) for b in range(kw)], axis=-1)
   # One row per output pixel: as a 2-D product, the kernel's gradient (patches^T @ cotangent, a reduction over
   # every pixel of the batch) is ~25% faster on a CPU than contracting three axes of the 4-D arrays.
   rows = patches.reshape(batch * height * width, kh * kw * channels)
@@ -119,13 +124,15 @@ class NatureCNN(nn.Module):
   out_features: int | None
   head_scale: float
   activation: str = "relu"
+  conv: str = "auto"  # as ConvMLP's
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     batch = x.shape[:-3]
     x = x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32) / 255.0
+    conv = CONVOLUTIONS[default_convolution() if self.conv == "auto" else self.conv]
     for channels, size, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
-      x = nn.relu(nn.Conv(channels, (size, size), (stride, stride), padding="VALID",
+      x = nn.relu(nn.Conv(channels, (size, size), (stride, stride), padding="VALID", conv_general_dilated=conv,
                           kernel_init=nn.initializers.orthogonal(np.sqrt(2)), bias_init=nn.initializers.zeros)(x))
     return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation)(x.reshape(batch + (-1,)))
 
