@@ -73,10 +73,11 @@ CRAFTAX_RNN = {**CRAFTAX, "hidden_sizes": (512,), "activation": "relu", "recurre
 # Host environments (distrl/host/): envpool and gymnasium step on the host, an actor thread acts, the learner learns.
 HOST_CARTPOLE = {"num_envs": 8, "total_timesteps": 500_000, "eval_episodes": 8}
 # Atari through envpool with Cleanba's cleanba_ppo.py settings (its envpool preprocessing: 4 frames skipped, 84x84
-# grey, 4 stacked, episodic life, clipped rewards, up to 30 no-ops, fire reset; the Nature CNN; 10M steps).
+# grey, 4 stacked, episodic life, clipped rewards, up to 30 no-ops, fire reset; the Nature CNN shared by the policy
+# and value heads; 10M steps).
 ATARI = {"env_kwargs": {"episodic_life": True, "reward_clip": True, "noop_max": 30}, "torso": "nature",
-         "activation": "relu", "hidden_sizes": (512,), "num_envs": 64, "num_steps": 128, "num_minibatches": 4,
-         "update_epochs": 4, "lr": 2.5e-4, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.1, "ent_coef": 0.01,
+         "shared_torso": True, "activation": "relu", "hidden_sizes": (512,), "num_envs": 64, "num_steps": 128,
+         "num_minibatches": 4, "update_epochs": 4, "lr": 2.5e-4, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.1, "ent_coef": 0.01,
          "vf_coef": 0.5, "max_grad_norm": 0.5, "total_timesteps": 10_000_000, "log_every": 10, "eval_every": 100,
          "checkpoint_every": 100, "eval_episodes": 8}
 ATARI_GAMES = ("Breakout-v5", "Pong-v5")
@@ -144,7 +145,8 @@ def get_config(arg=None):
 
   config.hidden_sizes = (64, 64)  # MLP widths of the (separate) policy and value networks
   config.activation = "tanh"  # "tanh" or "relu"
-  config.torso = "mlp"  # "mlp", "cnn" for small images (MinAtar), "nature" for Atari frames (uint8, 84x84xC)
+  config.torso = "mlp"  # "mlp", "cnn" for small images (MinAtar), "nature" or "impala" for Atari frames (84x84xC)
+  config.shared_torso = False  # one torso feeding the policy and value heads (else a network each)
   configs.recurrent_fields(config)
   # Host environments (envpool:, gymnasium:, a gymnasium factory; ignored by JAX environments):
   config.actor_lag = 1  # acting runs one update behind learning (1, as Cleanba) or waits for every update (0)

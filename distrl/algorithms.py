@@ -2,7 +2,7 @@
 
 An algorithm is any object (a module, a class, a namespace) with the four functions of
 `Algorithm`. The trainer, `distrl.evaluate` and the benchmarks know an algorithm only through
-them. `config.algo` names one: a registered name ("ppo", "dqn", "pqn", "sac", "td3", or one given to `register`), or
+them. `config.algo` names one: a registered name ("ppo", "impala", "dqn", "pqn", "sac", "td3", or one given to `register`), or
 the path of a module outside distrl that defines the four functions (`examples.a2c`), or
 `package.module:attribute` for an object that has them.
 
@@ -69,7 +69,7 @@ CONTRACT = ("sizes", "init", "update", "act")
 
 # A module path is imported when used.
 _REGISTRY: dict[str, Algorithm | str] = {"ppo": "distrl.ppo", "dqn": "distrl.dqn", "pqn": "distrl.pqn",
-                                         "sac": "distrl.sac", "td3": "distrl.td3"}
+                                         "sac": "distrl.sac", "td3": "distrl.td3", "impala": "distrl.impala"}
 
 
 def initial_memory(algorithm: Algorithm, num: int, *, config: ml_collections.ConfigDict, env: Env) -> Any:

@@ -102,7 +102,7 @@ def test_a_bad_environment_is_one_clear_error_and_writes_nothing(name, kwargs, m
     ("tests.user_code:incomplete_algorithm", "is not an algorithm: it lacks update, act of the contract"),
     ("tests.user_broken", "algo='tests.user_broken': cannot import tests.user_broken (ModuleNotFoundError"),
     ("examples.a2c:nope", "module examples.a2c has no attribute 'nope'"),
-    ("impala", "algo='impala' is not an algorithm; choose one of ppo, dqn, pqn, sac, td3"),
+    ("a3c", "algo='a3c' is not an algorithm; choose one of ppo, dqn, pqn, sac, td3, impala"),
     ("tests.user_code:update_without_sizes", "algo='tests.user_code:update_without_sizes': its update(state, config, "
                                              "env) cannot be called as the contract's update(state, *, config, env, "
                                              "sizes)"),

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 
 from distrl import sharding
+from distrl.configs import impala as impala_config
 from distrl.runtime import programs
 
 pytestmark = pytest.mark.unit
 
 
 def _run(config, devices, backend, num_updates):
-  """`num_updates` PPO updates on `devices`; returns (global state, metric sums, runner, initial state)."""
+  """`num_updates` updates on `devices`; returns (global state, metric sums, runner, initial state)."""
   config = config.copy_and_resolve_references()
   config.backend = backend
   program = programs.build(config, sharding.make_mesh(devices))
@@ -20,12 +21,16 @@ def _run(config, devices, backend, num_updates):
   return jax.device_get(runner.get(state)), jax.device_get(sums), runner, initial
 
 
-@pytest.fixture
-def small(ppo_cfg):
-  ppo_cfg.num_envs = 8
-  ppo_cfg.num_steps = 32
-  ppo_cfg.seed = 3
-  return ppo_cfg
+@pytest.fixture(params=["ppo", "impala"])
+def small(request, ppo_cfg):
+  """PPO, or IMPALA with two minibatches: its V-trace targets are computed on each device's environments."""
+  config = ppo_cfg if request.param == "ppo" else impala_config.get_config()
+  config.num_envs = 8
+  config.num_steps = 32
+  config.seed = 3
+  if request.param == "impala":
+    config.num_minibatches = 2
+  return config
 
 
 def _assert_close(a, b, atol):

@@ -1,9 +1,10 @@
 """The actor: a thread that steps this process's host environments with the policy and hands whole rollouts to the
-learner through a queue of one.
+learner through a queue (of `lag` rollouts, at least one).
 
 Rollout u (the one update u learns from) acts with the parameters of update max(first, u - lag), where `first` is the
-update this start began from: with `lag = 0` acting waits for the learner, with `lag = 1` (Cleanba's) rollout u + 1 is
-collected while update u learns. The actor waits for exactly that version, so the same seed and layout give the same
+update this start began from: with `lag = 0` acting waits for the learner, with `lag = 1` (Cleanba's PPO) rollout
+u + 1 is collected while update u learns, with larger lags (IMPALA, whose V-trace corrects for them) the actor runs
+further ahead. The actor waits for exactly that version, so the same seed and layout give the same
 rollouts, however fast either side runs. Its random streams are the compiled path's: each environment's key splits
 into (next, rollout, minibatch orders) per iteration, the rollout key into one key per step, and each of those into
 the policy's and the environment's.
@@ -52,7 +53,8 @@ class Actor:
     self.envs, self.num_steps, self.lag, self.device = envs, num_steps, lag, device
     self._policy = jax.jit(policy)
     self._split = jax.jit(functools.partial(_keys, num_steps=num_steps))
-    self._rollouts: queue.Queue[Rollout] = queue.Queue(maxsize=1)
+    # Up to `lag` rollouts wait for the learner, so that acting never waits while it may run ahead.
+    self._rollouts: queue.Queue[Rollout] = queue.Queue(maxsize=max(1, lag))
     self._params: dict[int, Any] = {}
     self._changed = threading.Condition()
     self._error: BaseException | None = None

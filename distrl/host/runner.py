@@ -40,8 +40,12 @@ def check(config: ml_collections.ConfigDict, algorithm, env: Spec) -> None:
   require(not config.get("recurrent"), f"recurrent={config.recurrent!r}: host environments train agents without "
                                        f"memory for now")
   require(config.backend == "shard_map", f"backend={config.backend!r}: host environments learn with shard_map")
-  require(config.get("actor_lag", 1) in (0, 1), f"actor_lag={config.get('actor_lag')!r} must be 0 (acting waits for "
-                                                f"every update) or 1 (acting one update behind, as Cleanba)")
+  lag, most = config.get("actor_lag", 1), getattr(algorithm, "MAX_ACTOR_LAG", None)
+  require(isinstance(lag, int) and not isinstance(lag, bool) and lag >= 0,
+          f"actor_lag={lag!r} must be a whole number of updates >= 0 (0: acting waits for every update)")
+  require(most is None or lag <= most,
+          f"actor_lag={lag} is more than {config.algo} corrects for ({most}: acting one update behind, as Cleanba); "
+          f"algo=impala learns from older parameters' rollouts with V-trace")
   processes = jax.process_count()
   require(config.num_envs % processes == 0, f"num_envs={config.num_envs} must split over {processes} processes")
 

@@ -15,10 +15,14 @@ equals the unsharded one on the same global batch, whatever the device count.
 With a recurrent core (`config.recurrent`, `distrl.rl.recurrent`), the torso feeds a GRU or LSTM
 whose output feeds both heads; acting records each step's log-probability and value, and the loss
 replays whole environments' sequences from the memory they had at the rollout's start.
+
+The advantages and the loss are an `Objective`: PPO's (GAE, the clipped surrogate) by default; IMPALA
+(`distrl.impala`) learns with this same iteration and V-trace's.
 """
 
+import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +67,34 @@ class Minibatch:
 Sizes = rollout_learner.Sizes
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """What an actor-critic learning from rollouts this way chooses: its advantages and value targets, and its loss."""
+
+  name: str  # the prefix of its own metrics (approx_kl, clip_fraction)
+  # (reward, value, value_tp1, steps, log_rho, config) -> (advantage, target), each (T, E); `log_rho()` gives the
+  # log-ratio (T, E) of the current policy over the one that acted, computed only if called.
+  targets: Callable[..., tuple[jax.Array, jax.Array]]
+  # (distribution, value, batch: Batch, advantage (normalised if norm_adv), config) -> losses.Losses
+  loss: Callable[..., losses.Losses]
+
+
+def _gae_targets(reward, value, value_tp1, steps: acting.Step, log_rho, config):
+  advantage = losses.gae(reward, value, value_tp1, steps.terminated, steps.episode_end, gamma=config.gamma,
+                         gae_lambda=config.gae_lambda)
+  return advantage, advantage + value
+
+
+def _clipped_loss(distribution, value, batch: Batch, advantage, config) -> losses.Losses:
+  return losses.ppo_loss(log_prob=distribution.log_prob(batch.action), old_log_prob=batch.log_prob,
+                         advantage=advantage, value=value, old_value=batch.value, target=batch.target,
+                         entropy=distribution.entropy(), clip_eps=config.clip_eps, vf_coef=config.vf_coef,
+                         ent_coef=config.ent_coef, clip_value_loss=config.clip_value_loss)
+
+
+PPO = Objective(name="ppo", targets=_gae_targets, loss=_clipped_loss)
+
+
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
   require(0 <= config.gae_lambda <= 1, f"gae_lambda={config.gae_lambda} must be in [0, 1]")
@@ -71,7 +103,8 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
 
 
 def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic | recurrent.Recurrent:
-  """Separate policy and value networks; with `config.recurrent`, one torso and core feeding both heads."""
+  """Separate policy and value networks, or one torso feeding both heads (`config.shared_torso`); with
+  `config.recurrent`, one torso and core feeding both heads."""
   num_actions = env.num_actions if env.discrete else env.action_dim
   if config.recurrent:
     features = networks.torso(config.torso, tuple(config.hidden_sizes), None, 1.0, config.activation,
@@ -79,7 +112,8 @@ def network(config: ml_collections.ConfigDict, env: Env) -> ActorCritic | recurr
     return recurrent.Recurrent(torso=features, cell=config.recurrent, size=config.recurrent_size,
                                head=networks.PolicyValueHead(num_actions, continuous=not env.discrete))
   return ActorCritic(num_actions=num_actions, hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
-                     obs_ndim=len(env.observation_shape), torso=config.torso, continuous=not env.discrete)
+                     obs_ndim=len(env.observation_shape), torso=config.torso, continuous=not env.discrete,
+                     shared_torso=config.shared_torso)
 
 
 def masked(distribution, action_mask: jax.Array | None):
@@ -125,8 +159,8 @@ def act(learner: Learner, obs: jax.Array, key: jax.Array, *, config, env: Env, g
   return action if memory is None else (action, after)
 
 
-def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, learner: Learner,
-                    minibatch: Minibatch):
+def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, objective: Objective, config,
+                    learner: Learner, minibatch: Minibatch):
   """One gradient step on a local minibatch; gradients are averaged over devices."""
   batch, advantage = minibatch.batch, minibatch.batch.advantage
   if config.norm_adv:
@@ -134,10 +168,7 @@ def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, 
 
   def loss_fn(params):
     distribution, value = _outputs(net, params, batch, config=config)
-    terms = losses.ppo_loss(log_prob=distribution.log_prob(batch.action), old_log_prob=batch.log_prob,
-                            advantage=advantage, value=value, old_value=batch.value, target=batch.target,
-                            entropy=distribution.entropy(), clip_eps=config.clip_eps, vf_coef=config.vf_coef,
-                            ent_coef=config.ent_coef, clip_value_loss=config.clip_value_loss)
+    terms = objective.loss(distribution, value, batch, advantage, config)
     return terms.total, terms
 
   with jax.named_scope("gradient"):
@@ -147,8 +178,9 @@ def _minibatch_step(net: ActorCritic, tx: optax.GradientTransformation, config, 
   return learner, (terms, optax.tree.norm(grads))
 
 
-def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes):
-  """One PPO iteration on this device's environments: rollout, GAE, epochs of minibatch steps.
+def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes,
+           objective: Objective = PPO):
+  """One iteration on this device's environments: rollout, advantages (GAE), epochs of minibatch steps.
 
   Returns the new state and metrics as {name: (sum, count)}, identical on every device.
   """
@@ -158,7 +190,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   else:
     sampler = functools.partial(behaviour, state.learner, config=config, env=env)
   collected = rollout_learner.collect(state, sampler, config=config, env=env)
-  return learn(state, collected, config=config, env=env, sizes=sizes)
+  return learn(state, collected, config=config, env=env, sizes=sizes, objective=objective)
 
 
 def _observe(learner: Learner, config):
@@ -172,24 +204,24 @@ def behaviour(learner: Learner, obs: jax.Array, keys: jax.Array, *, config: ml_c
 
 
 def learn(state: TrainState, collected: rollout_learner.Collected, *, config: ml_collections.ConfigDict, env: Env,
-          sizes: Sizes):
-  """The learning half of an iteration on a rollout (`collected`, recorded by `behaviour`): GAE, epochs of minibatch
-  steps. -> (state, metrics)."""
+          sizes: Sizes, objective: Objective = PPO):
+  """The learning half of an iteration on a rollout (`collected`, recorded by `behaviour`): the objective's
+  advantages (GAE), epochs of minibatch steps. -> (state, metrics)."""
   net, tx = network(config, env), optimizer(config, sizes)
   learner = state.learner
   traj = collected.steps
-  batch = _batch(net, learner.params, _observe(learner, config), collected, state.actors.memory, config=config,
-                 env=env)
+  batch = _batch(net, learner.params, _observe(learner, config), collected, state.actors.memory, objective,
+                 config=config, env=env)
 
   # Each epoch's order: every environment shuffles its own time steps, or (recurrent) whole environments are dealt.
   order = rollout_learner.epoch_orders(collected.shuffle_key, config)
   minibatch_advantage = jax.vmap(lambda o: rollout_learner.split(batch, o, config).advantage)(order)
   adv_mean, adv_std = advantage_statistics(minibatch_advantage.reshape(minibatch_advantage.shape[:2] + (-1,)))
 
-  learner, (terms, grad_norm) = _epochs(net, tx, learner, batch, order, adv_mean, adv_std, config=config)
+  learner, (terms, grad_norm) = _epochs(net, tx, objective, learner, batch, order, adv_mean, adv_std, config=config)
   # The observations this iteration acted on join the statistics for the next one (the loss used the old ones).
   learner = learner.replace(normalizer=normalization.update_observations(collected.normalizer, traj.obs))
-  metrics = _metrics(traj, terms, grad_norm, state.update, config=config, sizes=sizes)
+  metrics = _metrics(traj, terms, grad_norm, state.update, objective.name, config=config, sizes=sizes)
   return state.replace(learner=learner, actors=collected.actors), metrics
 
 
@@ -233,14 +265,14 @@ def _outputs(net, params, batch: Batch, *, config):
   if config.recurrent:
     distribution, value = recurrent.replay(net, params, batch.obs, batch.start, batch.episode_end)
   else:
-    distribution = net.apply(params, batch.obs, method=ActorCritic.policy)
-    value = net.apply(params, batch.obs, method=ActorCritic.value)
+    distribution, value = net.apply(params, batch.obs)  # one pass of a shared torso
   return masked(distribution, batch.action_mask), value
 
 
-def _batch(net, params, observe, collected: rollout_learner.Collected, start, *, config, env: Env) -> Batch:
-  """The rollout as the loss takes it (T, E, ...): observations as the networks see them, values, GAE advantages
-  and their targets; with memory, the resets and the memory at the rollout's start (`start`)."""
+def _batch(net, params, observe, collected: rollout_learner.Collected, start, objective: Objective, *, config,
+           env: Env) -> Batch:
+  """The rollout as the loss takes it (T, E, ...): observations as the networks see them, values, the objective's
+  advantages and targets; with memory, the resets and the memory at the rollout's start (`start`)."""
   traj = collected.steps
   reward = normalization.rewards(collected.normalizer, traj.reward, clip=config.reward_clip)
 
@@ -258,15 +290,16 @@ def _batch(net, params, observe, collected: rollout_learner.Collected, start, *,
       step_value = lambda raw, memory: critic(observe(raw))
     value_tp1 = rollout_learner.next_values(value, step_value(collected.actors.obs, collected.actors.memory), traj,
                                             step_value)
-    advantage = losses.gae(reward, value, value_tp1, traj.terminated, traj.episode_end,
-                           gamma=config.gamma, gae_lambda=config.gae_lambda)
+    action_mask = env.action_mask(traj.obs)
+    log_rho = lambda: policy(net, params, traj_obs, action_mask).log_prob(traj.action) - log_prob
+    advantage, target = objective.targets(reward, value, value_tp1, traj, log_rho, config)
   memory = dict(episode_end=traj.episode_end, start=start) if config.recurrent else {}
   return Batch(obs=traj_obs, action=traj.action, log_prob=log_prob, value=value, advantage=advantage,
-               target=advantage + value, action_mask=env.action_mask(traj.obs), **memory)
+               target=target, action_mask=action_mask, **memory)
 
 
-def _epochs(net, tx: optax.GradientTransformation, learner: Learner, batch: Batch, order: jax.Array,
-            adv_mean: jax.Array, adv_std: jax.Array, *, config):
+def _epochs(net, tx: optax.GradientTransformation, objective: Objective, learner: Learner, batch: Batch,
+            order: jax.Array, adv_mean: jax.Array, adv_std: jax.Array, *, config):
   """`update_epochs` passes over the batch in each epoch's `order` (`rollout_learner.epoch_orders`), a gradient step
   per minibatch; `adv_mean`, `adv_std` (epochs, M): each global minibatch's advantage statistics.
 
@@ -275,7 +308,7 @@ def _epochs(net, tx: optax.GradientTransformation, learner: Learner, batch: Batc
 
   def epoch(learner: Learner, inputs):
     order, adv_mean, adv_std = inputs
-    step = functools.partial(_minibatch_step, net, tx, config)
+    step = functools.partial(_minibatch_step, net, tx, objective, config)
     with jax.named_scope("minibatches"):
       batches = rollout_learner.split(batch, order, config)
     return jax.lax.scan(step, learner, Minibatch(batch=batches, adv_mean=adv_mean, adv_std=adv_std))
@@ -283,7 +316,7 @@ def _epochs(net, tx: optax.GradientTransformation, learner: Learner, batch: Batc
   return jax.lax.scan(epoch, learner, (order, adv_mean, adv_std))
 
 
-def _metrics(traj: acting.Step, terms: losses.Losses, grad_norm: jax.Array, update: jax.Array, *, config,
+def _metrics(traj: acting.Step, terms: losses.Losses, grad_norm: jax.Array, update: jax.Array, name: str, *, config,
              sizes: Sizes) -> dict:
   """The iteration's metrics as {name: (sum, count)}: its episodes, and the means of its gradient steps."""
   gradient_steps = update * config.update_epochs * config.num_minibatches
@@ -294,8 +327,8 @@ def _metrics(traj: acting.Step, terms: losses.Losses, grad_norm: jax.Array, upda
       "loss/policy": mean(terms.policy),
       "loss/value": mean(terms.value),
       "loss/entropy": mean(terms.entropy),
-      "ppo/approx_kl": mean(terms.approx_kl),
-      "ppo/clip_fraction": mean(terms.clip_fraction),
+      f"{name}/approx_kl": mean(terms.approx_kl),
+      f"{name}/clip_fraction": mean(terms.clip_fraction),
       "opt/grad_norm": mean(grad_norm),
       "opt/lr": mean(learning_rate(config, sizes)(gradient_steps)),
   }

@@ -137,10 +137,52 @@ class NatureCNN(nn.Module):
     return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation)(x.reshape(batch + (-1,)))
 
 
+class ResidualBlock(nn.Module):
+  """x + conv(relu(conv(relu(x)))), 3x3 convolutions of x's channels (the IMPALA CNN's)."""
+
+  conv: str = "auto"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    conv = CONVOLUTIONS[default_convolution() if self.conv == "auto" else self.conv]
+    y = x
+    for _ in range(2):
+      y = nn.Conv(x.shape[-1], (3, 3), conv_general_dilated=conv)(nn.relu(y))
+    return x + y
+
+
+class ImpalaCNN(nn.Module):
+  """The IMPALA paper's residual torso for Atari frames (..., 84, 84, C) of bytes: scaled to [0, 1], then for 16, 32
+  and 32 channels a 3x3 convolution, a 3x3 max pool of stride 2 and two residual blocks; ReLU, flattened into an `MLP`
+  (Cleanba's: one layer of 256). Convolutions keep flax's default initialisation, as Cleanba's do."""
+
+  hidden_sizes: Sequence[int]
+  out_features: int | None
+  head_scale: float
+  activation: str = "relu"
+  conv: str = "auto"  # as ConvMLP's
+  channels: Sequence[int] = (16, 32, 32)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    batch = x.shape[:-3]
+    x = x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32) / 255.0
+    conv = CONVOLUTIONS[default_convolution() if self.conv == "auto" else self.conv]
+    for channels in self.channels:
+      x = nn.Conv(channels, (3, 3), conv_general_dilated=conv)(x)
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+      x = ResidualBlock(self.conv)(ResidualBlock(self.conv)(x))
+    return MLP(self.hidden_sizes, self.out_features, self.head_scale, self.activation)(nn.relu(x).reshape(batch + (-1,)))
+
+
+FRAME_TORSOS = {"nature": NatureCNN, "impala": ImpalaCNN}  # for Atari frames (84, 84, C) of bytes
+
+
 def torso(name: str, hidden_sizes: Sequence[int], out_features: int | None, head_scale: float, activation: str,
           obs_ndim: int, layer_norm: bool = False) -> nn.Module:
-  """An "mlp" (any observation, flattened) or a "cnn" (image observations) with a linear head (none if
-  `out_features` is None: the features), optionally LayerNorm before every hidden activation."""
+  """An "mlp" (any observation, flattened), a "cnn" (image observations), or a CNN for Atari frames ("nature",
+  "impala"), with a linear head (none if `out_features` is None: the features), optionally LayerNorm before every
+  hidden activation."""
   if activation not in ACTIVATIONS:
     raise ConfigError(f"activation={activation!r} must be one of {', '.join(ACTIVATIONS)}")
   if name == "cnn":
@@ -148,21 +190,22 @@ def torso(name: str, hidden_sizes: Sequence[int], out_features: int | None, head
       raise ConfigError(f"torso='cnn' needs image observations (H, W, C); these have {obs_ndim} axis/axes "
                         f"(use --config.torso=mlp)")
     return ConvMLP(hidden_sizes, out_features, head_scale, activation, layer_norm=layer_norm)
-  if name == "nature":
+  if name in FRAME_TORSOS:
     if obs_ndim != 3:
-      raise ConfigError(f"torso='nature' needs Atari frames (84, 84, C); these have {obs_ndim} axis/axes")
-    return NatureCNN(hidden_sizes, out_features, head_scale, activation)
+      raise ConfigError(f"torso={name!r} needs Atari frames (84, 84, C); these have {obs_ndim} axis/axes")
+    return FRAME_TORSOS[name](hidden_sizes, out_features, head_scale, activation)
   if name == "mlp":
     return MLP(hidden_sizes, out_features, head_scale, activation, obs_ndim, layer_norm)
-  raise ConfigError(f"torso={name!r} must be 'mlp', 'cnn' or 'nature'")
+  raise ConfigError(f"torso={name!r} must be 'mlp', 'cnn', 'nature' or 'impala'")
 
 
 class ActorCritic(nn.Module):
-  """Separate policy and value networks (no shared torso), as in the PPO reference implementations.
+  """Separate policy and value networks, as in the PPO reference implementations; or, with `shared_torso`, one torso
+  whose features feed a linear policy head (gain 0.01) and a linear value head (gain 1), as Cleanba's Atari agents.
 
   `policy(obs)` -> a batch (...) of action distributions: categorical over `num_actions` logits, or,
   if `continuous`, a Gaussian over `num_actions` dimensions with a learned state-independent
-  log-std (initialised to 0); `value(obs)` -> (...); `__call__` -> both.
+  log-std (initialised to 0); `value(obs)` -> (...); `__call__` -> both (one pass of a shared torso).
   """
 
   num_actions: int  # discrete actions, or the dimensions of a continuous action
@@ -171,23 +214,33 @@ class ActorCritic(nn.Module):
   obs_ndim: int = 1
   torso: str = "mlp"
   continuous: bool = False
+  shared_torso: bool = False
 
   def setup(self):
-    self.actor = torso(self.torso, self.hidden_sizes, self.num_actions, 0.01, self.activation, self.obs_ndim)
-    self.critic = torso(self.torso, self.hidden_sizes, 1, 1.0, self.activation, self.obs_ndim)
+    if self.shared_torso:
+      self.features = torso(self.torso, self.hidden_sizes, None, 1.0, self.activation, self.obs_ndim)
+      self.policy_head, self.value_head = orthogonal_dense(self.num_actions, 0.01), orthogonal_dense(1, 1.0)
+    else:
+      self.actor = torso(self.torso, self.hidden_sizes, self.num_actions, 0.01, self.activation, self.obs_ndim)
+      self.critic = torso(self.torso, self.hidden_sizes, 1, 1.0, self.activation, self.obs_ndim)
     if self.continuous:
       self.log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))
 
-  def policy(self, obs: jax.Array):
+  def _distribution(self, out: jax.Array):
     if self.continuous:
-      mean = self.actor(obs)
-      return distributions.DiagonalNormal(mean=mean, log_std=jnp.broadcast_to(self.log_std, mean.shape))
-    return distributions.Categorical(logits=self.actor(obs))
+      return distributions.DiagonalNormal(mean=out, log_std=jnp.broadcast_to(self.log_std, out.shape))
+    return distributions.Categorical(logits=out)
+
+  def policy(self, obs: jax.Array):
+    return self._distribution(self.policy_head(self.features(obs)) if self.shared_torso else self.actor(obs))
 
   def value(self, obs: jax.Array) -> jax.Array:
-    return self.critic(obs)[..., 0]
+    return (self.value_head(self.features(obs)) if self.shared_torso else self.critic(obs))[..., 0]
 
   def __call__(self, obs: jax.Array):
+    if self.shared_torso:
+      features = self.features(obs)
+      return self._distribution(self.policy_head(features)), self.value_head(features)[..., 0]
     return self.policy(obs), self.value(obs)
 
 
