@@ -1,0 +1,106 @@
+"""Atari through envpool at this machine's budget: learning curves of Breakout-v5 and Pong-v5 beside the random policy.
+
+  python benchmarks/host_atari.py                    # both games, 200,000 steps each (~25 min each on a 2-core CPU)
+  python benchmarks/host_atari.py --steps 20000      # shorter: the pipeline only (RESULTS.md not written)
+
+Each game trains the `ppo:envpool:<game>` preset (Cleanba's settings, 10M steps on an accelerator) sized for a CPU as
+CleanRL's ppo_atari.py is: 8 environments x 128 steps, 4 minibatches, 4 epochs, learning rate annealed over the run;
+the preprocessing, network (Nature CNN, one torso for both heads) and the rest as the preset has them. Returns are
+whole games of unclipped rewards (`train/episode_return`). The random policy plays the same environments (uniform
+actions, 32 games) in the same invocation. The accelerator presets themselves are "not run here".
+
+A complete run (the default --steps) writes its table between the `host-atari` markers of benchmarks/RESULTS.md and
+the curves to benchmarks/curves/envpool-<game>.png.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.append(os.path.join(ROOT, "benchmarks"))
+import results_file  # noqa: E402
+
+NAME = "host-atari"
+GAMES = ("Breakout-v5", "Pong-v5")
+STEPS = 200_000
+CPU_SIZED = {"num_envs": 8, "num_steps": 128, "num_minibatches": 4, "update_epochs": 4, "log_every": 10,
+             "eval_every": 50, "checkpoint_every": 50}
+
+
+def random_returns(game: str, games: int = 32, num_envs: int = 8) -> list[float]:
+  """Whole-game returns of uniformly random actions on the preset's environments."""
+  from distrl import envs
+  from distrl.configs import ppo
+  spec = envs.make(f"envpool:{game}", dict(ppo.get_config(f"envpool:{game}").env_kwargs))
+  batch = spec.open(num_envs, seed=12345)
+  batch.reset()
+  rng, returns = np.random.default_rng(0), []
+  while len(returns) < games:
+    stepped = batch.step(rng.integers(0, spec.num_actions, num_envs))
+    returns += list(stepped.episode_return[stepped.counted])
+  batch.close()
+  return returns[:games]
+
+
+def train(game: str, steps: int, workdir: str) -> float:
+  """Trains the CPU-sized preset into `workdir`; -> wall seconds."""
+  fields = {**CPU_SIZED, "total_timesteps": steps}
+  start = time.time()
+  out = subprocess.run([sys.executable, "-m", "distrl.launch", f"--config=ppo:envpool:{game}", f"--workdir={workdir}",
+                        *[f"--config.{k}={v}" for k, v in fields.items()]], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+  if out.returncode != 0:
+    raise SystemExit(f"training {game} failed:\n{out.stderr[-3000:]}")
+  return time.time() - start
+
+
+def curve(records: list[dict], points: int = 5) -> str:
+  """Training return at `points` evenly spaced log records, as 'step: return' pairs."""
+  logged = [r for r in records if "train/episode_return" in r]
+  picks = [logged[round(i * (len(logged) - 1) / (points - 1))] for i in range(points)] if logged else []
+  return ", ".join(f"{r['step'] // 1000}k: {r['train/episode_return']:.1f}" for r in picks)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=STEPS)
+  parser.add_argument("--results", default=None, help="the Markdown file to write the table into ('' for none)")
+  args = parser.parse_args()
+  partial = "--steps" if args.steps != STEPS else None
+  path = results_file.destination(args.results, partial)
+  if path:
+    results_file.check(path, [NAME])
+  rows = ["| game | random policy (32 games) | steps | training return along the run | final greedy eval | wall |",
+          "| --- | --- | --- | --- | --- | --- |"]
+  with tempfile.TemporaryDirectory() as scratch:
+    for game in GAMES:
+      chance = random_returns(game)
+      workdir = os.path.join(scratch, game)
+      seconds = train(game, args.steps, workdir)
+      records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+      evals = [r["eval/return"] for r in records if "eval/return" in r]
+      rows.append(f"| {game} | {np.mean(chance):.1f} ± {np.std(chance):.1f} | {records[-1]['step']:,} | "
+                  f"{curve(records)} | {evals[-1]:.1f} | {seconds / 60:.1f} min |")
+      print(rows[-1], flush=True)
+      if path:
+        from distrl import plot
+        png = os.path.join(ROOT, "benchmarks", "curves", f"envpool-{game}.png")
+        plot.draw(plot.figure([workdir], "train/episode_return"), "train/episode_return", png)
+  table = "\n".join(rows)
+  print(table)
+  if path:
+    results_file.write(path, {NAME: table})
+  else:
+    results_file.not_written(partial or "--results ''")
+
+
+if __name__ == "__main__":
+  main()
