@@ -1,25 +1,28 @@
 """Host environments (distrl/host/): their raw ceiling, training's fraction of it, and the CartPole learning runs.
 
-  python benchmarks/host_envs.py              # every row (~6 min on a 2-core CPU)
+  python benchmarks/host_envs.py              # every row (~10 min on a 2-core CPU)
   python benchmarks/host_envs.py --quick      # fewer steps: the pipeline only (RESULTS.md not written)
 
 Speed rows, each in a fresh worker process with one CPU device, in one invocation:
 - "raw": the environments alone, stepped with uniformly random actions from this process (envpool in its
   synchronous mode on its own threads; gymnasium's synchronous vector environment), the ceiling of what training on
   them can reach here;
-- "distrl, lag L": training with the preset's settings and `actor_lag=L` (the actor thread acting and the learner
-  learning, overlapped where L = 1), timed over whole updates after two warm-up updates (compiles and first rollouts);
+- "distrl ALGO, lag L": training PPO's or IMPALA's preset with `actor_lag=L` (the actor thread acting and the learner
+  learning, overlapped where L >= 1), timed over whole updates after two warm-up updates (compiles and first
+  rollouts);
 - for CartPole, the compiled path's gymnax CartPole-v1 with the same settings, for scale.
 The fraction is training's steps/s over the raw row of the same environment.
 
-Learning rows: the `ppo:envpool:CartPole-v1` and `ppo:gymnasium:CartPole-v1` presets (8 environments, 5e5 steps)
-from the launcher; the first step whose greedy evaluation (8 episodes) reached 475, and the last evaluation.
+Learning rows: the `ppo:envpool:CartPole-v1` and `ppo:gymnasium:CartPole-v1` presets (8 environments, 5e5 steps),
+and `impala:envpool:CartPole-v1` with its actor 4 updates behind, from the launcher; the first step whose greedy
+evaluation (8 episodes) reached 475, and the last evaluation.
 
 The tables are written into benchmarks/RESULTS.md between the `host-speed` and `host-learning` markers by a complete
 run (not --quick), under the command, machine and date.
 """
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -33,12 +36,17 @@ sys.path.append(os.path.join(ROOT, "benchmarks"))
 import results_file  # noqa: E402
 
 NAMES = ("host-speed", "host-learning")
-SPEED = [  # (environment, preset, overrides)
-    ("envpool:CartPole-v1", "envpool:CartPole-v1", {}),
-    ("gymnasium:CartPole-v1", "gymnasium:CartPole-v1", {}),
-    ("CartPole-v1", "CartPole-v1", {"num_envs": 8}),
-    ("envpool:Breakout-v5", "envpool:Breakout-v5", {"num_envs": 8, "num_steps": 32, "num_minibatches": 4}),
+BREAKOUT = {"num_envs": 8, "num_steps": 32, "num_minibatches": 4}
+SPEED = [  # (environment, algorithm, preset, overrides, actor lags; None: the compiled path)
+    ("envpool:CartPole-v1", "ppo", "envpool:CartPole-v1", {}, (1, 0)),
+    ("envpool:CartPole-v1", "impala", "envpool:CartPole-v1", {}, (1, 4)),
+    ("gymnasium:CartPole-v1", "ppo", "gymnasium:CartPole-v1", {}, (1, 0)),
+    ("CartPole-v1", "ppo", "CartPole-v1", {"num_envs": 8}, (None,)),
+    ("envpool:Breakout-v5", "ppo", "envpool:Breakout-v5", BREAKOUT, (1, 0)),
+    ("envpool:Breakout-v5", "impala", "envpool:Breakout-v5", {**BREAKOUT, "num_steps": 20}, (1, 4)),
 ]
+LEARNING = [("ppo", "envpool:CartPole-v1", {}), ("ppo", "gymnasium:CartPole-v1", {}),
+            ("impala", "envpool:CartPole-v1", {"actor_lag": 4})]
 
 
 def raw(name: str, num_envs: int, steps: int) -> float:
@@ -60,13 +68,12 @@ def raw(name: str, num_envs: int, steps: int) -> float:
   return steps // num_envs * num_envs / seconds
 
 
-def train(preset: str, overrides: dict, updates: int) -> float:
-  """Steps/s of training `preset` over `updates` updates after two warm-up updates."""
+def train(preset: str, overrides: dict, updates: int, algo: str = "ppo") -> float:
+  """Steps/s of training `algo`'s `preset` over `updates` updates after two warm-up updates."""
   import jax
   from distrl import sharding
-  from distrl.configs import ppo
   from distrl.runtime import programs
-  config = ppo.get_config(preset)
+  config = importlib.import_module(f"distrl.configs.{algo}").get_config(preset)
   config.update(overrides)
   program = programs.build(config, sharding.make_mesh())
   runner = program.runner
@@ -99,35 +106,36 @@ def run_worker(kind: str, args: dict) -> float:
 
 def speed_table(quick: bool) -> str:
   rows = ["| environment | what runs | steps/s | fraction of raw |", "| --- | --- | --- | --- |"]
-  for name, preset, overrides in SPEED:
+  ceilings = {}
+  for name, algo, preset, overrides, lags in SPEED:
     atari = "Breakout" in name
     num_envs = overrides.get("num_envs", 8)
-    ceiling = None
-    if ":" in name:
-      ceiling = run_worker("raw", {"name": name, "num_envs": num_envs, "steps": 2_000 if quick else 40_000})
-      rows.append(f"| {name} | raw: {num_envs} environments, random actions | {ceiling:,.0f} | 1 |")
-    lags = (1, 0) if ":" in name else (None,)
+    if ":" in name and name not in ceilings:
+      ceilings[name] = run_worker("raw", {"name": name, "num_envs": num_envs, "steps": 2_000 if quick else 40_000})
+      rows.append(f"| {name} | raw: {num_envs} environments, random actions | {ceilings[name]:,.0f} | 1 |")
+    ceiling = ceilings.get(name)
     for lag in lags:
-      updates = 1 if quick or atari else 20
+      updates = 1 if quick else 10 if atari else 20
       fields = {**overrides, **({} if lag is None else {"actor_lag": lag})}
-      sps = run_worker("train", {"preset": preset, "overrides": fields, "updates": updates})
-      what = "distrl PPO, compiled path (gymnax)" if lag is None else f"distrl PPO, actor_lag={lag}"
+      sps = run_worker("train", {"preset": preset, "overrides": fields, "updates": updates, "algo": algo})
+      what = f"distrl {algo}, " + ("compiled path (gymnax)" if lag is None else f"actor_lag={lag}")
+      steps = fields.get("num_steps", importlib.import_module(f"distrl.configs.{algo}").get_config(preset).num_steps)
       fraction = f"{sps / ceiling:.2f}" if ceiling else ""
-      rows.append(f"| {name} | {what}, {num_envs} x {fields.get('num_steps', 128)} steps an update | {sps:,.0f} | "
-                  f"{fraction} |")
+      rows.append(f"| {name} | {what}, {num_envs} x {steps} steps an update | {sps:,.0f} | {fraction} |")
       print(rows[-1], flush=True)
   return "\n".join(rows)
 
 
 def learning_table(quick: bool) -> str:
   rows = ["| preset | steps | first step with eval >= 475 | final eval return | wall s |", "| --- | --- | --- | --- | --- |"]
-  for preset in ("envpool:CartPole-v1", "gymnasium:CartPole-v1"):
+  for algo, preset, overrides in LEARNING:
     with tempfile.TemporaryDirectory() as scratch:
       workdir = os.path.join(scratch, "run")
       total = 20_480 if quick else 500_000
+      fields = [f"--config.{k}={v}" for k, v in {**overrides, "total_timesteps": total}.items()]
       start = time.time()
-      out = subprocess.run([sys.executable, "-m", "distrl.launch", f"--config=ppo:{preset}", f"--workdir={workdir}",
-                            f"--config.total_timesteps={total}"], cwd=ROOT, capture_output=True, text=True,
+      out = subprocess.run([sys.executable, "-m", "distrl.launch", f"--config={algo}:{preset}", f"--workdir={workdir}",
+                            *fields], cwd=ROOT, capture_output=True, text=True,
                            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
       seconds = time.time() - start
       if out.returncode != 0:
@@ -135,8 +143,8 @@ def learning_table(quick: bool) -> str:
       records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     evals = [r for r in records if "eval/return" in r]
     first = next((f"{r['step']:,}" for r in evals if r["eval/return"] >= 475), "not reached")
-    rows.append(f"| ppo:{preset} | {records[-1]['step']:,} | {first} | {evals[-1]['eval/return']:.1f} | "
-                f"{seconds:.0f} |")
+    label = " ".join([f"{algo}:{preset}", *[f"{k}={v}" for k, v in overrides.items()]])
+    rows.append(f"| {label} | {records[-1]['step']:,} | {first} | {evals[-1]['eval/return']:.1f} | {seconds:.0f} |")
     print(rows[-1], flush=True)
   return "\n".join(rows)
 

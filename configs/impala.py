@@ -53,5 +53,6 @@ def get_config(arg=None):
   # Host environments (envpool:, gymnasium:, a gymnasium factory; ignored by JAX environments):
   config.actor_lag = 1  # rollouts act with the parameters of this many updates before the one that learns from them
   config.actor_device = 0  # the actor's policy runs on this process's local device of this index
+  config.learner_devices = ()  # the learner's local devices (indices, e.g. (1, 2, 3)); () every device
 
   return configs.apply_preset(config, "impala", PRESETS, arg)

@@ -4,6 +4,7 @@ gymnasium factory, what is refused, and learning."""
 import functools
 import json
 import os
+import re
 import signal
 import sys
 
@@ -116,6 +117,28 @@ def test_acting_runs_lag_updates_behind_and_is_reproducible(algo, lag, expected)
 
 
 @pytest.mark.unit
+def test_the_learner_on_a_subset_of_devices_learns_what_every_device_learns():
+  """learner_devices=(1, 2): the learner's mesh is those local devices (the actor on device 0); a run learns the same
+  parameters as on every device, as the compiled path's results do not depend on the device count."""
+  if jax.device_count() < 4:
+    pytest.skip("needs several devices: run with the default 8 emulated devices")
+
+  def run(**fields):
+    program = programs.build(_config(env_name="gymnasium:CartPole-v1", num_envs=8, **fields), sharding.make_mesh())
+    try:
+      state = program.runner(program.runner.put(program.state), 3).state
+    finally:
+      program.close()
+    return program.mesh, state
+
+  (mesh, subset), (everywhere, reference) = run(learner_devices=(1, 2)), run()
+  assert [d.id for d in mesh.devices.flat] == [1, 2] and everywhere.size == jax.device_count()
+  assert {d.id for leaf in jax.tree.leaves(subset.learner) for d in leaf.sharding.device_set} == {1, 2}
+  for x, y in zip(jax.tree.leaves(subset.learner), jax.tree.leaves(reference.learner)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
 def test_envpool_and_gymnasium_batches_reset_in_the_same_step():
   """Both suites give the observation to act on next and, where an episode ended, the one before its reset, with the
   episode's return; envpool's Atari counts a game over, not a lost life, as an episode for the statistics."""
@@ -152,6 +175,7 @@ def test_envpool_and_gymnasium_batches_reset_in_the_same_step():
     ("gymnasium:CartPole-v1", {"actor_lag": 3}, "actor_lag=3 is more than ppo corrects for"),
     ("gymnasium:CartPole-v1", {"actor_lag": -1}, "actor_lag=-1 must be a whole number of updates >= 0"),
     ("gymnasium:CartPole-v1", {"torso": "nature"}, "torso='nature' needs Atari frames"),
+    ("gymnasium:CartPole-v1", {"learner_devices": (0, 0)}, "learner_devices=(0, 0) must be distinct indices"),
 ])
 def test_what_host_environments_refuse(name, fields, message):
   config = _config(env_name=name)
@@ -161,7 +185,7 @@ def test_what_host_environments_refuse(name, fields, message):
     config.update(env_name=name, num_envs=jax.device_count())
     fields = {}
   config.update(fields)
-  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+  with pytest.raises(ConfigError, match=re.escape(message)):
     programs.build(config, sharding.make_mesh())
 
 

@@ -50,6 +50,21 @@ def check(config: ml_collections.ConfigDict, algorithm, env: Spec) -> None:
   require(config.num_envs % processes == 0, f"num_envs={config.num_envs} must split over {processes} processes")
 
 
+def learner_mesh(config: ml_collections.ConfigDict, mesh) -> jax.sharding.Mesh:
+  """The devices of `mesh` the learner runs on: all of them, or each process's local devices of the indices in
+  `config.learner_devices` (the same indices on every process), e.g. all but the actor's on a GPU host."""
+  chosen = tuple(config.get("learner_devices", ()))
+  if not chosen:
+    return mesh
+  per_process: dict[int, list] = {}
+  for device in mesh.devices.flat:
+    per_process.setdefault(device.process_index, []).append(device)
+  local = len(per_process[jax.process_index()])
+  require(len(set(chosen)) == len(chosen) and all(isinstance(i, int) and 0 <= i < local for i in chosen),
+          f"learner_devices={chosen} must be distinct indices of this process's {local} device(s), 0 to {local - 1}")
+  return sharding.make_mesh([devices[i] for _, devices in sorted(per_process.items()) for i in chosen])
+
+
 def env_seed(seed: int, update: int, first_env: int) -> int:
   """The seed of this process's host environments (environment i gets it + i) for a start at `update`."""
   return (zlib.crc32(f"{seed}/{update}".encode()) + first_env) % 2**31

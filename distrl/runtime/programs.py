@@ -76,6 +76,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
   env = envs.make(config.env_name, config.env_kwargs)
   if getattr(env, "host", False):
     host_runner.check(config, algorithm, env)
+    mesh = host_runner.learner_mesh(config, mesh)
+    check_run_config(config, mesh.size)
   sizes = algorithm.sizes(config, mesh.size)
   require(all(hasattr(sizes, field) for field in ("num_updates", "steps_per_update")),
           f"algo={config.algo!r}: sizes() returned {type(sizes).__name__}, not sizes with num_updates and "
