@@ -12,12 +12,12 @@ updates behind the learner and V-trace corrects for it. On JAX environments the 
 from distrl import configs
 from distrl.configs import ppo
 
-# Atari through envpool with Cleanba's cleanba_impala.py settings (64 environments of 20 steps, 4 minibatches, lr
-# 6e-4 annealed, gradients clipped at 40, the IMPALA CNN shared by both heads) and the PPO presets' preprocessing.
-# Cleanba's optimizer is RMSProp (decay 0.99, eps 0.01); distrl's is Adam for both algorithms.
-ATARI = {**{k: v for k, v in ppo.ATARI.items() if k not in ("gae_lambda", "clip_eps")}, "torso": "impala",
-         "hidden_sizes": (256,), "num_steps": 20, "num_minibatches": 4, "update_epochs": 1, "lr": 6e-4,
-         "max_grad_norm": 40.0, "ent_coef": 0.01, "vf_coef": 0.5}
+# Atari through envpool with Cleanba's cleanba_impala.py settings: the PPO presets' environments (Machado et al.'s
+# protocol) and IMPALA CNN, 128 environments (64 in each of 2 actor threads) of 20 steps, 4 minibatches, lr 6e-4
+# annealed, gradients clipped at 40. Cleanba's optimizer is RMSProp (decay 0.99, eps 0.01); distrl's is Adam.
+ATARI = {**{k: v for k, v in ppo.ATARI.items() if k not in ("gae_lambda", "clip_eps", "clip_value_loss")},
+         "num_steps": 20, "num_minibatches": 4, "update_epochs": 1, "lr": 6e-4, "max_grad_norm": 40.0,
+         "ent_coef": 0.01, "vf_coef": 0.5}
 
 PRESETS = {
     "CartPole-v1": {},

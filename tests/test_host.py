@@ -166,6 +166,21 @@ def test_envpool_and_gymnasium_batches_reset_in_the_same_step():
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("algo", ["ppo", "impala"])
+def test_the_atari_presets_are_cleanbas_agent(algo):
+  """`<algo>:envpool:Breakout-v5`: envpool takes the presets' Machado settings (the full action set of 18), and the
+  agent is the IMPALA CNN on 84x84x4 frames, one torso for both heads."""
+  import importlib
+  config = importlib.import_module(f"distrl.configs.{algo}").get_config("envpool:Breakout-v5")
+  env = envs.make(config.env_name, config.env_kwargs)
+  assert env.num_actions == 18 and env.max_steps == 27_000 and env.observation_shape == (84, 84, 4)
+  net = ppo.network(config, env)
+  params = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros(env.observation_shape, jnp.uint8))["params"]
+  assert set(params) == {"features", "policy_head", "value_head"}
+  assert params["features"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("name, fields, message", [
     ("envpool:Breakout-v9", {}, "envpool has no 'Breakout-v9'"),
     ("gymnasium:CartPol-v1", {}, "gymnasium:CartPol-v1"),
