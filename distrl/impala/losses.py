@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from distrl.ppo import losses as ppo_losses
 from distrl.ppo.losses import Losses
 
 
@@ -67,15 +68,6 @@ def impala_loss(*, log_prob, behaviour_log_prob, advantage, value, target, entro
   on-policy ratio of 1 + rounding is not counted.
   """
   log_ratio = log_prob - behaviour_log_prob
-  ratio = jnp.exp(log_ratio)
-  policy = -jnp.mean(log_prob * advantage)
-  value_loss = 0.5 * jnp.mean(jnp.square(value - target))
-  mean_entropy = jnp.mean(entropy)
-  return Losses(
-      total=policy + vf_coef * value_loss - ent_coef * mean_entropy,
-      policy=policy,
-      value=value_loss,
-      entropy=mean_entropy,
-      approx_kl=jnp.mean((ratio - 1.0) - log_ratio),
-      clip_fraction=jnp.mean((ratio > rho_clip + 1e-3).astype(jnp.float32)),
-  )
+  return ppo_losses.combined(policy=-jnp.mean(log_prob * advantage),
+                             value=0.5 * jnp.mean(jnp.square(value - target)), entropy=entropy, log_ratio=log_ratio,
+                             clipped=jnp.exp(log_ratio) > rho_clip + 1e-3, vf_coef=vf_coef, ent_coef=ent_coef)

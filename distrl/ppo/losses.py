@@ -80,12 +80,20 @@ def ppo_loss(*, log_prob, old_log_prob, advantage, value, old_value, target, ent
     value_error = jnp.maximum(value_error, jnp.square(clipped - target))
   value_loss = 0.5 * jnp.mean(value_error)
 
+  return combined(policy=policy, value=value_loss, entropy=entropy, log_ratio=log_ratio,
+                  clipped=jnp.abs(ratio - 1.0) > clip_eps, vf_coef=vf_coef, ent_coef=ent_coef)
+
+
+def combined(*, policy, value, entropy, log_ratio, clipped, vf_coef: float, ent_coef: float) -> Losses:
+  """An actor-critic's total loss, policy + vf_coef * value - ent_coef * mean(entropy), with its terms and
+  diagnostics: approx_kl, the low-variance estimator mean((ratio - 1) - log ratio) of the (B,) `log_ratio` of the
+  policy over the one that acted, and clip_fraction, the share of the (B,) `clipped`."""
   mean_entropy = jnp.mean(entropy)
   return Losses(
-      total=policy + vf_coef * value_loss - ent_coef * mean_entropy,
+      total=policy + vf_coef * value - ent_coef * mean_entropy,
       policy=policy,
-      value=value_loss,
+      value=value,
       entropy=mean_entropy,
-      approx_kl=jnp.mean((ratio - 1.0) - log_ratio),
-      clip_fraction=jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
+      approx_kl=jnp.mean((jnp.exp(log_ratio) - 1.0) - log_ratio),
+      clip_fraction=jnp.mean(clipped.astype(jnp.float32)),
   )
