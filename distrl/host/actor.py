@@ -137,6 +137,7 @@ class Actor:
   def _rollout(self, learner, obs: np.ndarray, step_keys: jax.Array):
     """`num_steps` steps of every environment; -> (steps with numpy leaves (T, E, ...), the last observations)."""
     records = []
+    step_keys = np.asarray(step_keys)  # one transfer: indexing the device array would cost two dispatches a step
     for t in range(self.num_steps):
       action, env_action, extras = self._policy(learner, obs, step_keys[t, :, 0])
       stepped: Stepped = self.envs.step(np.asarray(env_action), step_keys[t, :, 1])
