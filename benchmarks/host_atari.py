@@ -1,7 +1,8 @@
 """Atari through envpool at this machine's budget: learning curves of Breakout-v5 and Pong-v5 beside the random policy.
 
-  python benchmarks/host_atari.py                    # both games, 200,000 steps each (~25 min each on a 2-core CPU)
-  python benchmarks/host_atari.py --steps 20000      # shorter: the pipeline only (RESULTS.md not written)
+  python benchmarks/host_atari.py                    # both games, 200,000 steps each (~20-35 min each on 2 cores)
+  python benchmarks/host_atari.py --games Pong-v5    # one game; the table has every game finished in --out
+  python benchmarks/host_atari.py --steps 20000 --out /tmp/atari   # shorter: the pipeline only (RESULTS not written)
 
 Each game trains `ppo:envpool:<game>` at the CPU-sized settings of CleanRL's ppo_atari_envpool.py (8 environments x
 128 steps, 4 minibatches, 4 epochs, lr 2.5e-4 annealed over the run, clip 0.1, the Nature CNN shared by both heads,
@@ -10,8 +11,10 @@ set). The preset itself carries Cleanba's accelerator settings (Machado et al.'s
 environments, 10M steps), "not run here". Returns are whole games of unclipped rewards (`train/episode_return`). The
 random policy plays the same environments (uniform actions, 32 games) in the same invocation.
 
-A complete run (the default --steps) writes its table between the `host-atari` markers of benchmarks/RESULTS.md and
-the curves to benchmarks/curves/envpool-<game>.png.
+Runs go to --out (default runs/host_atari), one workdir a game; a game whose workdir there has finished is not
+trained again. A table of every game at the default --steps in the default --out writes itself between the
+`host-atari` markers of benchmarks/RESULTS.md and the curves to benchmarks/curves/envpool-<game>.png; wall times are
+the runs' own (`time` of their last record, compiles included).
 """
 
 import argparse
@@ -19,8 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
 
 import numpy as np
 
@@ -32,6 +33,7 @@ import results_file  # noqa: E402
 NAME = "host-atari"
 GAMES = ("Breakout-v5", "Pong-v5")
 STEPS = 200_000
+OUT = os.path.join(ROOT, "runs", "host_atari")  # the default --out, whose runs make the published table
 ENV_KWARGS = {"episodic_life": True, "reward_clip": True, "noop_max": 30, "repeat_action_probability": 0.0,
               "full_action_space": False, "max_episode_steps": 27_000}
 CPU_SIZED = {**{f"env_kwargs.{k}": v for k, v in ENV_KWARGS.items()}, "torso": "nature", "shared_torso": True,
@@ -53,16 +55,18 @@ def random_returns(game: str, games: int = 32, num_envs: int = 8) -> list[float]
   return returns[:games]
 
 
-def train(game: str, steps: int, workdir: str) -> float:
-  """Trains the CPU-sized preset into `workdir`; -> wall seconds."""
+def train(game: str, steps: int, workdir: str) -> None:
+  """Trains the CPU-sized preset into `workdir`, unless a run there has finished."""
+  if os.path.exists(os.path.join(workdir, "run.json")) and json.load(open(os.path.join(workdir, "run.json"))).get(
+      "finished"):
+    print(f"{workdir}: finished before, not trained again", flush=True)
+    return
   fields = {**CPU_SIZED, "total_timesteps": steps}
-  start = time.time()
   out = subprocess.run([sys.executable, "-m", "distrl.launch", f"--config=ppo:envpool:{game}", f"--workdir={workdir}",
                         *[f"--config.{k}={v}" for k, v in fields.items()]], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
   if out.returncode != 0:
     raise SystemExit(f"training {game} failed:\n{out.stderr[-3000:]}")
-  return time.time() - start
 
 
 def curve(records: list[dict], points: int = 5) -> str:
@@ -75,28 +79,30 @@ def curve(records: list[dict], points: int = 5) -> str:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=STEPS)
+  parser.add_argument("--games", nargs="+", default=list(GAMES), choices=GAMES)
+  parser.add_argument("--out", default=OUT, help="where the runs go, a workdir a game")
   parser.add_argument("--results", default=None, help="the Markdown file to write the table into ('' for none)")
   args = parser.parse_args()
-  partial = "--steps" if args.steps != STEPS else None
+  results_file.check(args.results or results_file.RESULTS, [NAME])  # before hours of training, not after
+  for game in args.games:
+    train(game, args.steps, os.path.join(args.out, game))
+  finished = [g for g in GAMES if os.path.exists(os.path.join(args.out, g, "metrics.jsonl"))]
+  partial = ("--steps" if args.steps != STEPS else "--out" if os.path.abspath(args.out) != OUT
+             else None if finished == list(GAMES) else f"only {', '.join(finished)} in {args.out}")
   path = results_file.destination(args.results, partial)
-  if path:
-    results_file.check(path, [NAME])
   rows = ["| game | random policy (32 games) | steps | training return along the run | final greedy eval | wall |",
           "| --- | --- | --- | --- | --- | --- |"]
-  with tempfile.TemporaryDirectory() as scratch:
-    for game in GAMES:
-      chance = random_returns(game)
-      workdir = os.path.join(scratch, game)
-      seconds = train(game, args.steps, workdir)
-      records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-      evals = [r["eval/return"] for r in records if "eval/return" in r]
-      rows.append(f"| {game} | {np.mean(chance):.1f} ± {np.std(chance):.1f} | {records[-1]['step']:,} | "
-                  f"{curve(records)} | {evals[-1]:.1f} | {seconds / 60:.1f} min |")
-      print(rows[-1], flush=True)
-      if path:
-        from distrl import plot
-        png = os.path.join(ROOT, "benchmarks", "curves", f"envpool-{game}.png")
-        plot.draw(plot.figure([workdir], "train/episode_return"), "train/episode_return", png)
+  for game in finished:
+    chance, workdir = random_returns(game), os.path.join(args.out, game)
+    records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    evals = [r["eval/return"] for r in records if "eval/return" in r]
+    rows.append(f"| {game} | {np.mean(chance):.1f} ± {np.std(chance):.1f} | {records[-1]['step']:,} | "
+                f"{curve(records)} | {evals[-1]:.1f} | {records[-1]['time'] / 60:.1f} min |")
+    print(rows[-1], flush=True)
+    if path:
+      from distrl import plot
+      png = os.path.join(ROOT, "benchmarks", "curves", f"envpool-{game}.png")
+      plot.draw(plot.figure([workdir], "train/episode_return"), "train/episode_return", png)
   table = "\n".join(rows)
   print(table)
   if path:
