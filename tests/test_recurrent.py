@@ -78,7 +78,8 @@ def test_the_loss_replays_what_acting_computed_so_the_first_ratio_is_one(cell):
   observe = lambda obs: obs
   collected = rollout_learner.collect(state, ppo_learner._recurrent_sampler(net, params, observe, env), config=config,
                                       env=env)
-  batch = ppo_learner._batch(net, params, observe, collected, state.actors.memory, config=config, env=env)
+  batch = ppo_learner._batch(net, params, observe, collected, state.actors.memory, ppo_learner.PPO,
+                             config=config, env=env)
   assert 0 < int(batch.episode_end.sum()) < batch.episode_end.size  # episodes end inside the rollout
   order = rollout_learner.epoch_orders(collected.shuffle_key, config)
   minibatches = rollout_learner.split(batch, order[0], config)
