@@ -3,6 +3,7 @@
   python -m distrl.evaluate --workdir=runs/cartpole                     # latest checkpoint, 16 episodes
   python -m distrl.evaluate --workdir=runs/cartpole --checkpoint=500 --episodes=64
   python -m distrl.evaluate --workdir=runs/cartpole --gif=cartpole.gif  # also render one episode
+  python -m distrl.evaluate --workdir=runs/sweep --member=3              # one member of a sweep
 
 The run's config comes from WORKDIR/config.json; episodes are split over the devices.
 """
@@ -19,6 +20,7 @@ _CHECKPOINT = flags.DEFINE_integer("checkpoint", None, "Which saved update to lo
 _BEST = flags.DEFINE_boolean("best", False, "Load the checkpoint of the best evaluation during training instead.")
 _EPISODES = flags.DEFINE_integer("episodes", 16, "Greedy episodes to run (each in its own environment).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation environments.")
+_MEMBER = flags.DEFINE_integer("member", None, "Of a sweep (--config.sweep.*), only member K: its results, its GIF.")
 _GIF = flags.DEFINE_string("gif", None, "Also render one greedy episode to this .gif file (needs pygame for "
                            "classic-control environments: pip install -e '.[render]').")
 
@@ -96,7 +98,7 @@ def main(argv):
 
   from distrl import sharding
   from distrl.cli import render
-  from distrl.runtime import metrics, seeds
+  from distrl.runtime import metrics, seeds, sweep
   from distrl.errors import ConfigError
 
   try:
@@ -105,6 +107,10 @@ def main(argv):
     if _GIF.value and config.env_name not in render.RENDERABLE:
       raise ConfigError(f"--gif draws gymnax's own environments ({', '.join(render.RENDERABLE)}); "
                         f"{config.env_name} has no renderer")
+    members = sweep.count(config)
+    if _MEMBER.value is not None and (members == 1 or not 0 <= _MEMBER.value < members):
+      raise ConfigError(f"--member={_MEMBER.value}: " + (f"the run's sweep has members 0..{members - 1}" if members > 1
+                                                          else "the run is not a sweep (no --config.sweep.*)"))
     if _EPISODES.value <= 0 or _EPISODES.value % mesh.size:
       raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
     evaluate = program.evaluator(_EPISODES.value)
@@ -116,23 +122,27 @@ def main(argv):
     sys.exit(1)
   returns, lengths = np.asarray(results["return"]), np.asarray(results["length"])
   which = "best evaluation, " if _BEST.value else ""
-  agents = seeds.count(config)
+  agents = shown = list(range(seeds.count(config)))
+  if _MEMBER.value is not None:
+    shown = [a for a in agents if a // config.num_seeds == _MEMBER.value]
   action = "the most likely action" if program.env.discrete else "the mean action"
   print(f"{_WORKDIR.value} at update {update} ({which}{config.algo} on {config.env_name}): "
-        f"{returns.shape[-1]} greedy episodes" + (f" for each of {agents} agents" if agents > 1 else "") +
+        f"{returns.shape[-1]} greedy episodes" + (f" for each of {len(shown)} agents" if len(shown) > 1 else "") +
         f" ({action}, each to its end or the {program.env.max_steps}-step time limit)")
   summary = lambda r, l: (f"return {r.mean():.2f} ± {r.std():.2f} (min {r.min():.1f}, max {r.max():.1f}); "
                           f"length {l.mean():.1f} ± {l.std():.1f}")
-  if agents > 1:
-    for i in range(agents):
-      print(f"seed {config.seed + i}: {summary(returns[i], lengths[i])}")
-    print(f"all agents: {summary(returns, lengths)}")
+  if len(agents) > 1:
+    for i in shown:
+      print(f"{sweep.names(config)[i]}: {summary(returns[i], lengths[i])}")
+    if len(shown) > 1:
+      print(f"all {'of them' if len(shown) < len(agents) else 'agents'}: "
+            f"{summary(returns[shown], lengths[shown])}")
   else:
     print(summary(returns, lengths))
   if _GIF.value:
     learner = sharding.to_host(state.learner)
-    if agents > 1:
-      learner = jax.tree.map(lambda x: x[0], learner)
+    if len(agents) > 1:
+      learner = jax.tree.map(lambda x: x[shown[0]], learner)
     states, returns = render.play(program, learner, _SEED.value)
     console = metrics.Console()
     shown = set()
@@ -154,7 +164,8 @@ def main(argv):
       print(f"distrl: error: cannot write --gif={_GIF.value}: {error.strerror}", file=sys.stderr)
       sys.exit(1)
     console.end()
-    print(f"wrote a {len(states) - 1}-step episode{f' of seed {config.seed}' if agents > 1 else ''} to {gif}")
+    print(f"wrote a {len(states) - 1}-step episode{f' of {sweep.names(config)[shown[0]]}' if len(agents) > 1 else ''} "
+          f"to {gif}")
 
 if __name__ == "__main__":
   app.run(main)

@@ -83,7 +83,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   command = sys.argv
   _EXPLICIT.update(rerun.explicit_fields(argv))
   try:
-    argv, env_kwargs = config_flag.take_env_kwargs(argv)
+    argv, open_fields = config_flag.take_open_fields(argv)
     argv = config_flag.integral_numbers(argv)
     sys.argv = argv  # config_flags finds the overrides to define in sys.argv
     argv = config_flag.shipped_configs(argv)
@@ -104,7 +104,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   if lack := configs.lacking(config):
     _fail(f"--config={given}: {lack}", 2)
   try:
-    config_flag.set_env_kwargs(config, env_kwargs)
+    config_flag.set_open_fields(config, open_fields)
   except ConfigError as error:
     _fail(str(error), 2)
   return rest

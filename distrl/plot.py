@@ -11,6 +11,7 @@ the algorithm and environment where those differ, then by the fields that differ
 same algorithm and environment (a field only some of them have, or one that does not change learning such
 as `log_every`, does not count); what all curves share is the title. A curve of a run still training (its
 workdir's lock is held) says so in its label and is dashed: it ends where the run's records end now.
+A sweep's members (`--config.sweep.*`) are curves of their own, labelled by their values like separate runs.
 """
 
 import dataclasses
@@ -22,7 +23,7 @@ import textwrap
 import numpy as np
 from absl import app, flags
 
-from distrl.runtime import workdir as run_directory
+from distrl.runtime import sweep, workdir as run_directory
 
 _OUT = flags.DEFINE_string("out", "curves.png", "Where to write the figure (.png, .pdf or .svg).")
 _METRIC = flags.DEFINE_string("metric", "train/episode_return", "Which scalar of metrics.jsonl to draw.")
@@ -53,21 +54,25 @@ class Figure:
 
 
 def _load(workdir: str, metric: str) -> list[tuple[dict, np.ndarray, np.ndarray]]:
-  """(config, steps, values) of every agent of a run: one, or `num_seeds` read from `metric/seed_<s>`."""
+  """(config, steps, values) of every agent of a run: one, or each seed and sweep member read from
+  `metric/<label>` (`sweep.labels`), its config that of the agent alone (its seed, its member's values)."""
   for name in ("config.json", "metrics.jsonl"):
     if not os.path.exists(os.path.join(workdir, name)):
       raise ValueError(f"{workdir} is not a distrl run: it has no {name}")
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)
-  agents = [config["seed"] + i for i in range(config.get("num_seeds", 1))]
-  names = [metric] if len(agents) == 1 else [f"{metric}/seed_{seed}" for seed in agents]
+  seeds = [config["seed"] + i for i in range(config.get("num_seeds", 1))]
+  agents = [(values, seed) for values in sweep.members(config) for seed in seeds]
+  labels = sweep.labels(config)
+  names = [metric] if labels == [""] else [f"{metric}/{label}" for label in labels]
+  alone = {k: v for k, v in config.items() if k != "sweep"}
   records = _records(os.path.join(workdir, "metrics.jsonl"))
   members = []
-  for seed, name in zip(agents, names):
+  for (values, seed), name in zip(agents, names):
     kept = [r for r in records if name in r]
     if not kept:
       raise ValueError(f"{workdir}/metrics.jsonl has no {name!r} records")
-    members.append(({**config, "seed": seed, "num_seeds": 1}, np.asarray([r["step"] for r in kept], float),
+    members.append(({**alone, **values, "seed": seed, "num_seeds": 1}, np.asarray([r["step"] for r in kept], float),
                     np.asarray([r[name] for r in kept], float)))
   return members
 

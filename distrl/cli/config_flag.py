@@ -1,5 +1,6 @@
 """The `--config` flag's value and overrides, as `distrl.launch` reads them: a shipped config by name, a file by
-path, `--config.env_kwargs.NAME=VALUE` for any NAME, and every mistake as one line (a `ConfigError`)."""
+path, `--config.env_kwargs.NAME=VALUE` and `--config.sweep.NAME=VALUE` for any NAME, and every mistake as one line
+(a `ConfigError`)."""
 
 import ast
 import os
@@ -53,24 +54,29 @@ def integral_numbers(argv: list[str]) -> list[str]:
   return [integral(arg) for arg in argv]
 
 
-def take_env_kwargs(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-  """`--config.env_kwargs.NAME=VALUE` (or `... NAME VALUE`) taken out of argv, as (NAME, VALUE) texts: the
-  environment's keywords are its constructor's, which no config can list in advance, so any NAME goes."""
-  rest, kwargs, args = [], [], iter(argv)
+OPEN_GROUPS = ("env_kwargs", "sweep")  # config groups whose names no config lists in advance
+
+
+def take_open_fields(argv: list[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+  """`--config.env_kwargs.NAME=VALUE` and `--config.sweep.NAME=VALUE` (or `... NAME VALUE`) taken out of argv, as
+  (GROUP, NAME, VALUE) texts: an environment's keywords are its constructor's and a sweep's names are the fields it
+  varies (checked when the run is built), which no config can list in advance, so any NAME goes."""
+  rest, taken, args = [], [], iter(argv)
   for arg in args:
-    match = re.fullmatch(r"--config\.env_kwargs\.(\w+)(?:=(.*))?", arg, re.DOTALL)
+    match = re.fullmatch(rf"--config\.({'|'.join(OPEN_GROUPS)})\.(\w+)(?:=(.*))?", arg, re.DOTALL)
     if not match:
       rest.append(arg)
       continue
-    text = match[2] if match[2] is not None else next(args, None)
-    if not text or (match[2] is None and text.startswith("--")):
-      raise ConfigError(f"flag --config.env_kwargs.{match[1]} has no value (--config.env_kwargs.{match[1]}=VALUE)")
-    kwargs.append((match[1], text))
-  return rest, kwargs
+    group, name = match[1], match[2]
+    text = match[3] if match[3] is not None else next(args, None)
+    if not text or (match[3] is None and text.startswith("--")):
+      raise ConfigError(f"flag --config.{group}.{name} has no value (--config.{group}.{name}=VALUE)")
+    taken.append((group, name, text))
+  return rest, taken
 
 
-def _env_kwarg(text: str, current):
-  """A command-line VALUE for env_kwargs NAME: of the type of the value the config gives NAME, if it gives one,
+def _open_value(text: str, current):
+  """A command-line VALUE for env_kwargs or sweep NAME: of the type of the value the config gives NAME, if it gives one,
   else a Python literal (true/false/none in any case too), else the text."""
   words = {"true": True, "false": False, "none": None}
   if isinstance(current, bool):
@@ -87,21 +93,21 @@ def _env_kwarg(text: str, current):
     return text
 
 
-def set_env_kwargs(config: ml_collections.ConfigDict, kwargs: list[tuple[str, str]]) -> None:
-  if not kwargs:
-    return
-  if config.env_kwargs is None:
-    config.env_kwargs = ml_collections.ConfigDict()
-  if not isinstance(config.env_kwargs, ml_collections.ConfigDict) or isinstance(
-      config.env_kwargs, ml_collections.FrozenConfigDict):
-    raise ConfigError(f"--config.env_kwargs.{kwargs[0][0]}: the config's env_kwargs is a {type(config.env_kwargs).__name__}, "
-          f"not an ml_collections.ConfigDict that the command line can add to")
-  with config.env_kwargs.unlocked():
-    for name, text in kwargs:
+def set_open_fields(config: ml_collections.ConfigDict, taken: list[tuple[str, str, str]]) -> None:
+  """Sets what `take_open_fields` took, adding the group to the config where it has none."""
+  for group, name, text in taken:
+    if config.get(group) is None:
+      with config.unlocked():
+        config[group] = ml_collections.ConfigDict()
+    fields = config[group]
+    if not isinstance(fields, ml_collections.ConfigDict) or isinstance(fields, ml_collections.FrozenConfigDict):
+      raise ConfigError(f"--config.{group}.{name}: the config's {group} is a {type(fields).__name__}, not an "
+                        f"ml_collections.ConfigDict that the command line can add to")
+    with fields.unlocked():
       try:
-        config.env_kwargs[name] = _env_kwarg(text, config.env_kwargs.get(name))
+        fields[name] = _open_value(text, fields.get(name))
       except (TypeError, ValueError) as error:
-        raise ConfigError(f"flag --config.env_kwargs.{name}={text}: {error}")
+        raise ConfigError(f"flag --config.{group}.{name}={text}: {error}")
 
 
 def resolve(value: str) -> str:

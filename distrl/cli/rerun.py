@@ -46,6 +46,11 @@ def as_recorded(config: ml_collections.ConfigDict, workdir: str, explicit: set[s
   given = json.loads(config.to_json_best_effort())
   unused = []
   for field, value in recorded.items():
+    if field == "sweep" and field not in config and field not in explicit and value:  # a sweep is a run's own field
+      with config.unlocked():
+        config.sweep = ml_collections.ConfigDict(value)
+      unused.append(f"sweep: (none) -> {value!r}")
+      continue
     if field not in config or field in explicit or given.get(field) == value:
       continue
     if field == "env_kwargs":

@@ -25,6 +25,7 @@ from distrl import algorithms, sharding
 from distrl.errors import ConfigError, RunFailed, first_line, require
 from distrl.host import actor as actors
 from distrl.host.envs import Spec
+from distrl.runtime import sweep
 from distrl.rl import acting, rollout_learner
 from distrl.rl.state import TrainState
 
@@ -37,6 +38,8 @@ def check(config: ml_collections.ConfigDict, algorithm, env: Spec) -> None:
   require(not missing, f"algo={config.algo!r} cannot train host environments ({env.name}): it has no "
                        f"{' or '.join(missing)} (ppo has both)")
   require(config.num_seeds == 1, f"num_seeds={config.num_seeds}: host environments train one agent per run")
+  require(not sweep.fields(config), f"sweep.{', sweep.'.join(sweep.fields(config))}: host environments train one "
+                                    f"agent per run, not a sweep")
   require(not config.get("recurrent"), f"recurrent={config.recurrent!r}: host environments train agents without "
                                        f"memory for now")
   require(config.backend == "shard_map", f"backend={config.backend!r}: host environments learn with shard_map")

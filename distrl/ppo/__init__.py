@@ -5,4 +5,8 @@ from distrl.ppo.learner import act, behaviour, init, initial_memory, learn, size
 
 MAX_ACTOR_LAG = 1  # host environments' actors act at most one update behind the learner (Cleanba's)
 
-__all__ = ["MAX_ACTOR_LAG", "act", "behaviour", "init", "initial_memory", "learn", "sizes", "update"]
+# The fields a sweep can vary in one program (distrl.runtime.sweep): none changes an array shape.
+SWEEPABLE = ("clip_eps", "ent_coef", "gae_lambda", "gamma", "lr", "max_grad_norm", "obs_clip", "reward_clip",
+             "vf_coef")
+
+__all__ = ["SWEEPABLE", "MAX_ACTOR_LAG", "act", "behaviour", "init", "initial_memory", "learn", "sizes", "update"]

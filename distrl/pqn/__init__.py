@@ -2,4 +2,8 @@
 
 from distrl.pqn.learner import act, init, initial_memory, sizes, update
 
-__all__ = ["act", "init", "initial_memory", "sizes", "update"]
+# The fields a sweep can vary in one program (distrl.runtime.sweep): none changes an array shape.
+SWEEPABLE = ("end_e", "gamma", "lr", "max_grad_norm", "obs_clip", "q_lambda", "reward_clip", "reward_scale",
+             "start_e")
+
+__all__ = ["SWEEPABLE", "act", "init", "initial_memory", "sizes", "update"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from distrl import sharding
 from distrl.errors import DeviceFailed, RunFailed, first_line
-from distrl.runtime import metrics, seeds, stopping
+from distrl.runtime import metrics, seeds, stopping, sweep
 from distrl.runtime.programs import Program
 from distrl.runtime.session import Session
 
@@ -76,6 +76,7 @@ class UpdateLoop:
     self.program, self.session, self.evaluate = program, session, evaluate
     self.config, self.sizes, self.runner = program.config, program.sizes, program.runner
     self.eval_keys = eval_keys(program.config)
+    self.labels = sweep.labels(program.config)  # every agent's suffix in per-agent metric names
     self.elapsed, self.started = elapsed, started  # training time before this start; when this start's clock began
     self.first_update = 0  # the update this start began from (`run`): a resume where > 0
 
@@ -122,7 +123,7 @@ class UpdateLoop:
     seconds = time.perf_counter() - start
     interval.updates, interval.seconds = interval.updates + n, interval.seconds + seconds
     if not finite:
-      scalars = metrics.summarize(interval.sums, first_seed=self.config.seed)
+      scalars = metrics.summarize(interval.sums, self.labels)
       self._diverged(sorted(k for k, v in scalars.items() if not math.isfinite(v)) + ["parameters or optimizer state"],
                      update + n, interval.updates)
     return state, seconds
@@ -131,7 +132,7 @@ class UpdateLoop:
     """Writes the record of an interval ending at `update`, evaluating and checkpointing when due; returns the update
     of the latest checkpoint."""
     config, session = self.config, self.session
-    scalars = metrics.summarize(interval.sums, first_seed=config.seed)
+    scalars = metrics.summarize(interval.sums, self.labels)
     scalars["perf/sps"] = interval.updates * self.sizes.steps_per_update / interval.seconds
     bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
     if bad:
@@ -159,7 +160,7 @@ class UpdateLoop:
     results = sharding.to_host(self.evaluate(learner, self.eval_keys(update)))
     episodes = {f"eval/{name}": (values.sum(-1), np.full(values.shape[:-1], values.shape[-1]))
                 for name, values in results.items()}  # per agent: (sum, count) over its episodes
-    scalars = metrics.summarize(episodes, first_seed=self.config.seed)
+    scalars = metrics.summarize(episodes, self.labels)
     best = self.session.best.best()
     if best is None or scalars["eval/return"] > best[1]:  # a tie keeps the earlier best: best/ loses no best
       self.session.best.save(update, self.runner.get(state), metrics={"eval/return": scalars["eval/return"]})

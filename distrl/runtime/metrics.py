@@ -21,12 +21,12 @@ LOSSES = (("loss/total", "loss"), ("loss/policy", "pi"), ("loss/value", "v"), ("
 PER_AGENT = ("train/episode_return", "train/episode_length", "eval/return", "eval/length")
 
 
-def summarize(sums: dict, first_seed: int = 0) -> dict[str, float]:
+def summarize(sums: dict, labels: list[str] = ("",)) -> dict[str, float]:
   """{name: (sum, count)} from a chunk -> {name: mean}; a metric with no samples is left out.
 
-  With several agents (`config.num_seeds`) sums and counts are shaped (S,): `name` is then the
-  mean over the agents of each agent's mean, and the metrics of `PER_AGENT` are also given for
-  each agent as `name/seed_<its seed>`, counting seeds from `first_seed`.
+  With several agents (`config.num_seeds`, a sweep's members) sums and counts are shaped (A,): `name` is then the
+  mean over the agents of each agent's mean, and the metrics of `PER_AGENT` are also given for each agent as
+  `name/<its label>` (`seeds.labels`: seed_<s>, member_<m>, member_<m>/seed_<s>).
   """
   scalars = {}
   for name, (total, count) in sums.items():
@@ -37,7 +37,7 @@ def summarize(sums: dict, first_seed: int = 0) -> dict[str, float]:
     means = total[seen] / count[seen]
     scalars[name] = float(means.mean())
     if len(count) > 1 and name in PER_AGENT:
-      scalars.update({f"{name}/seed_{first_seed + i}": float(m) for i, m in zip(np.flatnonzero(seen), means)})
+      scalars.update({f"{name}/{labels[i]}": float(m) for i, m in zip(np.flatnonzero(seen), means)})
   return scalars
 
 

@@ -11,7 +11,7 @@ from distrl import algorithms, configs, envs, sharding
 from distrl.host import runner as host_runner
 from distrl.errors import require, require_divisible, require_positive
 from distrl.rl.state import TrainState
-from distrl.runtime import greedy_eval, seeds
+from distrl.runtime import greedy_eval, seeds, sweep
 
 
 def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -79,16 +79,17 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
     mesh = host_runner.learner_mesh(config, mesh)
     check_run_config(config, mesh.size)
   sizes = algorithm.sizes(config, mesh.size)
+  sweep.check(config, algorithm, lambda member: algorithm.sizes(member, mesh.size))
   require(all(hasattr(sizes, field) for field in ("num_updates", "steps_per_update")),
           f"algo={config.algo!r}: sizes() returned {type(sizes).__name__}, not sizes with num_updates and "
           f"steps_per_update (see distrl/algorithms.py)")
   require(sizes.num_updates < 2**31, f"total_timesteps={config.total_timesteps} makes {sizes.num_updates:,} updates; "
                                      f"the update counter is int32 on the devices (at most 2**31 - 1)")
-  init = functools.partial(algorithm.init, config=config, env=env, sizes=sizes)
+  init = functools.partial(algorithm.init, env=env, sizes=sizes)
   state = sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh)
   if getattr(env, "host", False):
     runner = host_runner.HostRunner(config, algorithm, sizes, env, mesh, state)
   else:
-    update = seeds.update(functools.partial(algorithm.update, config=config, env=env, sizes=sizes), config)
+    update = seeds.update(functools.partial(algorithm.update, env=env, sizes=sizes), config)
     runner = sharding.Runner(update, mesh, config.backend, state)
   return Program(config=config, algorithm=algorithm, env=env, mesh=mesh, sizes=sizes, state=state, runner=runner)

@@ -72,6 +72,10 @@ def check(workdir: Workdir, old: dict | None, config: ml_collections.ConfigDict,
   if error is not None:
     fields = f"fields that differ from {workdir.file('config.json')}: {describe(changed)}; " if changed else ""
     raise ConfigError(f"{fields}{error}. Resume with the config the run was started with, or use a new --workdir.")
+  if "sweep" in changed:
+    recorded, given = changed["sweep"]
+    raise ConfigError(f"{workdir.path} is a sweep of {recorded!r}; it cannot go on as {given!r} (its agents are "
+                      f"those members). Train another sweep in another --workdir")
   if "seed" in changed:
     recorded, given = changed["seed"]
     raise ConfigError(f"{workdir.path} is the run of seed {recorded}; it cannot go on as seed {given} (its "

@@ -10,6 +10,10 @@ Every learner leaf gets a leading seed axis (S, ...) and every actors leaf a *se
 Inside `update`, `sharding.pmean` under `vmap` reduces over devices for each seed on its own:
 gradients are never mixed across seeds. With S = 1 (the default) nothing is vmapped and the
 state has no seed axis at all.
+
+A sweep (`distrl.runtime.sweep`) multiplies the agents: M members of S seeds are M * S agents on the same axis,
+agent m * S + s being member m's seed `seed + s`, its swept values given to its `init` and `update` as traced
+scalars.
 """
 
 from typing import Callable
@@ -19,21 +23,23 @@ import jax.numpy as jnp
 import ml_collections
 
 from distrl.rl.state import TrainState
+from distrl.runtime import sweep
 
 # Where the seed axis is in a TrainState: none on the update counter, which all seeds share.
 AXES = TrainState(update=None, learner=0, actors=1)
 
 
 def count(config: ml_collections.ConfigDict) -> int:
-  """How many agents a config trains."""
-  return int(config.num_seeds)
+  """How many agents a config trains: its sweep's members times its seeds."""
+  return sweep.count(config) * int(config.num_seeds)
 
 
 def keys(config: ml_collections.ConfigDict) -> jax.Array:
-  """PRNGKey(seed) of every agent: (2,) for one agent, (S, 2) for S."""
+  """PRNGKey(seed) of every agent: (2,) for one agent, (A, 2) for A; every member has seeds seed, seed + 1, ..."""
   if count(config) == 1:
     return jax.random.PRNGKey(config.seed)
-  return jax.vmap(jax.random.PRNGKey)(config.seed + jnp.arange(count(config)))
+  seeds = jnp.tile(config.seed + jnp.arange(int(config.num_seeds)), sweep.count(config))
+  return jax.vmap(jax.random.PRNGKey)(seeds)
 
 
 def vmap(fn: Callable, config: ml_collections.ConfigDict, in_axes=0, out_axes=0) -> Callable:
@@ -41,8 +47,9 @@ def vmap(fn: Callable, config: ml_collections.ConfigDict, in_axes=0, out_axes=0)
   return fn if count(config) == 1 else jax.vmap(fn, in_axes=in_axes, out_axes=out_axes)
 
 
-def init(init_fn: Callable[[jax.Array], TrainState], config: ml_collections.ConfigDict) -> Callable:
-  """key(s) -> TrainState: an algorithm's `init` for every agent, one agent after the other.
+def init(init_fn: Callable[..., TrainState], config: ml_collections.ConfigDict) -> Callable:
+  """key(s) -> TrainState: an algorithm's `init(key, config=...)` for every agent, one agent after the other, each
+  with its member's config.
 
   `lax.map`, not `vmap`: a vmapped orthogonal init is a *batched* QR, whose jaxlib CPU kernel
   splits its batch over XLA's intra-op thread pool; with every emulated device running it at
@@ -50,10 +57,12 @@ def init(init_fn: Callable[[jax.Array], TrainState], config: ml_collections.Conf
   (seen with jax 0.10.2 on 8 devices; cf. PyAutoLabs/PyAutoFit#1528). Unbatched QRs run inline.
   """
   if count(config) == 1:
-    return init_fn
+    return lambda key: init_fn(key, config=config)
+  values = sweep.table(config, int(config.num_seeds))
 
   def init_all(keys: jax.Array) -> TrainState:
-    states = jax.lax.map(init_fn, keys)  # every leaf stacked on a leading seed axis
+    one = lambda args: init_fn(args[0], config=sweep.member_config(config, args[1]))
+    states = jax.lax.map(one, (keys, values))  # every leaf stacked on a leading agent axis
     return TrainState(update=states.update[0], learner=states.learner,
                       actors=jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), states.actors))
 
@@ -61,6 +70,10 @@ def init(init_fn: Callable[[jax.Array], TrainState], config: ml_collections.Conf
 
 
 def update(update_fn: Callable, config: ml_collections.ConfigDict) -> Callable:
-  """state -> (state, metrics): an algorithm's per-device `update` for every agent; metrics gain a
-  leading seed axis."""
-  return vmap(update_fn, config, in_axes=(AXES,), out_axes=(AXES, 0))
+  """state -> (state, metrics): an algorithm's per-device `update(state, config=...)` for every agent, each with its
+  member's config; metrics gain a leading agent axis."""
+  if count(config) == 1:
+    return lambda state: update_fn(state, config=config)
+  values = sweep.table(config, int(config.num_seeds))
+  one = lambda state, agent: update_fn(state, config=sweep.member_config(config, agent))
+  return lambda state: jax.vmap(one, in_axes=(AXES, 0), out_axes=(AXES, 0))(state, values)

@@ -16,7 +16,7 @@ import ml_collections
 
 from distrl import sharding
 from distrl.rl.state import TrainState
-from distrl.runtime import compiling, metrics, programs, resume, stopping
+from distrl.runtime import compiling, metrics, programs, resume, stopping, sweep
 from distrl.runtime.loop import UpdateLoop, eval_keys
 from distrl.runtime.programs import Program
 from distrl.runtime.session import Session
@@ -124,3 +124,5 @@ def _save_final(session: Session, program: Program, end, stop: stopping.StopRequ
   session.writer.summary(end.history, seconds=seconds, compile_seconds=compile_seconds,
                          workdir=session.workdir.path, checkpoint=os.path.join(checkpoints.directory, str(end.update)),
                          best=session.best.best())
+  for line in sweep.ranking(program.config, end.history):
+    session.say(line)

@@ -1,0 +1,184 @@
+"""Sweeps (`--config.sweep.FIELD=(...)`): many configurations in one program, each member its own run."""
+
+import importlib
+
+import jax
+import numpy as np
+import pytest
+
+from distrl import algorithms, plot, sharding
+from distrl.configs import ppo as ppo_config
+from distrl.errors import ConfigError
+from distrl.runtime import programs, sweep, trainer
+from tests.cli import launch
+from tests.test_evaluate import evaluate
+
+# Under pytest-xdist this module's tests share a worker, so its module fixture's training runs once.
+pytestmark = pytest.mark.xdist_group("sweep")
+
+GRID = {"lr": (3e-3, 3e-4), "gamma": (0.9, 0.99)}  # 4 members: (gamma, lr) = (0.9, 3e-3), (0.9, 3e-4), ...
+
+
+def _ppo(sweep_fields=None, **fields):
+  n = jax.device_count()
+  config = ppo_config.get_config()
+  config.update(dict(num_envs=n, num_steps=32, total_timesteps=8 * n * 32, log_every=4, eval_episodes=n,
+                     eval_every=4, checkpoint_every=4, seed=5, **fields))
+  if sweep_fields:
+    config.sweep = dict(sweep_fields)
+  return config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """A sweep of GRID in one run, and members 1 and 2 each as a run of its own."""
+  root = tmp_path_factory.mktemp("sweep")
+  swept = trainer.train(_ppo(GRID), str(root / "sweep"))
+  members = sweep.members(_ppo(GRID))
+  alone = {m: trainer.train(_ppo(**members[m]), str(root / f"member{m}")) for m in (1, 2)}
+  return root, swept, alone
+
+
+@pytest.mark.unit
+def test_a_grid_is_every_combination_fields_in_alphabetical_order_the_last_fastest():
+  assert sweep.members(_ppo(GRID)) == [{"gamma": 0.9, "lr": 3e-3}, {"gamma": 0.9, "lr": 3e-4},
+                                       {"gamma": 0.99, "lr": 3e-3}, {"gamma": 0.99, "lr": 3e-4}]
+  assert sweep.members(_ppo()) == [{}]
+  assert sweep.labels(_ppo(GRID, num_seeds=2))[:3] == ["member_0/seed_5", "member_0/seed_6", "member_1/seed_5"]
+  assert sweep.names(_ppo(GRID))[1] == "member 1 (gamma=0.9 lr=0.0003)"
+  values = sweep.table(_ppo(GRID, num_seeds=2), 2)
+  np.testing.assert_allclose(values["lr"], np.float32([3e-3, 3e-3, 3e-4, 3e-4, 3e-3, 3e-3, 3e-4, 3e-4]))
+
+
+@pytest.mark.unit
+def test_a_random_search_draws_from_its_ranges_with_the_runs_seed():
+  config = _ppo({"lr": (1e-5, 1e-1), "ent_coef": (0, 0.1), "draws": 400})
+  drawn = sweep.members(config)
+  assert len(drawn) == 400 and sweep.members(config) == drawn  # the same draws from the same seed
+  lr, ent = np.array([m["lr"] for m in drawn]), np.array([m["ent_coef"] for m in drawn])
+  assert lr.min() >= 1e-5 and lr.max() <= 1e-1 and ent.min() >= 0 and ent.max() <= 0.1
+  # lr's range is positive: log-uniform, so each of its 4 decades holds about a quarter (uniform would put 90% in
+  # the last); ent_coef's starts at 0: uniform, half below 0.05.
+  decades = np.histogram(np.log10(lr), bins=[-5, -4, -3, -2, -1])[0]
+  assert decades.min() > 60, decades
+  assert 0.4 < np.mean(ent < 0.05) < 0.6
+  config.seed = 6
+  assert sweep.members(config) != drawn
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("fields, message", [
+    ({"num_envs": (8, 16)}, "sweep.num_envs: num_envs changes array shapes or the program's structure and cannot be "
+                            "swept in one program; it can sweep clip_eps, ent_coef, gae_lambda, gamma, lr,"),
+    ({"learning_rate": (1e-3,)}, "sweep.learning_rate: ppo's config has no field 'learning_rate'; it can sweep"),
+    ({"lr": ("fast", "slow")}, "sweep.lr=('fast', 'slow') must list numbers"),
+    ({"lr": ()}, "sweep.lr=() must list numbers"),
+    ({"draws": 4}, "sweep.draws=4 draws members from ranges, but the sweep names no field"),
+    ({"lr": (1e-3, 1e-4), "draws": 4}, "sweep.lr=(0.001, 0.0001): with sweep.draws, give a range (low, high)"),
+    ({"lr": (1e-4, 1e-3), "draws": 0}, "sweep.draws=0 must be a positive number of members"),
+    ({"gamma": (0.9, 1.5)}, "sweep member 1 (gamma=1.5): gamma=1.5 must be in (0, 1]"),
+])
+def test_what_a_sweep_refuses(fields, message):
+  with pytest.raises(ConfigError) as error:
+    programs.build(_ppo(fields), sharding.make_mesh())
+  assert message in str(error.value)
+
+
+def _swept_everywhere(algo: str):
+  """`algo`'s shipped config with every field it can sweep drawn from a valid range, for 2 members."""
+  config = importlib.import_module(f"distrl.configs.{algo}").get_config()
+  config.num_envs = jax.device_count()
+  if "train_frequency" in config:
+    config.train_frequency = config.num_envs
+  fields = algorithms.get(algo).SWEEPABLE
+  config.sweep = {f: tuple(sorted((config[f], config[f] / 2))) if config[f] else (0.0, 0.01) for f in fields}
+  config.sweep.draws = 2
+  if algo in ("dqn", "pqn"):
+    config.sweep.start_e, config.sweep.end_e = (0.5, 1.0), (0.01, 0.05)
+  return config
+
+
+@pytest.mark.parametrize("algo", ["ppo", "impala", "dqn", "pqn", "sac", "td3"])
+def test_every_sweepable_field_of_every_algorithm_reaches_its_program_as_a_traced_value(algo):
+  """A field in SWEEPABLE that the algorithm branches on in Python would fail here, as it would in a user's sweep."""
+  program = programs.build(_swept_everywhere(algo), sharding.make_mesh())
+  assert jax.tree.leaves(program.state.learner)[0].shape[0] == 2
+  assert program.runner.zeros  # traces the update of every agent
+
+
+def test_each_member_equals_its_own_run(runs):
+  _, swept, alone = runs
+  for m, single in alone.items():
+    for a, b in zip(jax.tree.leaves(swept.state.learner.params), jax.tree.leaves(single.state.learner.params)):
+      np.testing.assert_allclose(np.asarray(a)[m], np.asarray(b), atol=1e-6)
+    for record, reference in zip(swept.history, single.history):
+      for name in ("train/episode_return", "eval/return"):
+        assert record[f"{name}/member_{m}"] == pytest.approx(reference[name], rel=1e-5), name
+  # ... and the members learned differently: the swept values reached them.
+  kernels = np.asarray(jax.tree.leaves(swept.state.learner.params)[-1])
+  assert not np.allclose(kernels[1], kernels[2]) and not np.allclose(kernels[0], kernels[1])
+
+
+def test_the_end_ranks_the_members_by_their_last_evaluation(runs):
+  _, swept, _ = runs
+  last = swept.history[-1]
+  returns = [last[f"eval/return/member_{m}"] for m in range(4)]
+  lines = sweep.ranking(_ppo(GRID), swept.history)
+  assert lines[0] == f"sweep of 4 members ranked by eval/return at update {last['update']}:"
+  ranked = [int(line.split()[1]) for line in lines[2:6]]
+  assert [returns[m] for m in ranked] == sorted(returns, reverse=True)
+  best = sweep.members(_ppo(GRID))[ranked[0]]
+  start, command = lines[-1].split("python -m distrl.launch ")
+  assert start == "  the best alone: "
+  n = jax.device_count()
+  expected = {"--config": "ppo", "--config.num_envs": str(n), "--config.total_timesteps": str(8 * n * 32),
+              "--config.num_steps": "32", "--config.seed": "5", "--config.eval_episodes": str(n),
+              "--config.log_every": "4", "--config.eval_every": "4", "--config.checkpoint_every": "4",
+              "--config.gamma": repr(best["gamma"]), "--config.lr": repr(best["lr"])}
+  if best["gamma"] == 0.99:  # the shipped config's: not repeated
+    del expected["--config.gamma"]
+  assert dict(flag.split("=") for flag in command.split()) == expected
+
+
+def test_plot_draws_a_curve_a_member_and_evaluate_takes_one_member(runs):
+  root, _, _ = runs
+  figure = plot.figure([str(root / "sweep"), str(root / "member1")], "eval/return")
+  assert [c.label for c in figure.curves] == ["gamma=0.9 lr=0.003 (1 seed)", "gamma=0.9 lr=0.0003 (1 seed)",
+                                              "gamma=0.99 lr=0.003 (1 seed)", "gamma=0.99 lr=0.0003 (1 seed)"]
+  assert len(figure.notes) == 1 and "member1" in figure.notes[0]  # member 1 alone is the same agent: counted once
+  result = evaluate(f"--workdir={root / 'sweep'}", f"--episodes={jax.device_count()}", "--member=2")
+  assert result.returncode == 0, result.stderr
+  single = evaluate(f"--workdir={root / 'member2'}", f"--episodes={jax.device_count()}")
+  line = next(line for line in single.stdout.splitlines() if line.startswith("return"))
+  assert f"member 2 (gamma=0.99 lr=0.003): {line}" in result.stdout
+  assert "member 1" not in result.stdout and "all agents" not in result.stdout
+  wrong = evaluate(f"--workdir={root / 'member2'}", "--member=0")
+  assert wrong.returncode == 1 and "--member=0: the run is not a sweep" in wrong.stderr
+
+
+def test_a_sweep_resumes_as_the_same_sweep_and_refuses_another(tmp_path):
+  """A sweep stopped at half its updates and resumed ends bit-identical to the sweep never stopped (lr not annealed
+  over the run, so that the shorter first start trains the same updates)."""
+  config = _ppo(GRID, anneal_lr=False)
+  reference = trainer.train(config, str(tmp_path / "reference"))
+  half = config.copy_and_resolve_references()
+  half.total_timesteps = config.total_timesteps // 2
+  trainer.train(half, str(tmp_path / "run"))
+  resumed = trainer.train(config, str(tmp_path / "run"))
+  for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(reference.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert resumed.history[-1]["eval/return/member_3"] == reference.history[-1]["eval/return/member_3"]
+  other = _ppo({"lr": (3e-3, 3e-4), "gamma": (0.9, 0.95)}, anneal_lr=False)
+  with pytest.raises(ConfigError, match="is a sweep of .* it cannot go on as"):
+    trainer.train(other, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--config.sweep.num_envs=(8, 16)"], "distrl: error: sweep.num_envs: num_envs changes array shapes"),
+    (["--config.sweep.lr", "--config.seed=1"], "distrl: error: flag --config.sweep.lr has no value"),
+])
+def test_a_sweep_refused_on_the_command_line_is_one_line(flags, message, tmp_path):
+  run = launch(f"--workdir={tmp_path / 'run'}", "--config.num_envs=8", *flags)
+  _, err = run.communicate(timeout=120)
+  assert run.returncode in (1, 2) and err.startswith(message) and len(err.strip().splitlines()) == 1, err
+  assert not (tmp_path / "run").exists()
