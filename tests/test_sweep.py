@@ -119,6 +119,13 @@ def test_each_member_equals_its_own_run(runs):
   assert not np.allclose(kernels[1], kernels[2]) and not np.allclose(kernels[0], kernels[1])
 
 
+def test_a_sweep_of_one_member_trains_that_members_values(runs, tmp_path):
+  _, _, alone = runs
+  one = trainer.train(_ppo({"lr": (3e-4,), "gamma": 0.9}), str(tmp_path / "one"))  # member 1 of GRID
+  for a, b in zip(jax.tree.leaves(one.state.learner.params), jax.tree.leaves(alone[1].state.learner.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_the_end_ranks_the_members_by_their_last_evaluation(runs):
   _, swept, _ = runs
   last = swept.history[-1]

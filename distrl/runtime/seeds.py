@@ -56,8 +56,8 @@ def init(init_fn: Callable[..., TrainState], config: ml_collections.ConfigDict) 
   once, the pool's threads all wait on sub-tasks queued behind them and the program hangs
   (seen with jax 0.10.2 on 8 devices; cf. PyAutoLabs/PyAutoFit#1528). Unbatched QRs run inline.
   """
-  if count(config) == 1:
-    return lambda key: init_fn(key, config=config)
+  if count(config) == 1:  # a sweep of one member is that member's config
+    return lambda key: init_fn(key, config=sweep.member_config(config, sweep.members(config)[0]))
   values = sweep.table(config, int(config.num_seeds))
 
   def init_all(keys: jax.Array) -> TrainState:
@@ -73,7 +73,7 @@ def update(update_fn: Callable, config: ml_collections.ConfigDict) -> Callable:
   """state -> (state, metrics): an algorithm's per-device `update(state, config=...)` for every agent, each with its
   member's config; metrics gain a leading agent axis."""
   if count(config) == 1:
-    return lambda state: update_fn(state, config=config)
+    return lambda state: update_fn(state, config=sweep.member_config(config, sweep.members(config)[0]))
   values = sweep.table(config, int(config.num_seeds))
   one = lambda state, agent: update_fn(state, config=sweep.member_config(config, agent))
   return lambda state: jax.vmap(one, in_axes=(AXES, 0), out_axes=(AXES, 0))(state, values)
