@@ -59,8 +59,7 @@ def random_returns(game: str, games: int = 32, num_envs: int = 8) -> list[float]
 
 def train(game: str, steps: int, workdir: str) -> None:
   """Trains the CPU-sized preset into `workdir`, unless a run there has finished."""
-  if os.path.exists(os.path.join(workdir, "run.json")) and json.load(open(os.path.join(workdir, "run.json"))).get(
-      "finished"):
+  if _finished(workdir):
     last = json.loads(open(os.path.join(workdir, "metrics.jsonl")).readlines()[-1])["step"]
     if last < steps - CPU_SIZED["num_envs"] * CPU_SIZED["num_steps"]:
       raise SystemExit(f"{workdir} finished at step {last:,}, short of {steps:,}: move it aside to train {game} anew")
@@ -72,6 +71,14 @@ def train(game: str, steps: int, workdir: str) -> None:
                        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
   if out.returncode != 0:
     raise SystemExit(f"training {game} failed:\n{out.stderr[-3000:]}")
+  if not _finished(workdir):  # stopped (Ctrl-C, SIGTERM): saved, and resumed by the same command
+    said = out.stdout.strip().splitlines() or ["no output"]
+    raise SystemExit(f"training {game} stopped before its end ({said[-1]}); run the same command to resume it")
+
+
+def _finished(workdir: str) -> bool:
+  path = os.path.join(workdir, "run.json")
+  return os.path.exists(path) and bool(json.load(open(path)).get("finished"))
 
 
 def curve(records: list[dict], points: int = 5) -> str:
@@ -91,7 +98,7 @@ def main():
   results_file.check(args.results or results_file.RESULTS, [NAME])  # before hours of training, not after
   for game in args.games:
     train(game, args.steps or STEPS[game], os.path.join(args.out, game))
-  finished = [g for g in GAMES if os.path.exists(os.path.join(args.out, g, "metrics.jsonl"))]
+  finished = [g for g in GAMES if _finished(os.path.join(args.out, g))]
   partial = ("--steps" if args.steps is not None else "--out" if os.path.abspath(args.out) != OUT
              else None if finished == list(GAMES) else f"only {', '.join(finished)} in {args.out}")
   path = results_file.destination(args.results, partial)
