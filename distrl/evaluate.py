@@ -82,6 +82,24 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   return program, state, update
 
 
+def _summary(returns, lengths) -> str:
+  return (f"return {returns.mean():.2f} ± {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f}); "
+          f"length {lengths.mean():.1f} ± {lengths.std():.1f}")
+
+
+def _print_results(config, returns, lengths, agents: list[int], shown: list[int]) -> None:
+  """A line for each agent `shown` (of a run of several) and one for all of them; one line for a single agent."""
+  from distrl.runtime import sweep
+
+  if len(agents) == 1:
+    print(_summary(returns, lengths))
+    return
+  for i in shown:
+    print(f"{sweep.names(config)[i]}: {_summary(returns[i], lengths[i])}")
+  if len(shown) > 1:
+    print(f"all {'of them' if len(shown) < len(agents) else 'agents'}: {_summary(returns[shown], lengths[shown])}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -129,16 +147,7 @@ def main(argv):
   print(f"{_WORKDIR.value} at update {update} ({which}{config.algo} on {config.env_name}): "
         f"{returns.shape[-1]} greedy episodes" + (f" for each of {len(shown)} agents" if len(shown) > 1 else "") +
         f" ({action}, each to its end or the {program.env.max_steps}-step time limit)")
-  summary = lambda r, l: (f"return {r.mean():.2f} ± {r.std():.2f} (min {r.min():.1f}, max {r.max():.1f}); "
-                          f"length {l.mean():.1f} ± {l.std():.1f}")
-  if len(agents) > 1:
-    for i in shown:
-      print(f"{sweep.names(config)[i]}: {summary(returns[i], lengths[i])}")
-    if len(shown) > 1:
-      print(f"all {'of them' if len(shown) < len(agents) else 'agents'}: "
-            f"{summary(returns[shown], lengths[shown])}")
-  else:
-    print(summary(returns, lengths))
+  _print_results(config, returns, lengths, agents, shown)
   if _GIF.value:
     learner = sharding.to_host(state.learner)
     if len(agents) > 1:
