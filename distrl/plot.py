@@ -61,8 +61,7 @@ def _load(workdir: str, metric: str) -> list[tuple[dict, np.ndarray, np.ndarray]
       raise ValueError(f"{workdir} is not a distrl run: it has no {name}")
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)
-  seeds = [config["seed"] + i for i in range(config.get("num_seeds", 1))]
-  agents = [(values, seed) for values in sweep.members(config) for seed in seeds]
+  agents = [(values, seed) for values in sweep.members(config) for seed in sweep.seed_values(config)]
   labels = sweep.labels(config)
   names = [metric] if labels == [""] else [f"{metric}/{label}" for label in labels]
   alone = {k: v for k, v in config.items() if k != "sweep"}

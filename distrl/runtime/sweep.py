@@ -127,9 +127,14 @@ def table(config, seeds: int) -> dict[str, np.ndarray]:
   return {name: np.repeat(np.asarray([row[name] for row in rows], np.float32), seeds) for name in fields(config)}
 
 
+def seed_values(config) -> list[int]:
+  """The seeds of each member: seed, seed + 1, ..., seed + num_seeds - 1."""
+  return [int(config["seed"]) + i for i in range(int(config.get("num_seeds", 1)))]
+
+
 def labels(config) -> list[str]:
   """Every agent's suffix in per-agent metric names: seed_<s>, member_<m>, or member_<m>/seed_<s> ([""] for one)."""
-  swept, seeds = count(config), [int(config["seed"]) + i for i in range(int(config.get("num_seeds", 1)))]
+  swept, seeds = count(config), seed_values(config)
   if swept * len(seeds) == 1:
     return [""]
   if swept == 1:
@@ -139,7 +144,7 @@ def labels(config) -> list[str]:
 
 def names(config) -> list[str]:
   """Every agent as people read it: 'seed 3', 'member 2 (lr=0.001)', 'member 2 (lr=0.001) seed 1'."""
-  rows, seeds = members(config), [int(config["seed"]) + i for i in range(int(config.get("num_seeds", 1)))]
+  rows, seeds = members(config), seed_values(config)
   if len(rows) == 1:
     return [f"seed {s}" for s in seeds]
   return [f"member {m} ({label(values)})" + (f" seed {s}" if len(seeds) > 1 else "")
