@@ -116,7 +116,7 @@ def main(argv):
 
   from distrl import sharding
   from distrl.cli import render
-  from distrl.runtime import metrics, seeds, sweep
+  from distrl.runtime import best, metrics, seeds, sweep
   from distrl.errors import ConfigError
 
   try:
@@ -139,12 +139,18 @@ def main(argv):
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
   returns, lengths = np.asarray(results["return"]), np.asarray(results["length"])
-  which = "best evaluation, " if _BEST.value else ""
+  heading, which = f"{_WORKDIR.value} at update {update}", "best evaluation, " if _BEST.value else ""
   agents = shown = list(range(seeds.count(config)))
   if _MEMBER.value is not None:
     shown = [a for a in agents if a // config.num_seeds == _MEMBER.value]
+  if _BEST.value and members > 1:  # best/ of a sweep: each member at its own best evaluation
+    at = best.member_updates(os.path.join(os.path.expanduser(_WORKDIR.value), "best"), update, members)
+    if at is not None and _MEMBER.value is not None:
+      heading, which = f"{_WORKDIR.value} at update {at[_MEMBER.value]}", f"member {_MEMBER.value}'s best evaluation, "
+    else:
+      heading, which = f"{_WORKDIR.value} (best/ of update {update})", "each member at its best evaluation, "
   action = "the most likely action" if program.env.discrete else "the mean action"
-  print(f"{_WORKDIR.value} at update {update} ({which}{config.algo} on {config.env_name}): "
+  print(f"{heading} ({which}{config.algo} on {config.env_name}): "
         f"{returns.shape[-1]} greedy episodes" + (f" for each of {len(shown)} agents" if len(shown) > 1 else "") +
         f" ({action}, each to its end or the {program.env.max_steps}-step time limit)")
   _print_results(config, returns, lengths, agents, shown)

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from distrl import algorithms, plot, sharding
+from distrl import evaluate as distrl_evaluate
 from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 from distrl.runtime import programs, sweep, trainer
+from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import launch
 from tests.test_evaluate import evaluate
 
@@ -166,6 +168,85 @@ def test_plot_draws_a_curve_a_member_and_evaluate_takes_one_member(runs):
   assert wrong.returncode == 1 and "--member=0: the run is not a sweep" in wrong.stderr
 
 
+def _best(workdir):
+  """best/ of a run: (its update, its metrics, its state)."""
+  program, state, update = distrl_evaluate.load_run(str(workdir), None, best=True)
+  kept = Checkpoints(str(workdir / "best"), keep=1, best_of="eval/return", create=False)
+  try:
+    return update, kept.metrics(update), state
+  finally:
+    kept.close()
+
+
+class _FakeBest:
+  """best/'s manager in memory: what `Best` saves and reads back."""
+
+  def __init__(self):
+    self.saved = {}  # update -> (state, metrics)
+
+  def best(self):
+    if not self.saved:
+      return None
+    update = max(self.saved)  # a sweep's newest save is its best
+    return update, self.saved[update][1]["eval/return"]
+
+  def save(self, update, state, metrics):
+    self.saved[update] = (jax.tree.map(np.asarray, state), metrics)
+
+  def metrics(self, update):
+    return self.saved[update][1]
+
+  def restore(self, update, like):
+    return self.saved[update][0]
+
+
+@pytest.mark.unit
+def test_best_of_a_sweep_merges_each_members_best_and_reads_it_back_on_resume():
+  from distrl.rl.state import TrainState
+  from distrl.runtime.best import Best
+
+  state = lambda u: TrainState(update=np.int32(u), learner={"w": np.full((4, 3), float(u))}, actors={})
+  kept = _FakeBest()
+  best = Best(kept, members=2, seeds=2, say=pytest.fail)
+  best.keep(4, state(4), np.array([10.0, 20.0, 5.0, 5.0]))  # members' means 15, 5
+  best.keep(8, state(8), np.array([12.0, 16.0, 6.0, 6.0]))  # 14 (worse), 6 (better): member 1 from update 8
+  best.keep(12, state(12), np.array([1.0, 1.0, 1.0, 1.0]))  # nobody better: nothing saved
+  assert sorted(kept.saved) == [4, 8]
+  merged, metrics = kept.saved[8]
+  np.testing.assert_array_equal(merged.learner["w"][:, 0], [4, 4, 8, 8])
+  assert metrics == {"eval/return": 10.5, "eval/return/member_0": 15.0, "update/member_0": 4,
+                     "eval/return/member_1": 6.0, "update/member_1": 8}
+  resumed = Best(kept, members=2, seeds=2, say=pytest.fail)  # a new start reads the bests back from best/
+  resumed.keep(16, state(16), np.array([15.0, 16.0, 0.0, 0.0]))  # 15.5: member 0 better; member 1 kept from 8
+  merged, metrics = kept.saved[16]
+  np.testing.assert_array_equal(merged.learner["w"][:, 0], [16, 16, 8, 8])
+  assert (metrics["update/member_0"], metrics["update/member_1"]) == (16, 8)
+
+
+def test_best_keeps_each_member_at_its_own_best_evaluation(runs):
+  root, swept, _ = runs
+  update, kept, state = _best(root / "sweep")
+  evaluations = [r for r in swept.history if "eval/return" in r]
+  assert len(evaluations) >= 2
+  program, _, _ = distrl_evaluate.load_run(str(root / "sweep"), None)
+  checkpoints = Checkpoints(str(root / "sweep" / "checkpoints"), keep=10, create=False)
+  try:
+    for m in range(4):
+      returns = [r[f"eval/return/member_{m}"] for r in evaluations]
+      at = evaluations[int(np.argmax(returns))]["update"]  # the first of equal bests
+      assert kept[f"eval/return/member_{m}"] == max(returns) and kept[f"update/member_{m}"] == at
+      then = checkpoints.restore(at, like=program.state)  # checkpoint_every == eval_every: every evaluation saved
+      for a, b in zip(jax.tree.leaves(state.learner), jax.tree.leaves(then.learner)):
+        np.testing.assert_array_equal(np.asarray(a)[m], np.asarray(b)[m])
+  finally:
+    checkpoints.close()
+  assert kept["eval/return"] == pytest.approx(np.mean([kept[f"eval/return/member_{m}"] for m in range(4)]))
+  assert update == max(kept[f"update/member_{m}"] for m in range(4))  # saved when a member last improved
+  one = evaluate(f"--workdir={root / 'sweep'}", f"--episodes={jax.device_count()}", "--best", "--member=3")
+  assert one.returncode == 0, one.stderr
+  assert f"at update {kept['update/member_3']} (member 3's best evaluation, ppo on CartPole-v1)" in one.stdout
+
+
 def test_a_sweep_resumes_as_the_same_sweep_and_refuses_another(tmp_path):
   """A sweep stopped at half its updates and resumed ends bit-identical to the sweep never stopped (lr not annealed
   over the run, so that the shorter first start trains the same updates)."""
@@ -178,6 +259,10 @@ def test_a_sweep_resumes_as_the_same_sweep_and_refuses_another(tmp_path):
   for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(reference.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert resumed.history[-1]["eval/return/member_3"] == reference.history[-1]["eval/return/member_3"]
+  (u1, kept1, best1), (u2, kept2, best2) = _best(tmp_path / "run"), _best(tmp_path / "reference")
+  assert (u1, kept1) == (u2, kept2)  # each member's best read back from best/ at the resume, and kept on
+  for a, b in zip(jax.tree.leaves(best1.learner), jax.tree.leaves(best2.learner)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   other = _ppo({"lr": (3e-3, 3e-4), "gamma": (0.9, 0.95)}, anneal_lr=False)
   with pytest.raises(ConfigError, match="is a sweep of .* it cannot go on as"):
     trainer.train(other, str(tmp_path / "run"))

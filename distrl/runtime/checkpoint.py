@@ -178,6 +178,10 @@ class Checkpoints:
     update = self._manager.best_step()
     return None if update is None else (update, float(self._manager.metrics(update)[self.best_of]))
 
+  def metrics(self, update: int) -> dict:
+    """The metrics saved with checkpoint `update` of a manager made with `best_of`."""
+    return dict(self._manager.metrics(update) or {})
+
   def restore(self, update: int, like):
     """The checkpoint `update`, placed with the shardings of `like` (a state of the same config); DamagedCheckpoint if
     its data files differ from their checksums."""

@@ -18,6 +18,7 @@ import numpy as np
 from distrl import sharding
 from distrl.errors import DeviceFailed, RunFailed, first_line
 from distrl.runtime import metrics, seeds, stopping, sweep
+from distrl.runtime.best import Best
 from distrl.runtime.programs import Program
 from distrl.runtime.session import Session
 
@@ -77,6 +78,7 @@ class UpdateLoop:
     self.config, self.sizes, self.runner = program.config, program.sizes, program.runner
     self.eval_keys = eval_keys(program.config)
     self.labels = sweep.labels(program.config)  # every agent's suffix in per-agent metric names
+    self.best = Best(session.best, sweep.count(program.config), int(program.config.num_seeds), say=session.say)
     self.elapsed, self.started = elapsed, started  # training time before this start; when this start's clock began
     self.first_update = 0  # the update this start began from (`run`): a resume where > 0
 
@@ -155,16 +157,14 @@ class UpdateLoop:
     return last_saved
 
   def _evaluation(self, state, update: int) -> dict[str, float]:
-    """Greedy episodes of every agent after `update`: eval/return and eval/length, kept in best/ when the best."""
-    learner = self.runner.get(state).learner
-    results = sharding.to_host(self.evaluate(learner, self.eval_keys(update)))
+    """Greedy episodes of every agent after `update`: eval/return and eval/length; best/ kept (`Best`)."""
+    state = self.runner.get(state)
+    results = sharding.to_host(self.evaluate(state.learner, self.eval_keys(update)))
     episodes = {f"eval/{name}": (values.sum(-1), np.full(values.shape[:-1], values.shape[-1]))
                 for name, values in results.items()}  # per agent: (sum, count) over its episodes
-    scalars = metrics.summarize(episodes, self.labels)
-    best = self.session.best.best()
-    if best is None or scalars["eval/return"] > best[1]:  # a tie keeps the earlier best: best/ loses no best
-      self.session.best.save(update, self.runner.get(state), metrics={"eval/return": scalars["eval/return"]})
-    return scalars
+    total, count = episodes["eval/return"]
+    self.best.keep(update, state, np.asarray(total, np.float64) / count)  # each agent's mean, as `summarize` has it
+    return metrics.summarize(episodes, self.labels)
 
   def _diverged(self, bad: list[str], update: int, n: int):
     """Stops the run for non-finite `bad` in the `n` updates up to `update`. In the first log interval after a resume,

@@ -2,7 +2,7 @@
 
 `Session` takes the workdir's lock (process 0; every process learns whether it got it), moves an old run aside
 for `--overwrite`, opens the checkpoint managers (`checkpoints/`, where the newest `keep_checkpoints` and the end of
-every finished run are kept, and `best/` for the best greedy evaluation), records each start in `config.json`
+every finished run are kept, and `best/` for the best greedy evaluation, `distrl.runtime.best`), records each start in `config.json`
 and `run.json`, opens the log writers, and on the way out waits for a
 save in flight, closes the writers and releases the lock.
 """
