@@ -323,9 +323,21 @@ def test_suites_py_writes_the_table_it_formats_and_only_for_a_complete_run(tmp_p
 
 @pytest.mark.unit
 def test_results_md_has_the_markers_of_every_table_the_scripts_write():
-  table, suites = _script("table"), _script("suites")
+  table, suites, sweep = _script("table"), _script("suites"), _script("sweep")
   table.results_file.check(table.results_file.RESULTS, [
-      "returns.py", table.REFERENCE_TABLE, table.SCALING_TABLE, table.TABLE_475, suites.NAME])
+      "returns.py", table.REFERENCE_TABLE, table.SCALING_TABLE, table.TABLE_475, suites.NAME, sweep.NAME])
+
+
+@pytest.mark.unit
+def test_sweep_py_numbers_its_members_as_distrls_sweep_does():
+  """benchmarks/sweep.py matches the separate runs and rejax's configurations to the sweep's members by index."""
+  from distrl.configs import ppo
+  from distrl.runtime import sweep as distrl_sweep
+
+  script = _script("sweep")
+  config = ppo.get_config()
+  config.sweep = {name: values for name, values in script.GRID.items()}
+  assert script.members() == distrl_sweep.members(config) and len(script.members()) == 64
 
 
 @pytest.mark.skipif(not os.path.isdir(REFERENCE), reason="../shared/reference is absent: table.py skips its rows")

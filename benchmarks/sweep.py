@@ -1,0 +1,201 @@
+"""A sweep of 64 PPO CartPole configurations: one distrl program, 64 separate distrl runs, and rejax's vmapped PPO.
+
+  python benchmarks/sweep.py --rejax-python /tmp/rejaxvenv/bin/python            # ~40 min on 2 cores
+  python benchmarks/sweep.py --rejax-python /tmp/rejaxvenv/bin/python --quick    # the pipeline only, ~5 min
+
+Getting rejax (measured: rejax 0.1.3 from PyPI, with jax 0.10.2, flax 0.12.8, gymnax 0.0.9):
+
+  python -m venv /tmp/rejaxvenv && /tmp/rejaxvenv/bin/pip install rejax 'gymnax<1.0'
+
+(rejax 0.1.3 unpacks the five values of gymnax 0.0.x's `step`; gymnax 1.0 returns six.)
+
+The 64 members are the grid clip_eps (0.1, 0.2, 0.3, 0.4) x ent_coef (0, 0.003, 0.01, 0.03) x lr (1e-4, 3e-4, 1e-3,
+3e-3) of PPO on gymnax CartPole-v1 with the preset's sizes (4 environments x 128 steps an update, 4 epochs of 4
+minibatches, separate 64x64 tanh MLPs, gradient norm 0.5, gamma 0.99, lambda 0.95, value loss 0.5 with its clip,
+normalised advantages), the step size constant as rejax has it, one seed each, --steps environment steps each.
+Rows, each timed from the start of its process(es) to their end (imports, compiles, evaluations and checkpoints
+included), one after the other on this machine's CPU device:
+- distrl, the sweep in one program: `python -m distrl.launch --config=ppo --config.sweep.clip_eps=... ...`;
+- distrl, separate runs: `python -m distrl.launch --config=ppo --config.lr=...` for --separate of the 64 members
+  (drawn without replacement, fixed seed); the 64 runs' wall is their sum scaled to 64 where fewer ran (every member
+  costs the same: the same program with other numbers);
+- rejax, the 64 configurations vmapped in one program (`jax.vmap` over `PPO.replace(learning_rate=..., ...)`, as
+  rejax's README shows), in the Python given by --rejax-python; rejax is never imported by distrl.
+Each row's returns: the greedy evaluation at the end, mean over the members and the best member (distrl: its
+`eval_episodes`, greedy; rejax: its `evaluate`, 128 episodes of the sampled policy). Below the table: how far each
+separate run's evaluation lies from the same member's in the sweep (the same member trained alone and in a sweep
+agree to float rounding; CartPole's greedy episodes can turn such rounding into different lengths).
+
+A complete run (not --quick, --separate 64 or its default) writes the table between the `sweep` markers of
+benchmarks/RESULTS.md.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAME = "sweep"
+GRID = {"clip_eps": (0.1, 0.2, 0.3, 0.4), "ent_coef": (0.0, 0.003, 0.01, 0.03), "lr": (1e-4, 3e-4, 1e-3, 3e-3)}
+# The preset's fields that differ from rejax's or that a benchmark sets: the step size constant (rejax's), one
+# evaluation at the end, no checkpoint between.
+FIXED = {"env_name": "CartPole-v1", "num_envs": 4, "num_steps": 128, "update_epochs": 4, "num_minibatches": 4,
+         "hidden_sizes": (64, 64), "activation": "tanh", "max_grad_norm": 0.5, "gamma": 0.99, "gae_lambda": 0.95,
+         "vf_coef": 0.5, "anneal_lr": False}
+STEPS = 100_000
+QUICK_STEPS = 8_192
+
+
+def members() -> list[dict[str, float]]:
+  """The grid in distrl's order: fields alphabetical, the last fastest."""
+  names = sorted(GRID)
+  return [dict(zip(names, values)) for values in itertools.product(*(GRID[n] for n in names))]
+
+
+def _distrl_flags(steps: int, workdir: str) -> list[str]:
+  updates = steps // (FIXED["num_envs"] * FIXED["num_steps"])
+  fields = {**FIXED, "total_timesteps": steps, "log_every": max(1, updates // 10), "eval_every": updates,
+            "checkpoint_every": updates}
+  return [sys.executable, "-m", "distrl.launch", "--config=ppo", f"--workdir={workdir}",
+          *[f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in fields.items()]]
+
+
+def _launch(argv: list[str]) -> float:
+  """Runs a command line to its end; its wall time in seconds."""
+  start = time.perf_counter()
+  out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+  wall = time.perf_counter() - start
+  if out.returncode != 0:
+    raise SystemExit(f"{' '.join(argv[:4])} ... failed:\n{out.stderr[-3000:]}")
+  return wall
+
+
+def _last_evaluation(workdir: str) -> dict:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  return records[-1]  # a run ends with an evaluation
+
+
+def distrl_sweep(steps: int, scratch: str) -> dict:
+  workdir = os.path.join(scratch, "distrl-sweep")
+  sweep = [f"--config.sweep.{name}=({','.join(map(str, values))})" for name, values in GRID.items()]
+  wall = _launch(_distrl_flags(steps, workdir) + sweep)
+  last = _last_evaluation(workdir)
+  returns = [last[f"eval/return/member_{m}"] for m in range(len(members()))]
+  return {"row": "distrl: 64 members in one program", "wall_s": wall, "ran": 1, "returns": returns}
+
+
+def distrl_separate(steps: int, scratch: str, count: int) -> dict:
+  import numpy as np
+
+  indices = sorted(np.random.default_rng(0).choice(len(members()), count, replace=False).tolist())
+  walls, returns = [], []
+  for i, member in zip(indices, (members()[i] for i in indices)):
+    workdir = os.path.join(scratch, f"distrl-run-{i}")
+    walls.append(_launch(_distrl_flags(steps, workdir) + [f"--config.{k}={v}" for k, v in member.items()]))
+    returns.append(_last_evaluation(workdir)["eval/return"])
+    print(f"  member {i} alone ({member}): {walls[-1]:.1f} s, eval {returns[-1]:.1f}", flush=True)
+  wall = sum(walls) * len(members()) / count
+  return {"row": f"distrl: 64 separate runs ({count} run{'' if count == 1 else 's'}"
+                 f"{'' if count == len(members()) else ', scaled to 64'})", "wall_s": wall, "ran": count,
+          "returns": returns, "members": indices}
+
+
+def rejax_sweep(steps: int, python: str) -> dict:
+  start = time.perf_counter()
+  out = subprocess.run([python, os.path.abspath(__file__), "--rejax-worker", str(steps)], capture_output=True,
+                       text=True, cwd=tempfile.gettempdir(),
+                       env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+  wall = time.perf_counter() - start
+  if out.returncode != 0:
+    raise SystemExit(f"rejax's sweep failed:\n{out.stderr[-3000:]}")
+  returns = json.loads(out.stdout.strip().splitlines()[-1])
+  return {"row": "rejax: 64 configurations vmapped in one program", "wall_s": wall, "ran": 1, "returns": returns}
+
+
+def rejax_worker(steps: int) -> None:
+  """In rejax's Python: the 64 configurations vmapped and trained; prints each one's final mean return (JSON)."""
+  import jax
+  import jax.numpy as jnp
+  from rejax import PPO
+
+  algo = PPO.create(env="CartPole-v1", num_envs=FIXED["num_envs"], num_steps=FIXED["num_steps"],
+                    num_epochs=FIXED["update_epochs"], num_minibatches=FIXED["num_minibatches"],
+                    max_grad_norm=FIXED["max_grad_norm"], gamma=FIXED["gamma"], gae_lambda=FIXED["gae_lambda"],
+                    vf_coef=FIXED["vf_coef"], total_timesteps=steps, eval_freq=steps, skip_initial_evaluation=True,
+                    agent_kwargs={"activation": FIXED["activation"], "hidden_layer_sizes": FIXED["hidden_sizes"]})
+  grid = members()
+  values = {k: jnp.array([m[k] for m in grid], jnp.float32) for k in GRID}
+  keys = jax.random.split(jax.random.key(0), len(grid))
+
+  def train(clip_eps, ent_coef, lr, key):
+    _, (_, returns) = algo.replace(clip_eps=clip_eps, ent_coef=ent_coef, learning_rate=lr).train(key)
+    return returns[-1].mean()
+
+  final = jax.jit(jax.vmap(train))(values["clip_eps"], values["ent_coef"], values["lr"], keys)
+  print(json.dumps([float(r) for r in jax.device_get(final)]))
+
+
+def table(rows: list[dict]) -> str:
+  import numpy as np
+
+  separate = next(r["wall_s"] for r in rows if "separate" in r["row"])
+  lines = ["| row | wall | 64 separate distrl runs' wall / this | final eval, mean over members | best member |",
+           "| --- | --- | --- | --- | --- |"]
+  for r in rows:
+    lines.append(f"| {r['row']} | {r['wall_s']:.0f} s | {separate / r['wall_s']:.1f}x | "
+                 f"{np.mean(r['returns']):.1f} | {np.max(r['returns']):.1f} |")
+  return "\n".join(lines)
+
+
+def main():
+  if len(sys.argv) == 3 and sys.argv[1] == "--rejax-worker":
+    return rejax_worker(int(sys.argv[2]))
+  sys.path.insert(0, ROOT)
+  sys.path.append(os.path.join(ROOT, "benchmarks"))
+  import results_file
+
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--rejax-python", required=True, help="a Python with rejax installed (see the docstring)")
+  parser.add_argument("--separate", type=int, default=8, choices=(1, 2, 4, 8, 16, 32, 64),
+                      help="how many of the 64 separate runs to time (the rest scaled from them)")
+  parser.add_argument("--steps", type=int, default=None, help=f"steps per member (default {STEPS:,})")
+  parser.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS:,} steps, 1 separate run")
+  parser.add_argument("--results", default=None, help="where the table goes (default: RESULTS.md if complete)")
+  args = parser.parse_args()
+  steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
+  separate = 1 if args.quick else args.separate
+  incomplete = "--quick" if args.quick else ("--steps" if args.steps not in (None, STEPS) else None)
+  path = results_file.destination(args.results, incomplete)
+  if path:
+    results_file.check(path, [NAME])
+  with tempfile.TemporaryDirectory(prefix="distrl-sweep-") as scratch:
+    print(f"distrl, the sweep of {len(members())} members in one program ...", flush=True)
+    rows = [distrl_sweep(steps, scratch)]
+    print(f"  {rows[-1]['wall_s']:.1f} s", flush=True)
+    print(f"distrl, {separate} of the separate runs ...", flush=True)
+    rows.append(distrl_separate(steps, scratch, separate))
+    print("rejax, the 64 configurations vmapped ...", flush=True)
+    rows.append(rejax_sweep(steps, args.rejax_python))
+    print(f"  {rows[-1]['wall_s']:.1f} s", flush=True)
+  alone = rows[1]
+  gaps = [abs(r - rows[0]["returns"][m]) for m, r in zip(alone["members"], alone["returns"])]
+  text = (f"{len(members())} PPO CartPole-v1 configurations, {steps:,} steps each, one seed each; "
+          f"walls from process start to end.\n\n{table(rows)}\n\nThe {len(gaps)} member(s) trained alone against "
+          f"the same in the sweep, final greedy evaluation: {sum(g < 1e-3 for g in gaps)} equal, largest "
+          f"difference {max(gaps):.1f}.")
+  print("\n" + text)
+  if path:
+    results_file.write(path, {NAME: text})
+  else:
+    results_file.not_written(incomplete)
+
+
+if __name__ == "__main__":
+  main()
