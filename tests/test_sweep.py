@@ -135,10 +135,15 @@ def test_the_end_ranks_the_members_by_their_last_evaluation(runs):
   _, swept, _ = runs
   last = swept.history[-1]
   returns = [last[f"eval/return/member_{m}"] for m in range(4)]
-  lines = sweep.ranking(_ppo(GRID), swept.history)
+  kept = {"eval/return/member_0": 12.5, "update/member_0": 4, "eval/return/member_1": 500.0, "update/member_1": 8,
+          "eval/return/member_2": 7.0, "update/member_2": 4, "eval/return/member_3": 9.25, "update/member_3": 8}
+  lines = sweep.ranking(_ppo(GRID), swept.history, kept, "runs/sweep")
   assert lines[0] == f"sweep of 4 members ranked by eval/return at update {last['update']}:"
   ranked = [int(line.split()[1]) for line in lines[2:6]]
   assert [returns[m] for m in ranked] == sorted(returns, reverse=True)
+  assert [line.split()[3:5] for line in lines[2:6]] == [[f"{kept[f'eval/return/member_{m}']:.4g}",
+                                                         f"({kept[f'update/member_{m}']})"] for m in ranked]
+  assert lines[-2] == f"  at its best: python -m distrl.evaluate --workdir=runs/sweep --best --member={ranked[0]}"
   best = sweep.members(_ppo(GRID))[ranked[0]]
   start, command = lines[-1].split("python -m distrl.launch ")
   assert start == "  the best alone: "
