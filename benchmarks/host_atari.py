@@ -81,11 +81,23 @@ def _finished(workdir: str) -> bool:
   return os.path.exists(path) and bool(json.load(open(path)).get("finished"))
 
 
+def _whole(records: list[dict]) -> list[dict]:
+  """The records of whole log intervals with an episode's end: not the short last one of a run whose length is no
+  multiple of log_every, nor one written where a run was stopped (a few episodes, or one)."""
+  return [r for r in records if "train/episode_return" in r and r["update"] % CPU_SIZED["log_every"] == 0]
+
+
 def curve(records: list[dict], points: int = 5) -> str:
   """Training return at `points` evenly spaced log records, as 'step: return' pairs."""
-  logged = [r for r in records if "train/episode_return" in r]
+  logged = _whole(records)
   picks = [logged[round(i * (len(logged) - 1) / (points - 1))] for i in range(points)] if logged else []
   return ", ".join(f"{r['step'] // 1000}k: {r['train/episode_return']:.1f}" for r in picks)
+
+
+def late(records: list[dict]) -> float:
+  """The mean training return of the whole log intervals in the run's last 10% of steps."""
+  end = records[-1]["step"]
+  return float(np.mean([r["train/episode_return"] for r in _whole(records) if r["step"] > 0.9 * end]))
 
 
 def main():
@@ -102,14 +114,14 @@ def main():
   partial = ("--steps" if args.steps is not None else "--out" if os.path.abspath(args.out) != OUT
              else None if finished == list(GAMES) else f"only {', '.join(finished)} in {args.out}")
   path = results_file.destination(args.results, partial)
-  rows = ["| game | random policy (32 games) | steps | training return along the run | final greedy eval | wall |",
-          "| --- | --- | --- | --- | --- | --- |"]
+  rows = ["| game | random policy (32 games) | steps | training return along the run | training return, last 10% "
+          "of steps | final greedy eval | wall |", "| --- | --- | --- | --- | --- | --- | --- |"]
   for game in finished:
     chance, workdir = random_returns(game), os.path.join(args.out, game)
     records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     evals = [r["eval/return"] for r in records if "eval/return" in r]
     rows.append(f"| {game} | {np.mean(chance):.1f} ± {np.std(chance):.1f} | {records[-1]['step']:,} | "
-                f"{curve(records)} | {evals[-1]:.1f} | {records[-1]['time'] / 60:.1f} min |")
+                f"{curve(records)} | {late(records):.1f} | {evals[-1]:.1f} | {records[-1]['time'] / 60:.1f} min |")
     print(rows[-1], flush=True)
     if path:
       from distrl import plot
