@@ -10,7 +10,7 @@ from distrl import algorithms, plot, sharding
 from distrl import evaluate as distrl_evaluate
 from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
-from distrl.runtime import programs, sweep, trainer
+from distrl.runtime import best as best_kept, programs, sweep, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import launch
 from tests.test_evaluate import evaluate
@@ -137,7 +137,7 @@ def test_the_end_ranks_the_members_by_their_last_evaluation(runs):
   returns = [last[f"eval/return/member_{m}"] for m in range(4)]
   kept = {"eval/return/member_0": 12.5, "update/member_0": 4, "eval/return/member_1": 500.0, "update/member_1": 8,
           "eval/return/member_2": 7.0, "update/member_2": 4, "eval/return/member_3": 9.25, "update/member_3": 8}
-  lines = sweep.ranking(_ppo(GRID), swept.history, kept, "runs/sweep")
+  lines = sweep.ranking(_ppo(GRID), swept.history, best_kept.texts(kept, 4), "runs/sweep")
   assert lines[0] == f"sweep of 4 members ranked by eval/return at update {last['update']}:"
   ranked = [int(line.split()[1]) for line in lines[2:6]]
   assert [returns[m] for m in ranked] == sorted(returns, reverse=True)

@@ -32,6 +32,17 @@ def member_updates(directory: str, update: int, members: int) -> list[int] | Non
     return None
 
 
+def texts(kept: dict, members: int) -> list[str]:
+  """Each member's best evaluation and its update ("473.2 (40)") from a sweep's best/ metrics; "" where missing."""
+  said = []
+  for m in range(members):
+    try:
+      said.append(f"{kept[member_key('eval/return', m)]:.4g} ({kept[member_key('update', m)]})")
+    except KeyError:
+      said.append("")
+  return said
+
+
 @jax.jit
 def _merge(improved: jax.Array, new, old):
   """Per agent (the learner's leading axis), `new` where `improved`, else `old`; always new buffers."""

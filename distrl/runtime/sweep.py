@@ -151,9 +151,9 @@ def names(config) -> list[str]:
           for m, values in enumerate(rows) for s in seeds]
 
 
-def ranking(config, history: list[dict], kept: dict | None = None, workdir: str | None = None) -> list[str]:
+def ranking(config, history: list[dict], best: list[str] | None = None, workdir: str | None = None) -> list[str]:
   """The end of a sweep: its members ranked by their last greedy evaluation (the mean over each member's seeds), with
-  each one's best evaluation and its update where best/'s metrics (`kept`) say them, their values, the command that
+  each one's best evaluation (`best`: a text a member, `distrl.runtime.best.texts`), their values, the command that
   evaluates the first at its best (with `workdir`) and the one that trains it alone. [] for a run that sweeps
   nothing or has no evaluation."""
   rows, labels = members(config), labels_of_members(config)
@@ -164,7 +164,7 @@ def ranking(config, history: list[dict], kept: dict | None = None, workdir: str 
   order = sorted(range(len(rows)), key=lambda m: -returns[m])
   names = fields(config)
   widths = [max(len(name), 8) for name in names]
-  best = [_best_of(kept, m) for m in range(len(rows))]
+  best = best or [""] * len(rows)
   lines = [f"sweep of {len(rows)} members ranked by eval/return at update {last['update']}"
            + (f" (mean of {config['num_seeds']} seeds each)" if config["num_seeds"] > 1 else "") + ":",
            "  rank member    eval/return  best (update)  " + "  ".join(n.ljust(w) for n, w in zip(names, widths))]
@@ -175,14 +175,6 @@ def ranking(config, history: list[dict], kept: dict | None = None, workdir: str 
     lines.append(f"  at its best: python -m distrl.evaluate --workdir={workdir} --best --member={order[0]}")
   lines.append(f"  the best alone: {retrain_command(config, rows[order[0]])}")
   return [line.rstrip() for line in lines]
-
-
-def _best_of(kept: dict | None, member: int) -> str:
-  """A member's best evaluation and its update, as best/'s metrics (`distrl.runtime.best`) keep them; "" if not."""
-  try:
-    return f"{kept[f'eval/return/member_{member}']:.4g} ({kept[f'update/member_{member}']})"
-  except (KeyError, TypeError):
-    return ""
 
 
 def labels_of_members(config) -> list[list[str]]:

@@ -16,7 +16,7 @@ import ml_collections
 
 from distrl import sharding
 from distrl.rl.state import TrainState
-from distrl.runtime import compiling, metrics, programs, resume, stopping, sweep
+from distrl.runtime import best, compiling, metrics, programs, resume, stopping, sweep
 from distrl.runtime.loop import UpdateLoop, eval_keys
 from distrl.runtime.programs import Program
 from distrl.runtime.session import Session
@@ -121,11 +121,11 @@ def _save_final(session: Session, program: Program, end, stop: stopping.StopRequ
   if end.stopped:
     session.say(f"stopped by {stop.reason}: saved update {end.update} to {checkpoints.directory}; run the same "
                 f"command to resume")
-  best = session.best.best()
+  top = session.best.best()
   swept = sweep.count(program.config) > 1  # best/ holds each member at its best: the ranking says where
   session.writer.summary(end.history, seconds=seconds, compile_seconds=compile_seconds,
                          workdir=session.workdir.path, checkpoint=os.path.join(checkpoints.directory, str(end.update)),
-                         best=None if swept else best)
-  kept = session.best.metrics(best[0]) if best and swept else None
+                         best=None if swept else top)
+  kept = best.texts(session.best.metrics(top[0]), sweep.count(program.config)) if top and swept else None
   for line in sweep.ranking(program.config, end.history, kept, session.workdir.path):
     session.say(line)
