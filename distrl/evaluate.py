@@ -100,6 +100,19 @@ def _print_results(config, returns, lengths, agents: list[int], shown: list[int]
     print(f"all {'of them' if len(shown) < len(agents) else 'agents'}: {_summary(returns[shown], lengths[shown])}")
 
 
+def _heading(update: int, members: int) -> tuple[str, str]:
+  """Where the results line says the state came from: (the workdir and update, which checkpoint)."""
+  from distrl.runtime import best
+
+  heading, which = f"{_WORKDIR.value} at update {update}", "best evaluation, " if _BEST.value else ""
+  if _BEST.value and members > 1:  # best/ of a sweep: each member at its own best evaluation
+    at = best.member_updates(os.path.join(os.path.expanduser(_WORKDIR.value), "best"), update, members)
+    if at is not None and _MEMBER.value is not None:
+      return f"{_WORKDIR.value} at update {at[_MEMBER.value]}", f"member {_MEMBER.value}'s best evaluation, "
+    return f"{_WORKDIR.value} (best/ of update {update})", "each member at its best evaluation, "
+  return heading, which
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -116,7 +129,7 @@ def main(argv):
 
   from distrl import sharding
   from distrl.cli import render
-  from distrl.runtime import best, metrics, seeds, sweep
+  from distrl.runtime import metrics, seeds, sweep
   from distrl.errors import ConfigError
 
   try:
@@ -139,16 +152,10 @@ def main(argv):
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
   returns, lengths = np.asarray(results["return"]), np.asarray(results["length"])
-  heading, which = f"{_WORKDIR.value} at update {update}", "best evaluation, " if _BEST.value else ""
+  heading, which = _heading(update, members)
   agents = shown = list(range(seeds.count(config)))
   if _MEMBER.value is not None:
     shown = [a for a in agents if a // config.num_seeds == _MEMBER.value]
-  if _BEST.value and members > 1:  # best/ of a sweep: each member at its own best evaluation
-    at = best.member_updates(os.path.join(os.path.expanduser(_WORKDIR.value), "best"), update, members)
-    if at is not None and _MEMBER.value is not None:
-      heading, which = f"{_WORKDIR.value} at update {at[_MEMBER.value]}", f"member {_MEMBER.value}'s best evaluation, "
-    else:
-      heading, which = f"{_WORKDIR.value} (best/ of update {update})", "each member at its best evaluation, "
   action = "the most likely action" if program.env.discrete else "the mean action"
   print(f"{heading} ({which}{config.algo} on {config.env_name}): "
         f"{returns.shape[-1]} greedy episodes" + (f" for each of {len(shown)} agents" if len(shown) > 1 else "") +
