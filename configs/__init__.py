@@ -29,6 +29,7 @@ def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int
   config.seed = 0  # parameters, environments and every random draw of the run derive from it
   config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.runtime.seeds)
   config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
+  config.member_groups = 1  # groups of devices the agents (sweep members x seeds) are split over (README: Sweeps)
 
   # Sizes are global: each of D devices runs num_envs / D environments.
   config.total_timesteps = total_timesteps  # environment steps in the whole run

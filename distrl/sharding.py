@@ -1,10 +1,13 @@
 """The only module that knows about devices.
 
-One mesh over every device of every process with one axis, `DATA_AXIS`. A `TrainState`'s
-`actors` are split over that axis on their leading (environment) dimension; `update` and
-`learner` are replicated. `Runner` turns an algorithm's per-device `update(state) ->
-(state, metrics)` into one compiled call that runs K updates on every device, with
-`jax.shard_map` (default) or `jax.pmap`.
+One mesh over every device of every process with two axes: `MEMBER_AXIS` (the groups of devices that many agents,
+a sweep's members and seeds, are split over; one group unless `config.member_groups` says more) and `DATA_AXIS` (the
+devices of a group, which split its agents' environments). A `TrainState`'s `actors` are split over `DATA_AXIS` on
+their leading (environment) dimension; `update` and `learner` are replicated over it. With several groups, the agent
+axis (the learner's first, the actors' second) is split over `MEMBER_AXIS`: each group trains its own agents, and
+`pmean` inside `update` reduces over the devices of a group only. `Runner` turns an algorithm's per-device
+`update(state) -> (state, metrics)` into one compiled call that runs K updates on every device, with
+`jax.shard_map` (default) or `jax.pmap` (one group).
 """
 
 import functools
@@ -19,14 +22,39 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from distrl.rl.state import TrainState
 
 DATA_AXIS = "data"
+MEMBER_AXIS = "members"
 BACKENDS = ("shard_map", "pmap")
 
 
-def make_mesh(devices=None) -> Mesh:
-  """A 1-D mesh named `DATA_AXIS` over `devices` (default: all devices of all processes)."""
+def make_mesh(devices=None, groups: int = 1) -> Mesh:
+  """A mesh (`MEMBER_AXIS`: `groups`, `DATA_AXIS`: the rest) over `devices` (default: all devices of all
+  processes); consecutive devices form a group."""
   devices = jax.devices() if devices is None else list(devices)
+  if groups < 1 or len(devices) % groups:
+    raise ValueError(f"{len(devices)} devices cannot form {groups} groups of equal size")
   # Auto axes: shard_map makes the body manual anyway, and jit'd init/host code stays unconstrained.
-  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
+  return jax.make_mesh((groups, len(devices) // groups), (MEMBER_AXIS, DATA_AXIS), axis_types=(AxisType.Auto,) * 2,
+                       devices=devices)
+
+
+def data_size(mesh: Mesh) -> int:
+  """How many devices split each agent's environments: those of one group."""
+  return mesh.shape[DATA_AXIS]
+
+
+def groups(mesh: Mesh) -> int:
+  """How many groups of devices the agents are split over."""
+  return mesh.shape[MEMBER_AXIS]
+
+
+def local_rows(table, local: int):
+  """Inside a mapped function: this device's `local` rows of a table over every agent (leading axis), the rows of
+  its group; the whole table where a device holds every agent."""
+  def rows(x):
+    if x.shape[0] == local:
+      return x
+    return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index(MEMBER_AXIS) * local, local)
+  return jax.tree.map(rows, table)
 
 
 def pmean(tree):
@@ -89,35 +117,43 @@ def psum(tree):
   return unravel(jax.lax.psum(flat, DATA_AXIS))
 
 
-def specs(state: TrainState) -> TrainState:
-  """PartitionSpecs for a state: actors split on their leading axis, everything else replicated."""
-  replicated = lambda tree: jax.tree.map(lambda _: P(), tree)
+def specs(state: TrainState, split: bool = False) -> TrainState:
+  """PartitionSpecs for a state: actors split on their leading axis, everything else replicated; with `split` (a
+  state of several agents on a mesh of several groups) the agent axis split over the groups too."""
   return TrainState(
       update=P(),
-      learner=replicated(state.learner),
-      actors=jax.tree.map(lambda _: P(DATA_AXIS), state.actors),
+      learner=jax.tree.map(lambda _: P(MEMBER_AXIS) if split else P(), state.learner),
+      actors=jax.tree.map(lambda _: P(DATA_AXIS, MEMBER_AXIS) if split else P(DATA_AXIS), state.actors),
   )
 
 
-def shardings(mesh: Mesh, state: TrainState) -> TrainState:
+def splits_agents(mesh: Mesh, agents: int) -> bool:
+  """Whether `agents` agents are split over the groups of `mesh` (several of each)."""
+  return agents > 1 and groups(mesh) > 1
+
+
+def shardings(mesh: Mesh, state: TrainState, split: bool = False) -> TrainState:
   """NamedShardings for a (possibly abstract) state on `mesh`."""
-  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs(state))
+  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs(state, split))
 
 
 def to_host(tree):
-  """Global arrays -> numpy on this host: replicated values (metrics, parameters) work in every process."""
+  """Global arrays -> numpy on this host: replicated values (metrics, parameters) work in every process; values split
+  over processes (per-agent values of groups on several processes) are gathered, a call every process makes."""
 
   def fetch(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
-      if not x.is_fully_replicated:
-        raise ValueError(f"cannot fetch an array split over processes to one host: {x.shape} {x.sharding}")
+      if not x.is_fully_replicated:  # per-agent values split over groups of several processes: every process asks
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
       x = x.addressable_data(0)
     return np.asarray(x)
 
   return jax.tree.map(fetch, tree)
 
 
-def init_sharded(init: Callable[[jax.Array], TrainState], key: jax.Array, mesh: Mesh) -> TrainState:
+def init_sharded(init: Callable[[jax.Array], TrainState], key: jax.Array, mesh: Mesh,
+                 split: bool = False) -> TrainState:
   """Runs `init(key)` compiled, writing each device's environments straight to that device.
 
   With one process the state is built once, on the first device, then placed: the same program run by every
@@ -125,8 +161,9 @@ def init_sharded(init: Callable[[jax.Array], TrainState], key: jax.Array, mesh: 
   on 8 devices, jax 0.10.2). Several processes each build it (no process can place another's shards)."""
   abstract = jax.eval_shape(init, key)
   if jax.process_count() == 1:
-    return jax.device_put(jax.jit(init)(jax.device_put(key, mesh.devices.flat[0])), shardings(mesh, abstract))
-  return jax.jit(init, out_shardings=shardings(mesh, abstract))(key)
+    return jax.device_put(jax.jit(init)(jax.device_put(key, mesh.devices.flat[0])),
+                          shardings(mesh, abstract, split))
+  return jax.jit(init, out_shardings=shardings(mesh, abstract, split))(key)
 
 
 def global_index(local_count: int) -> jax.Array:
@@ -134,12 +171,14 @@ def global_index(local_count: int) -> jax.Array:
   return jax.lax.axis_index(DATA_AXIS) * local_count + jnp.arange(local_count)
 
 
-def map_replicated(fn: Callable, mesh: Mesh) -> Callable:
-  """jit(shard_map(fn)) for a per-device fn of replicated inputs with replicated (reduced) outputs."""
-  return jax.jit(shard_map(fn, mesh, in_specs=P(), out_specs=P()))
+def map_replicated(fn: Callable, mesh: Mesh, split: bool = False) -> Callable:
+  """jit(shard_map(fn)) for a per-device fn of replicated inputs with replicated (reduced) outputs; with `split`,
+  inputs and outputs have a leading agent axis split over the groups (`MEMBER_AXIS`)."""
+  spec = P(MEMBER_AXIS) if split else P()
+  return jax.jit(shard_map(fn, mesh, in_specs=spec, out_specs=spec))
 
 
-def _chunk(update: Callable, state: TrainState, totals, num_updates: jax.Array):
+def _chunk(update: Callable, state: TrainState, totals, num_updates: jax.Array, split: bool = False):
   """Runs `num_updates` (dynamic, so one compile covers a short last chunk) updates on one device.
 
   Metrics are (sum, count) pairs, added to `totals` update by update; the host divides. A log
@@ -155,7 +194,10 @@ def _chunk(update: Callable, state: TrainState, totals, num_updates: jax.Array):
     return state, jax.tree.map(jnp.add, totals, metrics)
 
   state, totals = jax.lax.fori_loop(0, num_updates, body, (state, totals))
-  return state, totals, finite(state.learner)
+  ok = finite(state.learner)
+  if split:  # each group holds its own agents' learners: finite only where every group's is
+    ok = jax.lax.pmin(ok.astype(jnp.int32), MEMBER_AXIS) > 0
+  return state, totals, ok
 
 
 def finite(learner) -> jax.Array:
@@ -180,27 +222,32 @@ class Runner:
   (identity for shard_map; a leading device axis for pmap).
   """
 
-  def __init__(self, update: Callable, mesh: Mesh, backend: str, abstract_state: TrainState):
+  def __init__(self, update: Callable, mesh: Mesh, backend: str, abstract_state: TrainState, split: bool = False):
+    """`split`: the state's agent axis is split over the mesh's groups (`splits_agents`); metrics then have a
+    leading agent axis split likewise."""
     if backend not in BACKENDS:
       raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "pmap" and groups(mesh) > 1:
+      raise ValueError("backend='pmap' runs one group of devices; split agents over groups with shard_map")
     self.mesh, self.backend = mesh, backend
-    self._shardings = shardings(mesh, abstract_state)
+    self._shardings = shardings(mesh, abstract_state, split)
     self.traces = 0  # how many times the chunk was traced; `compile` makes it exactly once
     self.layout_traces = 0  # how many times a pmap layout conversion was traced (once each per run)
 
     def chunk(state, totals, num_updates):
       self.traces += 1
-      return _chunk(update, state, totals, num_updates)
+      return _chunk(update, state, totals, num_updates, split)
 
-    state_specs = specs(abstract_state)
-    self._metrics = shard_map(lambda state: update(state)[1], mesh, in_specs=(state_specs,), out_specs=P())
+    state_specs, per_agent = specs(abstract_state, split), P(MEMBER_AXIS) if split else P()
+    self._metrics = shard_map(lambda state: update(state)[1], mesh, in_specs=(state_specs,), out_specs=per_agent)
     self._abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
     if backend == "shard_map":
-      mapped = shard_map(chunk, mesh, in_specs=(state_specs, P(), P()), out_specs=(state_specs, P(), P()))
+      mapped = shard_map(chunk, mesh, in_specs=(state_specs, per_agent, P()),
+                         out_specs=(state_specs, per_agent, P()))
       self._step = jax.jit(mapped, donate_argnums=0)
     else:
       self._step = jax.pmap(chunk, axis_name=DATA_AXIS, in_axes=(0, None, None), out_axes=(0, None, None),
-                            donate_argnums=0, devices=mesh.devices.tolist())
+                            donate_argnums=0, devices=mesh.devices.flatten().tolist())
       self._pmap_layout()
 
   @functools.cached_property

@@ -273,6 +273,36 @@ def test_a_sweep_resumes_as_the_same_sweep_and_refuses_another(tmp_path):
     trainer.train(other, str(tmp_path / "run"))
 
 
+@pytest.mark.skipif(jax.device_count() < 4, reason="groups of devices need several devices")
+def test_members_split_over_groups_of_devices_learn_what_they_learn_on_every_device(runs, tmp_path):
+  """member_groups=2 and 4: each group of devices trains its share of the members on its own environments; every
+  member's parameters and returns are those of the sweep on one group (float rounding: its environments' gradients
+  are averaged over fewer devices)."""
+  _, swept, _ = runs
+  for groups in (2, 4):
+    split = trainer.train(_ppo(GRID, member_groups=groups), str(tmp_path / f"groups{groups}"))
+    program = programs.build(_ppo(GRID, member_groups=groups), programs.mesh_for(_ppo(GRID, member_groups=groups)))
+    leaf = jax.tree.leaves(program.state.learner)[0]
+    assert len(leaf.sharding.device_set) == jax.device_count() and leaf.addressable_shards[0].data.shape[0] == 4 // groups
+    for a, b in zip(jax.tree.leaves(split.state.learner.params), jax.tree.leaves(swept.state.learner.params)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    first = split.history[0]
+    for m in range(4):
+      assert first[f"train/episode_return/member_{m}"] == pytest.approx(
+          swept.history[0][f"train/episode_return/member_{m}"], rel=1e-5)
+      assert first[f"eval/return/member_{m}"] == pytest.approx(swept.history[0][f"eval/return/member_{m}"], rel=1e-5)
+
+
+@pytest.mark.unit
+def test_member_groups_that_do_not_divide_are_refused():
+  with pytest.raises(ConfigError, match="member_groups=3 must divide the 8 devices"):
+    programs.mesh_for(_ppo(GRID, member_groups=3), jax.devices()[:1] * 8)
+  with pytest.raises(ConfigError, match=r"member_groups=8 must divide the run's 4 agents \(sweep members x num_seeds\)"):
+    programs.mesh_for(_ppo(GRID, member_groups=8), jax.devices()[:1] * 8)
+  with pytest.raises(ConfigError, match="member_groups=2 needs backend='shard_map'"):
+    programs.mesh_for(_ppo(GRID, member_groups=2, backend="pmap"), jax.devices()[:1] * 2)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--config.sweep.num_envs=(8, 16)"], "distrl: error: sweep.num_envs: num_envs changes array shapes"),
     (["--config.sweep.lr", "--config.seed=1"], "distrl: error: flag --config.sweep.lr has no value"),

@@ -33,7 +33,7 @@ def make_evaluate(algorithm, config: ml_collections.ConfigDict, env: Env, mesh, 
   environment's time limit and counts its first episode only. With several agents
   (`config.num_seeds`), the learner and keys have a leading seed axis, and so do the results.
   """
-  local = episodes // mesh.size
+  local = episodes // sharding.data_size(mesh)
   policy = functools.partial(algorithms.act, algorithm, config=config, env=env, greedy=True)
 
   def per_device(learner, key):
@@ -54,4 +54,5 @@ def make_evaluate(algorithm, config: ml_collections.ConfigDict, env: Env, mesh, 
     end = jax.lax.scan(step, sharding.per_device(start), step_keys)[0]
     return sharding.gather({"return": end.episode_return, "length": end.episode_length})
 
-  return sharding.map_replicated(seeds.vmap(per_device, config), mesh)
+  split = sharding.splits_agents(mesh, seeds.count(config))
+  return sharding.map_replicated(seeds.vmap(per_device, config), mesh, split)

@@ -68,28 +68,45 @@ class Program:
     return getattr(self.env, "host", False)
 
 
+def mesh_for(config: ml_collections.ConfigDict, devices=None) -> jax.sharding.Mesh:
+  """The mesh of a run over `devices` (default: all): `config.member_groups` groups of devices, each training its
+  share of the agents (a sweep's members, seeds) on its own environments."""
+  devices = jax.devices() if devices is None else list(devices)
+  groups = int(config.get("member_groups", 1))
+  agents = seeds.count(config)
+  require(groups >= 1 and len(devices) % groups == 0,
+          f"member_groups={groups} must divide the {len(devices)} devices into groups of equal size")
+  require(groups == 1 or agents % groups == 0,
+          f"member_groups={groups} must divide the run's {agents} agents (sweep members x num_seeds) evenly")
+  require(groups == 1 or config.backend == "shard_map",
+          f"member_groups={groups} needs backend='shard_map' (pmap runs one group)")
+  return sharding.make_mesh(devices, groups)
+
+
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program:
   """Resolves the algorithm and environment of `config`, validates it for `mesh`, and builds the initial state
   (placed on the mesh) and the runner of its update. Raises ConfigError for anything a user can fix."""
-  check_run_config(config, mesh.size)
+  check_run_config(config, sharding.data_size(mesh))
   algorithm = algorithms.get(config.algo)
   env = envs.make(config.env_name, config.env_kwargs)
   if getattr(env, "host", False):
     host_runner.check(config, algorithm, env)
     mesh = host_runner.learner_mesh(config, mesh)
     check_run_config(config, mesh.size)
-  sizes = algorithm.sizes(config, mesh.size)
-  sweep.check(config, algorithm, lambda member: algorithm.sizes(member, mesh.size))
+  devices = sharding.data_size(mesh)  # those that split each agent's environments
+  sizes = algorithm.sizes(config, devices)
+  sweep.check(config, algorithm, lambda member: algorithm.sizes(member, devices))
   require(all(hasattr(sizes, field) for field in ("num_updates", "steps_per_update")),
           f"algo={config.algo!r}: sizes() returned {type(sizes).__name__}, not sizes with num_updates and "
           f"steps_per_update (see distrl/algorithms.py)")
   require(sizes.num_updates < 2**31, f"total_timesteps={config.total_timesteps} makes {sizes.num_updates:,} updates; "
                                      f"the update counter is int32 on the devices (at most 2**31 - 1)")
   init = functools.partial(algorithm.init, env=env, sizes=sizes)
-  state = sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh)
+  split = sharding.splits_agents(mesh, seeds.count(config))
+  state = sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh, split)
   if getattr(env, "host", False):
     runner = host_runner.HostRunner(config, algorithm, sizes, env, mesh, state)
   else:
     update = seeds.update(functools.partial(algorithm.update, env=env, sizes=sizes), config)
-    runner = sharding.Runner(update, mesh, config.backend, state)
+    runner = sharding.Runner(update, mesh, config.backend, state, split)
   return Program(config=config, algorithm=algorithm, env=env, mesh=mesh, sizes=sizes, state=state, runner=runner)

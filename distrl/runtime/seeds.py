@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from distrl import sharding
 from distrl.rl.state import TrainState
 from distrl.runtime import sweep
 
@@ -76,4 +77,9 @@ def update(update_fn: Callable, config: ml_collections.ConfigDict) -> Callable:
     return lambda state: update_fn(state, config=sweep.member_config(config, sweep.members(config)[0]))
   values = sweep.table(config, int(config.num_seeds))
   one = lambda state, agent: update_fn(state, config=sweep.member_config(config, agent))
-  return lambda state: jax.vmap(one, in_axes=(AXES, 0), out_axes=(AXES, 0))(state, values)
+
+  def run(state):
+    local = jax.tree.leaves(state.learner)[0].shape[0]  # this device's agents: all, or its group's
+    return jax.vmap(one, in_axes=(AXES, 0), out_axes=(AXES, 0))(state, sharding.local_rows(values, local))
+
+  return run

@@ -14,7 +14,6 @@ import time
 import jax
 import ml_collections
 
-from distrl import sharding
 from distrl.rl.state import TrainState
 from distrl.runtime import best, compiling, metrics, programs, resume, stopping, sweep
 from distrl.runtime.loop import UpdateLoop, eval_keys
@@ -54,7 +53,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None, over
 def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.StopRequest) -> Result:
   started = time.perf_counter()
   stop.enter(stopping.Phase.STARTING)
-  program = programs.build(config, sharding.make_mesh(devices))
+  program = programs.build(config, programs.mesh_for(config, devices))
   try:
     return _run(program, config, workdir, overwrite, stop, started)
   finally:
