@@ -296,5 +296,8 @@ class Runner:
       return TrainState(update=first(state.update), learner=jax.tree.map(first, state.learner),
                         actors=jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), state.actors))
 
-    self._to_pmap = jax.jit(to_pmap, out_shardings=NamedSharding(self.mesh, P(DATA_AXIS)))
+    # pmap's outputs are laid out on a 1-D mesh of the same devices; the conversion's too, so from_pmap sees one
+    # layout (its own output's and pmap's) and is traced once.
+    flat = jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=self.mesh.devices.flatten())
+    self._to_pmap = jax.jit(to_pmap, out_shardings=NamedSharding(flat, P(DATA_AXIS)))
     self._from_pmap = jax.jit(from_pmap, out_shardings=self._shardings)
