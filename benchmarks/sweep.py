@@ -1,6 +1,6 @@
 """A sweep of 64 PPO CartPole configurations: one distrl program, 64 separate distrl runs, and rejax's vmapped PPO.
 
-  python benchmarks/sweep.py --rejax-python /tmp/rejaxvenv/bin/python            # ~40 min on 2 cores
+  python benchmarks/sweep.py --rejax-python /tmp/rejaxvenv/bin/python            # ~5 min on 2 cores
   python benchmarks/sweep.py --rejax-python /tmp/rejaxvenv/bin/python --quick    # the pipeline only, ~5 min
 
 Getting rejax (measured: rejax 0.1.3 from PyPI, with jax 0.10.2, flax 0.12.8, gymnax 0.0.9):
@@ -76,35 +76,47 @@ def _launch(argv: list[str]) -> float:
   return wall
 
 
-def _last_evaluation(workdir: str) -> dict:
+def _records(workdir: str) -> list[dict]:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f if line.strip()]
-  return records[-1]  # a run ends with an evaluation
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _last_evaluation(workdir: str) -> dict:
+  return _records(workdir)[-1]  # a run ends with an evaluation
+
+
+def training_seconds(records: list[dict]) -> float:
+  """The run's updates alone: the pace between its first and last log records (no compile, evaluation or save
+  falls between them here: one evaluation and one save, at the end), times its updates."""
+  first, last = records[0], records[-1]
+  return (last["time"] - first["time"]) / (last["update"] - first["update"]) * last["update"]
 
 
 def distrl_sweep(steps: int, scratch: str) -> dict:
   workdir = os.path.join(scratch, "distrl-sweep")
   sweep = [f"--config.sweep.{name}=({','.join(map(str, values))})" for name, values in GRID.items()]
   wall = _launch(_distrl_flags(steps, workdir) + sweep)
-  last = _last_evaluation(workdir)
-  returns = [last[f"eval/return/member_{m}"] for m in range(len(members()))]
-  return {"row": "distrl: 64 members in one program", "wall_s": wall, "ran": 1, "returns": returns}
+  records = _records(workdir)
+  returns = [records[-1][f"eval/return/member_{m}"] for m in range(len(members()))]
+  return {"row": "distrl: 64 members in one program", "wall_s": wall, "ran": 1, "returns": returns,
+          "training_s": training_seconds(records)}
 
 
 def distrl_separate(steps: int, scratch: str, count: int) -> dict:
   import numpy as np
 
   indices = sorted(np.random.default_rng(0).choice(len(members()), count, replace=False).tolist())
-  walls, returns = [], []
+  walls, returns, training = [], [], []
   for i, member in zip(indices, (members()[i] for i in indices)):
     workdir = os.path.join(scratch, f"distrl-run-{i}")
     walls.append(_launch(_distrl_flags(steps, workdir) + [f"--config.{k}={v}" for k, v in member.items()]))
     returns.append(_last_evaluation(workdir)["eval/return"])
+    training.append(training_seconds(_records(workdir)))
     print(f"  member {i} alone ({member}): {walls[-1]:.1f} s, eval {returns[-1]:.1f}", flush=True)
-  wall = sum(walls) * len(members()) / count
+  scale = len(members()) / count
   return {"row": f"distrl: 64 separate runs ({count} run{'' if count == 1 else 's'}"
-                 f"{'' if count == len(members()) else ', scaled to 64'})", "wall_s": wall, "ran": count,
-          "returns": returns, "members": indices}
+                 f"{'' if count == len(members()) else ', scaled to 64'})", "wall_s": sum(walls) * scale,
+          "ran": count, "returns": returns, "members": indices, "training_s": sum(training) * scale}
 
 
 def rejax_sweep(steps: int, python: str) -> dict:
@@ -146,12 +158,24 @@ def table(rows: list[dict]) -> str:
   import numpy as np
 
   separate = next(r["wall_s"] for r in rows if "separate" in r["row"])
-  lines = ["| row | wall | 64 separate distrl runs' wall / this | final eval, mean over members | best member |",
-           "| --- | --- | --- | --- | --- |"]
+  lines = ["| row | wall | of it: updates | of it: the rest | 64 separate distrl runs' wall / this "
+           "| final eval, mean over members | best member |", "| --- | --- | --- | --- | --- | --- | --- |"]
   for r in rows:
-    lines.append(f"| {r['row']} | {r['wall_s']:.0f} s | {separate / r['wall_s']:.1f}x | "
+    split = (f"{r['training_s']:.0f} s | {r['wall_s'] - r['training_s']:.0f} s" if "training_s" in r
+             else "not measured | not measured")
+    lines.append(f"| {r['row']} | {r['wall_s']:.0f} s | {split} | {separate / r['wall_s']:.1f}x | "
                  f"{np.mean(r['returns']):.1f} | {np.max(r['returns']):.1f} |")
   return "\n".join(lines)
+
+
+def pace(sweep: dict, separate: dict, steps: int) -> str:
+  """Where the sweep's time goes: its updates against the separate runs', per member, and what that bounds."""
+  updates, count = steps // (FIXED["num_envs"] * FIXED["num_steps"]), len(members())
+  together = sweep["training_s"] / updates / count * 1e3
+  alone = separate["training_s"] / updates / count * 1e3
+  return (f"Per member and update: {together:.2f} ms in the sweep, {alone:.2f} ms alone ({alone / together:.1f}x). "
+          f"The sweep cannot end sooner than its updates: even with nothing else in its wall, the 64 separate runs "
+          f"would take at most {separate['wall_s'] / sweep['training_s']:.1f}x its time on this device.")
 
 
 def main():
@@ -190,6 +214,7 @@ def main():
           f"walls from process start to end.\n\n{table(rows)}\n\nThe {len(gaps)} member(s) trained alone against "
           f"the same in the sweep, final greedy evaluation: {sum(g < 1e-3 for g in gaps)} equal, largest "
           f"difference {max(gaps):.1f}.")
+  text += "\n\n" + pace(rows[0], rows[1], steps)
   print("\n" + text)
   if path:
     results_file.write(path, {NAME: text})

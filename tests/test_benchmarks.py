@@ -340,6 +340,17 @@ def test_sweep_py_numbers_its_members_as_distrls_sweep_does():
   assert script.members() == distrl_sweep.members(config) and len(script.members()) == 64
 
 
+@pytest.mark.unit
+def test_sweep_py_splits_a_wall_into_updates_and_the_rest_from_the_log_records():
+  """Records at updates 19 (10 s) and 195 (54 s): 44 s for 176 updates, so 195 updates take 48.75 s; per member and
+  update, the sweep's 48.75 s against the 64 separate runs' 97.5 s over 195 updates is 3.91 ms against 7.81 ms."""
+  script = _script("sweep")
+  records = [{"update": 19, "time": 10.0}, {"update": 100, "time": 30.0}, {"update": 195, "time": 54.0}]
+  assert script.training_seconds(records) == pytest.approx(48.75)
+  text = script.pace({"training_s": 48.75}, {"training_s": 97.5, "wall_s": 64 * 150.0}, 195 * 512)
+  assert "3.91 ms in the sweep, 7.81 ms alone (2.0x)" in text and "at most 196.9x" in text
+
+
 @pytest.mark.skipif(not os.path.isdir(REFERENCE), reason="../shared/reference is absent: table.py skips its rows")
 def test_table_py_runs_the_reference_beside_distrl_in_its_smoke_mode():
   """`benchmarks/table.py --quick` on the PPO CartPole row, one device: distrl's row, the reference's row on the
