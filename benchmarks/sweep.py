@@ -14,8 +14,12 @@ The 64 members are the grid clip_eps (0.1, 0.2, 0.3, 0.4) x ent_coef (0, 0.003, 
 minibatches, separate 64x64 tanh MLPs, gradient norm 0.5, gamma 0.99, lambda 0.95, value loss 0.5 with its clip,
 normalised advantages), the step size constant as rejax has it, one seed each, --steps environment steps each.
 Rows, each timed from the start of its process(es) to their end (imports, compiles, evaluations and checkpoints
-included), one after the other on this machine's CPU device:
+included; distrl's persistent compilation cache off, so every program compiles as a first run does), one after the
+other on this machine's CPU:
 - distrl, the sweep in one program: `python -m distrl.launch --config=ppo --config.sweep.clip_eps=... ...`;
+- distrl, the same sweep on the machine's cores as as many CPU devices (XLA_FLAGS
+  --xla_force_host_platform_device_count), `--config.member_groups` of them: each device trains its group of
+  members on its own thread;
 - distrl, separate runs: `python -m distrl.launch --config=ppo --config.lr=...` for --separate of the 64 members
   (drawn without replacement, fixed seed); the 64 runs' wall is their sum scaled to 64 where fewer ran (every member
   costs the same: the same program with other numbers);
@@ -33,6 +37,7 @@ benchmarks/RESULTS.md.
 import argparse
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -48,6 +53,9 @@ FIXED = {"env_name": "CartPole-v1", "num_envs": 4, "num_steps": 128, "update_epo
          "hidden_sizes": (64, 64), "activation": "tanh", "max_grad_norm": 0.5, "gamma": 0.99, "gae_lambda": 0.95,
          "vf_coef": 0.5, "anneal_lr": False}
 STEPS = 100_000
+# The sweep's second row: this machine's cores as as many CPU devices (a power of two, so that they divide the 64
+# members), a group of members each.
+CORES = min(64, 2 ** int(math.log2(os.cpu_count() or 1)))
 QUICK_STEPS = 8_192
 
 
@@ -61,15 +69,17 @@ def _distrl_flags(steps: int, workdir: str) -> list[str]:
   updates = steps // (FIXED["num_envs"] * FIXED["num_steps"])
   fields = {**FIXED, "total_timesteps": steps, "log_every": max(1, updates // 10), "eval_every": updates,
             "checkpoint_every": updates}
-  return [sys.executable, "-m", "distrl.launch", "--config=ppo", f"--workdir={workdir}",
+  # No persistent compilation cache: every row compiles as a first run of its program does (a rerun of this
+  # script would otherwise load its earlier compiles; rejax has none).
+  return [sys.executable, "-m", "distrl.launch", "--config=ppo", f"--workdir={workdir}", "--compilation_cache=",
           *[f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in fields.items()]]
 
 
-def _launch(argv: list[str]) -> float:
-  """Runs a command line to its end; its wall time in seconds."""
+def _launch(argv: list[str], devices: int = 1) -> float:
+  """Runs a command line to its end on `devices` CPU devices; its wall time in seconds."""
   start = time.perf_counter()
   out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+                       env={**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
   wall = time.perf_counter() - start
   if out.returncode != 0:
     raise SystemExit(f"{' '.join(argv[:4])} ... failed:\n{out.stderr[-3000:]}")
@@ -92,14 +102,16 @@ def training_seconds(records: list[dict]) -> float:
   return (last["time"] - first["time"]) / (last["update"] - first["update"]) * last["update"]
 
 
-def distrl_sweep(steps: int, scratch: str) -> dict:
-  workdir = os.path.join(scratch, "distrl-sweep")
+def distrl_sweep(steps: int, scratch: str, groups: int = 1) -> dict:
+  """The sweep as one launch; with `groups` > 1, on as many CPU devices (the host's cores split between them), one
+  group of members each (`member_groups`)."""
+  workdir = os.path.join(scratch, f"distrl-sweep-{groups}")
   sweep = [f"--config.sweep.{name}=({','.join(map(str, values))})" for name, values in GRID.items()]
-  wall = _launch(_distrl_flags(steps, workdir) + sweep)
+  wall = _launch(_distrl_flags(steps, workdir) + sweep + [f"--config.member_groups={groups}"], devices=groups)
   records = _records(workdir)
   returns = [records[-1][f"eval/return/member_{m}"] for m in range(len(members()))]
-  return {"row": "distrl: 64 members in one program", "wall_s": wall, "ran": 1, "returns": returns,
-          "training_s": training_seconds(records)}
+  row = "distrl: 64 members in one program" + (f", {groups} CPU devices, member_groups={groups}" if groups > 1 else "")
+  return {"row": row, "wall_s": wall, "ran": 1, "returns": returns, "training_s": training_seconds(records)}
 
 
 def distrl_separate(steps: int, scratch: str, count: int) -> dict:
@@ -203,18 +215,22 @@ def main():
     print(f"distrl, the sweep of {len(members())} members in one program ...", flush=True)
     rows = [distrl_sweep(steps, scratch)]
     print(f"  {rows[-1]['wall_s']:.1f} s", flush=True)
+    if CORES > 1:
+      print(f"distrl, the sweep on {CORES} CPU devices, a group of members each ...", flush=True)
+      rows.append(distrl_sweep(steps, scratch, groups=CORES))
+      print(f"  {rows[-1]['wall_s']:.1f} s", flush=True)
     print(f"distrl, {separate} of the separate runs ...", flush=True)
     rows.append(distrl_separate(steps, scratch, separate))
     print("rejax, the 64 configurations vmapped ...", flush=True)
     rows.append(rejax_sweep(steps, args.rejax_python))
     print(f"  {rows[-1]['wall_s']:.1f} s", flush=True)
-  alone = rows[1]
+  alone = next(r for r in rows if "separate" in r["row"])
   gaps = [abs(r - rows[0]["returns"][m]) for m, r in zip(alone["members"], alone["returns"])]
   text = (f"{len(members())} PPO CartPole-v1 configurations, {steps:,} steps each, one seed each; "
           f"walls from process start to end.\n\n{table(rows)}\n\nThe {len(gaps)} member(s) trained alone against "
           f"the same in the sweep, final greedy evaluation: {sum(g < 1e-3 for g in gaps)} equal, largest "
           f"difference {max(gaps):.1f}.")
-  text += "\n\n" + pace(rows[0], rows[1], steps)
+  text += "\n\n" + pace(rows[0], alone, steps)
   print("\n" + text)
   if path:
     results_file.write(path, {NAME: text})
