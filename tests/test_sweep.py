@@ -301,6 +301,8 @@ def test_member_groups_that_do_not_divide_are_refused():
     programs.mesh_for(_ppo(GRID, member_groups=8), jax.devices()[:1] * 8)
   with pytest.raises(ConfigError, match="member_groups=2 needs backend='shard_map'"):
     programs.mesh_for(_ppo(GRID, member_groups=2, backend="pmap"), jax.devices()[:1] * 2)
+  with pytest.raises(ConfigError, match="member_groups=0 must be at least 1"):
+    programs.mesh_for(_ppo(GRID, member_groups=0), jax.devices()[:1] * 2)
 
 
 @pytest.mark.parametrize("flags, message", [

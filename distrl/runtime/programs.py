@@ -74,8 +74,10 @@ def mesh_for(config: ml_collections.ConfigDict, devices=None) -> jax.sharding.Me
   devices = jax.devices() if devices is None else list(devices)
   groups = int(config.get("member_groups", 1))
   agents = seeds.count(config)
-  require(groups >= 1 and len(devices) % groups == 0,
-          f"member_groups={groups} must divide the {len(devices)} devices into groups of equal size")
+  require(groups >= 1, f"member_groups={groups} must be at least 1 (1: every device trains every agent)")
+  require(len(devices) % groups == 0,
+          f"member_groups={groups} must divide the {len(devices)} devices into groups of equal size "
+          f"(member_groups=1: every device trains every agent)")
   require(groups == 1 or agents % groups == 0,
           f"member_groups={groups} must divide the run's {agents} agents (sweep members x num_seeds) evenly")
   require(groups == 1 or config.backend == "shard_map",
