@@ -119,6 +119,37 @@ def test_only_process_zero_logs_and_the_checkpoint_moves_between_process_counts(
       [5, 10, 15, 20, 25, 30]
 
 
+def test_a_sweep_with_a_group_of_members_a_process_logs_what_one_process_of_eight_devices_logs(tmp_path):
+  """member_groups=2 on 2 processes of 4 devices: each process trains its 2 of the 4 members alone, and the
+  per-member metrics and evaluations, split over the processes, are gathered to process 0's log. They equal, to
+  float rounding, the same sweep in one process of 8 devices and one group (every device trains every member), and
+  the checkpoint holds every member."""
+  workdir = tmp_path / "run"
+  sweep = {"lr": (3e-3, 3e-4), "gamma": (0.9, 0.99)}
+  flags = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=5", "--config.eval_every=5",
+           "--config.eval_episodes=8", "--config.total_timesteps=2560", "--config.member_groups=2",
+           *[f"--config.sweep.{name}=({values[0]}, {values[1]})" for name, values in sweep.items()]]
+  runs = launch_two(workdir, *flags)
+  outputs = [run.communicate(timeout=300) for run in runs]
+  assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
+  config = config_of("ppo", [flag.split(".", 1)[1] for flag in flags[:-3]])  # one group: every device, every member
+  config.sweep = sweep
+  reference = trainer.train(config, str(tmp_path / "reference"))
+  logged = records(workdir)
+  assert [r["update"] for r in logged] == [5, 10]
+  for got, want in zip(logged, reference.history):
+    assert got["loss/total"] == pytest.approx(want["loss/total"], rel=1e-5)
+    for m in range(4):
+      for name in ("train/episode_return", "eval/return"):
+        assert got[f"{name}/member_{m}"] == pytest.approx(want[f"{name}/member_{m}"], rel=1e-5), (name, m)
+  assert len({r[f"eval/return/member_{m}"] for r in logged for m in range(4)}) > 1  # members differ
+  saved = Checkpoints(str(workdir / "checkpoints"), keep=3, create=False).restore(10, like=reference.state)
+  for a, b in zip(jax.tree.leaves(jax.device_get(saved.learner.params)),
+                  jax.tree.leaves(jax.device_get(reference.state.learner.params))):
+    assert a.shape[0] == 4
+    np.testing.assert_allclose(a, b, atol=2e-5)
+
+
 def test_a_checkpoint_unlike_its_checksums_is_set_aside_once_and_both_processes_resume_from_the_one_before(tmp_path):
   workdir = tmp_path / "run"
   flags = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=5", "--config.checkpoint_every=5",
