@@ -14,8 +14,8 @@ import ml_collections
 DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 
 # Fields the trainer reads from every config, whatever the algorithm (distrl/algorithms.py states the contract).
-RUN_FIELDS = ("algo", "env_name", "env_kwargs", "seed", "num_seeds", "backend", "num_envs", "log_every",
-              "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints")
+RUN_FIELDS = ("algo", "env_name", "env_kwargs", "architecture", "seed", "num_seeds", "backend", "num_envs",
+              "log_every", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints")
 
 
 def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int, eval_every: int,
@@ -26,6 +26,9 @@ def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int
   config.algo = algo  # which algorithm trains this config: a shipped name, or package.module of your own
   config.env_name = env_name  # a gymnax id, a suite's suite:id, or package.module:factory of your own (README)
   config.env_kwargs = ml_collections.ConfigDict()  # keyword arguments of the environment's constructor / factory
+  # How batches are made (distrl.architectures): "compiled" (JAX environments inside the compiled program) or "host"
+  # (environments outside JAX, envpool:, gymnasium:, stepped on host threads beside a sharded learner)
+  config.architecture = "compiled"
   config.seed = 0  # parameters, environments and every random draw of the run derive from it
   config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.runtime.seeds)
   config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices
@@ -70,7 +73,7 @@ def replay_fields(config: ml_collections.ConfigDict, *, buffer_size: int, batch_
 
 
 def actor_critic_fields(config: ml_collections.ConfigDict, *, actor_lr: float, critic_lr: float) -> None:
-  """Adds the networks and step sizes of the off-policy actor-critics (`distrl.rl.off_policy`: SAC, TD3)."""
+  """Adds the networks and step sizes of the off-policy actor-critics (`distrl.rl.twin_critic`: SAC, TD3)."""
   config.hidden_sizes = (256, 256)  # MLP widths of the actor and of each of the two critics
   config.activation = "relu"  # "tanh" or "relu"
   config.critic_layer_norm = False  # LayerNorm before every hidden activation of the critics

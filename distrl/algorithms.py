@@ -1,8 +1,9 @@
 """The algorithm contract, and the registry that turns `config.algo` into an algorithm.
 
 An algorithm is any object (a module, a class, a namespace) with the four functions of
-`Algorithm`. The trainer, `distrl.evaluate` and the benchmarks know an algorithm only through
-them. `config.algo` names one: a registered name ("ppo", "impala", "dqn", "pqn", "sac", "td3", or one given to `register`), or
+`Algorithm`, and any of the optional hooks the Protocols below declare (`HOOKS`: memory, sweepable fields, a
+rollout learner's behaviour, learn and actor lag). The trainer, `distrl.evaluate`, the architectures and the
+benchmarks know an algorithm only through them. `config.algo` names one: a registered name ("ppo", "impala", "dqn", "pqn", "sac", "td3", or one given to `register`), or
 the path of a module outside distrl that defines the four functions (`examples.a2c`), or
 `package.module:attribute` for an object that has them.
 
@@ -60,12 +61,77 @@ class Algorithm(Protocol):
     """Actions for a batch of observations (B, *obs_shape), ready for `env.step`: sampled from `key`, or
     the greedy action if `greedy` (then `key` may be None). `learner` is `TrainState.learner`.
 
-    An agent with memory also defines `initial_memory(num, *, config, env)` (the memory of `num` actors at the start
-    of an episode, or None when this config has none) and takes it as `act(..., memory=memory)`, returning
-    (actions, the memory after this step); see `initial_memory` and `act` below."""
+    An agent with memory (`WithMemory`) takes it as `act(..., memory=memory)` and returns (actions, the memory after
+    this step); see `act` below."""
+
+
+# The optional hooks: what the runtime or an architecture uses beyond the four functions, each declared by the
+# Protocol that names it. `hook(algorithm, name)` is how the runtime reads one (its default where an algorithm has
+# none); an architecture that needs some lists them (`distrl.architectures`), and `require` refuses an algorithm
+# without them in one line.
+
+
+class WithMemory(Protocol):
+  """An agent with memory (a recurrent core): its actors carry a state from step to step."""
+
+  def initial_memory(self, num: int, *, config: ml_collections.ConfigDict, env: Env) -> Any:
+    """The memory `num` actors start an episode with, or None when this config has none (a feed-forward agent).
+    `act` then takes `memory=` and returns (actions, the memory after this step)."""
+
+
+class Sweepable(Protocol):
+  """An algorithm a sweep (`distrl.runtime.sweep`) can train many configurations of in one program."""
+
+  SWEEPABLE: tuple[str, ...]  # the config fields a sweep may vary: none of them changes an array shape
+
+
+class RolloutLearner(Protocol):
+  """An algorithm whose update is a rollout of `behaviour` followed by `learn`, so that rollouts made elsewhere
+  (host environments, `distrl.architectures.host`) can be learned from."""
+
+  MAX_ACTOR_LAG: int | None  # how many updates old the behaviour's parameters may be (None: any, corrected for)
+
+  def behaviour(self, learner: Any, obs: jax.Array, keys: jax.Array, *, config: ml_collections.ConfigDict,
+                env: Env) -> tuple[jax.Array, Any]:
+    """The rollout's policy: (actions (E, ...), extras the loss needs, e.g. log-probabilities) for observations
+    (E, *obs_shape), environment e drawing from `keys[e]`."""
+
+  def learn(self, state: TrainState, collected: Any, *, config: ml_collections.ConfigDict, env: Env,
+            sizes: Sizes) -> tuple[TrainState, Metrics]:
+    """The rest of `update` on a collected rollout (`rl.rollout_learner.Collected`) of this device's environments."""
 
 
 CONTRACT = ("sizes", "init", "update", "act")
+
+# Every optional hook, the Protocol that declares it, and what an algorithm without it means.
+HOOKS: dict[str, tuple[type, Any]] = {
+    "initial_memory": (WithMemory, None),  # no memory
+    "SWEEPABLE": (Sweepable, ()),  # nothing to sweep
+    "behaviour": (RolloutLearner, None),
+    "learn": (RolloutLearner, None),
+    "MAX_ACTOR_LAG": (RolloutLearner, 0),  # acting waits for every update
+}
+
+
+def hook(algorithm: Algorithm, name: str) -> Any:
+  """The optional hook `name` of `algorithm` (one of `HOOKS`), or the default that stands for its absence."""
+  return getattr(algorithm, name, HOOKS[name][1])
+
+
+def require(algorithm: Algorithm, algo: str, hooks: tuple[str, ...], needed_for: str) -> None:
+  """A ConfigError naming the hooks of `hooks` that `algorithm` (config.algo=`algo`) lacks for `needed_for`."""
+  missing = [name for name in hooks if not hasattr(algorithm, name)]
+  if missing:
+    have = [name for name in names() if isinstance(_REGISTRY[name], str) and _has(_REGISTRY[name], hooks)]
+    which = f" ({', '.join(have)} {'has' if len(have) == 1 else 'have'} them)" if have else ""
+    raise ConfigError(f"algo={algo!r} cannot {needed_for}: it lacks {', '.join(missing)} "
+                      f"(see {', '.join(sorted({HOOKS[n][0].__name__ for n in missing}))} in distrl/algorithms.py)"
+                      f"{which}")
+
+
+def _has(module: str, hooks: tuple[str, ...]) -> bool:
+  algorithm = importlib.import_module(module)
+  return all(hasattr(algorithm, name) for name in hooks)
 
 # A module path is imported when used.
 _REGISTRY: dict[str, Algorithm | str] = {"ppo": "distrl.ppo", "dqn": "distrl.dqn", "pqn": "distrl.pqn",
@@ -73,9 +139,8 @@ _REGISTRY: dict[str, Algorithm | str] = {"ppo": "distrl.ppo", "dqn": "distrl.dqn
 
 
 def initial_memory(algorithm: Algorithm, num: int, *, config: ml_collections.ConfigDict, env: Env) -> Any:
-  """The memory `num` actors of `algorithm` start an episode with: its optional `initial_memory`'s, or None for an
-  agent without memory."""
-  initial = getattr(algorithm, "initial_memory", None)
+  """The memory `num` actors of `algorithm` start an episode with (`WithMemory`), or None for an agent without."""
+  initial = hook(algorithm, "initial_memory")
   return None if initial is None else initial(num, config=config, env=env)
 
 
@@ -125,6 +190,11 @@ def check(algorithm: Any, name: str) -> Algorithm:
     if not _call_fits(getattr(algorithm, f), getattr(Algorithm, f)):
       raise ConfigError(f"algo={name!r}: its {f}{_bare(getattr(algorithm, f))} cannot be called as the contract's "
                         f"{f}{_bare(getattr(Algorithm, f), skip=1)} (see distrl/algorithms.py)")
+  for optional, (protocol, _) in HOOKS.items():  # an optional function, where present, as its Protocol calls it
+    declared, given = getattr(protocol, optional, None), getattr(algorithm, optional, None)
+    if callable(declared) and given is not None and not (callable(given) and _call_fits(given, declared)):
+      raise ConfigError(f"algo={name!r}: its {optional} cannot be called as {protocol.__name__}.{optional}"
+                        f"{_bare(declared, skip=1)} (see distrl/algorithms.py)")
   return algorithm
 
 

@@ -129,7 +129,7 @@ def main(argv):
 
   from distrl import sharding
   from distrl.cli import render
-  from distrl.runtime import metrics, seeds, sweep
+  from distrl.runtime import agents as run_agents, metrics, sweep
   from distrl.errors import ConfigError
 
   try:
@@ -146,14 +146,14 @@ def main(argv):
       raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
     evaluate = program.evaluator(_EPISODES.value)
     key = jax.random.PRNGKey(_SEED.value)  # the same evaluation environments for every agent
-    key = key if seeds.count(config) == 1 else jax.numpy.tile(key, (seeds.count(config), 1))
+    key = key if run_agents.count(config) == 1 else jax.numpy.tile(key, (run_agents.count(config), 1))
     results = sharding.to_host(evaluate(state.learner, key))
   except ConfigError as error:
     print(f"distrl: error: {error}", file=sys.stderr)
     sys.exit(1)
   returns, lengths = np.asarray(results["return"]), np.asarray(results["length"])
   heading, which = _heading(update, members)
-  agents = shown = list(range(seeds.count(config)))
+  agents = shown = list(range(run_agents.count(config)))
   if _MEMBER.value is not None:
     shown = [a for a in agents if a // config.num_seeds == _MEMBER.value]
   action = "the most likely action" if program.env.discrete else "the mean action"

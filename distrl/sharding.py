@@ -47,7 +47,7 @@ def groups(mesh: Mesh) -> int:
   return mesh.shape[MEMBER_AXIS]
 
 
-def local_rows(table, local: int):
+def group_rows(table, local: int):
   """Inside a mapped function: this device's `local` rows of a table over every agent (leading axis), the rows of
   its group; the whole table where a device holds every agent."""
   def rows(x):
@@ -279,6 +279,9 @@ class Runner:
   def get(self, state) -> TrainState:
     """Backend layout -> global layout (the trainer calls this at every evaluation and checkpoint)."""
     return state if self.backend == "shard_map" else self._from_pmap(state)
+
+  def close(self) -> None:
+    """Nothing runs beside the compiled chunk."""
 
   def _pmap_layout(self) -> None:
     """The two layout conversions for pmap, jitted once: a leading device axis on every leaf, and back."""

@@ -5,7 +5,7 @@
 
 Any `gymnasium.Env` works this way (C++ behind Python bindings, a lab's own simulator): distrl calls
 `make(**config.env_kwargs)` once per environment, steps them on the host, acts on them with the policy in an actor
-thread and learns from their rollouts (`distrl/host/`). `terminated` ends an episode without a bootstrap; a time limit
+thread and learns from their rollouts (`distrl/architectures/host/`). `terminated` ends an episode without a bootstrap; a time limit
 (`truncated`) bootstraps from the observation it reached.
 """
 

@@ -1,5 +1,5 @@
-"""Host environments (distrl/host/): the batch the learner receives, the actor's lag, envpool and gymnasium, a user's
-gymnasium factory, what is refused, and learning."""
+"""The host architecture (distrl/architectures/host/) and its environments (distrl/envs/host.py): the batch the learner
+receives, the actor's lag, envpool and gymnasium, a user's gymnasium factory, what is refused, and learning."""
 
 import functools
 import json
@@ -15,8 +15,8 @@ import pytest
 
 from distrl import envs, sharding
 from distrl.errors import ConfigError
-from distrl.host import envs as host_envs
-from distrl.host import runner as host_runner
+from distrl.architectures.host import learner as host_learner
+from distrl.envs import host as host_envs
 from distrl.runtime import programs, trainer
 from distrl.configs import ppo as ppo_config
 from distrl.ppo import learner as ppo
@@ -24,7 +24,9 @@ from distrl.rl import rollout_learner
 
 
 def _config(**fields):
+  """PPO with one environment a device; on the host architecture where `fields` name an environment (a host one)."""
   config = ppo_config.get_config()
+  config.architecture = "host" if "env_name" in fields else "compiled"
   config.num_envs = jax.device_count()
   config.num_steps, config.num_minibatches, config.update_epochs = 32, 4, 2
   config.total_timesteps = 100 * config.num_envs * config.num_steps
@@ -39,7 +41,7 @@ def _jax_as_host(program):
   spec = host_envs.Spec(name=env.name, observation_shape=env.observation_shape, action_space=env.action_space,
                         max_steps=env.max_steps,
                         open_batch=lambda num, seed: host_envs.JaxBatch(env, actors.env_state, actors.obs))
-  return host_runner.HostRunner(program.config, program.algorithm, program.sizes, spec, program.mesh, program.state)
+  return host_learner.HostRunner(program.config, program.algorithm, program.sizes, spec, program.mesh, program.state)
 
 
 @pytest.mark.unit
@@ -97,7 +99,8 @@ def test_acting_runs_lag_updates_behind_and_is_reproducible(algo, lag, expected)
   if algo == "impala":
     from distrl.configs import impala as impala_config
     config = impala_config.get_config()
-    config.update(env_name="gymnasium:CartPole-v1", actor_lag=lag, num_envs=jax.device_count(), num_minibatches=2)
+    config.update(env_name="gymnasium:CartPole-v1", architecture="host", actor_lag=lag, num_envs=jax.device_count(),
+                  num_minibatches=2)
 
   def run():
     program = programs.build(config, sharding.make_mesh())
@@ -144,7 +147,7 @@ def test_envpool_and_gymnasium_batches_reset_in_the_same_step():
   episode's return; envpool's Atari counts a game over, not a lost life, as an episode for the statistics."""
   for name in ("envpool:CartPole-v1", "gymnasium:CartPole-v1"):
     spec = envs.make(name, {})
-    assert spec.host and spec.observation_shape == (4,) and spec.num_actions == 2 and spec.max_steps == 500
+    assert spec.kind == "host" and spec.observation_shape == (4,) and spec.num_actions == 2 and spec.max_steps == 500
     batch = spec.open(4, seed=3)
     batch.reset()
     ends, length = 0, np.zeros(4, int)
@@ -184,7 +187,14 @@ def test_the_atari_presets_are_cleanbas_agent(algo):
 @pytest.mark.parametrize("name, fields, message", [
     ("envpool:Breakout-v9", {}, "envpool has no 'Breakout-v9'"),
     ("gymnasium:CartPol-v1", {}, "gymnasium:CartPol-v1"),
-    ("gymnasium:CartPole-v1", {"algo": "dqn"}, "cannot train host environments"),
+    ("gymnasium:CartPole-v1", {"algo": "dqn"}, "algo='dqn' cannot run architecture='host' (host environments): it "
+                                               "lacks behaviour, learn, MAX_ACTOR_LAG"),
+    ("gymnasium:CartPole-v1", {"architecture": "compiled"}, "is a host environment; architecture='compiled' runs jax "
+                                                            "environments: use --config.architecture=host"),
+    ("CartPole-v1", {}, "is a jax environment; architecture='host' runs host environments: use "
+                        "--config.architecture=compiled"),
+    ("gymnasium:CartPole-v1", {"architecture": "hots"}, "architecture='hots' is not an architecture; choose one of "
+                                                        "compiled, host"),
     ("gymnasium:CartPole-v1", {"num_seeds": 2}, "one agent per run"),
     ("gymnasium:CartPole-v1", {"recurrent": "gru"}, "without memory"),
     ("gymnasium:CartPole-v1", {"actor_lag": 3}, "actor_lag=3 is more than ppo corrects for"),
@@ -197,7 +207,7 @@ def test_what_host_environments_refuse(name, fields, message):
   if fields.get("algo") == "dqn":
     from distrl.configs import dqn as dqn_config
     config = dqn_config.get_config()
-    config.update(env_name=name, num_envs=jax.device_count())
+    config.update(env_name=name, num_envs=jax.device_count(), architecture="host")
     fields = {}
   config.update(fields)
   with pytest.raises(ConfigError, match=re.escape(message)):

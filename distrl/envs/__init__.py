@@ -39,7 +39,8 @@ Two optional conventions:
 
 The modules: `interface` (`Env`, `reset_batch`), `sources` (a name to `(env, env_params)`: gymnax, `SUITES`, a
 user's factory), `checks` (a suite's or user's environment against the API above), `wrappers`, `gymnax_import`
-(gymnax without its render-only libraries); `brax`, `craftax`, `jumanji` adapt the suites.
+(gymnax without its render-only libraries); `brax`, `craftax`, `jumanji` adapt the suites; `host` is the source of
+environments outside JAX (envpool, gymnasium, a gymnasium factory), which step on the host.
 """
 
 from typing import Any
@@ -51,23 +52,23 @@ from distrl.envs import gymnax_import  # noqa: F401
 from distrl.envs.checks import checked
 from distrl.envs.interface import Env, reset_batch
 from distrl.envs.sources import SUITES, from_factory, from_gymnax, from_suite, names
-from distrl.host import envs as host_envs
+from distrl.envs import host
 from distrl.envs.wrappers import FlattenPytreeObservation, ResetLater, with_episode_statistics
 
 __all__ = ["Env", "FlattenPytreeObservation", "ResetLater", "SUITES", "make", "names", "reset_batch"]
 
 
-def make(name: str, kwargs: Any = None) -> Env | host_envs.Spec:
+def make(name: str, kwargs: Any = None) -> Env | host.Spec:
   """The environment `name` (a gymnax id, `suite:id` or `package.module:factory`) built with `kwargs`, checked and
-  wrapped; or, for a host environment (`envpool:ID`, `gymnasium:ID`, a factory of a gymnasium environment), its
-  `distrl.host.envs.Spec`."""
+  wrapped (an `Env`, of kind "jax"); or, for a host environment (`envpool:ID`, `gymnasium:ID`, a factory of a
+  gymnasium environment), its `host.Spec` (of kind "host"). Which architecture runs it is the config's choice."""
   kwargs = _as_dict(kwargs)
   mask_slice = None
-  if host_envs.is_host(name):
-    return host_envs.make(name, kwargs)
+  if name.partition(":")[0] in host.SUITES:
+    return host.make(name, kwargs)
   if ":" in name:
     made = from_suite(name, kwargs) if name.partition(":")[0] in SUITES else from_factory(name, kwargs)
-    if isinstance(made, host_envs.Spec):
+    if isinstance(made, host.Spec):
       return made
     env, params = made
     env, mask_slice = checked(env, params, name)

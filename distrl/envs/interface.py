@@ -23,6 +23,7 @@ class Env:
   action_mask_slice: tuple[int, int] | None = struct.field(pytree_node=False, default=None)
   # For an environment that resets in batches: LogWrapper(ResetLater(env)), whose step does not reset.
   without_reset: Any = struct.field(pytree_node=False, default=None)
+  kind = "jax"  # steps inside the compiled program: `distrl.architectures.compiled` runs it
 
   def reset(self, key: jax.Array):
     """-> (obs, state) for one environment."""

@@ -59,7 +59,7 @@ def from_suite(name: str, kwargs: dict):
 
 def from_factory(name: str, kwargs: dict):
   """`factory(**kwargs)` of `package.module:factory`, checked to be a callable returning (env, params) (or a
-  gymnasium environment: then the `distrl.host.envs.Spec` of host environments made by it)."""
+  gymnasium environment: then the `host.Spec` of host environments made by it)."""
   factory = load_attribute(name, "env_name")
   if not callable(factory):
     raise ConfigError(f"env_name={name!r} is not a function returning (env, env_params) but a "
@@ -75,8 +75,8 @@ def from_factory(name: str, kwargs: dict):
   except Exception as error:
     raise ConfigError(f"env_name={name!r}: the factory raised {first_line(error, with_type=True)}") from None
   if not (isinstance(made, tuple) and len(made) == 2):
-    from distrl.host import envs as host_envs  # a gymnasium environment trains on the host
-    spec = host_envs.from_factory(name, kwargs, made)
+    from distrl.envs import host  # a gymnasium environment steps on the host
+    spec = host.from_factory(name, kwargs, made)
     if spec is not None:
       return spec
     raise ConfigError(f"env_name={name!r}: the factory returned {type(made).__name__}, not (env, env_params)")

@@ -17,7 +17,7 @@ import numpy as np
 
 from distrl import sharding
 from distrl.errors import DeviceFailed, RunFailed, first_line
-from distrl.runtime import metrics, seeds, stopping, sweep
+from distrl.runtime import agents, metrics, stopping, sweep
 from distrl.runtime.best import Best
 from distrl.runtime.programs import Program
 from distrl.runtime.session import Session
@@ -32,8 +32,8 @@ class TrainingDiverged(RunFailed):
 def eval_keys(config) -> Callable:
   """eval_keys(update) -> the key of every agent's evaluation after `update`: for the agent of seed s,
   fold_in(fold_in(PRNGKey(s), 1), update)."""
-  fold = seeds.vmap(lambda key, u: jax.random.fold_in(jax.random.fold_in(key, 1), u), config, in_axes=(0, None))
-  return lambda update: fold(seeds.keys(config), update)
+  fold = agents.vmap(lambda key, u: jax.random.fold_in(jax.random.fold_in(key, 1), u), config, in_axes=(0, None))
+  return lambda update: fold(agents.keys(config), update)
 
 
 @dataclasses.dataclass

@@ -1,5 +1,6 @@
-"""What a run executes, built one way for training, `distrl.evaluate` and the benchmarks: the algorithm and
-environment of a config, validated for a mesh, with the initial state placed on it and the runner of its update."""
+"""What a run executes, built one way for training, `distrl.evaluate` and the benchmarks: the algorithm,
+environment and execution architecture of a config, validated for a mesh, with the initial state placed on it and the
+architecture's runner of its update."""
 
 import dataclasses
 import functools
@@ -7,17 +8,14 @@ import functools
 import jax
 import ml_collections
 
-from distrl import algorithms, configs, envs, sharding
-from distrl.host import runner as host_runner
+from distrl import algorithms, architectures, configs, envs, sharding
 from distrl.errors import require, require_divisible, require_positive
 from distrl.rl.state import TrainState
-from distrl.runtime import greedy_eval, seeds, sweep
+from distrl.runtime import agents, sweep
 
 
 def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """The fields every algorithm's config has: intervals, backend, and what must split over devices."""
-  lack = configs.lacking(config)
-  require(lack is None, lack)
   require_positive(config, "num_seeds", "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                    "eval_episodes")
   require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
@@ -40,32 +38,25 @@ class Program:
 
   config: ml_collections.ConfigDict
   algorithm: algorithms.Algorithm
-  env: envs.Env
-  mesh: jax.sharding.Mesh
+  architecture: architectures.Architecture
+  env: envs.Env | envs.host.Spec  # of the architecture's `ENV_KIND`
+  mesh: jax.sharding.Mesh  # the devices the update runs on (`architecture.mesh`)
   sizes: algorithms.Sizes
-  state: TrainState  # the initial state of every agent (`config.num_seeds`), global layout, on `mesh`
-  runner: sharding.Runner  # one chunk of updates, of every agent (not compiled until `runner.compile`)
+  state: TrainState  # the initial state of every agent (sweep members x seeds), global layout, on `mesh`
+  runner: architectures.Runner  # N updates of every agent a call (not compiled until `runner.compile`)
 
   @property
   def total_steps(self) -> int:
     return self.sizes.num_updates * self.sizes.steps_per_update
 
-  def evaluator(self, episodes: int):
-    """evaluate(learner, keys) -> {"return", "length"}: greedy episodes of every agent, split over the mesh (host
-    environments: this process's share of them, gathered)."""
-    if self.host:
-      return host_runner.HostEvaluator(self.algorithm, self.config, self.env, episodes)
-    return greedy_eval.make_evaluate(self.algorithm, self.config, self.env, self.mesh, episodes)
+  def evaluator(self, episodes: int) -> architectures.Evaluator:
+    """evaluate(learner, keys) -> {"return", "length"}: greedy episodes of every agent, the architecture's way."""
+    return self.architecture.evaluator(config=self.config, algorithm=self.algorithm, env=self.env, mesh=self.mesh,
+                                       episodes=episodes)
 
   def close(self) -> None:
-    """Stops what runs beside the program: the actor thread and host environments (`distrl.host`), if any."""
-    if self.host:
-      self.runner.close()
-
-  @property
-  def host(self) -> bool:
-    """Whether the environments run on the host (`distrl.host`), not in the compiled program."""
-    return getattr(self.env, "host", False)
+    """Stops what runs beside the program (the host architecture's actor thread and environments, say)."""
+    self.runner.close()
 
 
 def mesh_for(config: ml_collections.ConfigDict, devices=None) -> jax.sharding.Mesh:
@@ -73,29 +64,30 @@ def mesh_for(config: ml_collections.ConfigDict, devices=None) -> jax.sharding.Me
   share of the agents (a sweep's members, seeds) on its own environments."""
   devices = jax.devices() if devices is None else list(devices)
   groups = int(config.get("member_groups", 1))
-  agents = seeds.count(config)
+  count = agents.count(config)
   require(groups >= 1, f"member_groups={groups} must be at least 1 (1: every device trains every agent)")
   require(len(devices) % groups == 0,
           f"member_groups={groups} must divide the {len(devices)} devices into groups of equal size "
           f"(member_groups=1: every device trains every agent)")
-  require(groups == 1 or agents % groups == 0,
-          f"member_groups={groups} must divide the run's {agents} agents (sweep members x num_seeds) evenly")
+  require(groups == 1 or count % groups == 0,
+          f"member_groups={groups} must divide the run's {count} agents (sweep members x num_seeds) evenly")
   require(groups == 1 or config.backend == "shard_map",
           f"member_groups={groups} needs backend='shard_map' (pmap runs one group)")
   return sharding.make_mesh(devices, groups)
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program:
-  """Resolves the algorithm and environment of `config`, validates it for `mesh`, and builds the initial state
-  (placed on the mesh) and the runner of its update. Raises ConfigError for anything a user can fix."""
-  check_run_config(config, sharding.data_size(mesh))
+  """Resolves the algorithm, environment and architecture of `config`, validates it for the devices of `mesh` the
+  architecture runs on, and builds the initial state (placed there) and the architecture's runner. Raises ConfigError
+  for anything a user can fix."""
+  lack = configs.lacking(config)
+  require(lack is None, lack)
   algorithm = algorithms.get(config.algo)
   env = envs.make(config.env_name, config.env_kwargs)
-  if getattr(env, "host", False):
-    host_runner.check(config, algorithm, env)
-    mesh = host_runner.learner_mesh(config, mesh)
-    check_run_config(config, mesh.size)
+  architecture = architectures.resolve(config, algorithm, env)
+  mesh = architecture.mesh(config, mesh)
   devices = sharding.data_size(mesh)  # those that split each agent's environments
+  check_run_config(config, devices)
   sizes = algorithm.sizes(config, devices)
   sweep.check(config, algorithm, lambda member: algorithm.sizes(member, devices))
   require(all(hasattr(sizes, field) for field in ("num_updates", "steps_per_update")),
@@ -104,11 +96,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
   require(sizes.num_updates < 2**31, f"total_timesteps={config.total_timesteps} makes {sizes.num_updates:,} updates; "
                                      f"the update counter is int32 on the devices (at most 2**31 - 1)")
   init = functools.partial(algorithm.init, env=env, sizes=sizes)
-  split = sharding.splits_agents(mesh, seeds.count(config))
-  state = sharding.init_sharded(seeds.init(init, config), seeds.keys(config), mesh, split)
-  if getattr(env, "host", False):
-    runner = host_runner.HostRunner(config, algorithm, sizes, env, mesh, state)
-  else:
-    update = seeds.update(functools.partial(algorithm.update, env=env, sizes=sizes), config)
-    runner = sharding.Runner(update, mesh, config.backend, state, split)
-  return Program(config=config, algorithm=algorithm, env=env, mesh=mesh, sizes=sizes, state=state, runner=runner)
+  split = sharding.splits_agents(mesh, agents.count(config))
+  state = sharding.init_sharded(agents.init(init, config), agents.keys(config), mesh, split)
+  runner = architecture.runner(config=config, algorithm=algorithm, env=env, sizes=sizes, mesh=mesh, state=state)
+  return Program(config=config, algorithm=algorithm, architecture=architecture, env=env, mesh=mesh, sizes=sizes,
+                 state=state, runner=runner)

@@ -151,9 +151,8 @@ def announce(plan: Plan, program: Program, workdir: Workdir, processes: int, say
   say(f"resuming {workdir.path} from update {plan.update} (step {plan.update * sizes.steps_per_update:,}) of "
       f"{sizes.num_updates}{rounded} on {mesh.size} device(s) in {processes} process(es){moved}"
       + (f" with changed settings: {describe(plan.changes, limit=len(plan.changes))}" if plan.changes else ""))
-  if program.host:
-    say("host environments cannot be saved: every environment starts a fresh episode (the learner, its optimizer, "
-        "random streams and counters resume as saved)")
+  if program.architecture.RESUME_NOTE:
+    say(program.architecture.RESUME_NOTE)
   if "total_timesteps" in plan.changes:
     say(f"the run now ends at step {program.total_steps:,}: schedules that span the whole run (an annealed learning "
         f"rate, ...) follow the new length from here on")

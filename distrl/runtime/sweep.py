@@ -22,6 +22,7 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
+from distrl import algorithms
 from distrl.errors import ConfigError, require
 
 DRAWS = "draws"  # sweep.draws: the number of members a random search draws; the other keys of `sweep` are fields
@@ -88,7 +89,7 @@ def label(values: dict[str, float]) -> str:
 def check(config: ml_collections.ConfigDict, algorithm, sizes: Callable) -> None:
   """Refuses a field `algorithm` cannot sweep, and a member whose config `sizes(member_config)` refuses (its
   ConfigError, naming the member) or whose sizes differ from the run's."""
-  names, sweepable = fields(config), tuple(getattr(algorithm, "SWEEPABLE", ()))
+  names, sweepable = fields(config), tuple(algorithms.hook(algorithm, "SWEEPABLE"))
   for name in names:
     if name in sweepable:
       continue

@@ -100,7 +100,7 @@ def _compile(program: Program, state, evaluate, update: int, console: metrics.Co
   """Compiles the update loop and the evaluation (which its first use would otherwise compile mid-run) at once, each
   in a thread; with one process a stop request ends the wait (with several, the first call agrees on it)."""
   learner, keys = program.runner.get(state).learner, eval_keys(program.config)(update)
-  return compiling.compile_all([lambda: program.runner.compile(state), lambda: evaluate.lower(learner, keys).compile()],
+  return compiling.compile_all([lambda: program.runner.compile(state), lambda: evaluate.compile(learner, keys)],
                                what="the update loop and the evaluation", console=console, stop=stop,
                                stoppable=jax.process_count() == 1)
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from distrl import sharding
-from distrl.host.envs import Batch, Stepped
+from distrl.envs.host import Batch, Stepped
 from distrl.rl import acting, rollout_learner
 
 _POLL_SECONDS = 0.25  # how often a waiting side looks whether the other has failed or closed

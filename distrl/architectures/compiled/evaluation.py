@@ -1,4 +1,5 @@
-"""Greedy evaluation: `episodes` fresh environments, split over devices, each play one episode."""
+"""The compiled architecture's evaluation: `episodes` fresh environments, split over devices, each play one episode
+greedily, in one compiled program."""
 
 import functools
 from typing import Any, Callable
@@ -9,7 +10,7 @@ import ml_collections
 from flax import struct
 
 from distrl import algorithms, envs, sharding
-from distrl.runtime import seeds
+from distrl.runtime import agents
 from distrl.envs import Env
 
 
@@ -54,5 +55,18 @@ def make_evaluate(algorithm, config: ml_collections.ConfigDict, env: Env, mesh, 
     end = jax.lax.scan(step, sharding.per_device(start), step_keys)[0]
     return sharding.gather({"return": end.episode_return, "length": end.episode_length})
 
-  split = sharding.splits_agents(mesh, seeds.count(config))
-  return sharding.map_replicated(seeds.vmap(per_device, config), mesh, split)
+  split = sharding.splits_agents(mesh, agents.count(config))
+  return sharding.map_replicated(agents.vmap(per_device, config), mesh, split)
+
+
+class GreedyEvaluator:
+  """An `architectures.Evaluator`: `make_evaluate`'s program, compiled ahead by `compile`."""
+
+  def __init__(self, algorithm, config: ml_collections.ConfigDict, env: Env, mesh, episodes: int):
+    self._evaluate = make_evaluate(algorithm, config, env, mesh, episodes)
+
+  def compile(self, learner, keys) -> None:
+    self._evaluate = self._evaluate.lower(learner, keys).compile()
+
+  def __call__(self, learner, keys) -> dict:
+    return self._evaluate(learner, keys)

@@ -24,7 +24,7 @@ from distrl.errors import ConfigError, first_line
 from distrl.envs.interface import is_discrete
 from distrl.user_modules import load_attribute
 
-PREFIXES = ("envpool", "gymnasium")  # env_name prefixes of host environments; package.module:factory is the third
+SUITES = ("envpool", "gymnasium")  # env_name prefixes of host environments; package.module:factory is the third
 
 
 @struct.dataclass
@@ -88,7 +88,7 @@ class Spec:
   open_batch: Callable[[int, int], Batch]  # (num_envs, seed) -> the environments, environment i seeded seed + i
   observation_dtype: Any = np.float32  # uint8 for Atari's frames (the CNN torsos scale them), else float32
   action_mask_slice: None = None
-  host: bool = True
+  kind = "host"  # steps outside JAX: `distrl.architectures.host` runs it
 
   def reset(self, key):
     """A placeholder observation (zeros) and no state: `init` builds the actors' rows with it; the actor replaces
@@ -128,11 +128,6 @@ class Spec:
     if self.discrete:
       return action
     return jnp.clip(action, self.action_space.low, self.action_space.high)
-
-
-def is_host(name: str) -> bool:
-  """Whether `name` names a host environment by its prefix (`envpool:`, `gymnasium:`)."""
-  return name.partition(":")[0] in PREFIXES
 
 
 def make(name: str, kwargs: dict) -> Spec:

@@ -1,9 +1,9 @@
-"""The host path's program: an actor thread fills rollouts from host environments, the learner runs the algorithm's
-`learn` on each, sharded over the mesh as the compiled path's update is.
+"""The host architecture's runner, its learner side: an actor thread fills rollouts from host environments, the
+learner runs the algorithm's `learn` on each, sharded over the mesh as the compiled architecture's update is.
 
-`HostRunner` has the compiled `sharding.Runner`'s interface (`put`, `get`, `compile`, `zeros`, a call of N updates
-returning a `sharding.Chunk`), so the trainer's loop, checkpoints, logs, evaluation and stop agreement are the ones
-the compiled path uses. Each process steps its own environments (rows `num_envs / processes` of the global batch);
+`HostRunner` is an `architectures.Runner` (`put`, `get`, `compile`, `zeros`, `close`, a call of N updates returning a
+`sharding.Chunk`), so the trainer's loop, checkpoints, logs, evaluation and stop agreement are the ones the compiled
+architecture uses. Each process steps its own environments (rows `num_envs / processes` of the global batch);
 its rollouts become its rows of global arrays (`jax.make_array_from_process_local_data`), and the learner's
 `pmean` reduces over every device of every process.
 
@@ -18,62 +18,21 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from distrl import algorithms, sharding
-from distrl.errors import ConfigError, RunFailed, first_line, require
-from distrl.host import actor as actors
-from distrl.host.envs import Spec
-from distrl.runtime import sweep
+from distrl import sharding
+from distrl.architectures.host import actor as actors
+from distrl.envs.host import Spec
+from distrl.errors import ConfigError, RunFailed, first_line
 from distrl.rl import acting, rollout_learner
 from distrl.rl.state import TrainState
-
-HOOKS = ("behaviour", "learn")  # what an algorithm defines to train host environments (PPO does)
-
-
-def check(config: ml_collections.ConfigDict, algorithm, env: Spec) -> None:
-  """What the host path cannot do, as one line each."""
-  missing = [hook for hook in HOOKS if not callable(getattr(algorithm, hook, None))]
-  require(not missing, f"algo={config.algo!r} cannot train host environments ({env.name}): it has no "
-                       f"{' or '.join(missing)} (ppo has both)")
-  require(config.num_seeds == 1, f"num_seeds={config.num_seeds}: host environments train one agent per run")
-  require(not sweep.fields(config), f"sweep.{', sweep.'.join(sweep.fields(config))}: host environments train one "
-                                    f"agent per run, not a sweep")
-  require(not config.get("recurrent"), f"recurrent={config.recurrent!r}: host environments train agents without "
-                                       f"memory for now")
-  require(config.backend == "shard_map", f"backend={config.backend!r}: host environments learn with shard_map")
-  lag, most = config.get("actor_lag", 1), getattr(algorithm, "MAX_ACTOR_LAG", None)
-  require(isinstance(lag, int) and not isinstance(lag, bool) and lag >= 0,
-          f"actor_lag={lag!r} must be a whole number of updates >= 0 (0: acting waits for every update)")
-  require(most is None or lag <= most,
-          f"actor_lag={lag} is more than {config.algo} corrects for ({most}: acting one update behind, as Cleanba); "
-          f"algo=impala learns from older parameters' rollouts with V-trace")
-  processes = jax.process_count()
-  require(config.num_envs % processes == 0, f"num_envs={config.num_envs} must split over {processes} processes")
-
-
-def learner_mesh(config: ml_collections.ConfigDict, mesh) -> jax.sharding.Mesh:
-  """The devices of `mesh` the learner runs on: all of them, or each process's local devices of the indices in
-  `config.learner_devices` (the same indices on every process), e.g. all but the actor's on a GPU host."""
-  chosen = tuple(config.get("learner_devices", ()))
-  if not chosen:
-    return mesh
-  per_process: dict[int, list] = {}
-  for device in mesh.devices.flat:
-    per_process.setdefault(device.process_index, []).append(device)
-  local = len(per_process[jax.process_index()])
-  require(len(set(chosen)) == len(chosen) and all(isinstance(i, int) and 0 <= i < local for i in chosen),
-          f"learner_devices={chosen} must be distinct indices of this process's {local} device(s), 0 to {local - 1}")
-  return sharding.make_mesh([devices[i] for _, devices in sorted(per_process.items()) for i in chosen])
-
 
 def env_seed(seed: int, update: int, first_env: int) -> int:
   """The seed of this process's host environments (environment i gets it + i) for a start at `update`."""
   return (zlib.crc32(f"{seed}/{update}".encode()) + first_env) % 2**31
 
 
-def local_rows(x: jax.Array) -> np.ndarray:
+def process_rows(x: jax.Array) -> np.ndarray:
   """This process's rows of an array split over the mesh on its leading axis, in global order."""
   shards = sorted({s.index[0].start or 0: s for s in x.addressable_shards}.items())
   return np.concatenate([np.asarray(s.data) for _, s in shards])
@@ -170,10 +129,9 @@ class HostRunner:
     local = config.num_envs // jax.process_count()
     seed = env_seed(config.seed, update, jax.process_index() * local)
     envs = self.env.open(local, seed)
-    device = jax.local_devices()[config.get("actor_device", 0) % jax.local_device_count()]
-    self.actor = actors.Actor(envs, self._policy, num_steps=config.num_steps, lag=config.get("actor_lag", 1),
-                              device=device)
-    self.actor.start(state.learner, update, local_rows(state.actors.key))
+    device = jax.local_devices()[config.actor_device % jax.local_device_count()]
+    self.actor = actors.Actor(envs, self._policy, num_steps=config.num_steps, lag=config.actor_lag, device=device)
+    self.actor.start(state.learner, update, process_rows(state.actors.key))
 
   def __call__(self, state, num_updates: int, totals=None) -> sharding.Chunk:
     if self.actor is None:
@@ -202,45 +160,3 @@ class HostRunner:
     if self.actor is not None:
       self.actor.close()
       self.actor = None
-
-
-class HostEvaluator:
-  """evaluate(learner, key) -> {"return": (episodes,), "length": (episodes,)}: greedy episodes of fresh host
-  environments (this process's share, seeded from `key`; gathered over processes), each its first episode to its end
-  or the environment's time limit."""
-
-  def __init__(self, algorithm, config, env: Spec, episodes: int):
-    self.env, self.episodes = env, episodes
-    act = functools.partial(algorithms.act, algorithm, config=config, env=env, greedy=True)
-    self._act = jax.jit(lambda learner, obs: act(learner, obs, None, None)[0])
-
-  def lower(self, learner, key):  # as a jitted function's lower(...).compile() compiles it
-    self._learner_shape = learner
-    return self
-
-  def compile(self):
-    return self
-
-  def __call__(self, learner, key) -> dict:
-    processes, index = jax.process_count(), jax.process_index()
-    local = max(1, self.episodes // processes)
-    seed = (zlib.crc32(np.asarray(key).tobytes()) + index * local) % 2**31
-    envs = self.env.open(local, seed)
-    try:
-      obs = envs.reset()
-      done = np.zeros(local, bool)
-      returns, lengths = np.zeros(local, np.float32), np.zeros(local, np.float32)
-      for _ in range(self.env.max_steps):
-        stepped = envs.step(np.asarray(self.env.clip(self._act(learner, obs))))
-        first = stepped.counted & ~done
-        returns[first], lengths[first] = stepped.episode_return[first], stepped.episode_length[first]
-        done |= stepped.counted
-        obs = stepped.obs
-        if done.all():
-          break
-    finally:
-      envs.close()
-    result = {"return": returns, "length": lengths}
-    if processes > 1:
-      result = jax.tree.map(lambda x: np.asarray(x).reshape(-1), multihost_utils.process_allgather(result))
-    return result

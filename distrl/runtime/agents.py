@@ -1,4 +1,4 @@
-"""Many independent agents in one program: an algorithm vmapped over a seed axis.
+"""Many independent agents in one program: an algorithm vmapped over an agent axis (a sweep's members x seeds).
 
 With `config.num_seeds = S > 1`, agent i is the run of seed `config.seed + i`: its initial state and
 every random stream (resets, actions, shuffling, evaluations) are exactly those of a single-seed run of
@@ -80,6 +80,6 @@ def update(update_fn: Callable, config: ml_collections.ConfigDict) -> Callable:
 
   def run(state):
     local = jax.tree.leaves(state.learner)[0].shape[0]  # this device's agents: all, or its group's
-    return jax.vmap(one, in_axes=(AXES, 0), out_axes=(AXES, 0))(state, sharding.local_rows(values, local))
+    return jax.vmap(one, in_axes=(AXES, 0), out_axes=(AXES, 0))(state, sharding.group_rows(values, local))
 
   return run
