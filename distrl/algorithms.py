@@ -18,7 +18,7 @@ before `jax.grad`). A config for any algorithm also has the fields the trainer r
 
 import importlib
 import inspect
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 import ml_collections
@@ -122,16 +122,16 @@ def require(algorithm: Algorithm, algo: str, hooks: tuple[str, ...], needed_for:
   """A ConfigError naming the hooks of `hooks` that `algorithm` (config.algo=`algo`) lacks for `needed_for`."""
   missing = [name for name in hooks if not hasattr(algorithm, name)]
   if missing:
-    have = [name for name in names() if isinstance(_REGISTRY[name], str) and _has(_REGISTRY[name], hooks)]
+    have = shipped(lambda other: all(hasattr(other, name) for name in hooks))
     which = f" ({', '.join(have)} {'has' if len(have) == 1 else 'have'} them)" if have else ""
     raise ConfigError(f"algo={algo!r} cannot {needed_for}: it lacks {', '.join(missing)} "
                       f"(see {', '.join(sorted({HOOKS[n][0].__name__ for n in missing}))} in distrl/algorithms.py)"
                       f"{which}")
 
 
-def _has(module: str, hooks: tuple[str, ...]) -> bool:
-  algorithm = importlib.import_module(module)
-  return all(hasattr(algorithm, name) for name in hooks)
+def shipped(test: Callable[[Algorithm], bool]) -> list[str]:
+  """The names of the registered algorithms for which `test(algorithm)` holds: what an error can suggest."""
+  return [name for name in names() if test(get(name))]
 
 # A module path is imported when used.
 _REGISTRY: dict[str, Algorithm | str] = {"ppo": "distrl.ppo", "dqn": "distrl.dqn", "pqn": "distrl.pqn",

@@ -157,8 +157,8 @@ def init_sharded(init: Callable[[jax.Array], TrainState], key: jax.Array, mesh: 
   """Runs `init(key)` compiled, writing each device's environments straight to that device.
 
   With one process the state is built once, on the first device, then placed: the same program run by every
-  emulated CPU device at once can deadlock jaxlib's shared intra-op thread pool (seen with SAC and TD3 of two agents
-  on 8 devices, jax 0.10.2). Several processes each build it (no process can place another's shards)."""
+  emulated CPU device at once can deadlock jaxlib's shared intra-op thread pool (two agents of a twin-critic learner
+  on 8 emulated devices do). Several processes each build it (no process can place another's shards)."""
   abstract = jax.eval_shape(init, key)
   if jax.process_count() == 1:
     return jax.device_put(jax.jit(init)(jax.device_put(key, mesh.devices.flat[0])),

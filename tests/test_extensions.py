@@ -1,8 +1,6 @@
 """The two extension points: a user's own environment (`env_name=package.module:factory`) and a user's own
 algorithm (`algo=package.module[:attribute]`), with every bad input a user can give them."""
 
-import ast
-import glob
 import json
 import os
 import subprocess
@@ -182,25 +180,6 @@ def test_an_algorithm_registered_by_name_or_named_by_path_is_the_same_algorithm(
   assert by_path.history[-1]["loss/policy"] == by_name.history[-1]["loss/policy"]
   with pytest.raises(ConfigError, match="it lacks sizes, init, update, act of the contract"):
     algorithms.register("broken", object())
-
-
-@pytest.mark.unit
-def test_the_runtime_imports_no_algorithm_and_names_none():
-  """The host runtime (distrl/runtime/) knows algorithms only through distrl.algorithms' contract and registry."""
-  imported, sources = set(), ""
-  for path in sorted(glob.glob(os.path.join(ROOT, "distrl", "runtime", "*.py"))):
-    with open(path) as f:
-      source = f.read()
-    sources += source
-    for node in ast.walk(ast.parse(source)):
-      if isinstance(node, ast.Import):
-        imported |= {alias.name for alias in node.names}
-      elif isinstance(node, ast.ImportFrom):
-        imported |= {f"{node.module}.{alias.name}" for alias in node.names}
-  assert not [name for name in imported if any(algo in name for algo in ("ppo", "dqn", "pqn", "a2c"))], imported
-  assert "ppo" not in sources.lower() and "dqn" not in sources.lower()
-  assert "distrl.algorithms.algorithms" not in imported  # it resolves them through distrl.algorithms only
-  assert "distrl.algorithms" in imported
 
 
 def test_the_a2c_example_learns_cartpole_through_the_launcher(tmp_path):

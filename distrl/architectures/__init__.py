@@ -126,6 +126,6 @@ def resolve(config: ml_collections.ConfigDict, algorithm: algorithms.Algorithm, 
   missing = [field for field in architecture.FIELDS if field not in config]
   if missing:
     raise ConfigError(f"architecture={config.architecture!r} reads {', '.join(missing)}, which this config lacks "
-                      f"(see configs/ppo.py)")
+                      f"(its FIELDS, distrl/architectures/{config.architecture}/)")
   architecture.check(config, algorithm, env)
   return architecture

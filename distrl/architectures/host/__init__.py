@@ -3,8 +3,7 @@ simulator; `distrl.envs.host`) step on host threads, an actor thread acts with t
 `actor_lag` updates behind the learner (`actor`), and the learner runs the algorithm's `learn` on each rollout,
 sharded over the mesh like the compiled update (`learner`); evaluation plays fresh host environments (`evaluation`).
 
-An algorithm runs here if it is a `RolloutLearner` (`distrl.algorithms`: `behaviour`, `learn`, `MAX_ACTOR_LAG`), as
-PPO and IMPALA are. The host environments' own state cannot be saved: a resume starts fresh episodes.
+An algorithm runs here if it is a `RolloutLearner` (`distrl.algorithms`: `behaviour`, `learn`, `MAX_ACTOR_LAG`). The host environments' own state cannot be saved: a resume starts fresh episodes.
 """
 
 import jax
@@ -13,7 +12,7 @@ import ml_collections
 from distrl import algorithms, sharding
 from distrl.architectures.host.evaluation import HostEvaluator
 from distrl.architectures.host.learner import HostRunner
-from distrl.errors import require
+from distrl.errors import ConfigError, require
 from distrl.runtime import sweep
 
 ENV_KIND = "host"
@@ -34,9 +33,11 @@ def check(config: ml_collections.ConfigDict, algorithm, env) -> None:
   lag, most = config.actor_lag, algorithms.hook(algorithm, "MAX_ACTOR_LAG")
   require(isinstance(lag, int) and not isinstance(lag, bool) and lag >= 0,
           f"actor_lag={lag!r} must be a whole number of updates >= 0 (0: acting waits for every update)")
-  require(most is None or lag <= most,
-          f"actor_lag={lag} is more than {config.algo} corrects for ({most}: acting one update behind, as Cleanba); "
-          f"algo=impala learns from older parameters' rollouts with V-trace")
+  if most is not None and lag > most:
+    able = algorithms.shipped(lambda other: hasattr(other, "MAX_ACTOR_LAG") and other.MAX_ACTOR_LAG is None)
+    raise ConfigError(f"actor_lag={lag} is more than {config.algo} corrects for (MAX_ACTOR_LAG={most}, acting that "
+                      f"many updates behind)" + (f"; algo={' or '.join(able)} learns from rollouts of any lag" if able
+                                                 else ""))
   processes = jax.process_count()
   require(config.num_envs % processes == 0, f"num_envs={config.num_envs} must split over {processes} processes")
 

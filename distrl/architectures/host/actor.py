@@ -2,9 +2,9 @@
 learner through a queue (of `lag` rollouts, at least one).
 
 Rollout u (the one update u learns from) acts with the parameters of update max(first, u - lag), where `first` is the
-update this start began from: with `lag = 0` acting waits for the learner, with `lag = 1` (Cleanba's PPO) rollout
-u + 1 is collected while update u learns, with larger lags (IMPALA, whose V-trace corrects for them) the actor runs
-further ahead. The actor waits for exactly that version, so the same seed and layout give the same
+update this start began from: with `lag = 0` acting waits for the learner, with `lag = 1` (Cleanba's) rollout u + 1
+is collected while update u learns, with larger lags (for an algorithm that corrects for them, as V-trace does) the
+actor runs further ahead. The actor waits for exactly that version, so the same seed and layout give the same
 rollouts, however fast either side runs. Its random streams are the compiled path's: each environment's key splits
 into (next, rollout, minibatch orders) per iteration, the rollout key into one key per step, and each of those into
 the policy's and the environment's.
