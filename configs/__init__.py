@@ -26,9 +26,7 @@ def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int
   config.algo = algo  # which algorithm trains this config: a shipped name, or package.module of your own
   config.env_name = env_name  # a gymnax id, a suite's suite:id, or package.module:factory of your own (README)
   config.env_kwargs = ml_collections.ConfigDict()  # keyword arguments of the environment's constructor / factory
-  # How batches are made (distrl.architectures): "compiled" (JAX environments inside the compiled program) or "host"
-  # (environments outside JAX, envpool:, gymnasium:, stepped on host threads beside a sharded learner)
-  config.architecture = "compiled"
+  config.architecture = "compiled"  # "compiled" (JAX environments in the program) or "host" (envpool:, gymnasium:)
   config.seed = 0  # parameters, environments and every random draw of the run derive from it
   config.num_seeds = 1  # independent agents trained at once, of seeds seed, seed+1, ... (see distrl.runtime.seeds)
   config.backend = "shard_map"  # "shard_map" or "pmap": how the update is split over devices

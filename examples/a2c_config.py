@@ -15,6 +15,7 @@ def get_config(arg=None):
   config.algo = "examples.a2c"  # a module of your own with sizes, init, update and act
   config.env_name = "CartPole-v1"  # a gymnax id, or package.module:factory
   config.env_kwargs = ml_collections.ConfigDict()  # keyword arguments of the environment's factory
+  config.architecture = "compiled"  # environments step inside the compiled program (distrl.architectures)
   config.seed = 0  # parameters and environments derive from it
   config.num_seeds = 1  # independent agents trained at once
   config.backend = "shard_map"  # or "pmap"
