@@ -55,7 +55,7 @@ def init(init_fn: Callable[..., TrainState], config: ml_collections.ConfigDict) 
   `lax.map`, not `vmap`: a vmapped orthogonal init is a *batched* QR, whose jaxlib CPU kernel
   splits its batch over XLA's intra-op thread pool; with every emulated device running it at
   once, the pool's threads all wait on sub-tasks queued behind them and the program hangs
-  (seen with jax 0.10.2 on 8 devices; cf. PyAutoLabs/PyAutoFit#1528). Unbatched QRs run inline.
+  (on several emulated CPU devices; cf. PyAutoLabs/PyAutoFit#1528). Unbatched QRs run inline.
   """
   if count(config) == 1:  # a sweep of one member is that member's config
     return lambda key: init_fn(key, config=sweep.member_config(config, sweep.members(config)[0]))

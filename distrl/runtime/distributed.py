@@ -12,8 +12,8 @@ and exit 1:
   polling fails), before any thread of ours can act, and jaxlib cannot hand that event to Python
   (a `missed_heartbeat_callback` dies converting the status). JAX's coordination service (in
   process 0) likewise ends every process it can reach once a peer has sent no heartbeat for
-  2 x `timeout` seconds, should the watchdog not have acted by then (seen once in CI and once by
-  hand). `distrl.cli.noise` turns either abort into our one line.
+  2 x `timeout` seconds, should the watchdog not have acted by then. `distrl.cli.noise` turns
+  either abort into our one line.
 
 A process that has finished says so, stands its watchdog down and leaves through JAX's shutdown barrier
 (`jax.distributed.shutdown`), which waits for every process to finish: left to interpreter teardown, a
