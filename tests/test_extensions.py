@@ -5,17 +5,19 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
 import pytest
 
 from distrl.configs import ppo as ppo_config
-from distrl import algorithms, envs, sharding
+from distrl import algorithms, architectures, envs, sharding
 from distrl.runtime import programs, trainer
 from distrl.errors import ConfigError, first_line
 from examples import a2c, a2c_config
 from tests.cli import ROOT, launch, records
+from tests.runs import tiny_ppo
 
 
 def _corridor_flags(devices):
@@ -180,6 +182,53 @@ def test_an_algorithm_registered_by_name_or_named_by_path_is_the_same_algorithm(
   assert by_path.history[-1]["loss/policy"] == by_name.history[-1]["loss/policy"]
   with pytest.raises(ConfigError, match="it lacks sizes, init, update, act of the contract"):
     algorithms.register("broken", object())
+
+
+def test_an_architecture_registered_by_name_trains_and_resumes_through_the_trainer(tmp_path, monkeypatch, capsys):
+  """A third architecture is a module and one registry line: one that hands the compiled architecture's runner out
+  behind a wrapper trains and resumes through the unchanged trainer, which calls only the runner's interface (every
+  update goes through the wrapper), says its RESUME_NOTE, and learns the compiled architecture's parameters."""
+  compiled, calls = architectures.get("compiled"), []
+
+  class Counting:
+    def __init__(self, inner):
+      self.inner = inner
+
+    def __getattr__(self, name):
+      return getattr(self.inner, name)
+
+    def __call__(self, state, num_updates, totals=None):
+      calls.append(num_updates)
+      return self.inner(state, num_updates, totals)
+
+  counting = types.SimpleNamespace(ENV_KIND="jax", HOOKS=(), FIELDS=(), RESUME_NOTE="counting: nothing to restore",
+                                   check=compiled.check, mesh=compiled.mesh, evaluator=compiled.evaluator,
+                                   runner=lambda **parts: Counting(compiled.runner(**parts)))
+  monkeypatch.setattr(architectures, "_REGISTRY", dict(architectures._REGISTRY))
+  architectures.register("counting", counting)
+  config = tiny_ppo(8, anneal_lr=False)  # a constant step size: the first half's run is the whole run's first half
+  reference = trainer.train(config, str(tmp_path / "compiled"))
+  config.architecture, config.total_timesteps = "counting", config.total_timesteps // 2
+  trainer.train(config, str(tmp_path / "counting"))
+  config.total_timesteps *= 2
+  capsys.readouterr()
+  result = trainer.train(config, str(tmp_path / "counting"))
+  assert "counting: nothing to restore" in capsys.readouterr().out
+  assert sum(calls) == 8
+  for a, b in zip(jax.tree.leaves(reference.state), jax.tree.leaves(result.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(ConfigError, match="architecture='broken' lacks ENV_KIND, HOOKS"):
+    architectures.register("broken", types.SimpleNamespace())
+
+
+@pytest.mark.unit
+def test_an_optional_hook_that_cannot_be_called_as_its_protocol_says_is_refused():
+  """algorithms.check reads the optional hooks too: a present `initial_memory` of the wrong signature is one line."""
+  broken = types.SimpleNamespace(**{name: getattr(a2c, name) for name in algorithms.CONTRACT},
+                                 initial_memory=lambda num: None)
+  with pytest.raises(ConfigError, match=r"its initial_memory cannot be called as WithMemory.initial_memory"):
+    algorithms.register("broken-memory", broken)
+  assert "broken-memory" not in algorithms.names()
 
 
 def test_the_a2c_example_learns_cartpole_through_the_launcher(tmp_path):
