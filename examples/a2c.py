@@ -21,7 +21,7 @@ from distrl import envs, sharding
 from distrl.rl import acting
 from distrl.errors import require, require_positive
 from distrl.rl.networks import ActorCritic
-from distrl.ppo.losses import gae
+from distrl.rl.returns import gae
 from distrl.rl.state import TrainState
 
 

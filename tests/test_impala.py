@@ -1,5 +1,5 @@
-"""IMPALA: V-trace against rlax's numbers and by hand, its loss by hand, acting several updates behind on host
-environments, and the torsos of its Atari preset."""
+"""IMPALA: its loss by hand, acting several updates behind on host environments, and the torsos of its Atari preset
+(V-trace's tests are in test_returns.py)."""
 
 import functools
 
@@ -9,57 +9,9 @@ import numpy as np
 import pytest
 
 from distrl.impala import losses
-from distrl.ppo import losses as ppo_losses
 from distrl.rl import networks
 
 pytestmark = pytest.mark.unit
-
-# A rollout of 5 steps whose third step terminates, with importance ratios above and below 1.
-VALUE = [0.5, -0.2, 1.0, 0.3, 0.8]
-VALUE_TP1 = [-0.2, 1.0, 0.0, 0.8, 0.6]  # the next row; 0 after the terminal step; V(s_T) = 0.6 last
-REWARD = [1.0, 0.0, -1.0, 2.0, 0.5]
-LOG_RHO = [0.3, -0.5, 1.2, 0.0, -2.0]
-TERMINATED = [0, 0, 1, 0, 0]
-
-
-@pytest.mark.parametrize("rho_clip, pg_rho_clip, target, advantage", [
-    # rlax 0.1.9 vtrace_td_error_and_advantage(v_tm1, v_t, r_t, discount_t=0.9 (1 - terminated), rho_tm1,
-    # lambda_=0.8, clip_rho_threshold, clip_pg_rho_threshold): errors + v_tm1, and pg_advantage.
-    (1.0, 1.0, [0.6715213, -0.4062204, -1.0, 2.743386, 0.8324805], [0.1715213, -0.2062204, -2.0, 2.4433858, 0.0324805]),
-    (1.5, 2.0, [0.4690507, -0.8429224, -2.0, 2.743386, 0.8324805], [-0.1929004, -0.6429225, -4.0, 2.4433858, 0.0324805]),
-])
-def test_vtrace_equals_rlax(rho_clip, pg_rho_clip, target, advantage):
-  f = lambda x: jnp.asarray(x, jnp.float32)
-  out = losses.vtrace(f(REWARD), f(VALUE), f(VALUE_TP1), f(TERMINATED), f(TERMINATED), f(LOG_RHO), gamma=0.9,
-                      lambda_=0.8, rho_clip=rho_clip, pg_rho_clip=pg_rho_clip)
-  np.testing.assert_allclose(out.target, target, rtol=1e-6, atol=1e-6)
-  np.testing.assert_allclose(out.advantage, advantage, rtol=1e-6, atol=1e-6)
-
-
-def test_vtrace_cuts_the_trace_at_a_truncation_and_bootstraps_from_its_final_state():
-  """gamma = lambda = 1, V = 0, rewards 1, the second step truncated with V(final state) = 5, V(s_T) = 2; ratios 2,
-  1/2, 1 (rho clipped at 1): delta = (1, 3, 3), c = (1, 1/2, 1), a_2 = 3, a_1 = 3 + 0 (cut), a_0 = 1 + 3 = 4; the
-  policy gradient's advantages (1 + a_1, 1/2 (1 + 5), 1 + 2)."""
-  f = lambda x: jnp.asarray(x, jnp.float32)
-  out = losses.vtrace(f([1, 1, 1]), f([0, 0, 0]), f([0, 5, 2]), f([0, 0, 0]), f([0, 1, 0]),
-                      jnp.log(f([2.0, 0.5, 1.0])), gamma=1.0, lambda_=1.0, rho_clip=1.0, pg_rho_clip=1.0)
-  np.testing.assert_allclose(out.target, [4, 3, 3], rtol=1e-6)
-  np.testing.assert_allclose(out.advantage, [4, 3, 3], rtol=1e-6)
-
-
-def test_on_policy_vtrace_is_gae():
-  """With rho = 1 both V-trace outputs are GAE(lambda)'s advantage (plus V for the target), ends and all."""
-  keys = jax.random.split(jax.random.PRNGKey(0), 4)
-  shape = (16, 3)
-  reward, value, value_tp1 = (jax.random.normal(k, shape) for k in keys[:3])
-  ends = jax.random.uniform(keys[3], shape)
-  terminated, episode_end = ends < 0.1, ends < 0.25
-  gae = ppo_losses.gae(reward, value, value_tp1, terminated, episode_end, gamma=0.97, gae_lambda=0.9)
-  out = losses.vtrace(reward, value, value_tp1, terminated, episode_end, jnp.zeros(shape), gamma=0.97, lambda_=0.9,
-                      rho_clip=1.0, pg_rho_clip=1.0)
-  assert terminated.any() and (episode_end & ~terminated).any()
-  np.testing.assert_allclose(out.target, gae + value, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(out.advantage, gae, rtol=1e-5, atol=1e-5)
 
 
 def test_impala_loss_by_hand():

@@ -83,19 +83,18 @@ def test_a_random_allowed_action_is_uniform_over_the_allowed_ones():
 
 @pytest.mark.unit
 def test_masked_targets_bootstrap_from_the_best_allowed_action():
-  from distrl.dqn import losses
+  from distrl.rl import returns
   q = jnp.array([[1.0, 5.0, 2.0], [4.0, 3.0, 0.0]])
   mask = jnp.array([[True, False, True], [False, False, False]])
   np.testing.assert_array_equal(distributions.masked_max(q, mask), [2.0, 4.0])  # nothing allowed: action 0's, finite
   # y = r + discount * Q(s', a*): 1 + 0.5 * 2 with action 1 forbidden (5 without the mask); a terminal row has
   # discount 0 and nothing allowed, and its target is r exactly, not NaN.
-  y = losses.td_target(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.0]), q, None, mask)
-  np.testing.assert_array_equal(y, [2.0, 1.0])
-  np.testing.assert_array_equal(losses.td_target(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.0]), q), [3.5, 1.0])
+  r, discount = jnp.array([1.0, 1.0]), jnp.array([0.5, 0.0])
+  np.testing.assert_array_equal(returns.double_q_target(r, discount, q, None, mask), [2.0, 1.0])
+  np.testing.assert_array_equal(returns.double_q_target(r, discount, q), [3.5, 1.0])
   # Double DQN: the online values choose among the allowed actions (action 2, not 0), the target values score it.
   online = jnp.array([[3.0, 9.0, 4.0], [0.0, 0.0, 0.0]])
-  np.testing.assert_array_equal(losses.td_target(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.0]), q, online, mask),
-                                [2.0, 1.0])
+  np.testing.assert_array_equal(returns.double_q_target(r, discount, q, online, mask), [2.0, 1.0])
 
 
 @pytest.mark.parametrize("algo", ["dqn", "pqn"])

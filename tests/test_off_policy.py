@@ -1,4 +1,4 @@
-"""SAC and TD3 (distrl/rl/off_policy.py, distrl/sac, distrl/td3): their math by hand, the same run on any device
+"""SAC and TD3 (distrl/rl/twin_critic.py, distrl/sac, distrl/td3): their math by hand, the same run on any device
 count, what the warm-up and the actor's delay do, config errors, and learning on Pendulum."""
 
 import math
@@ -11,7 +11,7 @@ import pytest
 from distrl import envs, sharding
 from distrl.configs import sac as sac_config, td3 as td3_config
 from distrl.errors import ConfigError
-from distrl.rl import distributions, off_policy
+from distrl.rl import distributions, twin_critic
 from distrl.runtime import programs, trainer
 from distrl.sac import losses as sac_losses
 from distrl.td3 import losses as td3_losses
@@ -80,25 +80,18 @@ def test_the_temperature_loss_and_its_gradient_by_hand():
 
 
 @pytest.mark.unit
-def test_the_clipped_double_q_target_with_target_policy_smoothing_by_hand():
+def test_target_policy_smoothing_by_hand():
+  """TD3's next action a' for the clipped double-Q target (tested in test_returns.py)."""
   # mu'(s') = (0.9, -0.2) and noise (1, -3): 0.9 + 0.2 -> clipped to 1; -0.2 + clip(-0.6, -0.5, 0.5) = -0.7.
   action = td3_losses.smoothed_target_action(jnp.array([[0.9, -0.2]]), jnp.array([[1.0, -3.0]]), policy_noise=0.2,
                                              noise_clip=0.5)
   np.testing.assert_allclose(action, [[1.0, -0.7]], rtol=1e-6)
-  # The smaller of the twin targets (3, then -2); no bootstrap after a terminal state (discount 0).
-  n_step_return, discount = jnp.array([1.0, 0.5]), jnp.array([0.99, 0.0])
-  next_q = jnp.array([[3.0, 5.0], [-1.0, -2.0]])
-  np.testing.assert_allclose(off_policy.clipped_double_q_target(n_step_return, discount, next_q), [3.97, 0.5],
-                             rtol=1e-6)
-  # SAC's entropy bonus: 1 + 0.99 * (3 - 0.2 * 0.5).
-  y = off_policy.clipped_double_q_target(n_step_return, discount, next_q, jnp.array([0.5, 1.0]), 0.2)
-  np.testing.assert_allclose(y, [1 + 0.99 * 2.9, 0.5], rtol=1e-6)
 
 
 @pytest.mark.unit
 def test_the_critic_and_actor_losses_by_hand():
   # Q_1 errors (-1, -1): mean square 1; Q_2 errors (0, 1): 0.5; half their sum.
-  assert off_policy.critic_loss(jnp.array([[1.0, 2.0], [3.0, 5.0]]), jnp.array([2.0, 4.0])) == pytest.approx(0.75)
+  assert twin_critic.critic_loss(jnp.array([[1.0, 2.0], [3.0, 5.0]]), jnp.array([2.0, 4.0])) == pytest.approx(0.75)
   q, log_prob = jnp.array([[1.0, 2.0], [3.0, 0.0]]), jnp.array([0.5, -1.0])
   assert sac_losses.actor_loss(q, log_prob, 0.2) == pytest.approx(np.mean([0.1 - 1.0, -0.2 - 0.0]))
   assert td3_losses.actor_loss(q) == pytest.approx(-2.0)  # the first critic only
@@ -107,7 +100,7 @@ def test_the_critic_and_actor_losses_by_hand():
 @pytest.mark.unit
 def test_bounds_map_the_unit_box_onto_the_action_space_and_back():
   env = envs.make("Pendulum-v1")
-  bounds = off_policy.Bounds.of(env, "sac")
+  bounds = twin_critic.Bounds.of(env, "sac")
   np.testing.assert_allclose(bounds.scale(jnp.array([-1.0, 0.0, 1.0])[:, None]), [[-2.0], [0.0], [2.0]])
   np.testing.assert_allclose(bounds.unscale(bounds.scale(jnp.array([[0.3]]))), [[0.3]], rtol=1e-6)
 
@@ -120,7 +113,7 @@ def test_bounds_map_the_unit_box_onto_the_action_space_and_back():
 ])
 def test_gradient_steps_per_train_frequency_set_the_iteration(train_frequency, gradient_steps, expected):
   config = small("sac", 40, train_frequency=train_frequency, gradient_steps=gradient_steps, buffer_size=8 * 200)
-  sizes = off_policy.sizes(config, 1)
+  sizes = twin_critic.sizes(config, 1)
   assert (sizes.num_steps, sizes.gradient_steps) == expected
   assert sizes.steps_per_update == 8 * expected[0]
 

@@ -1,4 +1,4 @@
-"""GAE and the PPO loss against numbers computed by hand."""
+"""The PPO loss against numbers computed by hand (GAE's tests are in test_returns.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,48 +8,6 @@ import pytest
 from distrl.ppo import losses
 
 pytestmark = pytest.mark.unit
-
-# One environment, four steps, gamma 0.9, lambda 0.8 (gamma * lambda = 0.72).
-# Step 1 is truncated by a time limit: the trace ends, but it bootstraps from V(final obs) = 3.0.
-# Step 3 is terminal: no bootstrap (its value_tp1 = 0.7 must be ignored).
-REWARD = [1.0, 0.0, 2.0, 1.0]
-VALUE = [0.5, 1.0, 1.5, 2.0]
-VALUE_TP1 = [1.0, 3.0, 2.0, 0.7]
-TERMINATED = [0, 0, 0, 1]
-EPISODE_END = [0, 1, 0, 1]
-# delta = r + 0.9 * (1 - terminated) * V' - V = [1.4, 1.7, 2.3, -1.0]
-# A3 = -1.0; A2 = 2.3 + 0.72 * -1.0 = 1.58; A1 = 1.7 (trace cut); A0 = 1.4 + 0.72 * 1.7 = 2.624
-EXPECTED = [2.624, 1.7, 1.58, -1.0]
-
-
-def _gae(*arrays, jit=False):
-  fn = jax.jit(losses.gae, static_argnames=("gamma", "gae_lambda")) if jit else losses.gae
-  return fn(*map(jnp.asarray, arrays), gamma=0.9, gae_lambda=0.8)
-
-
-@pytest.mark.parametrize("jit", [False, True])
-def test_gae_hand_computed_with_truncation_and_termination(jit):
-  advantage = _gae(REWARD, VALUE, VALUE_TP1, np.float32(TERMINATED), np.float32(EPISODE_END), jit=jit)
-  np.testing.assert_allclose(advantage, EXPECTED, rtol=1e-6)
-
-
-def test_gae_treating_truncation_as_terminal_would_differ():
-  # The same data with step 1 marked terminal: delta_1 = 0 - 1.0 = -1.0 instead of 1.7.
-  advantage = _gae(REWARD, VALUE, VALUE_TP1, np.float32([0, 1, 0, 1]), np.float32(EPISODE_END))
-  assert float(advantage[1]) == pytest.approx(-1.0)
-  assert float(advantage[0]) == pytest.approx(1.4 + 0.72 * -1.0)
-
-
-def test_gae_batched_over_environments_is_per_environment():
-  column = lambda x: np.stack([np.asarray(x, np.float32), np.zeros(4, np.float32)], axis=1)  # (T, 2)
-  advantage = _gae(column(REWARD), column(VALUE), column(VALUE_TP1), column(TERMINATED), column(EPISODE_END))
-  np.testing.assert_allclose(advantage[:, 0], EXPECTED, rtol=1e-6)
-  np.testing.assert_allclose(advantage[:, 1], 0.0)
-
-
-def test_gae_rejects_mismatched_shapes():
-  with pytest.raises(ValueError, match="share one shape"):
-    _gae(REWARD, VALUE[:3], VALUE_TP1, np.float32(TERMINATED), np.float32(EPISODE_END))
 
 
 def _loss(clip_value_loss):

@@ -1,7 +1,7 @@
-"""PQN: Q(lambda) returns by hand, the same run on any device count, config errors, the presets, learning."""
+"""PQN: the same run on any device count, config errors, the presets, learning (its Q(lambda) returns are tested in
+test_returns.py)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -9,35 +9,6 @@ from distrl.configs import pqn as pqn_config
 from distrl import envs, pqn, sharding
 from distrl.runtime import programs, trainer
 from distrl.errors import ConfigError
-from distrl.pqn import losses
-
-
-@pytest.mark.unit
-def test_q_lambda_returns_hand_computed():
-  """One environment, four steps, gamma 0.5, lambda 0.5; rewards 1, 2, 3, 4; max Q at each next state 10, 20, 30, 40.
-  Step 1 is truncated (a time limit: bootstrap, but the trace stops), step 3 the end of the rollout."""
-  r = jnp.array([1.0, 2.0, 3.0, 4.0])
-  q_tp1 = jnp.array([10.0, 20.0, 30.0, 40.0])
-  terminated = jnp.array([False, False, False, False])
-  episode_end = jnp.array([False, True, False, False])
-  g = losses.q_lambda_returns(r, q_tp1, terminated, episode_end, gamma=0.5, q_lambda=0.5)
-  # G_3 = 4 + 0.5 * 40 = 24                                 (the rollout's last step bootstraps fully)
-  # G_2 = 3 + 0.5 * (0.5 * 30 + 0.5 * 24) = 3 + 13.5 = 16.5
-  # G_1 = 2 + 0.5 * 20 = 12                                 (truncated: no trace into the next episode)
-  # G_0 = 1 + 0.5 * (0.5 * 10 + 0.5 * 12) = 1 + 5.5 = 6.5
-  np.testing.assert_allclose(g, [6.5, 12.0, 16.5, 24.0])
-  # Terminal at step 1 instead: G_1 = 2 (no bootstrap), G_0 = 1 + 0.5 * (0.5 * 10 + 0.5 * 2) = 4
-  g = losses.q_lambda_returns(r, q_tp1, episode_end, episode_end, gamma=0.5, q_lambda=0.5)
-  np.testing.assert_allclose(g, [4.0, 2.0, 16.5, 24.0])
-  # lambda = 0 is one-step Q-learning: r + gamma * max Q(s')
-  g = losses.q_lambda_returns(r, q_tp1, terminated, episode_end, gamma=0.5, q_lambda=0.0)
-  np.testing.assert_allclose(g, r + 0.5 * q_tp1)
-
-
-@pytest.mark.unit
-def test_q_lambda_returns_check_shapes():
-  with pytest.raises(ValueError, match="must share one shape"):
-    losses.q_lambda_returns(jnp.zeros(3), jnp.zeros(4), jnp.zeros(3), jnp.zeros(3), gamma=0.9, q_lambda=0.9)
 
 
 def _small():

@@ -77,7 +77,7 @@ def test_every_device_count_reads_the_same_global_batch():
     def read(local_buffer, key):
       assert local_buffer.reward.shape == (num_envs // devices, capacity)  # each device holds its rows only
       env, slot = replay.uniform(key, batch, num_envs, capacity, where)
-      row, owned = replay.local_rows(env, local_buffer.reward.shape[0])
+      row, owned = replay.owned_rows(env, local_buffer.reward.shape[0])
       return replay.share(replay.gather(local_buffer, row, slot), owned).reward
 
     placed = jax.device_put(buffer, NamedSharding(mesh, P(sharding.DATA_AXIS)))

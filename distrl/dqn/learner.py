@@ -25,7 +25,7 @@ import optax
 from flax import struct
 
 from distrl import sharding
-from distrl.rl import acting, normalization, qlearning, replay, replay_learner
+from distrl.rl import acting, normalization, qlearning, replay, replay_learner, returns, td_loss
 from distrl.dqn import losses, priorities
 from distrl.envs import Env
 from distrl.errors import require, require_positive
@@ -109,8 +109,8 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
       q_tm1, q_t_online = q_both[:len(batch.obs)], jax.lax.stop_gradient(q_both[len(batch.obs):])
     else:
       q_tm1, q_t_online = net.apply(params, batch.obs), None
-    y = losses.td_target(batch.n_step_return, batch.discount, q_t_target, q_t_online, batch.next_action_mask)
-    loss, q_mean, td = losses.q_loss(q_tm1, batch.action, y, weights, loss=config.loss)
+    y = returns.double_q_target(batch.n_step_return, batch.discount, q_t_target, q_t_online, batch.next_action_mask)
+    loss, q_mean, td = td_loss.q_loss(q_tm1, batch.action, y, weights, loss=config.loss)
     return loss, (q_mean, td)
 
   with jax.named_scope("gradient"):
@@ -185,7 +185,7 @@ def _learn(at: replay_learner.Progress, learner: Learner, collected: replay_lear
       learner = learner.replace(max_priority=jnp.maximum(learner.max_priority, jnp.max(new)))
     return (learner, priority), stats
 
-  return replay_learner.learn(at.learning, one, (learner, collected.actors.priority), key, sizes=sizes)
+  return replay_learner.gated_steps(at.learning, one, (learner, collected.actors.priority), key, sizes=sizes)
 
 
 def _moved_target(learner: Learner, at: replay_learner.Progress, *, config):

@@ -85,7 +85,7 @@ def choose(key: jax.Array, priority: jax.Array, valid: jax.Array, batch_size: in
   row_cumsum = jnp.cumsum(rows[:, 0])
   u = jax.random.uniform(key, (batch_size, 2))
   env = first_above(row_cumsum[None], jnp.zeros(batch_size, jnp.int32), _below(row_cumsum[-1], u[:, 0]))
-  row, owned = replay.local_rows(env, num_local)
+  row, owned = replay.owned_rows(env, num_local)
   slot = first_above(cumsum, row, _below(cumsum[row, -1], u[:, 1]))
   return Draw(row=row, owned=owned, slot=slot, priority=priority[row, slot], total=row_cumsum[-1],
               minimum=jnp.min(rows[:, 1]))

@@ -15,7 +15,7 @@ import ml_collections
 from distrl.errors import require
 from distrl.impala import losses
 from distrl.ppo import learner as ppo
-from distrl.rl import acting, rollout_learner
+from distrl.rl import acting, returns, rollout_learner
 
 MAX_ACTOR_LAG = None  # any: V-trace corrects for it (the host path reads this; PPO's is 1)
 
@@ -31,8 +31,8 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> rollout_learne
 
 
 def _vtrace_targets(reward, value, value_tp1, steps: acting.Step, log_rho, config):
-  out = losses.vtrace(reward, value, value_tp1, steps.terminated, steps.episode_end, log_rho(), gamma=config.gamma,
-                      lambda_=config.vtrace_lambda, rho_clip=config.rho_clip, pg_rho_clip=config.pg_rho_clip)
+  out = returns.vtrace(reward, value, value_tp1, steps.terminated, steps.episode_end, log_rho(), gamma=config.gamma,
+                       lambda_=config.vtrace_lambda, rho_clip=config.rho_clip, pg_rho_clip=config.pg_rho_clip)
   return out.advantage, out.target
 
 

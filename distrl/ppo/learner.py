@@ -31,7 +31,7 @@ import optax
 from flax import struct
 
 from distrl import sharding
-from distrl.rl import acting, networks, normalization, recurrent, rollout_learner
+from distrl.rl import acting, networks, normalization, recurrent, returns, rollout_learner
 from distrl.envs import Env
 from distrl.errors import require
 from distrl.rl.networks import ActorCritic
@@ -80,8 +80,8 @@ class Objective:
 
 
 def _gae_targets(reward, value, value_tp1, steps: acting.Step, log_rho, config):
-  advantage = losses.gae(reward, value, value_tp1, steps.terminated, steps.episode_end, gamma=config.gamma,
-                         gae_lambda=config.gae_lambda)
+  advantage = returns.gae(reward, value, value_tp1, steps.terminated, steps.episode_end, gamma=config.gamma,
+                          gae_lambda=config.gae_lambda)
   return advantage, advantage + value
 
 

@@ -26,12 +26,11 @@ import optax
 from flax import struct
 
 from distrl import sharding
-from distrl.rl import acting, distributions, networks, normalization, qlearning, recurrent, rollout_learner
-from distrl.dqn.losses import q_loss
+from distrl.rl import acting, distributions, networks, normalization, qlearning, recurrent, returns, rollout_learner
 from distrl.envs import Env
 from distrl.errors import require, require_positive
-from distrl.pqn import losses
 from distrl.rl.state import TrainState, apply_gradients
+from distrl.rl.td_loss import q_loss
 
 
 @struct.dataclass
@@ -139,8 +138,8 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
     else:
       max_q = lambda obs, memory: distributions.masked_max(net.apply(params, observe(obs)), env.action_mask(obs))
     q_tp1 = rollout_learner.next_values(traj.extras, max_q(actors.obs, actors.memory), traj, max_q)
-    target = losses.q_lambda_returns(reward, q_tp1, traj.terminated, traj.episode_end, gamma=config.gamma,
-                                     q_lambda=config.q_lambda)
+    target = returns.lambda_returns(reward, q_tp1, traj.terminated, traj.episode_end, gamma=config.gamma,
+                                    lambda_=config.q_lambda)
   memory = dict(episode_end=traj.episode_end, start=state.actors.memory) if config.recurrent else {}
   batch = Batch(obs=observe(traj.obs), action=traj.action, target=target, **memory)
 

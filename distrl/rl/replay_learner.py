@@ -1,6 +1,6 @@
 """What the algorithms that learn from a replay buffer share (DQN, SAC, TD3): their sizes, the actors' rows, the
 step that writes a rollout into the replay, the draw of a global batch with its n-step returns, and the gradient
-steps that wait for `learning_starts`.
+steps that wait for `learning_starts` (`gated_steps`).
 
 One iteration: every environment takes `num_steps` steps into its replay row, then (once `learning_starts`
 environment steps are done) `gradient_steps` gradient steps, each on a global batch of `batch_size` transitions.
@@ -29,7 +29,7 @@ from flax import struct
 from distrl import envs, sharding
 from distrl.envs import Env
 from distrl.errors import require, require_divisible, require_positive
-from distrl.rl import acting, normalization, replay
+from distrl.rl import acting, normalization, replay, returns
 
 
 @struct.dataclass
@@ -177,7 +177,7 @@ def uniform_positions(key: jax.Array, buffer: replay.Transition, where: replay.S
   """`batch_size` global positions drawn uniformly over every start slot, as this device sees them:
   -> (its row of each, whether it holds that row, the slot)."""
   env, slot = replay.uniform(key, config.batch_size, config.num_envs, sizes.capacity, where)
-  row, owned = replay.local_rows(env, buffer.reward.shape[0])
+  row, owned = replay.owned_rows(env, buffer.reward.shape[0])
   return row, owned, slot
 
 
@@ -190,8 +190,8 @@ def read(buffer: replay.Transition, row: jax.Array, owned: jax.Array, slot: jax.
   """
   steps = replay.gather(buffer, row[:, None], slot[:, None] + jnp.arange(config.n_step))  # leaves (B, n)
   reward = normalization.rewards(normalizer, steps.reward, clip=config.reward_clip)
-  n_step_return, discount, last = replay.n_step_return(reward, steps.terminated, steps.episode_end,
-                                                       gamma=config.gamma)
+  n_step_return, discount, last = returns.n_step_return(reward, steps.terminated, steps.episode_end,
+                                                        gamma=config.gamma)
   first = replay.gather(buffer, row, slot)
   batch = Batch(obs=first.obs, action=first.action, n_step_return=n_step_return, discount=discount,
                 next_obs=replay.gather(buffer, row, slot + last).next_obs, priority=priority)
@@ -204,7 +204,7 @@ def mine(tree, sizes: Sizes):
   return jax.tree.map(lambda x: x[index], tree)
 
 
-def learn(learning: jax.Array, one: Callable, carry, key: jax.Array, *, sizes: Sizes):
+def gated_steps(learning: jax.Array, one: Callable, carry, key: jax.Array, *, sizes: Sizes):
   """`gradient_steps` steps `one(carry, (index, key)) -> (carry, stats)` if `learning` (index counts the steps of
   this iteration, keys come from `key`), else `carry` as it is.
 

@@ -1,5 +1,6 @@
 """SAC's own math (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications"), as pure functions of
-arrays; the critic's clipped double-Q target and loss are shared with TD3 (`distrl.rl.off_policy`)."""
+arrays; the critic's clipped double-Q target (`distrl.rl.returns`) and loss (`distrl.rl.twin_critic`) are shared
+with TD3."""
 
 import jax
 import jax.numpy as jnp

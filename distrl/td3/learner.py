@@ -2,7 +2,7 @@
 critic bootstrapping from the smaller target value (clipped double Q), target policy smoothing, and an actor
 delayed behind the critic.
 
-One gradient step, on this device's slice of a global batch (`distrl.rl.off_policy` runs the iteration):
+One gradient step, on this device's slice of a global batch (`distrl.rl.twin_critic` runs the iteration):
   1. critic: toward y = G + discount * min_i Q_i'(s', a'), a' = the target actor's action plus clipped noise
      (`losses.smoothed_target_action`);
   2. every `policy_frequency`-th step of the run: the actor up Q_1(s, mu(s)), then both targets move by tau toward
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from distrl.errors import require, require_positive
-from distrl.rl import off_policy, replay_learner
+from distrl.rl import replay_learner, twin_critic
 from distrl.td3 import losses
 
 
@@ -27,19 +27,20 @@ def _greedy(action):
   return action
 
 
-def _gradient_step(nets: off_policy.Nets, learner: off_policy.Learner, batch: replay_learner.Batch, noise, index, *,
+def _gradient_step(nets: twin_critic.Nets, learner: twin_critic.Learner, batch: replay_learner.Batch, noise, index, *,
                    config):
   next_action = losses.smoothed_target_action(nets.actor.apply(learner.target_actor, batch.next_obs), noise[0],
                                               policy_noise=config.policy_noise, noise_clip=config.noise_clip)
-  learner, stats = off_policy.critic_step(nets, learner, batch, next_action)
+  learner, stats = twin_critic.critic_step(nets, learner, batch, next_action)
 
   def delayed(learner):
     def loss_fn(params):
       return losses.actor_loss(nets.critic.apply(learner.critic.params, batch.obs, nets.actor.apply(params, batch.obs))), ()
 
-    learner, loss, _, grad_norm = off_policy.actor_step(nets, learner, loss_fn)
-    learner = learner.replace(target_actor=off_policy.polyak(learner.actor.params, learner.target_actor, config.tau),
-                              target_critic=off_policy.polyak(learner.critic.params, learner.target_critic, config.tau))
+    learner, loss, _, grad_norm = twin_critic.actor_step(nets, learner, loss_fn)
+    learner = learner.replace(
+        target_actor=twin_critic.polyak(learner.actor.params, learner.target_actor, config.tau),
+        target_critic=twin_critic.polyak(learner.critic.params, learner.target_critic, config.tau))
     return learner, (loss, grad_norm, jnp.float32(1))
 
   def wait(learner):
@@ -50,7 +51,7 @@ def _gradient_step(nets: off_policy.Nets, learner: off_policy.Learner, batch: re
   return learner, {**stats, "loss/actor": (loss, updated), "opt/actor_grad_norm": (grad_norm, updated)}
 
 
-AGENT = off_policy.Agent(name="td3", stochastic=False, explore=_explore, greedy=_greedy, gradient_step=_gradient_step,
+AGENT = twin_critic.Agent(name="td3", stochastic=False, explore=_explore, greedy=_greedy, gradient_step=_gradient_step,
                          target_actor=True)
 
 
@@ -60,16 +61,16 @@ def sizes(config, num_devices: int) -> replay_learner.Sizes:
   require_positive(config, "noise_clip")
   for field in ("policy_noise", "exploration_noise"):
     require(config[field] >= 0, f"{field}={config[field]} must be >= 0")
-  return off_policy.sizes(config, num_devices)
+  return twin_critic.sizes(config, num_devices)
 
 
 def init(key, *, config, env, sizes):
-  return off_policy.init(key, config=config, env=env, sizes=sizes, agent=AGENT)
+  return twin_critic.init(key, config=config, env=env, sizes=sizes, agent=AGENT)
 
 
 def update(state, *, config, env, sizes):
-  return off_policy.update(state, config=config, env=env, sizes=sizes, agent=AGENT)
+  return twin_critic.update(state, config=config, env=env, sizes=sizes, agent=AGENT)
 
 
 def act(learner, obs, key, *, config, env, greedy: bool):
-  return off_policy.act(learner, obs, key, config=config, env=env, greedy=greedy, agent=AGENT)
+  return twin_critic.act(learner, obs, key, config=config, env=env, greedy=greedy, agent=AGENT)

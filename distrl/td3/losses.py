@@ -1,5 +1,5 @@
 """TD3's own math (Fujimoto et al. 2018), as pure functions of arrays, actions in [-1, 1]; the clipped double-Q
-target and the critic loss are shared with SAC (`distrl.rl.off_policy`)."""
+target (`distrl.rl.returns`) and the critic loss (`distrl.rl.twin_critic`) are shared with SAC."""
 
 import jax.numpy as jnp
 

@@ -1,7 +1,7 @@
-"""What SAC and TD3 share: off-policy actor-critic for continuous actions on the shared replay.
+"""What SAC and TD3 share: a continuous actor and a twin critic learning off-policy from the shared replay.
 
 Both keep a twin critic Q_1, Q_2 with Polyak-averaged targets and bootstrap from the smaller target value
-(clipped double Q, Fujimoto et al. 2018):
+(clipped double Q, Fujimoto et al. 2018; `distrl.rl.returns.clipped_double_q_target`):
     y = G + discount * (min_i Q_i'(s', a') - alpha log pi(a' | s'))
 with a' the next action each draws (SAC: sampled from its policy, with its entropy bonus; TD3: its target actor's
 action plus clipped noise, alpha = 0), G and discount the n-step return and bootstrap discount of
@@ -28,7 +28,7 @@ from flax import struct
 from distrl import sharding
 from distrl.envs import Env
 from distrl.errors import ConfigError, require, require_positive
-from distrl.rl import acting, networks, normalization, replay_learner
+from distrl.rl import acting, networks, normalization, replay_learner, returns
 from distrl.rl.state import TrainState, apply_gradients
 
 
@@ -159,18 +159,6 @@ def act(learner: Learner, obs: jax.Array, key: jax.Array | None, *, config, env:
   return bounds.scale(agent.explore(out, jax.random.normal(key, obs.shape[:1] + bounds.low.shape), config=config))
 
 
-def clipped_double_q_target(n_step_return, discount, next_q, next_log_prob=None, alpha=0.0):
-  """y = G + discount * (min(Q_1'(s', a'), Q_2'(s', a')) - alpha log pi(a' | s')), with no gradient.
-
-  n_step_return, discount (B,) (0 after a terminal state); next_q (B, 2): the target critics at the next action;
-  next_log_prob (B,) and alpha: SAC's entropy bonus (None: TD3's, none).
-  """
-  next_v = jnp.min(next_q, axis=-1)
-  if next_log_prob is not None:
-    next_v = next_v - alpha * next_log_prob
-  return jax.lax.stop_gradient(n_step_return + discount * next_v)
-
-
 def critic_loss(q, y):
   """0.5 * sum_i mean_b (Q_i(s_b, a_b) - y_b)^2 of the twin values q (B, 2) against targets y (B,)."""
   return 0.5 * jnp.sum(jnp.mean(jnp.square(q - y[:, None]), axis=0))
@@ -178,10 +166,10 @@ def critic_loss(q, y):
 
 def critic_step(nets: Nets, learner: Learner, batch: replay_learner.Batch, next_action: jax.Array,
                 next_log_prob=None, alpha=0.0):
-  """One step of the twin critic toward `clipped_double_q_target` at `next_action` (this device's slice; gradients
-  averaged over devices). -> (learner, {name: (sum, count)})."""
+  """One step of the twin critic toward `returns.clipped_double_q_target` at `next_action` (this device's slice;
+  gradients averaged over devices). -> (learner, {name: (sum, count)})."""
   next_q = nets.critic.apply(learner.target_critic, batch.next_obs, next_action)
-  y = clipped_double_q_target(batch.n_step_return, batch.discount, next_q, next_log_prob, alpha)
+  y = returns.clipped_double_q_target(batch.n_step_return, batch.discount, next_q, next_log_prob, alpha)
 
   def loss_fn(params):
     q = nets.critic.apply(params, batch.obs, batch.action)
@@ -247,7 +235,7 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
     return agent.gradient_step(n, learner, batch, jnp.swapaxes(noise, 0, 1), first_index + index, config=config)
 
   learner_key, sample_key = jax.random.split(learner.key)
-  learner, stats, trained = replay_learner.learn(at.learning, one, learner, sample_key, sizes=sizes)
+  learner, stats, trained = replay_learner.gated_steps(at.learning, one, learner, sample_key, sizes=sizes)
   learner = learner.replace(key=learner_key,
                             normalizer=normalization.update_observations(normalizer, collected.steps.obs))
   metrics = {**acting.episode_metrics(collected.steps),
