@@ -12,26 +12,18 @@ The entry points switch it on (`distrl.launch`, `distrl.evaluate`): `switch_on(w
 - A line of ours (`distrl: error: ...`) written after something was dropped ends with where it is:
   `(other libraries' messages: WORKDIR/noise.log)`.
 
-Each filter is an entry of `FILTERS`: the upstream package and versions whose output it drops, what, and why.
-`tests/test_noise.py` checks every filter on its sample and that the installed package still holds the text
-it matches (`evidence`), so that a new wording fails a test instead of reaching users.
+Each filter is an entry of `FILTERS`: whose output it drops, what, and why. `tests/test_noise.py` makes the
+upstream code write each (a host callback that raises, orbax saving to a full disk and reading a damaged
+checkpoint, JAX's distributed runtime losing a process), so that a new wording, or noise no longer written, fails a
+test.
 
-How the stderr filters work. Some of that output comes from C++ threads, where no Python code can intercept
-it, so a small helper forked before JAX starts owns fd 2: this process writes to a pipe, the helper passes
-each line on, less the noise, and keeps what it drops. It reads a second pipe, on which this process's own
-filters (log records, unraisable exceptions) send what they drop and `keep_in` names the file; so one writer
-keeps everything, in order. The helper ignores the stop signals, lives exactly as long as the pipe, and ends
-when this process ends.
-
-- C++ log lines, and the lines that follow them within a second (they keep their place), are held until it is
-  known that they are not the prelude of JAX's distributed client aborting the process
-  (`jax-coordination-abort`): then the C++ lines and everything after are dropped and one line of ours says
-  what the coordination service reported. A line of ours also drops the C++ lines held just before it
-  (`jaxlib-cpp-before-our-line`).
-- The pieces of closed-event-loop tracebacks (`tensorstore-closed-event-loop`) and the cached-program lines
-  (`jaxlib-cpu-aot-hints`) are dropped as they come.
-
-Everything else passes on unchanged, line by line.
+Log records and unraisable exceptions are filtered in this process (a filter on the upstream logger, and
+`sys.unraisablehook`). JAX's distributed runtime writes from C++ threads and then aborts the process, where no
+Python code runs: for it, a small helper forked before JAX starts owns fd 2. This process writes to a pipe; the
+helper passes each line on unchanged but the runtime's, and after the runtime's abort writes one line of ours
+saying what it reported. It reads a second pipe, on which this process's own filters send what they drop and
+`keep_in` names the file; so one writer keeps everything, in order. The helper ignores the stop signals, lives
+exactly as long as the pipe, and ends when this process ends.
 """
 
 import dataclasses
@@ -46,6 +38,8 @@ import threading
 import time
 import traceback
 
+from absl import logging as absl_logging  # before a filter goes on "absl": that logger must be absl's own class
+
 RAW = "DISTRL_RAW_STDERR"  # set (to anything but "" or "0"): the filter is off
 
 
@@ -54,123 +48,50 @@ class Filter:
   """One kind of noise: whose, what is dropped, and the upstream behaviour that makes it noise."""
 
   name: str  # in noise.log's headers
-  upstream: str  # the package and the versions it was seen with
+  upstream: str  # the package and the versions whose output it drops
   drops: str
   why: str
-  sample: tuple[str, ...]  # what the upstream package wrote (lines; for a log record its message first)
-  evidence: tuple[str, ...]  # text the installed `package` holds while it can still write `sample`
-  package: str  # the module whose files hold `evidence`
 
 
-AOT_HINTS = Filter(
-    "jaxlib-cpu-aot-hints", "jaxlib 0.9.1-0.10.1 (seen with 0.10.0; 0.10.2 printed none in a check on x86-64)",
-    "cpu_aot_loader.cc's E-level line that +prefer-no-gather / +prefer-no-scatter are not supported on the host, "
-    "one per program loaded from JAX's persistent compilation cache",
-    "the XLA:CPU AOT loader takes LLVM tuning preferences for CPU features the host lacks (jax-ml/jax#38445, "
-    "openxla/xla#44565); they never are features, so the line says nothing the user can act on",
-    ("E1123 21:00:04.123456   4661 cpu_aot_loader.cc:195] Loading XLA:CPU AOT result. Target machine feature "
-     "+prefer-no-gather is not  supported on the host machine. Machine type used for XLA:CPU compilation doesn't "
-     "match the machine type for execution. Compile machine features: [+avx2,+prefer-no-gather] vs host machine "
-     "features: [+avx2]",),
-    ("Loading XLA:CPU AOT result. Target machine feature ", " is not  supported on the host machine.",
-     "prefer-no-gather", "prefer-no-scatter"), "jaxlib")
-CLOSED_LOOP = Filter(
-    "tensorstore-closed-event-loop", "tensorstore 0.1.x under orbax-checkpoint 0.12, Python 3.11 asyncio",
-    "the tracebacks ending in 'RuntimeError: Event loop is closed' that tensorstore's threads print, several at "
-    "once (their pieces interleave), after a save or a restore failed (a full disk, a damaged checkpoint)",
-    "tensorstore's reads and writes still in flight call back into orbax's event loop after orbax closed it, and "
-    "call_soon_threadsafe raises on a closed loop (python/asyncio#258): up to 1,621 lines seen for one failure "
-    "that distrl reports in one line",
-    ("Traceback (most recent call last):",
-     '  File "/usr/lib/python3.11/asyncio/base_events.py", line 806, in call_soon_threadsafe',
-     "    self._check_closed()",
-     '  File "/usr/lib/python3.11/asyncio/base_events.py", line 519, in _check_closed',
-     "    raise RuntimeError('Event loop is closed')", "RuntimeError: Event loop is closed"),
-    ("Event loop is closed", "def _check_closed("), "asyncio")
-COORDINATION_ABORT = Filter(
-    "jax-coordination-abort", "jaxlib 0.10.x (JAX's distributed client, xla/pjrt/distributed)",
-    "the C++ log lines and stack dump with which JAX's client ends a process of a multi-process run that lost the "
-    "coordinator or a peer, or whose peers did not all join; one line of ours says which process to look at",
-    "the client aborts from C++ (a fatal log in client.h) before any Python code can act, and jaxlib cannot hand "
-    "the event to Python; its text names gRPC calls and statuses, not the process that stopped",
-    ("W1130 18:59:25.435268    4661 preemption_sync_manager.cc:147] Failed to retrieve preemption notice from "
-     "coordination service: UNAVAILABLE: recvmsg:Connection reset by peer",
-     "Additional GRPC error information from remote target coordination_service while calling "
-     "/xla.coordination.CoordinationService/GetKeyValue:",
-     "F1130 18:59:25.435434    4661 client.h:80] Terminating process because the JAX distributed service detected "
-     "fatal errors. absl::Status: UNAVAILABLE: Failed to send RPC to coordination service.",
-     "*** Check failure stack trace: ***"),
-    ("Terminating process because the JAX distributed service detected fatal errors",
-     "The following tasks are unhealthy (stopped sending heartbeats):", "The tasks have crashed",
-     "Additional GRPC error information", "/xla.coordination.CoordinationService/RegisterTask",
-     "Check failure stack trace"), "jaxlib")
-CPP_BEFORE_OURS = Filter(
-    "jaxlib-cpp-before-our-line", "jaxlib 0.10.x (JAX's coordination service)",
-    "C++ log lines (with their further lines) held within a second before a line of ours, and the traceback "
-    "headers and blank lines just before it",
-    "the coordination service logs a silent peer at E level just before distrl's watchdog says, in one line, "
-    "which process stopped (seen in CI with jaxlib 0.10.2)",
-    ("E1130 18:50:53.855378   27126 coordination_service.cc:1549] [10632551767313103259] Use error polling to "
-     "propagate the following error to all tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending "
-     "heartbeats):", "1",
-     "The tasks have crashed. Check the task logs for an earlier error, or scheduler events (e.g. preemption, "
-     "eviction) to debug further. [type.googleapis.com/tensorflow.CoordinationServiceError='']",
-     "E1130 18:50:53.855519   27137 coordination_service_agent.cc:289] Polled an error from coordination service "
-     "(this can be an error from this or another task)."),
-    ("Polled an error from coordination service", "The following tasks are unhealthy (stopped sending heartbeats):",
-     "The tasks have crashed"), "jaxlib")
+JAX_CALLBACK = Filter(
+    "jax-callback-traceback", "jax 0.10",
+    "JAX's log record 'jax.pure_callback failed' / 'jax.io_callback failed' with the traceback of the exception a "
+    "host callback (an environment outside JAX) raised",
+    "JAX logs the callback's exception, then raises a JaxRuntimeError that carries only its text "
+    "(jax-ml/jax#26102); distrl reports that in one line, and the traceback, which finds the failing line of the "
+    "environment's code, is kept")
 ORBAX_LOGS = Filter(
     "orbax-logs", "orbax-checkpoint 0.12",
     "orbax's own log records (absl logging, from files under orbax/): its failures, with tracebacks, from "
     "background threads",
     "orbax logs a failed save or restore before raising it; distrl turns each into one line of its own (a failed "
-    "run naming the checkpoint kept, or a damaged-checkpoint warning)",
-    ("[process=0][thread=array_type_handler] Failed to write array: ValueError: NOT_FOUND: Error writing "
-     "\"actors.obs/c/0\" in OCDBT database",),
-    ("from absl import logging",), "orbax.checkpoint")
-ORBAX_UNRETRIEVED = Filter(
-    "orbax-unretrieved-futures", "orbax-checkpoint 0.12, tensorstore 0.1.x",
-    "asyncio's 'Task exception was never retrieved' / 'Future exception was never retrieved' records about "
-    "orbax's coroutines or tensorstore's futures",
-    "after a failed background write, orbax gives up on its other coroutines and tensorstore's futures, and asyncio "
-    "reports each failure again when it collects them (seen in 1 full-disk run in 3)",
-    ("Task exception was never retrieved",
-     "future: <Task finished name='Task-7' coro=<_write_array() done, defined at "
-     "/site-packages/orbax/checkpoint/_src/serialization/serialization.py:95> exception=ValueError('OCDBT')>"),
-    ("exception was never retrieved",), "asyncio")
-ORBAX_UNRAISABLE = Filter(
-    "orbax-unraisable", "orbax-checkpoint 0.12, tensorstore 0.1.x",
-    "Python's 'Exception ignored in: <coroutine object _read_array_index_and_device_put ...>' reports (a traceback "
-    "and TensorStore's whole spec, per array) and closed-event-loop RuntimeErrors raised in tensorstore's callbacks",
-    "orbax's reads of a damaged checkpoint raise while being collected, from several threads at once: 500-3,100 "
-    "lines seen for one damaged checkpoint, which distrl skips with a one-line warning",
-    ("Exception ignored in: <coroutine object _read_array_index_and_device_put at 0x7f3a2c1b8e40>",),
-    ("_read_array_index_and_device_put",), "orbax.checkpoint")
-JAX_CALLBACK = Filter(
-    "jax-callback-traceback", "jax 0.10.x",
-    "JAX's log record 'jax.pure_callback failed' / 'jax.io_callback failed' with the traceback of the exception a "
-    "host callback (an environment outside JAX) raised",
-    "JAX logs the callback's exception, then raises a JaxRuntimeError that carries only its text "
-    "(jax-ml/jax#26102); distrl reports that in one line, and the traceback, which finds the failing line of the "
-    "environment's code, is kept",
-    ("jax.pure_callback failed",),
-    ('"jax.pure_callback failed"', '"jax.io_callback failed"'), "jax")
+    "run naming the checkpoint kept, or a damaged-checkpoint warning)")
+ORBAX_ABANDONED = Filter(
+    "orbax-abandoned-work", "orbax-checkpoint 0.12, tensorstore 0.1",
+    "what Python and asyncio report of the work orbax leaves in flight after a failure: 'Event loop is closed' "
+    "raised in tensorstore's callbacks, 'Exception ignored in: <coroutine object ...>' from orbax's reads, "
+    "asyncio's '... exception was never retrieved' about orbax's futures",
+    "orbax closes the event loop of its coroutines once one has failed, without cancelling the others "
+    "(asyncio_utils.run_sync): tensorstore's callbacks then find the loop closed, and what was left is reported as "
+    "it is collected, from several threads: hundreds of lines for one full disk or damaged checkpoint")
+JAX_DISTRIBUTED = Filter(
+    "jax-distributed-runtime", "jaxlib 0.10 (xla/pjrt/distributed)",
+    "the C++ log lines of JAX's coordination service and client (coordination_service*.cc, client.h) and "
+    "everything after the client's fatal 'Terminating process' line (its stack dump)",
+    "when a process of the run dies, hangs or never joins, the service logs it and every client aborts from C++ "
+    "before any Python code can act, in terms of gRPC calls and statuses; one line of ours says which process to "
+    "look at")
 
-FILTERS = (AOT_HINTS, CLOSED_LOOP, COORDINATION_ABORT, CPP_BEFORE_OURS, ORBAX_LOGS, ORBAX_UNRETRIEVED,
-           ORBAX_UNRAISABLE, JAX_CALLBACK)
+FILTERS = (JAX_CALLBACK, ORBAX_LOGS, ORBAX_ABANDONED, JAX_DISTRIBUTED)
 
-# C++ (absl) log lines; absl's Python logger writes the same prefix, with a .py file, and is not matched
-_CPP_LOG = re.compile(r"^[EWF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+\.(?:cc|cpp|c|h|hpp):\d+\]")
-_CPP_CONTINUED = ("Additional GRPC error", ":UNKNOWN:", "RPC:", "The tasks have crashed")  # further lines of one
-_COORDINATOR_ABORT = ("Terminating process because the JAX distributed service detected fatal errors",
-                      "terminate called after throwing")
+_RUNTIME_LOG = re.compile(r"[EWF]\d{4} [\d:.]+\s+\d+ (?:coordination_\w+\.cc|client\.h):\d+\] ")  # absl's C++ prefix
+_ABORT = "Terminating process because the JAX distributed service detected fatal errors"
 _UNHEALTHY = "The following tasks are unhealthy (stopped sending heartbeats):"  # then their numbers, one a line
-_HOLD_SECONDS = 1.0  # how long C++ log lines, and the lines that follow them, wait for a possible abort
-_CLOSED_LOOP = ("asyncio/base_events.py", "_check_closed()", "Event loop is closed")  # lines of those tracebacks
-_AOT_HINTS = ("Target machine feature +prefer-no-gather is not", "Target machine feature +prefer-no-scatter is not")
-_ORBAX = (f"{os.sep}orbax{os.sep}", "OCDBT", "tensorstore")  # in a record or a traceback: about orbax's work
+_CRASHED = "The tasks have crashed"  # the line after those numbers
+_ORBAX = f"{os.sep}orbax{os.sep}"
 _OURS = "distrl: error: "
 _KEPT_AT = " (other libraries' messages: {})"  # ends a line of ours once something was kept
+_FORMAT = logging.Formatter("%(levelname)s %(asctime)s %(name)s %(pathname)s:%(lineno)d] %(message)s")
 
 _to_helper = None  # this process's end of the pipe to the helper, while the filter is on
 _sending = threading.Lock()
@@ -203,9 +124,9 @@ def switch_on(who: str) -> None:
   os.dup2(write, 2)
   os.close(write)
   _to_helper = control_write
-  for logger, matches in _LOG_FILTERS.items():
-    logging.getLogger(logger).addFilter(_Dropping(matches))
-  sys.unraisablehook = _UnraisableHook(sys.unraisablehook)
+  for logger in (absl_logging.get_absl_logger(), logging.getLogger("asyncio"), logging.getLogger("jax._src.callback")):
+    logger.addFilter(_passes)
+  sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
 
 
 def keep_in(workdir: str, process: int | None = None) -> None:
@@ -216,80 +137,59 @@ def keep_in(workdir: str, process: int | None = None) -> None:
   _send(b"K", os.path.join(workdir, "noise.log" if process is None else f"noise-{process}.log").encode())
 
 
-def dropping(record: logging.LogRecord) -> Filter | None:
-  """The filter that drops this log record once the filter is on (by its logger's name), or None."""
-  matches = _LOG_FILTERS.get(record.name)
-  return matches(record) if matches else None
-
-
 def stop_line(who: str, reason: str) -> str:
   """The one line with which a process of a multi-process run stops ("process 1 of 2"), saying why."""
   return (f"distrl: error: {who} stops: {reason}. Restart every process with the same command to resume from the "
           f"last checkpoint.\n")
 
 
-def _from_orbax(record: logging.LogRecord) -> Filter | None:
-  return ORBAX_LOGS if f"{os.sep}orbax{os.sep}" in record.pathname else None
-
-
-def _about_orbax(record: logging.LogRecord) -> Filter | None:
-  """asyncio's records about orbax's or tensorstore's work (by message, or by the traceback attached)."""
-  frames = traceback.extract_tb(record.exc_info[2]) if record.exc_info and record.exc_info[2] is not None else []
-  if any(marker in record.getMessage() for marker in _ORBAX) or \
-      any(marker in frame.filename for frame in frames for marker in _ORBAX):
-    return ORBAX_UNRETRIEVED
+def dropping(record: logging.LogRecord) -> Filter | None:
+  """The filter that drops this log record once the filter is on, or None."""
+  if record.name == "absl" and _ORBAX in record.pathname:
+    return ORBAX_LOGS
+  if record.name == "asyncio" and record.exc_info and _orbax_work(record.exc_info[1], record.exc_info[2]):
+    return ORBAX_ABANDONED
+  if record.name == "jax._src.callback" and record.getMessage().endswith("callback failed"):
+    return JAX_CALLBACK
   return None
-
-
-def _callback_failed(record: logging.LogRecord) -> Filter | None:
-  return JAX_CALLBACK if record.getMessage().endswith("callback failed") else None
-
-
-_LOG_FILTERS = {"absl": _from_orbax, "asyncio": _about_orbax, "jax._src.callback": _callback_failed}
-_FORMAT = logging.Formatter("%(levelname)s %(asctime)s %(name)s %(pathname)s:%(lineno)d] %(message)s")
-
-
-class _Dropping(logging.Filter):
-  """Drops the records `matches` names a filter for, and sends them to the helper."""
-
-  def __init__(self, matches):
-    super().__init__()
-    self.matches = matches
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    kind = self.matches(record)
-    if kind is None:
-      return True
-    _drop(kind, _FORMAT.format(record) + "\n")
-    return False
 
 
 def dropping_unraisable(unraisable) -> Filter | None:
-  """ORBAX_UNRAISABLE for what Python says of orbax's reads that raised while being collected and of tensorstore's
-  callbacks into orbax's closed event loop; None for anything else."""
-  frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
-  closed_loop = isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
-  if closed_loop or any(marker in frame.filename for frame in frames for marker in _ORBAX):
-    return ORBAX_UNRAISABLE
-  return None
+  """The filter that drops what Python would say of an exception raised where none can be (sys.unraisablehook)."""
+  return ORBAX_ABANDONED if _orbax_work(unraisable.exc_value, unraisable.exc_traceback) else None
 
 
-class _UnraisableHook:
+def _orbax_work(error: BaseException | None, trace) -> bool:
+  """Whether an exception comes from work orbax left in flight: raised through orbax's files, by tensorstore in
+  orbax's OCDBT store, or in a callback of tensorstore's into orbax's closed event loop (the last two from C++,
+  with no frame of orbax's)."""
+  closed = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+  return closed or "OCDBT" in str(error) or any(_ORBAX in frame.filename for frame in traceback.extract_tb(trace))
+
+
+def _passes(record: logging.LogRecord) -> bool:
+  """The log filter: a record that `dropping` names a filter for goes to the helper instead of the handlers."""
+  kind = dropping(record)
+  if kind is not None:
+    _drop(kind, _FORMAT.format(record) + "\n")
+  return kind is None
+
+
+def _unraisable_hook(previous):
   """sys.unraisablehook: drops what `dropping_unraisable` names (sent to the helper), passes the rest to `previous`."""
 
-  def __init__(self, previous):
-    self.previous = previous
-
-  def __call__(self, unraisable) -> None:
+  def hook(unraisable) -> None:
     kind = dropping_unraisable(unraisable)
     if kind is None:
-      return self.previous(unraisable)
+      return previous(unraisable)
     try:
       where = f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n"
       _drop(kind, where + "".join(traceback.format_exception(unraisable.exc_type, unraisable.exc_value,
                                                              unraisable.exc_traceback)))
     except Exception:  # an object whose repr fails, or the interpreter shutting down: Python's own report
-      self.previous(unraisable)
+      previous(unraisable)
+
+  return hook
 
 
 def _drop(kind: Filter, text: str) -> None:
@@ -318,8 +218,7 @@ class _Kept:
     self.named = False  # a line of ours named the temporary file: it stays there
     self.section = None  # the filter of the last header written
 
-  def keep(self, kind: Filter, lines: list[bytes]) -> None:
-    text = b"".join(lines)
+  def keep(self, kind: Filter, text: bytes) -> None:
     if not text.strip():
       return
     if kind != self.section:
@@ -403,55 +302,27 @@ class _Messages:
         self.kept.keep_in(payload.decode(errors="replace"))
       else:
         name, text = payload.split(b"\0", 1)
-        self.kept.keep(next(f for f in FILTERS if f.name == name.decode()), [text])
+        self.kept.keep(next(f for f in FILTERS if f.name == name.decode()), text)
 
 
 def _pass_on(fd: int, messages_fd: int, kept: _Kept, who: str) -> None:
-  """Copies `fd` to stderr, less the noise described in the module docstring, which goes to `kept`."""
-  held, headers, dying, unhealthy, listing, joining = [], [], False, [], False, False
-  deadline = [None]  # when the held lines, if no abort follows, are passed on
-  for raw_line in _lines(fd, _Messages(messages_fd, kept), deadline):
-    if raw_line is None:  # the hold ran out: those C++ lines were not the prelude of an abort
-      _write([r for r, _ in held])
-      held, deadline[0] = [], None
-      continue
+  """Copies `fd` to stderr but JAX's distributed runtime's lines, which go to `kept`; after its abort, one line."""
+  dying, listing, unhealthy, joining = False, False, [], False
+  for raw_line in _lines(fd, _Messages(messages_fd, kept)):
     line = raw_line.decode(errors="replace")
-    cpp = bool(_CPP_LOG.match(line)) or line.startswith(_CPP_CONTINUED) or listing  # a line of a C++ message
-    if listing:  # the coordination service names the processes that stopped sending heartbeats, one a line
-      listing = not line.startswith("The tasks have crashed")
-      unhealthy += re.findall(r"(\d+)\s*$", line) if listing else []
-    elif line.rstrip().endswith(_UNHEALTHY):
-      listing = True
+    number = re.fullmatch(r"(\d+)\s*", line) if listing else None  # a process that stopped sending heartbeats
+    unhealthy += [number.group(1)] if number else []
+    continued = number or (listing and line.startswith(_CRASHED))
+    listing = bool(number) or line.rstrip().endswith(_UNHEALTHY)
     joining = joining or "CoordinationService/RegisterTask" in line  # the abort came while joining the run
-    if dying:
-      kept.keep(COORDINATION_ABORT, [raw_line])
-    elif any(marker in line for marker in _COORDINATOR_ABORT):  # the C++ lines held were its prelude
-      _write([r for r, from_cpp in held if not from_cpp])
-      kept.keep(COORDINATION_ABORT, [r for r, from_cpp in held if from_cpp] + headers + [raw_line])
-      held, headers, deadline[0], dying = [], [], None, True
-    elif line.startswith(_OURS):  # our one line: the C++ lines and headers held just before it are noise
-      _write([r for r, from_cpp in held if not from_cpp])
-      kept.keep(CPP_BEFORE_OURS, [r for r, from_cpp in held if from_cpp] + headers)
-      _write([_naming(raw_line, kept)])
-      held, headers, deadline[0] = [], [], None
-    elif _CPP_LOG.match(line) and any(hint in line for hint in _AOT_HINTS):
-      kept.keep(AOT_HINTS, [raw_line])
-    elif line.lstrip().startswith("Traceback (most recent call last)") or not line.strip():
-      headers.append(raw_line)  # a traceback's header, or a blank line: whose? the next line tells
-    elif any(part in line for part in _CLOSED_LOOP):
-      kept.keep(CLOSED_LOOP, headers + [raw_line])  # a closed-event-loop traceback: its header goes with it
-      headers = []
-    elif cpp or (held and not headers):  # a C++ line, or one within the hold of one (it keeps its place)
-      held.append((raw_line, cpp))
-      deadline[0] = deadline[0] or time.monotonic() + _HOLD_SECONDS
+    dying = dying or _ABORT in line
+    if dying or continued or _RUNTIME_LOG.match(line):
+      kept.keep(JAX_DISTRIBUTED, raw_line)
     else:
-      _write([r for r, _ in held] + headers + [raw_line])
-      held, headers, deadline[0] = [], [], None
+      _write(_naming(raw_line, kept) if line.startswith(_OURS) else raw_line)
   if dying:
     line = stop_line(who, f"{_why(who, unhealthy, joining)} (JAX's coordination service ended this process)")
-    _write([_naming(line.encode(), kept)])
-  else:
-    _write([r for r, _ in held] + [r for r in headers if r.strip()])
+    _write(_naming(line.encode(), kept))
 
 
 def _naming(line: bytes, kept: _Kept) -> bytes:
@@ -478,19 +349,12 @@ def _why(who: str, unhealthy: list[str], joining: bool) -> str:
   return "lost the run's coordinator, process 0"
 
 
-def _lines(fd: int, messages: _Messages, deadline: list):
-  """The lines read from `fd` until it closes, and None whenever `deadline[0]` passes (before any later line).
-  Messages from this process are read first whenever both pipes have something: they were sent before."""
+def _lines(fd: int, messages: _Messages):
+  """The lines read from `fd` until it closes. Messages from this process are read first whenever both pipes have
+  something: they were sent before."""
   pending = b""
   while True:
-    wait = None if deadline[0] is None else deadline[0] - time.monotonic()
-    if wait is not None and wait <= 0:
-      yield None
-      continue
-    ready = select.select([fd] + ([messages.fd] if messages.open else []), [], [], wait)[0]
-    if not ready:
-      yield None
-      continue
+    ready = select.select([fd] + ([messages.fd] if messages.open else []), [], [])[0]
     messages.read()
     if fd not in ready:
       continue
@@ -504,8 +368,8 @@ def _lines(fd: int, messages: _Messages, deadline: list):
     yield pending
 
 
-def _write(lines: list[bytes]) -> None:
+def _write(text: bytes) -> None:
   try:
-    os.write(2, b"".join(lines))
+    os.write(2, text)
   except OSError:
     pass
