@@ -1,4 +1,5 @@
-"""distrl: PPO and DQN in JAX, compiled end to end and sharded over every device."""
+"""distrl: reinforcement learning in JAX, compiled end to end and sharded over every device: PPO (feed-forward and
+recurrent), IMPALA, DQN, PQN, SAC and TD3."""
 
 from distrl import xla_options
 

@@ -28,9 +28,9 @@ from distrl import configs, errors, user_modules, xla_options  # noqa: E402
 from distrl.cli import config_flag, noise, rerun  # noqa: E402
 from distrl.errors import ConfigError  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "A shipped config (ppo, dqn, pqn) or a config file, with an "
-                                          "optional preset: ppo:Acrobot-v1, path/to/my_config.py:preset.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, f"A shipped config ({', '.join(configs.names())}) or a "
+                                          "config file, with an optional preset: ppo:Acrobot-v1, "
+                                          "path/to/my_config.py:preset.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go (default: runs/<algo>-<env>-<time>).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a run of several processes.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "How many processes the run has (with --coordinator_address).")

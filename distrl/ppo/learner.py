@@ -230,7 +230,7 @@ def advantage_statistics(minibatch_advantage: jax.Array) -> tuple[jax.Array, jax
 
   `minibatch_advantage`: (epochs, M, B), this device's B samples of each minibatch (every device holds as many).
   Two passes, so that a mean far larger than the spread survives float32: the spread is taken around the global
-  mean, not as E[A^2] - E[A]^2 (advantages of 5000 +- 1 had std 0 that way, and were normalised to +-1e8).
+  mean, not as E[A^2] - E[A]^2 (which gives advantages of 5000 +- 1 a std of 0, normalising them to +-1e8).
   Returns (epochs, M) arrays, the same on every device, in two all-reduces.
   """
   mean = sharding.pmean(jnp.mean(minibatch_advantage, -1))
