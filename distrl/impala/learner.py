@@ -1,6 +1,6 @@
 """IMPALA (Espeholt et al. 2018): an actor-critic learning from V-trace's targets, which correct for acting with
 older parameters than the learner's, so that host environments' actors can run several updates behind
-(`config.actor_lag`, `distrl.host`).
+(`config.actor_lag`, `distrl.architectures.host`).
 
 It is PPO's iteration (`distrl.ppo.learner`: networks, acting, rollouts, epochs of environment-stratified minibatch
 steps, `pmean` over devices) with another `Objective`: V-trace's advantages and targets, computed once per rollout

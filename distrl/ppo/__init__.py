@@ -1,5 +1,5 @@
 """PPO behind the algorithm contract: sizes, init, update, act; initial_memory, for its recurrent core; and
-behaviour and learn, the two halves of update, for host environments (`distrl.host`)."""
+behaviour and learn, the two halves of update, for host environments (`distrl.architectures.host`)."""
 
 from distrl.ppo.learner import act, behaviour, init, initial_memory, learn, sizes, update
 

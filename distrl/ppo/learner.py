@@ -199,7 +199,7 @@ def _observe(learner: Learner, config):
 
 def behaviour(learner: Learner, obs: jax.Array, keys: jax.Array, *, config: ml_collections.ConfigDict, env: Env):
   """The rollout's policy (without memory): actions sampled from the learner's policy, each environment's from its
-  key in `keys` (E, 2), and their log-probabilities. Host environments' actors act with it too (`distrl.host`)."""
+  key in `keys` (E, 2), and their log-probabilities. The host architecture's actors act with it too."""
   return _sampler(network(config, env), learner.params, _observe(learner, config), env)(obs, keys)
 
 

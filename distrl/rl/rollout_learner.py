@@ -129,7 +129,7 @@ def collect(state: TrainState, policy: acting.Policy | acting.RecurrentPolicy, *
 def received(state: TrainState, steps: acting.Step, *, config: ml_collections.ConfigDict, actors: Actors,
              shuffle_key: jax.Array) -> Collected:
   """A rollout `steps` (T, E, ...) that left the environments as `actors` (their running returns still to update)
-  as the learner takes it: from the compiled rollout (`collect`) or from host environments (`distrl.host`)."""
+  as the learner takes it: from the compiled rollout (`collect`) or from the host architecture's actor."""
   normalizer, discounted_return = normalization.update_returns(state.learner.normalizer, steps.reward,
                                                                steps.episode_end, state.actors.discounted_return,
                                                                gamma=config.gamma)
