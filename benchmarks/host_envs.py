@@ -1,4 +1,5 @@
-"""Host environments (distrl/envs/host.py, distrl/architectures/host/): their raw ceiling, training's fraction of it, and the CartPole learning runs.
+"""Host environments (distrl/envs/host.py on the host architecture): their raw ceiling, training's fraction of it,
+and the CartPole learning runs.
 
   python benchmarks/host_envs.py              # every row (~10 min on a 2-core CPU)
   python benchmarks/host_envs.py --quick      # fewer steps: the pipeline only (RESULTS.md not written)

@@ -70,7 +70,8 @@ META_MAZE = {"env_name": "MetaMaze-misc", "num_envs": 32, "num_steps": 128, "num
 # layers of 512 each are left out).
 CRAFTAX_RNN = {**CRAFTAX, "hidden_sizes": (512,), "activation": "relu", "recurrent": "gru", "recurrent_size": 512}
 
-# Host environments (distrl/envs/host.py, distrl/architectures/host/): envpool and gymnasium step on the host, an actor thread acts, the learner learns.
+# Host environments (distrl/envs/host.py) on the host architecture (distrl/architectures/host/): envpool and gymnasium
+# step on the host, an actor thread acts, the learner learns.
 HOST_CARTPOLE = {"architecture": "host", "num_envs": 8, "total_timesteps": 500_000, "eval_episodes": 8}
 # Atari through envpool with Cleanba's cleanba_ppo.py settings: Machado et al.'s protocol (sticky actions 0.25, the full
 # action space, no episodic life, 1 no-op, 27,000-step episodes (108,000 frames), clipped rewards; envpool's 4 frames
@@ -78,7 +79,8 @@ HOST_CARTPOLE = {"architecture": "host", "num_envs": 8, "total_timesteps": 500_0
 # 128 environments (Cleanba's 64 in each of 2 actor threads) x 128 steps; 10M steps.
 MACHADO = {"episodic_life": False, "repeat_action_probability": 0.25, "noop_max": 1, "full_action_space": True,
            "max_episode_steps": 27_000, "reward_clip": True}
-ATARI = {"architecture": "host", "env_kwargs": MACHADO, "torso": "impala", "shared_torso": True, "activation": "relu", "hidden_sizes": (256,),
+ATARI = {"architecture": "host", "env_kwargs": MACHADO, "torso": "impala", "shared_torso": True, "activation": "relu",
+         "hidden_sizes": (256,),
          "num_envs": 128, "num_steps": 128, "num_minibatches": 4, "update_epochs": 4, "lr": 2.5e-4, "gamma": 0.99,
          "gae_lambda": 0.95, "clip_eps": 0.1, "clip_value_loss": False, "ent_coef": 0.01, "vf_coef": 0.5,
          "max_grad_norm": 0.5, "total_timesteps": 10_000_000, "log_every": 10, "eval_every": 100,

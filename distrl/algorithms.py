@@ -3,9 +3,9 @@
 An algorithm is any object (a module, a class, a namespace) with the four functions of
 `Algorithm`, and any of the optional hooks the Protocols below declare (`HOOKS`: memory, sweepable fields, a
 rollout learner's behaviour, learn and actor lag). The trainer, `distrl.evaluate`, the architectures and the
-benchmarks know an algorithm only through them. `config.algo` names one: a registered name ("ppo", "impala", "dqn", "pqn", "sac", "td3", or one given to `register`), or
-the path of a module outside distrl that defines the four functions (`examples.a2c`), or
-`package.module:attribute` for an object that has them.
+benchmarks know an algorithm only through them. `config.algo` names one: a registered name ("ppo", "impala", "dqn",
+"pqn", "sac", "td3", or one given to `register`), or the path of a module outside distrl that defines the four
+functions (`examples.a2c`), or `package.module:attribute` for an object that has them.
 
 The state an algorithm threads through its functions is a `TrainState(update, learner, actors)`
 (see `distrl.rl.state`): `learner` is replicated on every device; every leaf of `actors` has the
@@ -207,7 +207,8 @@ def _bare(function: Any, skip: int = 0) -> inspect.Signature:
 def get(name: str) -> Algorithm:
   """The algorithm `config.algo` names: a registered name, `package.module` or `package.module:attribute`."""
   if not isinstance(name, str) or not name:
-    raise ConfigError(f"algo={name!r} must name an algorithm: one of {', '.join(names())}, or package.module[:attribute]")
+    raise ConfigError(f"algo={name!r} must name an algorithm: one of {', '.join(names())}, or "
+                      f"package.module[:attribute]")
   if ":" in name:
     return check(load_attribute(name, "algo"), name)
   if "." in name:

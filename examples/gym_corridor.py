@@ -1,12 +1,12 @@
 """A simulator of your own on the host: the corridor of `corridor.py` written as a gymnasium environment.
 
-  python -m distrl.launch --config=ppo --config.env_name=examples.gym_corridor:make \
+  python -m distrl.launch --config=ppo --config.architecture=host --config.env_name=examples.gym_corridor:make \
       --config.total_timesteps=100000 --workdir=runs/gym-corridor
 
 Any `gymnasium.Env` works this way (C++ behind Python bindings, a lab's own simulator): distrl calls
 `make(**config.env_kwargs)` once per environment, steps them on the host, acts on them with the policy in an actor
-thread and learns from their rollouts (`distrl/architectures/host/`). `terminated` ends an episode without a bootstrap; a time limit
-(`truncated`) bootstraps from the observation it reached.
+thread and learns from their rollouts (`--config.architecture=host`, `distrl/architectures/host/`). `terminated` ends
+an episode without a bootstrap; a time limit (`truncated`) bootstraps from the observation it reached.
 """
 
 import gymnasium as gym

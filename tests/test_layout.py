@@ -17,7 +17,7 @@ ENTRY = re.compile(r"^( *)([\w.]+/|[\w.]+\.py)(?=\s|,|$)")
 
 
 def _module_map() -> dict[str, str]:
-  """{folder path ("distrl/runtime/"): the text of its entry in ARCHITECTURE.md's module map, nested entries included}."""
+  """{folder ("distrl/runtime/"): the text of its entry in ARCHITECTURE.md's module map, nested entries included}."""
   with open(os.path.join(ROOT, "ARCHITECTURE.md")) as f:
     text = f.read()
   block = text.split("## Module map", 1)[1].split("```", 2)[1]
@@ -123,4 +123,5 @@ def test_devices_are_laid_out_and_reduced_over_in_sharding_and_the_architectures
                        r"|jax\.shard_map|make_array_from")
   found = [os.path.relpath(path, ROOT) for path in _package_dirs("distrl/**/*.py")
            if pattern.search(open(path).read())]
-  assert found and all(path == "distrl/sharding.py" or path.startswith("distrl/architectures/") for path in found), found
+  assert found and all(path == "distrl/sharding.py" or path.startswith("distrl/architectures/") for path in found), \
+      found

@@ -32,7 +32,7 @@ class Step:
   episode_metrics: dict  # the environment's own statistics of the episode that ended here (info["episode_metrics"])
   memory: Any = None  # a recurrent policy's memory after the step, before any reset (`recurrent_rollout`); else None
   # Where an episode for the statistics ended, if not at every episode_end: an Atari game over under envpool's
-  # episodic life, whose lost lives end episodes for learning (host environments, `distrl.architectures.host`); else None.
+  # episodic life, whose lost lives end episodes for learning (host environments); else None.
   counted: jax.Array | None = None
 
 

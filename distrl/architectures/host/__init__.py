@@ -3,7 +3,8 @@ simulator; `distrl.envs.host`) step on host threads, an actor thread acts with t
 `actor_lag` updates behind the learner (`actor`), and the learner runs the algorithm's `learn` on each rollout,
 sharded over the mesh like the compiled update (`learner`); evaluation plays fresh host environments (`evaluation`).
 
-An algorithm runs here if it is a `RolloutLearner` (`distrl.algorithms`: `behaviour`, `learn`, `MAX_ACTOR_LAG`). The host environments' own state cannot be saved: a resume starts fresh episodes.
+An algorithm runs here if it is a `RolloutLearner` (`distrl.algorithms`: `behaviour`, `learn`, `MAX_ACTOR_LAG`). The
+host environments' own state cannot be saved: a resume starts fresh episodes.
 """
 
 import jax
