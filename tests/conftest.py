@@ -25,3 +25,10 @@ def ppo_cfg():
   config = ppo_config.get_config()
   config.num_envs = max(config.num_envs, jax.device_count())
   return config
+
+
+def pytest_collection_modifyitems(items):
+  """Every test is in one tier: one marked neither `unit` nor `slow` compiles programs or starts processes."""
+  for item in items:
+    if item.get_closest_marker("unit") is None and item.get_closest_marker("slow") is None:
+      item.add_marker(pytest.mark.program)

@@ -3,11 +3,38 @@
 import ast
 import hashlib
 import os
+from typing import Any, NamedTuple
 
 import jax
 
 from distrl.configs import ppo as ppo_config
-from distrl.runtime import checksums
+from distrl.rl.state import TrainState
+from distrl.runtime import checksums, programs
+
+# The environment made for tests (tests/fast_env.py): for a test that needs some environment, not a particular one.
+FAST = "tests.fast_env:make"
+
+
+class Updated(NamedTuple):
+  """What `updates` returns, on the host."""
+
+  state: TrainState  # after the updates, in the global layout
+  sums: dict[str, Any]  # the updates' metric sums, {name: (sum, count)}
+  initial: TrainState  # before them
+  mesh_size: int  # the devices the updates ran on
+
+
+def updates(config, num_updates: int, devices=None) -> Updated:
+  """`num_updates` updates of `config`'s program as the trainer builds it (`programs.build`, then its runner, one
+  call) on `devices` (default: every device)."""
+  program = programs.build(config, programs.mesh_for(config, devices))
+  try:
+    runner, initial = program.runner, jax.device_get(program.state)  # the runner donates the state it is given
+    state, sums, _ = runner(runner.put(program.state), num_updates)
+    state, sums = jax.device_get((runner.get(state), sums))
+  finally:
+    program.close()
+  return Updated(state, sums, initial, program.mesh.size)
 
 
 def tiny_ppo(updates, **fields):

@@ -1,5 +1,5 @@
-"""DQN: the same run on any device count (every option), truncation in the replay, the dueling head,
-config errors, learning."""
+"""DQN: a whole run on any device count, truncation in the replay, the dueling head, config errors, learning (the
+same updates on any device count, every option, in test_sharding.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from distrl.configs import dqn as dqn_config
-from distrl import dqn, envs, sharding
+from distrl import dqn, envs
 from distrl.rl import acting, networks, qlearning
-from distrl.runtime import programs, trainer
+from distrl.runtime import trainer
 from distrl.errors import ConfigError
+from tests.runs import FAST
 
 
 @pytest.fixture
@@ -23,7 +24,8 @@ def cfg():
 
 
 def _small(cfg, total_updates):
-  """Eight environments; learning from update 20, the target network moves every 30 updates."""
+  """Eight environments of tests/fast_env.py; learning from update 20, the target network moves every 30 updates."""
+  cfg.env_name = FAST
   cfg.num_envs = cfg.train_frequency = steps_per_update = 8
   cfg.total_timesteps, cfg.buffer_size, cfg.batch_size = total_updates * steps_per_update, 100 * cfg.num_envs, 32
   cfg.learning_starts, cfg.target_update_interval = 20 * steps_per_update, 30 * steps_per_update
@@ -32,49 +34,18 @@ def _small(cfg, total_updates):
   return cfg
 
 
-def _run(config, devices, num_updates):
-  """`num_updates` updates on `devices` devices; -> (global state, metric sums)."""
-  program = programs.build(config, sharding.make_mesh(jax.devices()[:devices]))
-  runner = program.runner
-  state, sums, _ = runner(runner.put(program.state), num_updates)
-  return jax.device_get((runner.get(state), sums))
-
-
 def _assert_close(a, b, atol):
   for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(x, y, atol=atol, rtol=atol, err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("options", [
-    {"n_step": 1, "double_dqn": True, "layer_norm": False, "dueling": True},
-    {"prioritized": True, "n_step": 2, "loss": "huber", "scale_rewards": True, "normalize_obs": True},
-], ids=["one-step-double-dueling", "prioritized-huber-normalised"])
-def test_every_option_trains_the_same_on_one_device_and_on_all(cfg, options):
-  """Batches are drawn from the whole buffer with a replicated key and shared: the device count changes only
-  float rounding in the all-reduces (60 updates, 40 of them with gradient steps)."""
-  if jax.device_count() < 2:
-    pytest.skip("needs several devices: run with the default 8 emulated devices")
-  config = _small(cfg, 60)
-  config.update(options)
-  reference, reference_sums = _run(config, 1, 60)
-  state, sums = _run(config, jax.device_count(), 60)
-  _assert_close(state.learner, reference.learner, atol=1e-5)
-  _assert_close(state.actors.replay, reference.actors.replay, atol=1e-5)
-  if config.prioritized:  # new priorities, written back to the rows of whichever device holds them
-    _assert_close(state.actors.priority, reference.actors.priority, atol=1e-4)
-    assert len(np.unique(reference.actors.priority)) > 100
-  assert reference_sums["loss/total"][1] == 40
-  initial = programs.build(config, sharding.make_mesh(jax.devices()[:1])).state
-  assert not np.allclose(jax.tree.leaves(state.learner.params)[0], jax.tree.leaves(initial.learner.params)[0])
-
-
 def test_a_whole_short_run_on_eight_devices_equals_the_run_on_one(cfg, tmp_path):
   """The default options (3-step returns, LayerNorm) through the trainer (chunks, evaluation, checkpoints):
-  300 updates, 280 of them learning, 10 target network updates."""
+  100 updates, 80 of them learning, 3 target network updates, 2 evaluations."""
   if jax.device_count() < 8:
     pytest.skip("needs 8 devices: run with the default 8 emulated devices")
-  config = _small(cfg, 300)
-  config.eval_every = 100
+  config = _small(cfg, 100)
+  config.eval_every = 50
   one = trainer.train(config, str(tmp_path / "one"), devices=jax.devices()[:1])
   eight = trainer.train(config, str(tmp_path / "eight"), devices=jax.devices()[:8])
   _assert_close(jax.device_get(eight.state.learner), jax.device_get(one.state.learner), atol=1e-5)
@@ -83,19 +54,6 @@ def test_a_whole_short_run_on_eight_devices_equals_the_run_on_one(cfg, tmp_path)
     for name in ("train/episode_return", "eval/return", "loss/total"):
       if name in a:
         assert a[name] == pytest.approx(b[name], rel=1e-4), name
-
-
-def test_pmap_and_shard_map_run_the_same_update(cfg):
-  cfg.learning_starts, cfg.target_update_interval = 0, 20
-  cfg.prioritized = True
-  results = []
-  for backend in sharding.BACKENDS:
-    cfg.backend = backend
-    results.append(_run(cfg, jax.device_count(), 30))
-  for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
-    np.testing.assert_allclose(a, b, atol=1e-5)
-  # trained in every update from the first whose rows hold a complete n-step window
-  assert results[0][1]["loss/total"][1] == 30 - (cfg.n_step - 1)
 
 
 @pytest.mark.unit

@@ -1,5 +1,5 @@
-"""SAC and TD3 (distrl/rl/twin_critic.py, distrl/sac, distrl/td3): their math by hand, the same run on any device
-count, what the warm-up and the actor's delay do, config errors, and learning on Pendulum."""
+"""SAC and TD3 (distrl/rl/twin_critic.py, distrl/sac, distrl/td3): their math by hand, what the warm-up and the
+actor's delay do, config errors, and learning on Pendulum (the same run on any device count in test_sharding.py)."""
 
 import math
 
@@ -8,34 +8,28 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distrl import envs, sharding
+from distrl import envs
 from distrl.configs import sac as sac_config, td3 as td3_config
 from distrl.errors import ConfigError
 from distrl.rl import distributions, twin_critic
-from distrl.runtime import programs, trainer
+from distrl.runtime import trainer
 from distrl.sac import losses as sac_losses
 from distrl.td3 import losses as td3_losses
+from tests.runs import FAST, updates
 
 CONFIGS = {"sac": sac_config, "td3": td3_config}
 
 
-def small(algo: str, updates: int, **fields):
-  """Pendulum, 8 environments a step each per iteration, 2 gradient steps an iteration from iteration 10 on, small
-  networks."""
+def small(algo: str, iterations: int, **fields):
+  """tests/fast_env.py with actions in [-2, 2], 8 environments a step each per iteration, 2 gradient steps an
+  iteration from iteration 10 on, small networks."""
   config = CONFIGS[algo].get_config()
+  config.env_name, config.env_kwargs = FAST, {"continuous": True}
   config.update(dict(num_envs=8, train_frequency=8, gradient_steps=2, batch_size=32, buffer_size=8 * 100,
-                     learning_starts=8 * 10, total_timesteps=8 * updates, hidden_sizes=(32, 32), log_every=10,
+                     learning_starts=8 * 10, total_timesteps=8 * iterations, hidden_sizes=(32, 32), log_every=10,
                      eval_every=1000, checkpoint_every=1000, eval_episodes=8))
   config.update(fields)
   return config
-
-
-def _run(config, devices: int, updates: int):
-  """-> (the state after `updates` iterations on `devices` devices, metric sums, the initial state)."""
-  program = programs.build(config, sharding.make_mesh(jax.devices()[:devices]))
-  runner, initial = program.runner, jax.device_get(program.state)
-  state, sums, _ = runner(runner.put(program.state), updates)  # the initial state's buffers are donated
-  return (*jax.device_get((runner.get(state), sums)), initial)
 
 
 # The math, by hand.
@@ -120,31 +114,12 @@ def test_gradient_steps_per_train_frequency_set_the_iteration(train_frequency, g
 
 # Runs.
 
-@pytest.mark.parametrize("algo,options", [
-    ("sac", {"normalize_obs": True, "scale_rewards": True, "n_step": 2}),
-    ("td3", {"critic_layer_norm": True, "policy_frequency": 3}),
-])
-def test_the_same_run_on_one_device_and_on_all(algo, options):
-  """Batches and their noise are drawn for the global batch from a replicated key: the device count changes only
-  float rounding in the all-reduces (40 iterations, 30 of them with 2 gradient steps)."""
-  if jax.device_count() < 2:
-    pytest.skip("needs several devices: run with the default 8 emulated devices")
-  config = small(algo, 40, **options)
-  reference, reference_sums, initial = _run(config, 1, 40)
-  state, sums, _ = _run(config, jax.device_count(), 40)
-  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path((state.learner, state.actors.replay)),
-                          jax.tree.leaves((reference.learner, reference.actors.replay))):
-    np.testing.assert_allclose(x, y, atol=2e-5, rtol=2e-5, err_msg=jax.tree_util.keystr(path))
-  assert reference_sums["loss/critic"][1] == 30
-  for x, y in zip(jax.tree.leaves(initial.learner.actor.params), jax.tree.leaves(state.learner.actor.params)):
-    assert not np.allclose(x, y)
-
-
 def test_the_warm_up_acts_uniformly_over_the_box_then_the_policy_acts():
-  """Pendulum's torque is in [-2, 2]: the 800 random actions before learning_starts spread over it (mean 0, std
-  2/sqrt(3) = 1.15); the SAC policy's first actions, from a head of gain 0.01 and a std of exp(-1.5), do not."""
+  """The actions are in [-2, 2] (as Pendulum's torque): the 800 random actions before learning_starts spread over it
+  (mean 0, std 2/sqrt(3) = 1.15); the SAC policy's first actions, from a head of gain 0.01 and a std of exp(-1.5),
+  do not."""
   config = small("sac", 110, learning_starts=8 * 100, buffer_size=8 * 110)
-  state, _, _ = _run(config, 1, 110)
+  state = updates(config, 110, jax.devices()[:1]).state
   actions = np.asarray(state.actors.replay.action)[:, :, 0]  # (8, 110)
   random, policy = actions[:, :100].ravel(), actions[:, 100:].ravel()
   assert random.min() >= -2 and random.max() <= 2
@@ -156,7 +131,7 @@ def test_the_td3_actor_and_its_targets_move_every_policy_frequency_gradient_step
   """30 learning iterations of 2 gradient steps: 60 critic steps; with policy_frequency 3, 20 actor steps (Adam's
   step counts), and the actor loss counted in a third of the steps."""
   config = small("td3", 40, policy_frequency=3)
-  state, sums, _ = _run(config, 1, 40)
+  state, sums, _, _ = updates(config, 40, jax.devices()[:1])
   assert int(state.learner.critic.opt_state[0].count) == 60
   assert int(state.learner.actor.opt_state[0].count) == 20
   assert sums["loss/actor"][1] == pytest.approx(30 / 3)
@@ -165,8 +140,10 @@ def test_the_td3_actor_and_its_targets_move_every_policy_frequency_gradient_step
 @pytest.mark.unit
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_discrete_actions_and_bad_fields_are_one_line_errors(algo, tmp_path):
+  cartpole = small(algo, 20, env_name="CartPole-v1")
+  cartpole.env_kwargs = {}
   with pytest.raises(ConfigError, match=f"^{algo} needs continuous actions; CartPole-v1 has 2 discrete actions"):
-    trainer.train(small(algo, 20, env_name="CartPole-v1"), str(tmp_path / "cartpole"))
+    trainer.train(cartpole, str(tmp_path / "cartpole"))
   bad = {"sac": {"initial_alpha": 0.0}, "td3": {"policy_frequency": 0}}[algo]
   with pytest.raises(ConfigError, match=f"^{next(iter(bad))}="):
     trainer.train(small(algo, 20, **bad), str(tmp_path / "bad"))

@@ -1,43 +1,13 @@
-"""PQN: the same run on any device count, config errors, the presets, learning (its Q(lambda) returns are tested in
-test_returns.py)."""
+"""PQN: config errors, the presets, learning (its Q(lambda) returns are tested in test_returns.py, the same run on
+any device count in test_sharding.py)."""
 
 import jax
-import numpy as np
 import pytest
 
 from distrl.configs import pqn as pqn_config
-from distrl import envs, pqn, sharding
-from distrl.runtime import programs, trainer
+from distrl import envs, pqn
+from distrl.runtime import trainer
 from distrl.errors import ConfigError
-
-
-def _small():
-  config = pqn_config.get_config()
-  config.update(dict(num_envs=8, num_steps=16, num_minibatches=4, update_epochs=2, seed=5, normalize_obs=True,
-                     total_timesteps=8 * 16 * 3, hidden_sizes=(32, 32)))
-  return config
-
-
-def _run(config, devices, num_updates):
-  program = programs.build(config, sharding.make_mesh(jax.devices()[:devices]))
-  runner, initial = program.runner, jax.device_get(program.state)  # the runner donates the state it is given
-  state, sums, _ = runner(runner.put(program.state), num_updates)
-  return jax.device_get((runner.get(state), sums)) + (initial,)
-
-
-def test_sharded_update_equals_unsharded():
-  if jax.device_count() < 2:
-    pytest.skip("needs several devices: run with the default 8 emulated devices")
-  config = _small()
-  reference, reference_sums, initial = _run(config, 1, 3)
-  state, sums, _ = _run(config, jax.device_count(), 3)
-  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state.learner), jax.tree.leaves(reference.learner)):
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=jax.tree_util.keystr(path))
-  assert not np.allclose(jax.tree.leaves(state.learner.params)[0], jax.tree.leaves(initial.learner.params)[0])
-  np.testing.assert_array_equal(state.actors.key, reference.actors.key)
-  for name, (total, count) in reference_sums.items():
-    np.testing.assert_allclose(sums[name], (total, count), rtol=1e-4, err_msg=name)
-  assert reference_sums["loss/total"][1] == 3
 
 
 @pytest.mark.unit

@@ -1,5 +1,5 @@
 """Agents with memory (distrl/rl/recurrent.py): resets at episode ends, the loss's replay of acting, whole-environment
-minibatches, device-count invariance, and the config's mistakes.
+minibatches, and the config's mistakes (device-count invariance in test_sharding.py).
 
 MemoryChain-bsuite (gymnax, memory_length 5) is the task with known episode ends: every episode lasts exactly 6 steps
 from its reset, so where a rollout's episodes end is known by hand.
@@ -18,7 +18,6 @@ from distrl.errors import ConfigError
 from distrl.ppo import learner as ppo_learner
 from distrl.rl import acting, recurrent, rollout_learner
 from distrl.runtime import programs
-from tests.test_sharding import _assert_close
 
 pytestmark = pytest.mark.unit
 
@@ -92,31 +91,6 @@ def test_the_loss_replays_what_acting_computed_so_the_first_ratio_is_one(cell):
     no_resets = minibatch.replace(episode_end=jnp.zeros_like(minibatch.episode_end))
     _, value = ppo_learner._outputs(net, params, no_resets, config=config)
     assert np.max(np.abs(value - minibatch.value)) > 1e-3  # 100 times the tolerance above
-
-
-def _updates(config, devices, num_updates=2):
-  program = programs.build(config, sharding.make_mesh(devices))
-  initial = jax.device_get(program.state)  # the runner donates the state it is given
-  state, sums, _ = program.runner(program.runner.put(program.state), num_updates)
-  return jax.device_get(program.runner.get(state)), jax.device_get(sums), initial
-
-
-@pytest.mark.parametrize("algo,cell,fields", [("ppo", "gru", {"normalize_obs": True, "scale_rewards": True}),
-                                              ("pqn", "lstm", {})])
-def test_sharded_recurrent_update_equals_unsharded(algo, cell, fields):
-  if jax.device_count() < 2:
-    pytest.skip("needs several devices: run with the default 8 emulated devices")
-  config = _config(algo, cell, **fields)
-  reference, reference_sums, initial = _updates(config, jax.devices()[:1])
-  state, sums, _ = _updates(config, jax.devices())
-  _assert_close(state.learner.params, reference.learner.params, atol=1e-5)
-  _assert_close(state.actors.memory, reference.actors.memory, atol=1e-5)
-  _assert_close(sums, reference_sums, atol=1e-4)
-  moved = max(float(np.max(np.abs(a - b))) for a, b in
-              zip(jax.tree.leaves(state.learner.params), jax.tree.leaves(initial.learner.params)))
-  assert moved > 1e-4
-  # Memory is carried mid-episode into the next update: some rows are not zeros.
-  assert any(float(np.max(np.abs(leaf))) > 0 for leaf in jax.tree.leaves(state.actors.memory))
 
 
 def test_memory_is_one_row_per_environment_split_over_devices():

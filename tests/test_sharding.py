@@ -1,69 +1,142 @@
-"""Sharded updates equal the unsharded update on the same global batch, for both backends."""
+"""Sharded updates equal the unsharded update on the same global batch: every algorithm, its options that touch the
+devices (replay draws, priorities, memory, normalisation), both backends.
+
+One test over a list of cases; a new algorithm (the registry is checked against the list) or another way to run
+(`config.architecture`) is one more case: an algorithm, the config fields it changes, and what must have happened in
+its updates for the comparison to mean anything.
+"""
+
+import dataclasses
+import importlib
+from collections.abc import Callable
 
 import jax
 import numpy as np
 import pytest
 
-from distrl import sharding
-from distrl.configs import impala as impala_config
+from distrl import algorithms, sharding
 from distrl.runtime import programs
+from tests.runs import FAST, updates
 
-pytestmark = pytest.mark.unit
-
-
-def _run(config, devices, backend, num_updates):
-  """`num_updates` updates on `devices`; returns (global state, metric sums, runner, initial state)."""
-  config = config.copy_and_resolve_references()
-  config.backend = backend
-  program = programs.build(config, sharding.make_mesh(devices))
-  runner, initial = program.runner, jax.device_get(program.state)  # the runner donates the state it is given
-  state, sums, _ = runner(runner.put(program.state), num_updates)
-  return jax.device_get(runner.get(state)), jax.device_get(sums), runner, initial
+BOX = {"env_name": FAST, "env_kwargs": {"continuous": True}}  # a Box of one axis in [-2, 2]
+# The replay family: 8 environments a step each per update, gradient steps from update 10 on.
+REPLAY = {"num_envs": 8, "train_frequency": 8, "batch_size": 32, "buffer_size": 8 * 40, "learning_starts": 8 * 10,
+          "hidden_sizes": (32, 32)}
 
 
-@pytest.fixture(params=["ppo", "impala"])
-def small(request, ppo_cfg):
-  """PPO, or IMPALA with two minibatches: its V-trace targets are computed on each device's environments."""
-  config = ppo_cfg if request.param == "ppo" else impala_config.get_config()
-  config.num_envs = 8
-  config.num_steps = 32
-  config.seed = 3
-  if request.param == "impala":
-    config.num_minibatches = 2
+def _memory_carried(state, initial):
+  """Memory is carried mid-episode into the next update: some rows are not zeros."""
+  assert any(float(np.max(np.abs(leaf))) > 0 for leaf in jax.tree.leaves(state.actors.memory))
+
+
+def _priorities_written(state, initial):
+  """New priorities were written back to the rows of whichever device holds them."""
+  assert len(np.unique(state.actors.priority)) > 100
+
+
+def _actor_moved(state, initial):
+  """The actor (not only the critics) trained."""
+  for x, y in zip(jax.tree.leaves(initial.learner.actor.params), jax.tree.leaves(state.learner.actor.params)):
+    assert not np.allclose(x, y)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """An algorithm and the config fields of one comparison, `updates` updates long."""
+
+  algo: str
+  fields: dict
+  updates: int
+  counted: tuple[str, int]  # a metric and the number of updates that counted it: the updates were not no-ops
+  check: Callable | None = None  # what else holds after the updates: check(state, initial)
+  atol: float = 1e-5  # float rounding of the all-reduces
+
+
+CASES = {
+    "ppo": Case("ppo", {"env_name": FAST, "num_envs": 8, "num_steps": 16, "num_minibatches": 2}, 2, ("loss/total", 2)),
+    "ppo-pmap": Case("ppo", {"env_name": FAST, "num_envs": 8, "num_steps": 16, "num_minibatches": 2,
+                             "backend": "pmap"}, 2, ("loss/total", 2)),
+    # Memory replayed from the rollout's start, observation and reward statistics over every device.
+    "ppo-gru-normalised": Case("ppo", {"env_name": FAST, "recurrent": "gru", "recurrent_size": 8, "num_envs": 16,
+                                       "num_steps": 16, "num_minibatches": 2, "update_epochs": 2,
+                                       "hidden_sizes": (16,), "normalize_obs": True, "scale_rewards": True},
+                               2, ("loss/total", 2), _memory_carried),
+    # V-trace targets are computed on each device's environments.
+    "impala-pmap": Case("impala", {"env_name": FAST, "num_envs": 8, "num_steps": 16, "num_minibatches": 2,
+                                   "backend": "pmap"}, 2, ("loss/total", 2)),
+    "pqn-normalised": Case("pqn", {"env_name": FAST, "num_envs": 8, "num_steps": 16, "num_minibatches": 4,
+                                   "update_epochs": 2, "normalize_obs": True, "hidden_sizes": (32, 32)},
+                           3, ("loss/total", 3)),
+    "pqn-lstm": Case("pqn", {"env_name": FAST, "recurrent": "lstm", "recurrent_size": 8, "num_envs": 16,
+                             "num_steps": 16, "num_minibatches": 2, "update_epochs": 2, "hidden_sizes": (16,)},
+                     2, ("loss/total", 2), _memory_carried),
+    # Batches are drawn from the whole buffer with a replicated key and shared; the target network moves every 10.
+    "dqn-double-dueling": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 1, "double_dqn": True,
+                                       "layer_norm": False, "dueling": True, "target_update_interval": 8 * 10},
+                               30, ("loss/total", 20)),
+    # From the first update on: trained in every update from the first whose rows hold a complete n-step window.
+    "dqn-prioritised-pmap": Case("dqn", {"env_name": FAST, **REPLAY, "learning_starts": 0, "prioritized": True,
+                                         "n_step": 2, "loss": "huber", "scale_rewards": True, "normalize_obs": True,
+                                         "target_update_interval": 8 * 10, "backend": "pmap"},
+                                 30, ("loss/total", 29), _priorities_written, atol=1e-4),
+    # The batch's noise too is drawn for the global batch from the replicated key.
+    "sac-normalised-n-step": Case("sac", {**BOX, **REPLAY, "gradient_steps": 2, "normalize_obs": True,
+                                          "scale_rewards": True, "n_step": 2}, 20, ("loss/critic", 10), _actor_moved,
+                                  atol=2e-5),
+    "td3-layer-norm-delayed": Case("td3", {**BOX, **REPLAY, "gradient_steps": 2, "critic_layer_norm": True,
+                                           "policy_frequency": 3}, 20, ("loss/critic", 10), _actor_moved, atol=2e-5),
+}
+
+
+def config_of(case: Case):
+  """The algorithm's shipped config with the case's fields."""
+  config = importlib.import_module(f"distrl.configs.{case.algo}").get_config()
+  config.update(dict(seed=3, eval_episodes=8, total_timesteps=10**6, **case.fields))
   return config
 
 
 def _assert_close(a, b, atol):
-  for path, x, y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, atol=atol, rtol=atol, err_msg=jax.tree_util.keystr(path[0]))
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(x, y, atol=atol, rtol=atol, err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("backend", sharding.BACKENDS)
-def test_sharded_update_equals_unsharded(small, backend):
+@pytest.mark.unit
+def test_the_cases_cover_every_registered_algorithm():
+  assert {case.algo for case in CASES.values()} >= set(algorithms.names())
+
+
+@pytest.mark.program
+@pytest.mark.parametrize("name", list(CASES))
+def test_sharded_updates_equal_the_unsharded_updates(name):
   if jax.device_count() < 2:
     pytest.skip("needs several devices: run with the default 8 emulated devices")
-  reference, reference_sums, _, _ = _run(small, jax.devices()[:1], "shard_map", 2)
-  state, sums, runner, initial = _run(small, jax.devices(), backend, 2)
-  assert runner.mesh.size == jax.device_count()
-  _assert_close(state.learner.params, reference.learner.params, atol=1e-5)
-  _assert_close(state.learner.opt_state, reference.learner.opt_state, atol=1e-5)
-  # Environments follow their own keys, so the rollouts are the same too, wherever they ran.
-  np.testing.assert_array_equal(state.actors.key, reference.actors.key)
-  np.testing.assert_allclose(state.actors.obs, reference.actors.obs, atol=1e-5)
-  _assert_close(sums, reference_sums, atol=1e-4)
-  assert int(state.update) == 2
-  # ... and the updates were not two no-ops: the parameters moved, and both updates were counted.
-  delta = max(float(np.max(np.abs(a - b))) for a, b in
-              zip(jax.tree.leaves(state.learner.params), jax.tree.leaves(initial.learner.params)))
-  assert delta > 1e-4
-  assert sums["loss/total"][1] == 2
+  case = CASES[name]
+  config = config_of(case)
+  reference = updates(config, case.updates, jax.devices()[:1])
+  sharded = updates(config, case.updates)
+  assert sharded.mesh_size == jax.device_count() and int(sharded.state.update) == case.updates
+  # Everything: parameters, optimizer states, targets, statistics; and every environment's row (states,
+  # observations, keys, replay, priorities, memory), wherever it ran: each environment follows its own keys.
+  _assert_close(sharded.state, reference.state, case.atol)
+  _assert_close(sharded.sums, reference.sums, max(case.atol, 1e-4))
+  # ... and the updates were not no-ops: they counted what they learned from, and the parameters moved.
+  metric, count = case.counted
+  assert reference.sums[metric][1] == count
+  moved = max(float(np.max(np.abs(a - b))) for a, b in
+              zip(jax.tree.leaves(sharded.state.learner), jax.tree.leaves(sharded.initial.learner))
+              if np.issubdtype(a.dtype, np.floating))
+  assert moved > 1e-4
+  if case.check is not None:
+    case.check(sharded.state, sharded.initial)
 
 
-def test_state_layout(small):
-  state = programs.build(small, sharding.make_mesh()).state
-  assert state.actors.obs.shape == (small.num_envs, 4)
+@pytest.mark.unit
+def test_state_layout(ppo_cfg):
+  ppo_cfg.update(dict(env_name=FAST, num_envs=8))
+  state = programs.build(ppo_cfg, sharding.make_mesh()).state
+  assert state.actors.obs.shape == (8, 2)
   assert state.actors.obs.sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
   assert len(state.actors.obs.addressable_shards) == jax.device_count()
-  assert state.actors.obs.addressable_shards[0].data.shape == (small.num_envs // jax.device_count(), 4)
+  assert state.actors.obs.addressable_shards[0].data.shape == (8 // jax.device_count(), 2)
   kernel = jax.tree.leaves(state.learner.params)[0]
   assert kernel.sharding.is_fully_replicated
