@@ -76,18 +76,20 @@ ORBAX_ABANDONED = Filter(
     "it is collected, from several threads: hundreds of lines for one full disk or damaged checkpoint")
 JAX_DISTRIBUTED = Filter(
     "jax-distributed-runtime", "jaxlib 0.10 (xla/pjrt/distributed)",
-    "the C++ log lines of JAX's coordination service and client (coordination_service*.cc, client.h) and "
-    "everything after the client's fatal 'Terminating process' line (its stack dump)",
+    "the C++ log lines of JAX's coordination service and client (coordination_service*.cc, "
+    "preemption_sync_manager.cc, client.h), and everything after the client's fatal 'Terminating process' line (its "
+    "stack dump)",
     "when a process of the run dies, hangs or never joins, the service logs it and every client aborts from C++ "
     "before any Python code can act, in terms of gRPC calls and statuses; one line of ours says which process to "
     "look at")
 
 FILTERS = (JAX_CALLBACK, ORBAX_LOGS, ORBAX_ABANDONED, JAX_DISTRIBUTED)
 
-_RUNTIME_LOG = re.compile(r"[EWF]\d{4} [\d:.]+\s+\d+ (?:coordination_\w+\.cc|client\.h):\d+\] ")  # absl's C++ prefix
+# A C++ log line (absl's prefix: level, date, time, thread, file:line) of JAX's distributed runtime
+_RUNTIME_LOG = re.compile(r"[EWF]\d{4} [\d:.]+\s+\d+ (?:coordination_\w+\.cc|preemption_\w+\.cc|client\.h):\d+\] ")
 _ABORT = "Terminating process because the JAX distributed service detected fatal errors"
 _UNHEALTHY = "The following tasks are unhealthy (stopped sending heartbeats):"  # then their numbers, one a line
-_CRASHED = "The tasks have crashed"  # the line after those numbers
+_CONTINUED = ("Additional GRPC error information", ":UNKNOWN:", "The tasks have crashed")  # lines of one message
 _ORBAX = f"{os.sep}orbax{os.sep}"
 _OURS = "distrl: error: "
 _KEPT_AT = " (other libraries' messages: {})"  # ends a line of ours once something was kept
@@ -307,16 +309,16 @@ class _Messages:
 
 def _pass_on(fd: int, messages_fd: int, kept: _Kept, who: str) -> None:
   """Copies `fd` to stderr but JAX's distributed runtime's lines, which go to `kept`; after its abort, one line."""
-  dying, listing, unhealthy, joining = False, False, [], False
+  dying, runtime, listing, unhealthy, joining = False, False, False, [], False
   for raw_line in _lines(fd, _Messages(messages_fd, kept)):
     line = raw_line.decode(errors="replace")
     number = re.fullmatch(r"(\d+)\s*", line) if listing else None  # a process that stopped sending heartbeats
     unhealthy += [number.group(1)] if number else []
-    continued = number or (listing and line.startswith(_CRASHED))
+    dying = dying or _ABORT in line
+    runtime = dying or bool(_RUNTIME_LOG.match(line)) or (runtime and bool(number or line.startswith(_CONTINUED)))
     listing = bool(number) or line.rstrip().endswith(_UNHEALTHY)
     joining = joining or "CoordinationService/RegisterTask" in line  # the abort came while joining the run
-    dying = dying or _ABORT in line
-    if dying or continued or _RUNTIME_LOG.match(line):
+    if runtime:
       kept.keep(JAX_DISTRIBUTED, raw_line)
     else:
       _write(_naming(raw_line, kept) if line.startswith(_OURS) else raw_line)
