@@ -145,8 +145,8 @@ def stop_line(who: str, reason: str) -> str:
           f"last checkpoint.\n")
 
 
-def dropping(record: logging.LogRecord) -> Filter | None:
-  """The filter that drops this log record once the filter is on, or None."""
+def _dropping(record: logging.LogRecord) -> Filter | None:
+  """The filter that drops this log record, or None."""
   if record.name == "absl" and _ORBAX in record.pathname:
     return ORBAX_LOGS
   if record.name == "asyncio" and record.exc_info and _orbax_work(record.exc_info[1], record.exc_info[2]):
@@ -154,11 +154,6 @@ def dropping(record: logging.LogRecord) -> Filter | None:
   if record.name == "jax._src.callback" and record.getMessage().endswith("callback failed"):
     return JAX_CALLBACK
   return None
-
-
-def dropping_unraisable(unraisable) -> Filter | None:
-  """The filter that drops what Python would say of an exception raised where none can be (sys.unraisablehook)."""
-  return ORBAX_ABANDONED if _orbax_work(unraisable.exc_value, unraisable.exc_traceback) else None
 
 
 def _orbax_work(error: BaseException | None, trace) -> bool:
@@ -170,23 +165,23 @@ def _orbax_work(error: BaseException | None, trace) -> bool:
 
 
 def _passes(record: logging.LogRecord) -> bool:
-  """The log filter: a record that `dropping` names a filter for goes to the helper instead of the handlers."""
-  kind = dropping(record)
+  """The log filter: a record that `_dropping` names a filter for goes to the helper instead of the handlers."""
+  kind = _dropping(record)
   if kind is not None:
     _drop(kind, _FORMAT.format(record) + "\n")
   return kind is None
 
 
 def _unraisable_hook(previous):
-  """sys.unraisablehook: drops what `dropping_unraisable` names (sent to the helper), passes the rest to `previous`."""
+  """sys.unraisablehook: what Python would say of an exception from orbax's work that could not be raised goes to the
+  helper; the rest to `previous`."""
 
   def hook(unraisable) -> None:
-    kind = dropping_unraisable(unraisable)
-    if kind is None:
+    if not _orbax_work(unraisable.exc_value, unraisable.exc_traceback):
       return previous(unraisable)
     try:
       where = f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n"
-      _drop(kind, where + "".join(traceback.format_exception(unraisable.exc_type, unraisable.exc_value,
+      _drop(ORBAX_ABANDONED, where + "".join(traceback.format_exception(unraisable.exc_type, unraisable.exc_value,
                                                              unraisable.exc_traceback)))
     except Exception:  # an object whose repr fails, or the interpreter shutting down: Python's own report
       previous(unraisable)
