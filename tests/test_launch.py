@@ -178,7 +178,7 @@ def test_a_backend_that_cannot_start_is_one_line(env, message, tmp_path):
     ("def get_config(arg=None):\n  return {'algo': 'ppo'}\n", "get_config() returned dict, not an ml_collections"),
     ("def get_config(arg=None):\n  pass\n", "get_config() returned None, not an ml_collections.ConfigDict"),
     ("import ml_collections\ndef get_config(arg=None):\n  return ml_collections.ConfigDict({'algo': 'ppo'})\n",
-     "the config lacks env_name, env_kwargs, seed"),
+     "the config lacks env_name, env_kwargs, architecture, seed"),
 ])
 def test_a_config_file_that_returns_no_config_is_one_line(body, message, tmp_path):
   (tmp_path / "mine.py").write_text(body)

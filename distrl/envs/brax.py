@@ -26,14 +26,21 @@ with contextlib.redirect_stdout(io.StringIO()):  # MuJoCo's MJX prints that the 
   import brax.envs
 import jax
 import jax.numpy as jnp
+import mujoco
 from flax import struct
 from gymnax.environments import environment, spaces
 
 from distrl.errors import ConfigError, first_line
 
+# MuJoCo appends its warnings to MUJOCO_LOG.TXT in the working directory (building halfcheetah warns of a deprecated
+# attribute): as Python warnings instead, nothing is written where the user runs.
+mujoco.set_mju_user_warning(lambda text: warnings.warn(f"MuJoCo: {text}", stacklevel=2))
+
 # Said by Brax at every environment it builds, one line of ~370 columns: distrl runs Brax as it is.
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments are not actively being maintained",
                         category=UserWarning)
+# Said by MuJoCo of Brax's own halfcheetah model: nothing a user can act on.
+warnings.filterwarnings("ignore", message="MuJoCo: compiler attribute 'settotalmass' is deprecated", category=UserWarning)
 
 
 @struct.dataclass
