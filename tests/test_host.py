@@ -44,7 +44,6 @@ def _jax_as_host(program):
   return host_learner.HostRunner(program.config, program.algorithm, program.sizes, spec, program.mesh, program.state)
 
 
-@pytest.mark.unit
 def test_host_rollouts_learn_what_the_compiled_update_learns():
   """With lag 0, an actor stepping the JAX environment from the host records what the compiled rollout records (the
   same keys, policy and environments), field by field, and the learner ends each update with the same parameters."""
@@ -65,7 +64,6 @@ def test_host_rollouts_learn_what_the_compiled_update_learns():
   assert int(host_state.update) == 3
 
 
-@pytest.mark.unit
 def test_the_recorded_batch_equals_the_compiled_rollout_field_by_field():
   config = _config(actor_lag=0)
   program = programs.build(config, sharding.make_mesh())
@@ -89,7 +87,6 @@ def test_the_recorded_batch_equals_the_compiled_rollout_field_by_field():
   np.testing.assert_allclose(rollout.last_obs, np.asarray(expected.actors.obs), atol=1e-6)
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("algo, lag, expected", [("ppo", 1, [(0, 0), (1, 0), (2, 1), (3, 2), (4, 3)]),
                                                  ("impala", 3, [(0, 0), (1, 0), (2, 0), (3, 0), (4, 1)])])
 def test_acting_runs_lag_updates_behind_and_is_reproducible(algo, lag, expected):
@@ -119,7 +116,6 @@ def test_acting_runs_lag_updates_behind_and_is_reproducible(algo, lag, expected)
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.unit
 def test_the_learner_on_a_subset_of_devices_learns_what_every_device_learns():
   """learner_devices=(1, 2): the learner's mesh is those local devices (the actor on device 0); a run learns the same
   parameters as on every device, as the compiled path's results do not depend on the device count."""
