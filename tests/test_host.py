@@ -20,7 +20,7 @@ from distrl.envs import host as host_envs
 from distrl.runtime import programs, trainer
 from distrl.configs import ppo as ppo_config
 from distrl.ppo import learner as ppo
-from distrl.rl import rollout_learner
+from distrl.rl import actor_critic, rollout_learner
 
 
 def _config(**fields):
@@ -173,7 +173,7 @@ def test_the_atari_presets_are_cleanbas_agent(algo):
   config = importlib.import_module(f"distrl.configs.{algo}").get_config("envpool:Breakout-v5")
   env = envs.make(config.env_name, config.env_kwargs)
   assert env.num_actions == 18 and env.max_steps == 27_000 and env.observation_shape == (84, 84, 4)
-  net = ppo.network(config, env)
+  net = actor_critic.network(config, env)
   params = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros(env.observation_shape, jnp.uint8))["params"]
   assert set(params) == {"features", "policy_head", "value_head"}
   assert params["features"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)

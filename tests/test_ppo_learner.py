@@ -1,4 +1,5 @@
-"""PPO's per-device update pieces: advantage statistics over the global minibatch."""
+"""The actor-critic iteration's per-device pieces (PPO's and IMPALA's): advantage statistics over the global
+minibatch."""
 
 import jax
 import jax.numpy as jnp
@@ -7,17 +8,17 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from distrl import sharding
-from distrl.ppo import learner
+from distrl.rl import actor_critic
 
 pytestmark = pytest.mark.unit
 
 
 def _statistics(advantages: np.ndarray, devices) -> tuple[np.ndarray, np.ndarray]:
-  """learner.advantage_statistics of (epochs, M, B) advantages, the B samples of each minibatch split over
+  """actor_critic.advantage_statistics of (epochs, M, B) advantages, the B samples of each minibatch split over
   `devices` as the environments of a rollout are."""
   mesh = sharding.make_mesh(devices)
   spec = P(None, None, sharding.DATA_AXIS)
-  statistics = jax.jit(sharding.shard_map(learner.advantage_statistics, mesh, in_specs=spec, out_specs=P()))
+  statistics = jax.jit(sharding.shard_map(actor_critic.advantage_statistics, mesh, in_specs=spec, out_specs=P()))
   return jax.device_get(statistics(jnp.asarray(advantages)))
 
 

@@ -16,7 +16,7 @@ from distrl import algorithms, envs, sharding
 from distrl.configs import ppo as ppo_config, pqn as pqn_config
 from distrl.errors import ConfigError
 from distrl.ppo import learner as ppo_learner
-from distrl.rl import acting, recurrent, rollout_learner
+from distrl.rl import acting, actor_critic, recurrent, rollout_learner
 from distrl.runtime import programs
 
 pytestmark = pytest.mark.unit
@@ -73,23 +73,23 @@ def test_the_loss_replays_what_acting_computed_so_the_first_ratio_is_one(cell):
   config = _config(cell=cell)
   program = programs.build(config, sharding.make_mesh(jax.devices()[:1]))
   env, state = program.env, jax.device_get(program.state)
-  net, params = ppo_learner.network(config, env), state.learner.params
+  net, params = actor_critic.network(config, env), state.learner.params
   observe = lambda obs: obs
-  collected = rollout_learner.collect(state, ppo_learner._recurrent_sampler(net, params, observe, env), config=config,
+  collected = rollout_learner.collect(state, actor_critic._recurrent_sampler(net, params, observe, env), config=config,
                                       env=env)
-  batch = ppo_learner._batch(net, params, observe, collected, state.actors.memory, ppo_learner.PPO,
-                             config=config, env=env)
+  batch = actor_critic._batch(net, params, observe, collected, state.actors.memory, ppo_learner.PPO,
+                              config=config, env=env)
   assert 0 < int(batch.episode_end.sum()) < batch.episode_end.size  # episodes end inside the rollout
   order = rollout_learner.epoch_orders(collected.shuffle_key, config)
   minibatches = rollout_learner.split(batch, order[0], config)
   for m in range(config.num_minibatches):
     minibatch = jax.tree.map(lambda x: x[m], minibatches)
-    distribution, value = ppo_learner._outputs(net, params, minibatch, config=config)
+    distribution, value = actor_critic._outputs(net, params, minibatch, config=config)
     ratio = jnp.exp(distribution.log_prob(minibatch.action) - minibatch.log_prob)
     np.testing.assert_allclose(ratio, 1.0, rtol=0, atol=1e-5)
     np.testing.assert_allclose(value, minibatch.value, rtol=0, atol=1e-5)
     no_resets = minibatch.replace(episode_end=jnp.zeros_like(minibatch.episode_end))
-    _, value = ppo_learner._outputs(net, params, no_resets, config=config)
+    _, value = actor_critic._outputs(net, params, no_resets, config=config)
     assert np.max(np.abs(value - minibatch.value)) > 1e-3  # 100 times the tolerance above
 
 

@@ -2,10 +2,11 @@
 older parameters than the learner's, so that host environments' actors can run several updates behind
 (`config.actor_lag`, `distrl.architectures.host`).
 
-It is PPO's iteration (`distrl.ppo.learner`: networks, acting, rollouts, epochs of environment-stratified minibatch
-steps, `pmean` over devices) with another `Objective`: V-trace's advantages and targets, computed once per rollout
-with the parameters the learner starts it with, and the unclipped policy gradient. On the compiled path and with
-`actor_lag=0` the behaviour is the learner's own policy (rho = 1), and V-trace is GAE(lambda) advantages.
+It is the actor-critic iteration of `distrl.rl.actor_critic` (networks, acting, rollouts, epochs of
+environment-stratified minibatch steps, `pmean` over devices), PPO's too, with its own `Objective`: V-trace's
+advantages and targets, computed once per rollout with the parameters the learner starts it with, and the unclipped
+policy gradient. On the compiled path and with `actor_lag=0` the behaviour is the learner's own policy (rho = 1), and
+V-trace is GAE(lambda) advantages.
 """
 
 import functools
@@ -14,8 +15,7 @@ import ml_collections
 
 from distrl.errors import require
 from distrl.impala import losses
-from distrl.ppo import learner as ppo
-from distrl.rl import acting, returns, rollout_learner
+from distrl.rl import acting, actor_critic, returns, rollout_learner
 
 MAX_ACTOR_LAG = None  # any: V-trace corrects for it (the host path reads this; PPO's is 1)
 
@@ -36,14 +36,14 @@ def _vtrace_targets(reward, value, value_tp1, steps: acting.Step, log_rho, confi
   return out.advantage, out.target
 
 
-def _loss(distribution, value, batch: ppo.Batch, advantage, config):
+def _loss(distribution, value, batch: actor_critic.Batch, advantage, config):
   return losses.impala_loss(log_prob=distribution.log_prob(batch.action), behaviour_log_prob=batch.log_prob,
                             advantage=advantage, value=value, target=batch.target, entropy=distribution.entropy(),
                             vf_coef=config.vf_coef, ent_coef=config.ent_coef, rho_clip=config.rho_clip)
 
 
-IMPALA = ppo.Objective(name="impala", targets=_vtrace_targets, loss=_loss)
+IMPALA = actor_critic.Objective(name="impala", targets=_vtrace_targets, loss=_loss)
 
-init, act, behaviour = ppo.init, ppo.act, ppo.behaviour
-update = functools.partial(ppo.update, objective=IMPALA)
-learn = functools.partial(ppo.learn, objective=IMPALA)
+init, act, behaviour = actor_critic.init, actor_critic.act, actor_critic.behaviour
+update = functools.partial(actor_critic.update, objective=IMPALA)
+learn = functools.partial(actor_critic.learn, objective=IMPALA)
