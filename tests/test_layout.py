@@ -101,6 +101,45 @@ def test_the_runtime_and_the_architectures_name_no_algorithm(part):
     assert not named, f"{os.path.relpath(path, ROOT)} names {named}"
 
 
+def _imported(source: str, package: str) -> set[str]:
+  """The modules and names a module in `package` ("distrl.impala", its folder) imports, relative imports made
+  absolute: `from distrl.ppo import learner` gives distrl.ppo and distrl.ppo.learner."""
+  found = set()
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Import):
+      found |= {alias.name for alias in node.names}
+    elif isinstance(node, ast.ImportFrom):
+      parts = package.split(".")
+      parts = parts[:len(parts) - node.level + 1] if node.level else []
+      base = ".".join(parts + ([node.module] if node.module else []))
+      found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+  return found
+
+
+def test_no_algorithm_package_imports_another():
+  """Algorithms share code through distrl/rl/ (networks, iterations, return estimators, losses), never by importing
+  one another: no module of a shipped algorithm's package imports another's (IMPALA once took PPO's iteration from
+  distrl.ppo.learner)."""
+  packages = {algorithms._REGISTRY[name] for name in _shipped(algorithms._REGISTRY)}
+  assert {"distrl.ppo", "distrl.impala", "distrl.dqn", "distrl.pqn", "distrl.sac", "distrl.td3"} <= packages
+  borrowed = lambda imports, package: sorted(m for m in imports for other in packages - {package}
+                                             if m == other or m.startswith(other + "."))
+  assert borrowed(_imported("from distrl.ppo import learner as ppo", "distrl.impala"), "distrl.impala")
+  assert borrowed(_imported("from ..ppo import losses", "distrl.impala"), "distrl.impala")
+  assert borrowed(_imported("from distrl import ppo\nimport distrl.ppo.learner", "distrl.impala"), "distrl.impala")
+  assert not borrowed(_imported("from distrl.rl import actor_critic", "distrl.impala"), "distrl.impala")
+  found = {}
+  for package in sorted(packages):
+    paths = _package_dirs(package.replace(".", "/") + "/**/*.py")
+    assert paths, f"{package} has no modules in {ROOT}"
+    for path in paths:
+      here = os.path.relpath(os.path.dirname(path), ROOT).replace(os.sep, ".")
+      with open(path) as f:
+        if imports := borrowed(_imported(f.read(), here), package):
+          found[os.path.relpath(path, ROOT)] = imports
+  assert not found, f"algorithm packages import other algorithms' (share through distrl/rl/ instead): {found}"
+
+
 def test_the_runtime_names_no_architecture():
   """The runtime asks the architecture `config.architecture` names for everything (programs.build), and branches on
   no architecture's name (nor on `env.host`, as it once did)."""

@@ -6,9 +6,7 @@ step is discount_t = gamma (1 - terminated_t), a cut trace lambda_t = lambda (1 
 step bootstraps from is rlax's v_t (our value_tp1, before any reset).
 """
 
-import ast
 import functools
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -340,22 +338,3 @@ def test_targets_carry_no_gradient():
            jax.grad(lambda v: jnp.sum(returns.lambda_returns(ones, v, zeros, zeros, gamma=0.9, lambda_=0.5)))(ones)]
   for grad in grads:
     np.testing.assert_array_equal(grad, 0.0)
-
-
-# --- one home --------------------------------------------------------------------------------------------------------
-
-def test_no_algorithm_takes_its_math_from_another():
-  """Estimators and shared losses live in distrl/rl/: an algorithm package imports no other algorithm's losses."""
-  distrl = pathlib.Path(returns.__file__).parents[2]
-  algorithms = {p.parent.name for p in distrl.glob("*/learner.py")}
-  assert {"ppo", "impala", "dqn", "pqn", "sac", "td3"} <= algorithms
-  borrowed = []
-  for algo in algorithms:
-    for path in (distrl / algo).glob("*.py"):
-      for node in ast.walk(ast.parse(path.read_text())):
-        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module:
-          names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        borrowed += [(path.name, algo, name) for name in names for other in algorithms - {algo}
-                     if name.startswith(f"distrl.{other}.losses")]
-  assert not borrowed, borrowed
