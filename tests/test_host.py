@@ -185,9 +185,10 @@ def test_the_atari_presets_are_cleanbas_agent(algo):
     ("gymnasium:CartPol-v1", {}, "gymnasium:CartPol-v1"),
     ("gymnasium:CartPole-v1", {"algo": "dqn"}, "algo='dqn' cannot run architecture='host' (host environments): it "
                                                "lacks behaviour, learn, MAX_ACTOR_LAG"),
-    ("gymnasium:CartPole-v1", {"architecture": "compiled"}, "is a host environment; architecture='compiled' runs jax "
-                                                            "environments: use --config.architecture=host"),
-    ("CartPole-v1", {}, "is a jax environment; architecture='host' runs host environments: use "
+    ("gymnasium:CartPole-v1", {"architecture": "compiled"}, "is a host environment (it steps outside JAX), which "
+                                                            "architecture='compiled' does not run: use "
+                                                            "--config.architecture=host"),
+    ("CartPole-v1", {}, "is a JAX environment, which architecture='host' does not run: use "
                         "--config.architecture=compiled"),
     ("gymnasium:CartPole-v1", {"architecture": "hots"}, "architecture='hots' is not an architecture; choose one of "
                                                         "compiled, host"),

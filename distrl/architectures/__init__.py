@@ -83,6 +83,7 @@ class Architecture(Protocol):
 _REGISTRY: dict[str, Architecture | str] = {"compiled": "distrl.architectures.compiled",
                                             "host": "distrl.architectures.host"}
 DEFAULT = "compiled"
+_KINDS = {"jax": "a JAX environment", "host": "a host environment (it steps outside JAX)"}  # for messages
 DECLARED = ("ENV_KIND", "HOOKS", "FIELDS", "RESUME_NOTE", "check", "mesh", "runner", "evaluator")
 
 
@@ -119,8 +120,8 @@ def resolve(config: ml_collections.ConfigDict, algorithm: algorithms.Algorithm, 
   if env.kind != architecture.ENV_KIND:
     runs = [other for other in names() if get(other).ENV_KIND == env.kind]
     fix = f"--config.architecture={runs[0]}" if runs else "an environment it runs"
-    raise ConfigError(f"env_name={config.env_name!r} is a {env.kind} environment; architecture="
-                      f"{config.architecture!r} runs {architecture.ENV_KIND} environments: use {fix}")
+    raise ConfigError(f"env_name={config.env_name!r} is {_KINDS.get(env.kind, f'a {env.kind} environment')}, "
+                      f"which architecture={config.architecture!r} does not run: use {fix}")
   algorithms.require(algorithm, config.algo, architecture.HOOKS,
                      f"run architecture={config.architecture!r} ({env.kind} environments)")
   missing = [field for field in architecture.FIELDS if field not in config]
