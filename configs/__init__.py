@@ -120,6 +120,8 @@ def with_new_fields(config) -> list[str]:
   with config.unlocked():
     for field in added:
       config[field] = shipped[field]
+    if "architecture" in added and config.env_name.partition(":")[0] in ("envpool", "gymnasium"):
+      config.architecture = "host"  # recorded before config.architecture existed: such environments ran there
   return added
 
 

@@ -285,3 +285,17 @@ def test_two_processes_of_two_devices_stop_together_and_resume_with_fresh_episod
   updates = [r["update"] for r in records(workdir)]
   assert updates[-1] == saved + 4 and updates == sorted(set(updates))
   assert "eval/return" in records(workdir)[-1]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("preset, architecture", [("envpool:CartPole-v1", "host"), ("gymnasium:CartPole-v1", "host"),
+                                                  ("CartPole-v1", "compiled")])
+def test_a_run_recorded_before_architectures_existed_gets_the_one_it_ran_on(preset, architecture):
+  """config.json of a run from before config.architecture: `evaluate` rebuilds it on the architecture it trained on."""
+  import ml_collections
+
+  from distrl import configs
+
+  recorded = ml_collections.ConfigDict({k: v for k, v in ppo_config.get_config(preset).items() if k != "architecture"})
+  assert configs.with_new_fields(recorded) == ["architecture"]
+  assert recorded.architecture == architecture
