@@ -41,19 +41,21 @@ def test_categorical_log_prob_and_entropy_by_hand():
 def test_gaussian_actions_are_clipped_to_the_action_space():
   config = ppo_config.get_config("Pendulum-v1")
   env = envs.make(config.env_name)
-  learner = ppo.init(jax.random.PRNGKey(0), config=config, env=env, sizes=ppo.sizes(config, 1)).learner
+  learner = jax.jit(lambda key: ppo.init(key, config=config, env=env, sizes=ppo.sizes(config, 1)).learner)(
+      jax.random.PRNGKey(0))
   params = learner.params
   assert params["params"]["log_std"].shape == (1,)  # state-independent, one per action dimension
   obs = jnp.zeros((5, 3))
+  act = jax.jit(lambda params, key, greedy: ppo.act(learner.replace(params=params), obs, key, config=config, env=env,
+                                                    greedy=greedy), static_argnums=2)
   for bias, clipped in [(10.0, 2.0), (-10.0, -2.0), (0.5, 0.5)]:  # Pendulum's torque is within [-2, 2]
     moved = jax.tree_util.tree_map_with_path(
         lambda path, x: jnp.full_like(x, bias) if "actor" in str(path) and "bias" in str(path) and x.shape == (1,)
         else x, params)
-    action = ppo.act(learner.replace(params=moved), obs, None, config=config, env=env, greedy=True)
+    action = act(moved, None, True)
     assert action.shape == (5, 1)
     np.testing.assert_allclose(action, clipped, rtol=1e-5)
-  sampled = ppo.act(learner.replace(params=params | {"params": params["params"] | {"log_std": jnp.array([3.0])}}), obs,
-                    jax.random.PRNGKey(1), config=config, env=env, greedy=False)
+  sampled = act(params | {"params": params["params"] | {"log_std": jnp.array([3.0])}}, jax.random.PRNGKey(1), False)
   assert float(jnp.abs(sampled).max()) == 2.0  # std e^3: most samples fall outside and are clipped
 
 

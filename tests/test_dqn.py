@@ -11,6 +11,7 @@ from distrl import dqn, envs
 from distrl.rl import acting, networks, qlearning
 from distrl.runtime import trainer
 from distrl.errors import ConfigError
+from tests import params as params_like
 from tests.runs import FAST
 
 
@@ -60,11 +61,17 @@ def test_a_whole_short_run_on_eight_devices_equals_the_run_on_one(cfg, tmp_path)
 def test_truncated_step_keeps_the_final_observation_and_is_not_terminal(cfg):
   env = envs.make(cfg.env_name)
   env = env.replace(params=env.params.replace(max_steps_in_episode=3))  # CartPole truncated after 3 steps
-  cfg.num_envs = cfg.train_frequency = 4
-  state = dqn.init(jax.random.PRNGKey(0), config=cfg, env=env, sizes=dqn.sizes(cfg, 1))
-  policy = qlearning.epsilon_greedy(qlearning.network(cfg, env), state.learner.params, lambda obs: obs,
-                                    jnp.float32(0.0), env)
-  _, obs, steps = acting.rollout(env, policy, state.actors.env_state, state.actors.obs, state.actors.key, 3)
+  net = qlearning.network(cfg, env)
+  params = params_like.init(net, jnp.zeros((1,) + env.observation_shape))
+
+  @jax.jit
+  def three_steps(key):
+    """DQN's greedy rollout of 3 steps in 4 environments, from their first reset."""
+    obs, env_state, keys = envs.reset_batch(env, key, jnp.arange(4))
+    policy = qlearning.epsilon_greedy(net, params, lambda obs: obs, jnp.float32(0.0), env)
+    return acting.rollout(env, policy, env_state, obs, keys, 3)
+
+  _, obs, steps = three_steps(jax.random.PRNGKey(0))
   np.testing.assert_array_equal(steps.episode_end[2], True)  # every environment hit its time limit at step 3
   np.testing.assert_array_equal(steps.episode_length[2], 3)
   np.testing.assert_array_equal(steps.terminated[2], False)  # ... which is not a terminal state
@@ -76,16 +83,16 @@ def test_truncated_step_keeps_the_final_observation_and_is_not_terminal(cfg):
 @pytest.mark.unit
 def test_dueling_head_adds_the_value_to_the_advantages_less_their_mean():
   net = networks.QNetwork(num_actions=3, hidden_sizes=(), dueling=True)  # no hidden layer: features = obs
-  params = net.init(jax.random.PRNGKey(0), jnp.zeros(2))["params"]
+  params = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros(2))["params"]  # shapes: nothing compiles
   assert params["Dense_0"]["kernel"].shape == (2, 1) and params["Dense_1"]["kernel"].shape == (2, 3)  # V, A heads
   params = {"Dense_0": {"kernel": jnp.array([[2.0], [4.0]]), "bias": jnp.zeros(1)},
             "Dense_1": {"kernel": jnp.array([[1.0, 0.0, 2.0], [0.0, 1.0, 2.0]]), "bias": jnp.zeros(3)}}
-  q = net.apply({"params": params}, jnp.array([[1.0, 2.0]]))
+  q = jax.jit(net.apply)({"params": params}, jnp.array([[1.0, 2.0]]))
   # V = 1 * 2 + 2 * 4 = 10; A = [1, 2, 1 * 2 + 2 * 2] = [1, 2, 6], mean 3; Q = 10 + A - 3
   np.testing.assert_allclose(q, [[8.0, 9.0, 13.0]])
   batched = networks.QNetwork(num_actions=3, hidden_sizes=(16,), dueling=True, layer_norm=True)
-  variables = batched.init(jax.random.PRNGKey(1), jnp.zeros(4))
-  assert batched.apply(variables, jnp.ones((5, 7, 4))).shape == (5, 7, 3)
+  variables = jax.eval_shape(batched.init, jax.random.PRNGKey(1), jnp.zeros(4))
+  assert jax.eval_shape(batched.apply, variables, jnp.ones((5, 7, 4))).shape == (5, 7, 3)
   assert "LayerNorm_0" in variables["params"]["MLP_0"]
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from distrl.impala import losses
 from distrl.rl import networks
+from tests import params as params_like
 
 pytestmark = pytest.mark.unit
 
@@ -35,14 +36,18 @@ def test_impala_loss_by_hand():
 @pytest.mark.parametrize("torso", ["nature", "impala"])
 def test_frame_torsos_as_matrix_products_equal_xlas_convolutions(torso):
   """The Atari torsos' convolutions computed by networks.conv_as_matmul (the CPU default: XLA's CPU convolution is
-  ~30x slower inside the learner's loops) against lax.conv_general_dilated, in value and gradient."""
-  obs = jax.random.randint(jax.random.PRNGKey(1), (3, 84, 84, 4), 0, 256).astype(jnp.uint8)
+  ~30x slower inside the learner's loops) against lax.conv_general_dilated, in value and gradient. Frames of 44 x 44
+  (not Atari's 84) compile in half the time and keep what could go wrong: every stride, an odd size halved (the
+  IMPALA CNN's 44 -> 22 -> 11 -> 6), and the Nature CNN's three convolutions (10 -> 4 -> 2)."""
+  obs = np.random.default_rng(1).integers(0, 256, (3, 44, 44, 4), np.uint8)
   xla, matmul = (networks.FRAME_TORSOS[torso]((32,), 4, head_scale=1.0, conv=conv) for conv in ("xla", "matmul"))
-  params = xla.init(jax.random.PRNGKey(0), obs)
+  params = params_like.init(xla, obs)  # drawn by numpy: the orthogonal init took 30 s to compile
   loss = lambda net, params: jnp.sum(jnp.sin(net.apply(params, obs)) * jnp.arange(12).reshape(3, 4))
-  np.testing.assert_allclose(matmul.apply(params, obs), xla.apply(params, obs), rtol=1e-5, atol=1e-5)
-  grads = [jax.grad(functools.partial(loss, net))(params) for net in (xla, matmul)]
-  for a, b in zip(*map(jax.tree.leaves, grads)):
+  # Each network's outputs and gradient in one compiled program (eagerly, op by op, they took 20 s to compile).
+  outputs_and_grads = lambda net: jax.jit(lambda p: (net.apply(p, obs), jax.grad(functools.partial(loss, net))(p)))
+  (xla_out, xla_grad), (matmul_out, matmul_grad) = (outputs_and_grads(net)(params) for net in (xla, matmul))
+  np.testing.assert_allclose(matmul_out, xla_out, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(xla_grad), jax.tree.leaves(matmul_grad)):
     assert np.max(np.abs(a)) > 1e-5
     np.testing.assert_allclose(b, a, rtol=2e-3, atol=1e-5)  # float32 sums of ~10^4 terms, in another order
 
@@ -51,10 +56,12 @@ def test_the_impala_cnn_has_the_papers_shape():
   """84x84 -> 42 -> 21 -> 11 after the three pools of stride 2: 11 * 11 * 32 features into the dense layer; each
   stage a convolution and two residual blocks of two convolutions (15 convolutions)."""
   net = networks.ImpalaCNN((256,), None, head_scale=1.0)
-  params = net.init(jax.random.PRNGKey(0), jnp.zeros((84, 84, 4), jnp.uint8))["params"]
-  kernels = [x.shape for path, x in jax.tree_util.tree_leaves_with_path(params) if "kernel" in jax.tree_util.keystr(path)]
+  frames = lambda *batch: jax.ShapeDtypeStruct((*batch, 84, 84, 4), jnp.uint8)
+  params = jax.eval_shape(net.init, jax.random.PRNGKey(0), frames())["params"]  # shapes only: nothing compiles
+  kernels = [x.shape for path, x in jax.tree_util.tree_leaves_with_path(params)
+             if "kernel" in jax.tree_util.keystr(path)]
   assert len(kernels) == 16 and (11 * 11 * 32, 256) in kernels
-  assert net.apply({"params": params}, jnp.zeros((2, 5, 84, 84, 4), jnp.uint8)).shape == (2, 5, 256)
+  assert jax.eval_shape(net.apply, {"params": params}, frames(2, 5)).shape == (2, 5, 256)
 
 
 def test_a_shared_torso_feeds_both_heads():
@@ -62,13 +69,20 @@ def test_a_shared_torso_feeds_both_heads():
   value's gradient reaches the torso the policy uses."""
   obs = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
   shared, separate = (networks.ActorCritic(2, (64, 64), shared_torso=s) for s in (True, False))
-  params = shared.init(jax.random.PRNGKey(0), obs)
+  params = jax.jit(shared.init)(jax.random.PRNGKey(0), obs)
   count = lambda p: sum(x.size for x in jax.tree.leaves(p))
   torso = 4 * 64 + 64 + 64 * 64 + 64
-  assert count(separate.init(jax.random.PRNGKey(0), obs)) - count(params) == torso
-  distribution, value = shared.apply(params, obs)
-  np.testing.assert_allclose(distribution.logits, shared.apply(params, obs, method="policy").logits)
-  np.testing.assert_allclose(value, shared.apply(params, obs, method="value"))
-  grad = jax.grad(lambda p: jnp.sum(shared.apply(p, obs, method="value")))(params)["params"]
+  assert count(jax.eval_shape(separate.init, jax.random.PRNGKey(0), obs)) - count(params) == torso
+
+  @jax.jit
+  def outputs(params):
+    distribution, value = shared.apply(params, obs)
+    grad = jax.grad(lambda p: jnp.sum(shared.apply(p, obs, method="value")))(params)["params"]
+    return (distribution.logits, value, shared.apply(params, obs, method="policy").logits,
+            shared.apply(params, obs, method="value"), grad)
+
+  logits, value, policy_logits, value_alone, grad = outputs(params)
+  np.testing.assert_allclose(logits, policy_logits)
+  np.testing.assert_allclose(value, value_alone)
   assert set(grad) == {"features", "policy_head", "value_head"}
   assert np.max(np.abs(grad["features"]["Dense_0"]["kernel"])) > 0 and not np.any(grad["policy_head"]["kernel"])

@@ -12,16 +12,17 @@ from distrl import envs, ppo
 from distrl.rl import networks
 from distrl.runtime import trainer
 from distrl.errors import ConfigError
+from tests import params as params_like
 
 
 @pytest.mark.unit
 def test_cnn_torso_maps_grids_to_one_output_per_action_for_any_batch_shape():
   net = networks.torso("cnn", (64,), 3, head_scale=0.01, activation="relu", obs_ndim=3)
-  obs = jnp.ones((5, 2, 10, 10, 4), bool)  # MinAtar observations are boolean channels
-  params = net.init(jax.random.PRNGKey(0), obs)
+  obs = jax.ShapeDtypeStruct((5, 2, 10, 10, 4), bool)  # MinAtar observations are boolean channels
+  params = jax.eval_shape(net.init, jax.random.PRNGKey(0), obs)  # shapes only: nothing compiles
   assert params["params"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)
   assert params["params"]["MLP_0"]["Dense_0"]["kernel"].shape == (10 * 10 * 16, 64)
-  assert net.apply(params, obs).shape == (5, 2, 3)
+  assert jax.eval_shape(net.apply, params, obs).shape == (5, 2, 3)
 
 
 GAMES = ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"]
@@ -33,17 +34,20 @@ def test_the_convolution_as_a_matrix_product_equals_xlas_convolution_in_value_an
   """networks.conv_as_matmul (the CPU default) against lax.conv_general_dilated, on random observations of each
   game's shape: the same parameters, outputs and parameter gradients up to float rounding."""
   shape = envs.make(game).observation_shape
-  obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (2, 16) + shape)  # MinAtar observations are boolean
+  obs = np.random.default_rng(1).random((2, 16) + shape) < 0.3  # MinAtar observations are boolean
   xla, matmul = (networks.ConvMLP((64,), 5, head_scale=1.0, conv=conv) for conv in ("xla", "matmul"))
-  params = xla.init(jax.random.PRNGKey(0), obs)
-  assert jax.tree.structure(matmul.init(jax.random.PRNGKey(0), obs)) == jax.tree.structure(params)
+  params = params_like.init(xla, obs)  # drawn by numpy: the orthogonal init compiles slowly
+  assert jax.tree.structure(jax.eval_shape(matmul.init, jax.random.PRNGKey(0), obs)) == jax.tree.structure(params)
 
   def loss(net, params):  # a scalar that weighs every output differently
     out = net.apply(params, obs)
     return jnp.sum(jnp.sin(out) * jnp.arange(out.size).reshape(out.shape) / out.size)
 
-  np.testing.assert_allclose(matmul.apply(params, obs), xla.apply(params, obs), rtol=1e-5, atol=1e-5)
-  grads = [jax.grad(functools.partial(loss, net))(params) for net in (xla, matmul)]
+  # Each network's outputs and gradient in one compiled program, not op by op.
+  outputs_and_grads = lambda net: jax.jit(lambda p: (net.apply(p, obs), jax.grad(functools.partial(loss, net))(p)))
+  (xla_out, xla_grad), (matmul_out, matmul_grad) = (outputs_and_grads(net)(params) for net in (xla, matmul))
+  np.testing.assert_allclose(matmul_out, xla_out, rtol=1e-5, atol=1e-5)
+  grads = (xla_grad, matmul_grad)
   for path, a, b in zip(jax.tree_util.tree_leaves_with_path(grads[0]), *map(jax.tree.leaves, grads)):
     assert np.max(np.abs(a)) > 1e-4, jax.tree_util.keystr(path[0])  # a gradient that is not all zeros
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path[0]))
@@ -54,7 +58,7 @@ def test_the_cnn_torso_convolves_with_xla_only_off_the_cpu():
   """On CPU (conv="auto") the traced program has no convolution: XLA's CPU convolution is the slow path."""
   net = networks.torso("cnn", (64,), 3, head_scale=0.01, activation="relu", obs_ndim=3)
   obs = jnp.zeros((8, 10, 10, 4), bool)
-  params = net.init(jax.random.PRNGKey(0), obs)
+  params = params_like.init(net, obs)
   has_convolution = "convolution" in jax.jit(net.apply).lower(params, obs).as_text()
   assert has_convolution == (jax.default_backend() != "cpu")
 

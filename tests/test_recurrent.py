@@ -75,22 +75,33 @@ def test_the_loss_replays_what_acting_computed_so_the_first_ratio_is_one(cell):
   env, state = program.env, jax.device_get(program.state)
   net, params = actor_critic.network(config, env), state.learner.params
   observe = lambda obs: obs
-  collected = rollout_learner.collect(state, actor_critic._recurrent_sampler(net, params, observe, env), config=config,
-                                      env=env)
-  batch = actor_critic._batch(net, params, observe, collected, state.actors.memory, ppo_learner.PPO,
-                              config=config, env=env)
-  assert 0 < int(batch.episode_end.sum()) < batch.episode_end.size  # episodes end inside the rollout
-  order = rollout_learner.epoch_orders(collected.shuffle_key, config)
-  minibatches = rollout_learner.split(batch, order[0], config)
-  for m in range(config.num_minibatches):
-    minibatch = jax.tree.map(lambda x: x[m], minibatches)
-    distribution, value = actor_critic._outputs(net, params, minibatch, config=config)
-    ratio = jnp.exp(distribution.log_prob(minibatch.action) - minibatch.log_prob)
+
+  @jax.jit  # one program: op by op, the rollout, batch and replays compiled for 20 s
+  def replayed(state):
+    """(the rollout's episode ends; each first-epoch minibatch's ratios, values as acted, values replayed with the
+    resets and without them)."""
+    sampler = actor_critic._recurrent_sampler(net, params, observe, env)
+    collected = rollout_learner.collect(state, sampler, config=config, env=env)
+    batch = actor_critic._batch(net, params, observe, collected, state.actors.memory, ppo_learner.PPO,
+                                config=config, env=env)
+    order = rollout_learner.epoch_orders(collected.shuffle_key, config)
+    minibatches = rollout_learner.split(batch, order[0], config)
+
+    def replay(minibatch):
+      distribution, value = actor_critic._outputs(net, params, minibatch, config=config)
+      no_resets = minibatch.replace(episode_end=jnp.zeros_like(minibatch.episode_end))
+      _, value_without_resets = actor_critic._outputs(net, params, no_resets, config=config)
+      ratio = jnp.exp(distribution.log_prob(minibatch.action) - minibatch.log_prob)
+      return ratio, minibatch.value, value, value_without_resets
+
+    return batch.episode_end, [replay(jax.tree.map(lambda x: x[m], minibatches)) for m in range(config.num_minibatches)]
+
+  episode_end, minibatches = replayed(state)
+  assert 0 < int(episode_end.sum()) < episode_end.size  # episodes end inside the rollout
+  for ratio, acted, value, value_without_resets in minibatches:
     np.testing.assert_allclose(ratio, 1.0, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(value, minibatch.value, rtol=0, atol=1e-5)
-    no_resets = minibatch.replace(episode_end=jnp.zeros_like(minibatch.episode_end))
-    _, value = actor_critic._outputs(net, params, no_resets, config=config)
-    assert np.max(np.abs(value - minibatch.value)) > 1e-3  # 100 times the tolerance above
+    np.testing.assert_allclose(value, acted, rtol=0, atol=1e-5)
+    assert np.max(np.abs(value_without_resets - acted)) > 1e-3  # 100 times the tolerance above
 
 
 def test_memory_is_one_row_per_environment_split_over_devices():
