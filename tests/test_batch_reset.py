@@ -31,8 +31,8 @@ def test_resets_in_batches_equal_a_reset_for_every_environment(num_envs):
   batched = envs.make("tests.user_code:random_start_walk")
   plain = envs.make("tests.user_code:random_start_walk", {"in_batches": False})
   assert batched.without_reset is not None and plain.without_reset is None
-  got = jax.jit(lambda: _play(batched, batched.step_batch, num_envs, 40))()
-  want = jax.jit(lambda: _play(plain, jax.vmap(plain.step), num_envs, 40))()
+  got, want = jax.jit(lambda: (_play(batched, batched.step_batch, num_envs, 40),
+                               _play(plain, jax.vmap(plain.step), num_envs, 40)))()  # one compile for both
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
     np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
   ends = np.asarray(want[5]["returned_episode"])  # (T, E)

@@ -19,8 +19,6 @@ from distrl.ppo import learner as ppo_learner
 from distrl.rl import acting, actor_critic, recurrent, rollout_learner
 from distrl.runtime import programs
 
-pytestmark = pytest.mark.unit
-
 CHAIN = "MemoryChain-bsuite"
 
 
@@ -32,6 +30,7 @@ def _config(algo="ppo", cell="gru", **fields):
   return config
 
 
+@pytest.mark.unit
 def test_reset_clears_the_rows_that_ended_only():
   memory = (jnp.arange(6.0).reshape(3, 2), jnp.ones((3, 2)))  # an LSTM's (c, h)
   c, h = recurrent.reset(memory, jnp.array([False, True, False]))
@@ -39,6 +38,7 @@ def test_reset_clears_the_rows_that_ended_only():
   np.testing.assert_array_equal(h, [[1, 1], [0, 0], [1, 1]])
 
 
+@pytest.mark.unit
 def test_the_rollout_resets_memory_after_the_step_that_ended_an_episode():
   """A policy whose memory counts its steps: 1, 2, ..., 6 over an episode of 6 steps, then 1 again after the reset."""
   env = envs.make(CHAIN)
@@ -52,6 +52,7 @@ def test_the_rollout_resets_memory_after_the_step_that_ended_an_episode():
   np.testing.assert_array_equal(memory, [2, 2])
 
 
+@pytest.mark.unit
 def test_whole_environment_minibatches_deal_one_environment_of_every_block_to_each():
   keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(8))
   order = recurrent.orders(keys, epochs=3, num_minibatches=4)  # blocks 0-3 and 4-7
@@ -66,6 +67,7 @@ def test_whole_environment_minibatches_deal_one_environment_of_every_block_to_ea
   np.testing.assert_array_equal(taken[1], x[:, order[0, 1]])  # whole sequences, every step in its order
 
 
+@pytest.mark.program  # a rollout, its batch and the loss's replay compiled: most of an update
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_the_loss_replays_what_acting_computed_so_the_first_ratio_is_one(cell):
   """The first epoch's minibatches, replayed from the memory at the rollout's start with the episode ends as resets,
@@ -104,6 +106,7 @@ def test_the_loss_replays_what_acting_computed_so_the_first_ratio_is_one(cell):
     assert np.max(np.abs(value_without_resets - acted)) > 1e-3  # 100 times the tolerance above
 
 
+@pytest.mark.unit
 def test_memory_is_one_row_per_environment_split_over_devices():
   state = programs.build(_config("ppo", "lstm", num_envs=16), sharding.make_mesh()).state
   c, h = state.actors.memory
@@ -111,6 +114,7 @@ def test_memory_is_one_row_per_environment_split_over_devices():
   assert h.sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("fields,said", [
     ({"recurrent": "rnn"}, "recurrent='rnn' must be 'gru' or 'lstm', or '' for none"),
     ({"recurrent_size": 0}, "recurrent_size=0 must be a positive integer"),
@@ -121,6 +125,7 @@ def test_mistakes_are_one_config_error(fields, said):
     programs.build(_config(**fields), sharding.make_mesh(jax.devices()[:1]))
 
 
+@pytest.mark.unit
 def test_a_minibatch_count_that_does_not_split_a_device_share_suggests_one():
   if jax.device_count() < 8:
     pytest.skip("needs 8 devices")
@@ -128,6 +133,7 @@ def test_a_minibatch_count_that_does_not_split_a_device_share_suggests_one():
     programs.build(_config(num_minibatches=4), sharding.make_mesh())
 
 
+@pytest.mark.unit
 def test_greedy_acting_threads_memory_through_the_contract():
   """`algorithms.act` with the memory `initial_memory` gives: the memory changes step to step, and acting on it
   differs from acting on fresh memory (the untrained network's actions depend on what it saw)."""
@@ -142,6 +148,7 @@ def test_greedy_acting_threads_memory_through_the_contract():
   assert algorithms.initial_memory(algorithm, 4, config=_config(cell=""), env=env) is None
 
 
+@pytest.mark.unit
 def test_a_run_recorded_before_memory_existed_gets_the_fields_at_their_defaults():
   import ml_collections
 
