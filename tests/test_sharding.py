@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from distrl import algorithms, sharding
+from distrl import algorithms, architectures, sharding
 from distrl.runtime import programs
 from tests.runs import FAST, updates
 
@@ -85,6 +85,10 @@ CASES = {
                                   atol=2e-5),
     "td3-layer-norm-delayed": Case("td3", {**BOX, **REPLAY, "gradient_steps": 2, "critic_layer_norm": True,
                                            "policy_frequency": 3}, 20, ("loss/critic", 10), _actor_moved, atol=2e-5),
+    # The host architecture: the same rollouts (host environments seeded alike, the actor on the first device) learned
+    # on one device or split over all of them.
+    "ppo-host": Case("ppo", {"architecture": "host", "env_name": "gymnasium:CartPole-v1", "num_envs": 8,
+                             "num_steps": 16, "num_minibatches": 2, "actor_lag": 0}, 2, ("loss/total", 2)),
 }
 
 
@@ -101,8 +105,9 @@ def _assert_close(a, b, atol):
 
 
 @pytest.mark.unit
-def test_the_cases_cover_every_registered_algorithm():
+def test_the_cases_cover_every_registered_algorithm_and_architecture():
   assert {case.algo for case in CASES.values()} >= set(algorithms.names())
+  assert {case.fields.get("architecture", "compiled") for case in CASES.values()} >= set(architectures.names())
 
 
 @pytest.mark.program
