@@ -21,7 +21,7 @@ import numpy as np
 from flax import struct
 
 from distrl.errors import ConfigError, first_line
-from distrl.envs.interface import is_discrete
+from distrl.envs.interface import Actions, is_discrete
 from distrl.user_modules import load_attribute
 
 SUITES = ("envpool", "gymnasium")  # env_name prefixes of host environments; package.module:factory is the third
@@ -78,7 +78,7 @@ class Batch:
 
 
 @dataclasses.dataclass
-class Spec:
+class Spec(Actions):
   """A host environment by name: what the networks and policies need (the `Env` attributes they read), and `open`."""
 
   name: str
@@ -103,23 +103,6 @@ class Spec:
     except Exception as error:
       raise ConfigError(f"env_name={self.name!r}: making {num_envs} environments failed: "
                         f"{first_line(error, with_type=True)}") from None
-
-  @property
-  def discrete(self) -> bool:
-    return is_discrete(self.action_space)
-
-  @property
-  def num_actions(self) -> int:
-    if not self.discrete:
-      raise ConfigError(f"{self.name} has a {type(self.action_space).__name__} action space; this algorithm needs "
-                        f"discrete actions")
-    return int(self.action_space.n)
-
-  @property
-  def action_dim(self) -> int:
-    if self.discrete or len(self.action_space.shape) != 1:
-      raise ConfigError(f"{self.name}'s action space {self.action_space} is not a vector")
-    return int(self.action_space.shape[0])
 
   def action_mask(self, obs):
     return None

@@ -11,8 +11,32 @@ from distrl.errors import ConfigError
 from distrl.rl import masked_map
 
 
+class Actions:
+  """What the networks read of an environment's action space, for any class with `name` and `action_space`."""
+
+  @property
+  def discrete(self) -> bool:
+    return is_discrete(self.action_space)
+
+  @property
+  def num_actions(self) -> int:
+    """How many discrete actions there are (a ConfigError for a continuous action space)."""
+    if not self.discrete:
+      raise ConfigError(f"{self.name} has a {type(self.action_space).__name__} action space; this algorithm needs "
+                        f"discrete actions")
+    return int(self.action_space.n)
+
+  @property
+  def action_dim(self) -> int:
+    """The size of a continuous action (a Box of one axis)."""
+    space = self.action_space
+    if self.discrete or len(space.shape) != 1:
+      raise ConfigError(f"{self.name}'s action space {type(space).__name__}{tuple(space.shape)} is not a vector")
+    return int(space.shape[0])
+
+
 @struct.dataclass
-class Env:
+class Env(Actions):
   """A wrapped environment with its parameters bound: `reset(key)`, `step(key, state, action)`."""
 
   env: Any = struct.field(pytree_node=False)
@@ -50,26 +74,6 @@ class Env:
   @property
   def action_space(self):
     return self.env.action_space(self.params)
-
-  @property
-  def discrete(self) -> bool:
-    return is_discrete(self.action_space)
-
-  @property
-  def num_actions(self) -> int:
-    """How many discrete actions there are (a ConfigError for a continuous action space)."""
-    if not self.discrete:
-      raise ConfigError(f"{self.name} has a {type(self.action_space).__name__} action space; this algorithm needs "
-                        f"discrete actions")
-    return int(self.action_space.n)
-
-  @property
-  def action_dim(self) -> int:
-    """The size of a continuous action (a Box of one axis)."""
-    space = self.action_space
-    if self.discrete or len(space.shape) != 1:
-      raise ConfigError(f"{self.name}'s action space {type(space).__name__}{tuple(space.shape)} is not a vector")
-    return int(space.shape[0])
 
   @property
   def max_steps(self) -> int:
