@@ -5,10 +5,11 @@ that needs "some environment" rather than a particular one.
   config.env_kwargs = ml_collections.ConfigDict({"continuous": True})      # a Box of one axis, [-2, 2]
 
 The observation is `size` numbers drawn uniformly from [-1, 1] at every reset and step. The agent is paid for
-answering the sign of the first: 1 for the action 1 if it is positive (0 if not), or, with continuous actions,
-1 - |a / 2 - x_0| (so a = 2 x_0 earns 1). An episode terminates at random (probability 1/8 a step) or is truncated
-at its time limit, `length` steps: both ends occur within a few steps. A random policy earns about half a point a
-step, the greedy answer one.
+answering the sign of the first, x_0: x_0 for the action 1 and -x_0 for the action 0, or, with continuous actions,
+1 - |a / 2 - x_0| (so a = 2 x_0 earns 1). Rewards are real numbers, so two policies seldom score exactly alike. An
+episode terminates at random (probability 1/8 a step) or is truncated at its time limit, `length` steps: both ends
+occur within a few steps. A uniformly random policy earns 0 a step (discrete) or 1/3 (continuous); the best, 1/2
+or 1.
 """
 
 from typing import Any
@@ -45,7 +46,7 @@ class Fast(environment.Environment[State, environment.EnvParams]):
     if self.continuous:
       reward = 1.0 - jnp.abs(jnp.reshape(action, (-1,))[0] / 2 - x)
     else:
-      reward = (action == (x > 0)).astype(jnp.float32)
+      reward = jnp.where(action == 1, x, -x)
     obs_key, end_key = jax.random.split(key)
     state = State(time=state.time + 1, obs=jax.random.uniform(obs_key, (self.size,), minval=-1.0, maxval=1.0))
     terminated = jax.random.uniform(end_key) < TERMINATION

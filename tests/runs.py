@@ -37,15 +37,27 @@ def updates(config, num_updates: int, devices=None) -> Updated:
   return Updated(state, sums, initial, program.mesh.size)
 
 
-def tiny_ppo(updates, **fields):
-  """PPO on CartPole, one environment a device, 16 steps: `updates` updates, a record every 2, a checkpoint and an
-  evaluation every 4."""
+def tiny_ppo(num_updates, **fields):
+  """PPO on tests/fast_env.py, one environment a device, 16 steps: `num_updates` updates, a record every 2, a
+  checkpoint and an evaluation every 4. The learning rate is not annealed, so the programs do not depend on the run's
+  length: runs of any length compile the same programs, and all but the first load them from the compilation cache."""
   n = jax.device_count()
   config = ppo_config.get_config()
-  config.update(dict(num_envs=n, num_steps=16, num_minibatches=2, log_every=2, checkpoint_every=4, eval_every=4,
-                     eval_episodes=n, total_timesteps=updates * n * 16))
+  config.update(dict(env_name=FAST, anneal_lr=False, num_envs=n, num_steps=16, num_minibatches=2, log_every=2,
+                     checkpoint_every=4, eval_every=4, eval_episodes=n, total_timesteps=num_updates * n * 16))
   config.update(fields)
   return config
+
+
+def tiny_ppo_fields(num_updates, **fields) -> dict:
+  """The fields in which `tiny_ppo(num_updates, **fields)` differs from the shipped config."""
+  defaults = ppo_config.get_config()
+  return {name: value for name, value in tiny_ppo(num_updates, **fields).items() if defaults[name] != value}
+
+
+def tiny_ppo_flags(num_updates, **fields) -> list[str]:
+  """`tiny_ppo(num_updates, **fields)` as the command line's flags (`--config=ppo`)."""
+  return [f"--config.{name}={value}" for name, value in tiny_ppo_fields(num_updates, **fields).items()]
 
 
 def override(config, overrides):

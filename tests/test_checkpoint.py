@@ -18,7 +18,7 @@ from distrl.runtime import checksums, programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from distrl.runtime.loop import TrainingDiverged
 from tests.cli import ROOT, launch
-from tests.runs import damage, files, overwrite_64_bytes, tiny_ppo
+from tests.runs import FAST, damage, files, overwrite_64_bytes, tiny_ppo, tiny_ppo_flags
 
 
 def _short_ppo(total_updates, **fields):
@@ -35,10 +35,7 @@ def _cli(*args, env=None, module="distrl.evaluate", timeout=120):
 
 def _launch_tiny_ppo(workdir, updates):
   """`tiny_ppo(updates)` in `workdir`, from the command line."""
-  n = jax.device_count()
-  return launch(f"--workdir={workdir}", f"--config.num_envs={n}", "--config.num_steps=16",
-                "--config.num_minibatches=2", "--config.log_every=2", "--config.checkpoint_every=4",
-                "--config.eval_every=4", f"--config.eval_episodes={n}", f"--config.total_timesteps={updates * n * 16}")
+  return launch(f"--workdir={workdir}", *tiny_ppo_flags(updates))
 
 
 def _lose_array_metadata(directory):
@@ -92,7 +89,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_quietly_by_evaluate_and_launch(t
   assert result.returncode == 0, result.stderr
   assert result.stderr.startswith(f"warning: checkpoint {tmp_path}/checkpoints/8 is damaged") and \
       len(result.stderr.strip().splitlines()) == 1, result.stderr
-  assert "at update 4 (ppo on CartPole-v1)" in result.stdout
+  assert f"at update 4 (ppo on {FAST})" in result.stdout
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"], "evaluate moves nothing"
   named = _cli(f"--workdir={tmp_path}", "--checkpoint=8")
   assert named.returncode == 1 and named.stderr.startswith(f"distrl: error: checkpoint {tmp_path}/checkpoints/8 is "
@@ -144,7 +141,7 @@ def test_bytes_overwritten_in_place_are_caught_by_evaluate_and_set_aside_by_laun
   result = _cli(f"--workdir={tmp_path}", f"--episodes={jax.device_count()}")
   assert result.returncode == 0, result.stderr
   assert result.stderr == warning + "trying the one before\n"
-  assert "at update 4 (ppo on CartPole-v1)" in result.stdout
+  assert f"at update 4 (ppo on {FAST})" in result.stdout
   assert {name: files(directory / name) for name in os.listdir(directory)} == before, "evaluate moves nothing"
   named = _cli(f"--workdir={tmp_path}", "--checkpoint=8")
   assert named.returncode == 1
@@ -242,8 +239,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
   try:
     workdir = disk / "run"
     if mounted:
-      run = launch(f"--workdir={workdir}", f"--config.num_envs={jax.device_count()}", "--config.checkpoint_every=10",
-                   "--config.keep_checkpoints=100", f"--config.eval_episodes={jax.device_count()}")
+      run = launch(f"--workdir={workdir}", *tiny_ppo_flags(10**6, checkpoint_every=10, keep_checkpoints=100,
+                                                          eval_every=10**6))  # the disk fills in a checkpoint's save
       out, err = run.communicate(timeout=300)
       assert run.returncode == 1, out
       assert err.startswith("distrl: error: ") and len(err.strip().splitlines()) == 1, err

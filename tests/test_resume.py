@@ -22,18 +22,20 @@ from distrl.errors import ConfigError
 from distrl.runtime import resume, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import launch, records, timeless
-from tests.runs import files, tiny_ppo
+from tests.runs import FAST, files, tiny_ppo, tiny_ppo_fields
 
-# Long enough (a few seconds) to be killed in its middle, with a checkpoint every 2 chunks. What each algorithm keeps
-# in its state (a replay buffer, priorities, a target network, an algorithm from outside distrl) resumes bit for bit
-# in test_stopping.py, in-process; this is the kill.
-KILLED = {"num_envs": 64, "total_timesteps": 64 * 128 * 30, "log_every": 1, "checkpoint_every": 2, "eval_every": 1000,
-          "eval_episodes": 8}
+# Long enough (a few seconds) to be killed in its middle, with a checkpoint every 2 chunks: the programs of
+# tests/runs.py's tiny_ppo, which other tests compile too. What each algorithm keeps in its state (a replay buffer,
+# priorities, a target network, an algorithm from outside distrl) resumes bit for bit in test_stopping.py, in-process;
+# this is the kill.
+KILLED = tiny_ppo_fields(60, log_every=1, checkpoint_every=2, eval_every=1000)
 
 
-# A recurrent agent's memory (one row per environment) is killed mid-episode with the rest of its state: CartPole's
-# episodes run up to 500 steps, so at any kill most environments are inside one, their memory not zeros.
-MEMORY = {"recurrent": "gru", "recurrent_size": 16}
+# A recurrent agent's memory (one row per environment) is killed mid-episode with the rest of its state: an episode of
+# tests/fast_env.py ends with probability 1/8 a step, so at any kill most environments are inside one, their memory
+# not zeros. Two environments a device: minibatches take whole environments.
+MEMORY = {"recurrent": "gru", "recurrent_size": 16, "num_envs": 2 * jax.device_count(),
+          "total_timesteps": 2 * jax.device_count() * 16 * 60}
 # SAC's state: twin critic, its targets, the temperature, and a replay buffer that is half full when the run ends
 # (600 of 1,200 slots of every row), so less at the kill. 600 iterations of 2 gradient steps, a record every 20.
 REPLAY = {"num_envs": 8, "total_timesteps": 8 * 600, "buffer_size": 2 * 8 * 600, "learning_starts": 400,
@@ -93,20 +95,21 @@ def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_
 
 
 def test_resume_refuses_another_seed_and_says_what_a_longer_run_changes(tmp_path, capsys):
-  trainer.train(tiny_ppo(4), str(tmp_path))
+  trainer.train(tiny_ppo(4, anneal_lr=True), str(tmp_path))
   before = files(tmp_path)
   with pytest.raises(ConfigError, match=f"{tmp_path} is the run of seed 0; it cannot go on as seed 3"):
-    trainer.train(tiny_ppo(8, seed=3), str(tmp_path))
-  with pytest.raises(ConfigError, match=f"^{tmp_path} holds a run of ppo on CartPole-v1, not dqn on CartPole-v1"):
+    trainer.train(tiny_ppo(8, anneal_lr=True, seed=3), str(tmp_path))
+  with pytest.raises(ConfigError, match=f"^{tmp_path} holds a run of ppo on {FAST}, not dqn on {FAST}"):
     from distrl.configs import dqn as dqn_config
     other = dqn_config.get_config()
-    other.update(dict(num_envs=jax.device_count(), train_frequency=jax.device_count(), eval_episodes=jax.device_count()))
+    other.update(dict(env_name=FAST, num_envs=jax.device_count(), train_frequency=jax.device_count(),
+                      eval_episodes=jax.device_count()))
     trainer.train(other, str(tmp_path))
   assert files(tmp_path) == before
 
   # A longer run: the annealed learning rate now spans the new length (and says so) ...
   capsys.readouterr()
-  config = tiny_ppo(8)
+  config = tiny_ppo(8, anneal_lr=True)
   result = trainer.train(config, str(tmp_path))
   out = capsys.readouterr().out
   assert "with changed settings: total_timesteps: 256 -> 512" in out.replace(str(4 * 16 * jax.device_count()), "256") \
@@ -150,8 +153,8 @@ def test_resuming_with_other_shapes_is_refused_and_changes_nothing(tmp_path):
   # Another environment (or algorithm): the cause leads, in one short line.
   with pytest.raises(ConfigError) as error:
     trainer.train(tiny_ppo(20, log_every=5, checkpoint_every=5, eval_every=1000, env_name="Acrobot-v1"), str(tmp_path))
-  assert str(error.value) == (f"{tmp_path} holds a run of ppo on CartPole-v1, not ppo on Acrobot-v1 (env_name: "
-                              f"'CartPole-v1' -> 'Acrobot-v1'); resume it with its own config, or use another --workdir")
+  assert str(error.value) == (f"{tmp_path} holds a run of ppo on {FAST}, not ppo on Acrobot-v1 (env_name: "
+                              f"'{FAST}' -> 'Acrobot-v1'); resume it with its own config, or use another --workdir")
   assert {p: os.path.getmtime(tmp_path / p) for p in before} == before
   assert sorted(os.listdir(tmp_path / "checkpoints")) == listing
 
