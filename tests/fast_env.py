@@ -3,6 +3,7 @@ that needs "some environment" rather than a particular one.
 
   config.env_name = "tests.fast_env:make"                                   # two discrete actions
   config.env_kwargs = ml_collections.ConfigDict({"continuous": True})      # a Box of one axis, [-2, 2]
+  config.env_kwargs = ml_collections.ConfigDict({"in_batches": True})      # resets in batches, as Craftax's
 
 The observation is `size` numbers drawn uniformly from [-1, 1] at every reset and step. The agent is paid for
 answering the sign of the first, x_0: x_0 for the action 1 and -x_0 for the action 0, or, with continuous actions,
@@ -60,7 +61,11 @@ class Fast(environment.Environment[State, environment.EnvParams]):
     return spaces.Box(-1.0, 1.0, (self.size,), jnp.float32)
 
 
-def make(continuous: bool = False, size: int = 2, length: int = 8) -> tuple[Fast, environment.EnvParams]:
-  """The factory distrl calls (`env_name="tests.fast_env:make"`): -> (env, env_params)."""
+def make(continuous: bool = False, size: int = 2, length: int = 8,
+         in_batches: bool = False) -> tuple[Fast, environment.EnvParams]:
+  """The factory distrl calls (`env_name="tests.fast_env:make"`): -> (env, env_params). `in_batches`: the environment
+  says its resets are costly (`reset_in_batches`, as Craftax's), so a batch steps without them and resets only the
+  environments that ended."""
   env = Fast(continuous, size, length)
+  env.reset_in_batches = in_batches
   return env, env.default_params

@@ -61,10 +61,12 @@ def tiny_ppo_flags(num_updates, **fields) -> list[str]:
 
 
 def override(config, overrides):
-  """`config` with `field=value` strings applied, each value read as its field's type (a tuple as a literal)."""
+  """`config` with `field=value` strings applied, each value read as its field's type (a tuple or a bool as a
+  literal)."""
   for item in overrides:
     field, value = item.split("=", 1)
-    config[field] = ast.literal_eval(value) if isinstance(config[field], tuple) else type(config[field])(value)
+    literal = isinstance(config[field], (tuple, bool))
+    config[field] = ast.literal_eval(value) if literal else type(config[field])(value)
   return config
 
 

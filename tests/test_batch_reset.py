@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from distrl import envs
+from tests.runs import FAST
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +42,9 @@ def test_resets_in_batches_equal_a_reset_for_every_environment(num_envs):
   assert 0 < ends.mean() < 1
   assert num_envs == 1 or ends.sum(1).max() > -(-num_envs // 16)
   assert len(set(np.asarray(want[1].env_state.position)[ends].tolist())) > 1  # resets drew different starts
+
+
+def test_the_fast_environment_resets_in_batches_when_asked():
+  """tests/fast_env.py's `in_batches` (test_sharding.py's case of resets in batches) takes the path tested above."""
+  assert envs.make(FAST, {"in_batches": True}).without_reset is not None
+  assert envs.make(FAST).without_reset is None

@@ -66,8 +66,7 @@ def test_episodes_end_as_brax_says_and_score_what_brax_scores(push, episode_leng
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("devices", [1, 8])
-def test_ppo_balances_the_inverted_pendulum_for_the_whole_episode(devices, tmp_path):
+def test_ppo_balances_the_inverted_pendulum_for_the_whole_episode(tmp_path):
   """inverted_pendulum pays 1 a step until the pole passes Brax's angle limit. Uniformly random actions in [-1, 1]
   keep it up 22.6 +- 12.1 steps (11,177 episodes, 256 environments x 1,000 steps through this adapter, spring
   backend, measured in development). Brax's published PPO result (the training colab, 2M steps) is the maximum
@@ -78,14 +77,12 @@ def test_ppo_balances_the_inverted_pendulum_for_the_whole_episode(devices, tmp_p
   1000 on this CPU (1.97M steps, ~100 s on one device: benchmarks/RESULTS.md), and with 1,000-step episodes this
   small run gets greedy returns of 400-660 at 80k steps (in development): a 1,000-step bar costs more than this
   suite's share of the test budget, so the test asks for the same level, the whole episode, on a shorter one."""
-  if devices > jax.device_count():
-    pytest.skip(f"needs {devices} devices")
   config = ppo_config.get_config("brax:inverted_pendulum")
   config.update(dict(num_envs=64, num_steps=32, num_minibatches=4, update_epochs=10, lr=3e-4, ent_coef=0.0,
                      gamma=0.99, hidden_sizes=(64, 64), total_timesteps=40 * 64 * 32, log_every=5, eval_every=40,
                      eval_episodes=8))
   config.env_kwargs = {"backend": BACKEND, "episode_length": 200}
-  result = trainer.train(config, str(tmp_path), devices=jax.devices()[:devices])
+  result = trainer.train(config, str(tmp_path))  # every device
   returns = [round(h["train/episode_return"], 1) for h in result.history]
   assert returns[0] < 60 and result.history[-1]["eval/return"] == 200.0, (returns, result.history[-1]["eval/return"])
 

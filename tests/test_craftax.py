@@ -1,6 +1,6 @@
 """Craftax through `envs.make("craftax:...")`: both presets build; on a fixed action sequence the episode statistics
 and achievements equal Craftax's own, a death is terminated and Craftax's time limit truncated (bootstrapped from
-the observation reached); a short PPO run beats the random policy on one device and on eight.
+the observation reached); a short PPO run on every device (8 emulated) beats the random policy.
 
 The PPO run fits the suite because a batch of Craftax environments generates worlds only for those whose episodes
 ended (`reset_in_batches`, tests/test_batch_reset.py): with a reset computed for every environment at every step, as
@@ -90,22 +90,20 @@ def test_episodes_end_as_craftax_says_and_score_what_craftax_scores():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("devices", [1, 8])
-def test_ppo_beats_the_random_policy(devices, tmp_path):
+def test_ppo_beats_the_random_policy(tmp_path):
   """Craftax-Classic with 100-step episodes (`max_timesteps`), reward 1 per new achievement and +-0.1 per health
   point: uniformly random actions score 1.55 +- 1.15 (680 episodes: 64 environments x 1,000 steps through this
   adapter, measured in development with the same envs.make path). A log interval of 10 updates holds ~230 episodes
   (20,480 steps of ~89-step episodes), a standard error of 1.15 / sqrt(230) = 0.08 under the random policy, so 2.5
   is more than ten of them above chance. The preset's PPO, smaller (64 environments x 32 steps, a 128x128 MLP,
   lr 1e-3), scores ~2.0 over its first interval (still learning) and ~3.5 over its third (61,440 steps, 20 s on this
-  2-core CPU with the compilation cached, ~50 s without), on one device and on eight; ~4.0 at 200k steps."""
-  if devices > jax.device_count():
-    pytest.skip(f"needs {devices} devices")
+  2-core CPU with the compilation cached, ~50 s without), on one device and on eight; ~4.0 at 200k steps. It
+  runs on every device: one device trains the same up to float rounding (resets in batches: test_sharding.py)."""
   config = ppo_config.get_config(f"craftax:{NAME}")
   config.update(dict(num_envs=64, num_steps=32, num_minibatches=4, total_timesteps=30 * 64 * 32, lr=1e-3,
                      hidden_sizes=(128, 128), log_every=10, eval_every=30, eval_episodes=8, checkpoint_every=30))
   config.env_kwargs = {"max_timesteps": LIMIT}
-  result = trainer.train(config, str(tmp_path), devices=jax.devices()[:devices])
+  result = trainer.train(config, str(tmp_path))  # every device
   returns = [round(h["train/episode_return"], 2) for h in result.history]
   assert len(returns) == 3 and returns[-1] >= 2.5, returns
   # Achievements are logged as the percentage of the interval's episodes that unlocked them. Random play collects

@@ -25,6 +25,9 @@ WORKER = os.path.join(ROOT, "tests", "multiprocess_worker.py")
 
 pytestmark = pytest.mark.skipif(jax.device_count() != 8, reason="compares 2 processes x 4 devices with 8 devices")
 
+# Every PPO run here, launched or in-process: tests/fast_env.py, the learning rate not annealed, so that runs of any
+# length compile the same programs (loaded from the compilation cache after the first).
+PPO = ["env_name=tests.fast_env:make", "anneal_lr=False"]
 SMALL = {
     "ppo": ["num_envs=8", "num_steps=32", "total_timesteps=2560", "log_every=5", "eval_episodes=8"],
     "dqn": ["num_envs=8", "train_frequency=8", "buffer_size=800", "batch_size=32", "total_timesteps=1600",
@@ -48,7 +51,8 @@ def spawn(command, devices, **popen):
 
 
 def config_of(algo, overrides):
-  return override(importlib.import_module(f"distrl.configs.{algo}").get_config(), overrides)
+  return override(importlib.import_module(f"distrl.configs.{algo}").get_config(),
+                  (PPO if algo == "ppo" else []) + list(overrides))
 
 
 @pytest.mark.parametrize("algo", ["dqn", "sac"])
@@ -72,9 +76,9 @@ def test_two_processes_of_four_devices_equal_one_process_of_eight(algo, tmp_path
 
 def launch_two(workdir, *flags, heartbeat=60):
   port = free_port()
-  return [spawn([sys.executable, "-m", "distrl.launch", "--config=ppo", f"--workdir={workdir}",
-                 f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
-                 f"--heartbeat_timeout={heartbeat}", *flags], devices=4) for i in range(2)]
+  return [spawn([sys.executable, "-m", "distrl.launch", "--config=ppo", *(f"--config.{f}" for f in PPO),
+                 f"--workdir={workdir}", f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                 f"--process_id={i}", f"--heartbeat_timeout={heartbeat}", *flags], devices=4) for i in range(2)]
 
 
 def _told(runs, outputs, workdir) -> str:
@@ -247,8 +251,8 @@ def test_a_stop_request_to_any_process_is_agreed_and_the_run_resumes_bit_exactly
 def test_a_lost_or_hung_process_ends_the_other_with_one_line_in_bounded_time(case, tmp_path):
   """A peer killed (-9) or hung (SIGSTOP), the coordinator (process 0) killed or hung: the other process ends
   within --heartbeat_timeout (5 s here) plus a second or two, non-zero, with one line of ours on stderr."""
-  runs = launch_two(tmp_path / "run", "--config.num_envs=8", "--config.total_timesteps=50000000",
-                    "--config.log_every=1", heartbeat=5)
+  runs = launch_two(tmp_path / "run", "--config.num_envs=8", "--config.num_steps=32", "--config.eval_episodes=8",
+                    "--config.total_timesteps=50000000", "--config.log_every=1", heartbeat=5)
   _wait_for_records(tmp_path / "run", 2, runs)
   action, _, victim = case.split()[0], None, int(case[-1])
   runs[victim].send_signal(signal.SIGKILL if action == "kill" else signal.SIGSTOP)
@@ -285,7 +289,8 @@ def test_an_agreed_stop_through_local_sh_exits_0(tmp_path):
   process 0, STOP_TRIALS times each (DISTRL_STOP_TRIALS=7 is the issue's stress run of 21): every time the
   script exits 0 (a scheduler would otherwise take the job for failed) and process 0 says it saved."""
   workdir = tmp_path / "run"
-  flags = ["--config=ppo", f"--workdir={workdir}", "--config.num_envs=8", "--config.num_steps=32",
+  flags = ["--config=ppo", *(f"--config.{f}" for f in PPO), f"--workdir={workdir}", "--config.num_envs=8",
+           "--config.num_steps=32",
            "--config.log_every=2", "--config.eval_every=1000000", "--config.checkpoint_every=1000000",
            "--config.eval_episodes=8", "--config.total_timesteps=50000000"]
   env = {**os.environ, "PYTHON": sys.executable, "DISTRL_PORT": str(free_port()),

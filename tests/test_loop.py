@@ -10,6 +10,7 @@ from distrl.configs import dqn as dqn_config
 from distrl.runtime import loop, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import records, timeless
+from tests.runs import FAST, tiny_ppo
 
 
 @pytest.fixture
@@ -22,12 +23,8 @@ def built(monkeypatch):
   return made
 
 
-def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path, built):
-  ppo_cfg.num_steps = 16
-  ppo_cfg.num_minibatches = 2
-  ppo_cfg.total_timesteps = 7 * ppo_cfg.num_envs * 16  # 7 updates
-  ppo_cfg.log_every = 3  # chunks of 3, 3, 1
-  result = trainer.train(ppo_cfg, str(tmp_path))
+def test_chunk_is_traced_once_including_a_short_last_chunk(tmp_path, built):
+  result = trainer.train(tiny_ppo(7, log_every=3), str(tmp_path))  # 7 updates: chunks of 3, 3, 1
   assert built[0].runner.traces == 1
   assert built[0].runner.layout_traces == 0  # shard_map keeps the global layout: nothing to convert
   assert [h["update"] for h in result.history] == [3, 6, 7]
@@ -39,23 +36,20 @@ def test_chunk_is_traced_once_including_a_short_last_chunk(ppo_cfg, tmp_path, bu
 
 
 @pytest.mark.parametrize("backend", ["shard_map", "pmap"])
-def test_a_log_interval_split_into_one_update_calls_logs_the_same_records(backend, ppo_cfg, tmp_path, monkeypatch):
+def test_a_log_interval_split_into_one_update_calls_logs_the_same_records(backend, tmp_path, monkeypatch):
   # MAX_CHUNK_SECONDS = 0: every call runs one update, as a stop-prompt split of a slow interval would. The sums go
   # on from call to call on the devices, so each record is the same float32 additions in the same order.
-  ppo_cfg.backend, ppo_cfg.num_steps, ppo_cfg.num_minibatches = backend, 16, 2
-  ppo_cfg.total_timesteps, ppo_cfg.log_every = 12 * ppo_cfg.num_envs * 16, 6  # 2 records of 6 updates
-  whole = trainer.train(ppo_cfg, str(tmp_path / "whole"))
+  config = tiny_ppo(12, backend=backend, log_every=6)  # 2 records of 6 updates
+  whole = trainer.train(config, str(tmp_path / "whole"))
   monkeypatch.setattr(loop, "MAX_CHUNK_SECONDS", 0.0)
-  split = trainer.train(ppo_cfg, str(tmp_path / "split"))
+  split = trainer.train(config, str(tmp_path / "split"))
   assert [h["update"] for h in split.history] == [6, 12]
   assert timeless(split.history) == timeless(whole.history)
 
 
-def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(ppo_cfg, tmp_path, built):
-  ppo_cfg.backend, ppo_cfg.num_steps, ppo_cfg.num_minibatches = "pmap", 16, 2
-  ppo_cfg.total_timesteps = 8 * ppo_cfg.num_envs * 16  # 8 updates
-  ppo_cfg.log_every = ppo_cfg.eval_every = ppo_cfg.checkpoint_every = 2  # get() at 4 evals and 4 checkpoints
-  result = trainer.train(ppo_cfg, str(tmp_path))
+def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(tmp_path, built):
+  # 8 updates; get() at 4 evaluations and 4 checkpoints
+  result = trainer.train(tiny_ppo(8, backend="pmap", log_every=2, eval_every=2, checkpoint_every=2), str(tmp_path))
   runner = built[0].runner
   assert runner.traces == 1 and runner.layout_traces == 2  # put's and get's conversions, traced once each
   assert [h["update"] for h in result.history] == [2, 4, 6, 8]
@@ -65,7 +59,7 @@ def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(p
 
 def test_non_finite_values_stop_the_run_naming_step_and_quantity_and_keep_the_last_good_checkpoint(tmp_path):
   config = dqn_config.get_config()
-  config.update(dict(num_envs=jax.device_count() * 2, train_frequency=jax.device_count() * 2, lr=1e30,
+  config.update(dict(env_name=FAST, num_envs=jax.device_count() * 2, train_frequency=jax.device_count() * 2, lr=1e30,
                      max_grad_norm=1e30, learning_starts=200 * jax.device_count() * 2, log_every=100,
                      checkpoint_every=100, eval_episodes=jax.device_count(),
                      total_timesteps=400 * jax.device_count() * 2))

@@ -61,6 +61,9 @@ CASES = {
                                        "num_steps": 16, "num_minibatches": 2, "update_epochs": 2,
                                        "hidden_sizes": (16,), "normalize_obs": True, "scale_rewards": True},
                                2, ("loss/total", 2), _memory_carried),
+    # Resets in batches (as Craftax's): each device resets its own ended environments, a few at a time.
+    "ppo-resets-in-batches": Case("ppo", {"env_name": FAST, "env_kwargs": {"in_batches": True}, "num_envs": 32,
+                                          "num_steps": 16, "num_minibatches": 2}, 2, ("loss/total", 2)),
     # V-trace targets are computed on each device's environments.
     "impala-pmap": Case("impala", {"env_name": FAST, "num_envs": 8, "num_steps": 16, "num_minibatches": 2,
                                    "backend": "pmap"}, 2, ("loss/total", 2)),
@@ -117,7 +120,9 @@ def test_sharded_updates_equal_the_unsharded_updates(name):
     pytest.skip("needs several devices: run with the default 8 emulated devices")
   case = CASES[name]
   config = config_of(case)
-  reference = updates(config, case.updates, jax.devices()[:1])
+  unsharded = config.copy_and_resolve_references()
+  unsharded.backend = "shard_map"  # the reference is the same program for both backends: compiled once
+  reference = updates(unsharded, case.updates, jax.devices()[:1])
   sharded = updates(config, case.updates)
   assert sharded.mesh_size == jax.device_count() and int(sharded.state.update) == case.updates
   # Everything: parameters, optimizer states, targets, statistics; and every environment's row (states,

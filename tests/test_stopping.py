@@ -16,7 +16,7 @@ from distrl.runtime import loop, stopping, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from examples import a2c_config
 from tests.cli import launch, read_until, records
-from tests.runs import tiny_ppo
+from tests.runs import FAST, tiny_ppo, tiny_ppo_flags
 
 
 def _dqn():
@@ -95,10 +95,11 @@ def test_a_stop_request_saves_where_the_run_is_and_the_resumed_run_ends_bit_iden
                                                         jax.tree.leaves(state.learner.target_params)))
 
 
-def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_identical(ppo_cfg, tmp_path):
-  # 64 envs x 128 steps: each update takes long enough to interrupt the run in its middle.
-  sizes = ["--config.num_envs=64", "--config.total_timesteps=327680", "--config.log_every=1",
-           "--config.checkpoint_every=1000"]  # 40 updates; checkpoints only at the stop and at the end
+def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_identical(tmp_path):
+  # tiny_ppo's 200 updates, a record each: seconds, long enough to interrupt the run in its middle; checkpoints only at
+  # the stop and at the end.
+  fields = dict(log_every=1, checkpoint_every=10**6, eval_every=10**6)
+  sizes = tiny_ppo_flags(200, **fields)
   workdir = str(tmp_path / "run")
   run = launch(f"--workdir={workdir}", *sizes)
   deadline = time.time() + 120
@@ -111,7 +112,7 @@ def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_id
   assert run.returncode == 0, err
   assert "stopped by SIGTERM: saved update" in out
   stopped_at = records(workdir)[-1]["update"]
-  assert 3 <= stopped_at < 40, "the run should stop in its middle"
+  assert 3 <= stopped_at < 200, "the run should stop in its middle"
   assert Checkpoints(os.path.join(workdir, "checkpoints"), keep=3).latest() == stopped_at
 
   resumed = launch(f"--workdir={workdir}", *sizes)
@@ -119,13 +120,12 @@ def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_id
   assert resumed.returncode == 0, err
   assert f"resuming {workdir} from update {stopped_at}" in out
   updates = [r["update"] for r in records(workdir)]
-  assert updates == list(range(1, 41)), "the resumed run continues the step count, no repeats or gaps"
+  assert updates == list(range(1, 201)), "the resumed run continues the step count, no repeats or gaps"
 
   # The same run, never interrupted, here in-process on the same devices.
-  ppo_cfg.num_envs, ppo_cfg.total_timesteps, ppo_cfg.log_every = 64, 327680, 1
-  reference = trainer.train(ppo_cfg, str(tmp_path / "reference"))
+  reference = trainer.train(tiny_ppo(200, **fields), str(tmp_path / "reference"))
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=3)
-  final = checkpoints.restore(40, like=reference.state)
+  final = checkpoints.restore(200, like=reference.state)
   for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(reference.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -133,9 +133,8 @@ def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_id
 def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
   """Ctrl-C while compiling, SIGHUP (the terminal closed) inside a long log interval, SIGTERM while a resume
   compiles, stdout closed by `| head`, and Ctrl-C pressed again and again while the final checkpoint saves."""
-  n = jax.device_count()
-  flags = [f"--workdir={tmp_path}", f"--config.num_envs={16 * n}", "--config.total_timesteps=100000000",
-           f"--config.eval_episodes={n}", "--config.eval_every=1000000", "--config.checkpoint_every=1000000"]
+  # tiny_ppo's programs, run for ever (10^6 updates); no evaluation, checkpoints only where the run stops.
+  flags = [f"--workdir={tmp_path}", *tiny_ppo_flags(10**6, eval_every=10**7, checkpoint_every=10**7)]
   checkpoints = lambda: Checkpoints(str(tmp_path / "checkpoints"), keep=3, create=False).saved()
 
   run = launch(*flags, "--config.log_every=1000000", "--compilation_cache=")  # one log interval for the whole run
@@ -172,7 +171,7 @@ def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
   assert checkpoints() == [stopped_at]
 
   run = launch(*flags, "--config.log_every=2")
-  read_until(run, "[ppo CartPole-v1]")  # a reader that reads a progress line, then goes away: `... | head`
+  read_until(run, f"[ppo {FAST}]")  # a reader that reads a progress line, then goes away: `... | head`
   run.stdout.close()
   _, err = run.communicate(timeout=120)
   assert run.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
@@ -180,7 +179,7 @@ def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
   assert checkpoints()[-1] == last > stopped_at
 
   run = launch(*flags, "--config.log_every=2")
-  read_until(run, "[ppo CartPole-v1]")
+  read_until(run, f"[ppo {FAST}]")
   for _ in range(40):  # Ctrl-C, then again and again while it saves
     run.send_signal(signal.SIGINT)
     time.sleep(0.05)
