@@ -2,7 +2,6 @@
 from anywhere, the run fields written once, and the package list that installs them."""
 
 import ast
-import os
 import pathlib
 import subprocess
 import sys
