@@ -27,8 +27,27 @@ def ppo_cfg():
   return config
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
   """Every test is in one tier: one marked neither `unit` nor `slow` compiles programs or starts processes."""
   for item in items:
     if item.get_closest_marker("unit") is None and item.get_closest_marker("slow") is None:
       item.add_marker(pytest.mark.program)
+  _xdist_groups(config, items)
+
+
+def _xdist_groups(config, items):
+  """--dist=loadgroup on pytest 9: pytest-xdist (3.8) sends a module marked `xdist_group` to one worker by appending
+  "@group" to each item's `_nodeid`, which pytest 9 no longer reads (a node's id is `_id`, a NodeId): the modules
+  were split over the workers and their module fixtures (a training run each) ran on every worker. The same suffix,
+  where pytest 9 keeps it; on pytest 8 xdist's own works and this does nothing."""
+  if not getattr(config.option, "loadgroup", False):  # set on xdist's workers only
+    return
+  try:
+    from _pytest.nodeid import NodeId  # pytest >= 9
+  except ImportError:
+    return
+  for item in items:
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                     for m in item.iter_markers("xdist_group")})
+    if groups and "@" not in item.nodeid:
+      item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")

@@ -10,6 +10,7 @@ from distrl import plot, sharding
 from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from distrl.errors import ConfigError
+from tests.runs import FAST
 from tests.test_evaluate import evaluate
 
 # Under pytest-xdist this module's tests share a worker, so its module fixture's training runs once.
@@ -17,17 +18,18 @@ pytestmark = pytest.mark.xdist_group("seeds")
 
 
 def _ppo(seed, num_seeds):
+  """PPO on tests/fast_env.py, 8 updates (test_sweep.py's sizes: its programs compile once for both)."""
   n = jax.device_count()
   config = ppo_config.get_config()
-  config.update(dict(num_envs=n, num_steps=32, total_timesteps=8 * n * 32, log_every=4, seed=seed,
-                     num_seeds=num_seeds, eval_episodes=n, eval_every=4, checkpoint_every=4))
+  config.update(dict(env_name=FAST, anneal_lr=False, num_envs=n, num_steps=32, total_timesteps=8 * n * 32,
+                     log_every=4, seed=seed, num_seeds=num_seeds, eval_episodes=n, eval_every=4, checkpoint_every=4))
   return config
 
 
 def _dqn(seed, num_seeds):
   n = jax.device_count()
   config = dqn_config.get_config()
-  config.update(dict(num_envs=n, train_frequency=n, buffer_size=64 * n, batch_size=8 * n, learning_starts=16 * n,
+  config.update(dict(env_name=FAST, num_envs=n, train_frequency=n, buffer_size=64 * n, batch_size=8 * n, learning_starts=16 * n,
                      total_timesteps=48 * n, target_update_interval=8 * n, exploration_steps=24 * n,
                      log_every=16, eval_every=48, checkpoint_every=48, eval_episodes=n, seed=seed,
                      num_seeds=num_seeds))
@@ -102,7 +104,7 @@ def test_checkpoints_hold_every_agent(ppo_runs):
 def test_plot_and_evaluate_treat_the_agents_as_seeds(ppo_runs):
   root, _, _ = ppo_runs
   (curve,) = plot.curves([str(root / "multi")], "train/episode_return")
-  assert curve.label == "ppo CartPole-v1 (2 seeds)"
+  assert curve.label == f"ppo {FAST} (2 seeds)"
   (pooled,) = plot.curves([str(root / "seed3"), str(root / "seed4")], "train/episode_return")
   np.testing.assert_allclose(curve.mean, pooled.mean, rtol=1e-5)
   np.testing.assert_allclose(curve.std, pooled.std, rtol=1e-4, atol=1e-6)

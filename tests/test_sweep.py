@@ -13,6 +13,7 @@ from distrl.errors import ConfigError
 from distrl.runtime import best as best_kept, programs, sweep, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import launch
+from tests.runs import FAST
 from tests.test_evaluate import evaluate
 
 # Under pytest-xdist this module's tests share a worker, so its module fixture's training runs once.
@@ -22,10 +23,11 @@ GRID = {"lr": (3e-3, 3e-4), "gamma": (0.9, 0.99)}  # 4 members: (gamma, lr) = (0
 
 
 def _ppo(sweep_fields=None, **fields):
+  """PPO on tests/fast_env.py, 8 updates; lr not annealed, so that a sweep's shorter start trains its first updates."""
   n = jax.device_count()
   config = ppo_config.get_config()
-  config.update(dict(num_envs=n, num_steps=32, total_timesteps=8 * n * 32, log_every=4, eval_episodes=n,
-                     eval_every=4, checkpoint_every=4, seed=5, **fields))
+  config.update(dict(env_name=FAST, anneal_lr=False, num_envs=n, num_steps=32, total_timesteps=8 * n * 32,
+                     log_every=4, eval_episodes=n, eval_every=4, checkpoint_every=4, seed=5, **fields))
   if sweep_fields:
     config.sweep = dict(sweep_fields)
   return config
@@ -148,7 +150,8 @@ def test_the_end_ranks_the_members_by_their_last_evaluation(runs):
   start, command = lines[-1].split("python -m distrl.launch ")
   assert start == "  the best alone: "
   n = jax.device_count()
-  expected = {"--config": "ppo", "--config.num_envs": str(n), "--config.total_timesteps": str(8 * n * 32),
+  expected = {"--config": "ppo", "--config.env_name": FAST, "--config.anneal_lr": "False",
+              "--config.num_envs": str(n), "--config.total_timesteps": str(8 * n * 32),
               "--config.num_steps": "32", "--config.seed": "5", "--config.eval_episodes": str(n),
               "--config.log_every": "4", "--config.eval_every": "4", "--config.checkpoint_every": "4",
               "--config.gamma": repr(best["gamma"]), "--config.lr": repr(best["lr"])}
@@ -249,14 +252,14 @@ def test_best_keeps_each_member_at_its_own_best_evaluation(runs):
   assert update == max(kept[f"update/member_{m}"] for m in range(4))  # saved when a member last improved
   one = evaluate(f"--workdir={root / 'sweep'}", f"--episodes={jax.device_count()}", "--best", "--member=3")
   assert one.returncode == 0, one.stderr
-  assert f"at update {kept['update/member_3']} (member 3's best evaluation, ppo on CartPole-v1)" in one.stdout
+  assert f"at update {kept['update/member_3']} (member 3's best evaluation, ppo on {FAST})" in one.stdout
 
 
-def test_a_sweep_resumes_as_the_same_sweep_and_refuses_another(tmp_path):
-  """A sweep stopped at half its updates and resumed ends bit-identical to the sweep never stopped (lr not annealed
-  over the run, so that the shorter first start trains the same updates)."""
-  config = _ppo(GRID, anneal_lr=False)
-  reference = trainer.train(config, str(tmp_path / "reference"))
+def test_a_sweep_resumes_as_the_same_sweep_and_refuses_another(runs, tmp_path):
+  """A sweep stopped at half its updates and resumed ends bit-identical to the sweep never stopped, the module's
+  (lr not annealed over the run, so that the shorter first start trains the same updates)."""
+  root, reference, _ = runs
+  config = _ppo(GRID)
   half = config.copy_and_resolve_references()
   half.total_timesteps = config.total_timesteps // 2
   trainer.train(half, str(tmp_path / "run"))
@@ -264,11 +267,11 @@ def test_a_sweep_resumes_as_the_same_sweep_and_refuses_another(tmp_path):
   for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(reference.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert resumed.history[-1]["eval/return/member_3"] == reference.history[-1]["eval/return/member_3"]
-  (u1, kept1, best1), (u2, kept2, best2) = _best(tmp_path / "run"), _best(tmp_path / "reference")
+  (u1, kept1, best1), (u2, kept2, best2) = _best(tmp_path / "run"), _best(root / "sweep")
   assert (u1, kept1) == (u2, kept2)  # each member's best read back from best/ at the resume, and kept on
   for a, b in zip(jax.tree.leaves(best1.learner), jax.tree.leaves(best2.learner)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  other = _ppo({"lr": (3e-3, 3e-4), "gamma": (0.9, 0.95)}, anneal_lr=False)
+  other = _ppo({"lr": (3e-3, 3e-4), "gamma": (0.9, 0.95)})
   with pytest.raises(ConfigError, match="is a sweep of .* it cannot go on as"):
     trainer.train(other, str(tmp_path / "run"))
 
