@@ -20,9 +20,10 @@ from tests.runs import FAST, tiny_ppo, tiny_ppo_flags
 
 
 def _dqn():
-  """Prioritised replay and 3-step returns from update 10; the target network moves every 20 updates."""
+  """Prioritised replay and 3-step returns from update 10; the target network moves every 20 updates; on
+  tests/fast_env.py."""
   config = dqn_config.get_config()
-  config.update(dict(num_envs=8, train_frequency=8, buffer_size=800, batch_size=32, learning_starts=80,
+  config.update(dict(env_name=FAST, num_envs=8, train_frequency=8, buffer_size=800, batch_size=32, learning_starts=80,
                      target_update_interval=160, prioritized=True, n_step=3, total_timesteps=8 * 50, log_every=10,
                      checkpoint_every=1000, eval_every=1000, eval_episodes=8))
   return config
@@ -37,8 +38,10 @@ def _a2c():
 
 
 def _off_policy(algo):
-  """Learning from iteration 10, 2 gradient steps an iteration (TD3's actor every third)."""
+  """Learning from iteration 10, 2 gradient steps an iteration (TD3's actor every third), on tests/fast_env.py with
+  actions in [-2, 2]."""
   config = {"sac": sac_config, "td3": td3_config}[algo].get_config()
+  config.env_name, config.env_kwargs = FAST, {"continuous": True}
   config.update(dict(num_envs=8, train_frequency=8, gradient_steps=2, batch_size=32, buffer_size=800,
                      learning_starts=80, hidden_sizes=(32, 32), total_timesteps=8 * 50, log_every=10,
                      checkpoint_every=1000, eval_every=1000, eval_episodes=8))
