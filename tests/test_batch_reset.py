@@ -45,6 +45,6 @@ def test_resets_in_batches_equal_a_reset_for_every_environment(num_envs):
 
 
 def test_the_fast_environment_resets_in_batches_when_asked():
-  """tests/fast_env.py's `in_batches` (test_sharding.py's case of resets in batches) takes the path tested above."""
+  """tests/fast_env.py's `in_batches` (test_sharding.py's PPO cases) takes the path tested above."""
   assert envs.make(FAST, {"in_batches": True}).without_reset is not None
   assert envs.make(FAST).without_reset is None

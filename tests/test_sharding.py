@@ -52,18 +52,17 @@ class Case:
   atol: float = 1e-5  # float rounding of the all-reduces
 
 
+# PPO's environments reset in batches (as Craftax's): each device resets its own ended environments, a few at a time.
+PPO = {"env_name": FAST, "env_kwargs": {"in_batches": True}, "num_envs": 32, "num_steps": 16, "num_minibatches": 2}
+
 CASES = {
-    "ppo": Case("ppo", {"env_name": FAST, "num_envs": 8, "num_steps": 16, "num_minibatches": 2}, 2, ("loss/total", 2)),
-    "ppo-pmap": Case("ppo", {"env_name": FAST, "num_envs": 8, "num_steps": 16, "num_minibatches": 2,
-                             "backend": "pmap"}, 2, ("loss/total", 2)),
+    "ppo": Case("ppo", PPO, 2, ("loss/total", 2)),
+    "ppo-pmap": Case("ppo", {**PPO, "backend": "pmap"}, 2, ("loss/total", 2)),
     # Memory replayed from the rollout's start, observation and reward statistics over every device.
     "ppo-gru-normalised": Case("ppo", {"env_name": FAST, "recurrent": "gru", "recurrent_size": 8, "num_envs": 16,
                                        "num_steps": 16, "num_minibatches": 2, "update_epochs": 2,
                                        "hidden_sizes": (16,), "normalize_obs": True, "scale_rewards": True},
                                2, ("loss/total", 2), _memory_carried),
-    # Resets in batches (as Craftax's): each device resets its own ended environments, a few at a time.
-    "ppo-resets-in-batches": Case("ppo", {"env_name": FAST, "env_kwargs": {"in_batches": True}, "num_envs": 32,
-                                          "num_steps": 16, "num_minibatches": 2}, 2, ("loss/total", 2)),
     # V-trace targets are computed on each device's environments.
     "impala-pmap": Case("impala", {"env_name": FAST, "num_envs": 8, "num_steps": 16, "num_minibatches": 2,
                                    "backend": "pmap"}, 2, ("loss/total", 2)),
