@@ -52,8 +52,10 @@ class Case:
   atol: float = 1e-5  # float rounding of the all-reduces
 
 
-# PPO's environments reset in batches (as Craftax's): each device resets its own ended environments, a few at a time.
-PPO = {"env_name": FAST, "env_kwargs": {"in_batches": True}, "num_envs": 32, "num_steps": 16, "num_minibatches": 2}
+# PPO's environments reset in batches (as Craftax's): each device resets its own ended environments, a few at a time;
+# its observation and reward statistics are over every device.
+PPO = {"env_name": FAST, "env_kwargs": {"in_batches": True}, "num_envs": 32, "num_steps": 16, "num_minibatches": 2,
+       "normalize_obs": True, "scale_rewards": True}
 
 CASES = {
     "ppo": Case("ppo", PPO, 2, ("loss/total", 2)),
