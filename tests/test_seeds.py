@@ -29,10 +29,10 @@ def _ppo(seed, num_seeds):
 def _dqn(seed, num_seeds):
   n = jax.device_count()
   config = dqn_config.get_config()
-  config.update(dict(env_name=FAST, num_envs=n, train_frequency=n, buffer_size=64 * n, batch_size=8 * n, learning_starts=16 * n,
-                     total_timesteps=48 * n, target_update_interval=8 * n, exploration_steps=24 * n,
-                     log_every=16, eval_every=48, checkpoint_every=48, eval_episodes=n, seed=seed,
-                     num_seeds=num_seeds))
+  config.update(dict(env_name=FAST, num_envs=n, train_frequency=n, buffer_size=64 * n, batch_size=8 * n,
+                     learning_starts=16 * n, total_timesteps=48 * n, target_update_interval=8 * n,
+                     exploration_steps=24 * n, log_every=16, eval_every=48, checkpoint_every=48, eval_episodes=n,
+                     seed=seed, num_seeds=num_seeds))
   return config
 
 
