@@ -297,6 +297,14 @@ def test_members_split_over_groups_of_devices_learn_what_they_learn_on_every_dev
 
 
 @pytest.mark.unit
+def test_the_best_alone_command_leaves_member_groups_behind():
+  """A member alone is one group on any number of devices: member_groups=4 of the sweep would be refused there."""
+  config = _ppo(GRID, member_groups=4)
+  command = sweep.retrain_command(config, sweep.members(config)[2])
+  assert "member_groups" not in command and "--config.lr=0.003" in command, command
+
+
+@pytest.mark.unit
 def test_member_groups_that_do_not_divide_are_refused():
   with pytest.raises(ConfigError, match="member_groups=3 must divide the 8 devices"):
     programs.mesh_for(_ppo(GRID, member_groups=3), jax.devices()[:1] * 8)

@@ -187,7 +187,8 @@ def labels_of_members(config) -> list[list[str]]:
 
 def retrain_command(config, values: dict[str, float]) -> str:
   """`python -m distrl.launch` with the fields where `config` differs from its algorithm's shipped config (a
-  user's algorithm: from nothing) and the member's `values`, without the sweep."""
+  user's algorithm: from nothing) and the member's `values`, without the sweep and its `member_groups` (one
+  member's agents are one group on any number of devices)."""
   import importlib
   import json
 
@@ -199,7 +200,7 @@ def retrain_command(config, values: dict[str, float]) -> str:
                          .to_json_best_effort())
   flags = []
   for name, value in {**recorded, **values}.items():
-    if name in ("sweep", "algo") or shipped.get(name) == value:
+    if name in ("sweep", "algo", "member_groups") or shipped.get(name) == value:
       continue
     if isinstance(value, dict):
       flags += [f"--config.{name}.{k}={_flag(v)}" for k, v in value.items() if shipped.get(name, {}).get(k) != v]
