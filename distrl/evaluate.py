@@ -8,7 +8,6 @@
 The run's config comes from WORKDIR/config.json; episodes are split over the devices.
 """
 
-import json
 import math
 import os
 import sys
@@ -37,13 +36,14 @@ def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   from distrl import configs, sharding
   from distrl.runtime import programs
   from distrl.runtime.checkpoint import Checkpoints, damage as checkpoint_damage
+  from distrl.runtime.workdir import load_json
   from distrl.errors import ConfigError
 
   path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  recorded = load_json(path)
+  if recorded is None:
     raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(recorded)
   configs.with_new_fields(config)  # a run recorded before its algorithm gained a field trained without it
   # The most devices the run's sizes split over (num_envs, eval_episodes, DQN's batch_size): results do not depend
   # on the device count. Whatever is still refused on one device is a fault of the config, said as it is.

@@ -59,8 +59,7 @@ def _load(workdir: str, metric: str) -> list[tuple[dict, np.ndarray, np.ndarray]
   for name in ("config.json", "metrics.jsonl"):
     if not os.path.exists(os.path.join(workdir, name)):
       raise ValueError(f"{workdir} is not a distrl run: it has no {name}")
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = json.load(f)
+  config = run_directory.load_json(os.path.join(workdir, "config.json"))
   agents = [(values, seed) for values in sweep.members(config) for seed in sweep.seed_values(config)]
   labels = sweep.labels(config)
   names = [metric] if labels == [""] else [f"{metric}/{label}" for label in labels]

@@ -145,3 +145,24 @@ def test_overwriting_twice_within_a_second_keeps_both_old_runs(tmp_path, monkeyp
     moved.append(workdir.move_aside())
   assert moved == [str(tmp_path / "overwritten-20261130-235959"), str(tmp_path / "overwritten-20261130-235959-2")]
   assert [workdirs.Workdir(m, primary=True).read_json("config.json") for m in moved] == [{"lr": 1}, {"lr": 2}]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("text", ['{"algo": "ppo", "env_name"', "[1, 2]"])
+def test_a_damaged_config_json_is_one_line_from_each_reader_and_stays_as_it_was(text, tmp_path):
+  """A hand-edited config.json (cut short, or not an object) is named in one ConfigError by the launcher's resume
+  (`cli.rerun`), `distrl.evaluate` and `distrl.plot`, not a JSONDecodeError traceback; the file is left alone."""
+  from distrl import plot
+  from distrl.cli import rerun
+  from distrl.configs import ppo as ppo_config
+  from distrl.evaluate import load_run
+  from distrl.runtime.workdir import Workdir
+  (tmp_path / "config.json").write_text(text)
+  (tmp_path / "metrics.jsonl").write_text("")
+  readers = [lambda: rerun.as_recorded(ppo_config.get_config(), str(tmp_path), set()),
+             lambda: load_run(str(tmp_path), None), lambda: plot.figure([str(tmp_path)], "eval/return"),
+             lambda: Workdir(str(tmp_path), primary=True).read_json("config.json")]
+  for read in readers:
+    with pytest.raises(ConfigError, match=r"config.json (is damaged|holds a list).*restore it from a copy"):
+      read()
+  assert (tmp_path / "config.json").read_text() == text

@@ -12,6 +12,8 @@ import os
 
 import ml_collections
 
+from distrl.runtime import workdir as workdir_files
+
 
 def explicit_fields(argv: list[str]) -> set[str]:
   """The fields a command line sets: `--config.lr=...` -> "lr", `--config.env_kwargs.length 3` -> "env_kwargs.length"."""
@@ -36,11 +38,9 @@ def as_recorded(config: ml_collections.ConfigDict, workdir: str, explicit: set[s
   """Sets every field of `config` that the command line did not set to its value in `workdir`'s config.json (if
   the workdir holds a run of the same algorithm and environment). Returns the fields whose value from the config
   file is thereby not used, as "field: given -> kept" texts."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  recorded = workdir_files.load_json(os.path.join(workdir, "config.json"))
+  if recorded is None:
     return []
-  with open(path) as f:
-    recorded = json.load(f)
   if (recorded.get("algo"), recorded.get("env_name")) != (config.algo, config.env_name):
     return []
   given = json.loads(config.to_json_best_effort())

@@ -29,6 +29,22 @@ from distrl.errors import ConfigError, RunFailed
 RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "tb", "checkpoints", "best")
 
 
+def load_json(path: str) -> dict | None:
+  """The JSON object in `path` (config.json, run.json), None if there is no such file; a damaged one is one line."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+    raise ConfigError(f"{path} is damaged ({e}); distrl writes it whole, so it was edited or cut short: "
+                      f"restore it from a copy, or start the run in a new --workdir") from None
+  if not isinstance(value, dict):
+    raise ConfigError(f"{path} holds a {type(value).__name__}, not the JSON object distrl wrote: restore it from a "
+                      f"copy, or start the run in a new --workdir")
+  return value
+
+
 def parse_records(text: str) -> tuple[list[dict], list[int], int]:
   """The records of a metrics.jsonl's `text`, the numbers of its lines that are not records (a crash cut them short),
   and how many lines it has (blank ones not counted)."""
@@ -191,11 +207,7 @@ class Workdir:
     return target
 
   def read_json(self, name: str) -> dict | None:
-    path = self.file(name)
-    if not os.path.exists(path):
-      return None
-    with open(path) as f:
-      return json.load(f)
+    return load_json(self.file(name))
 
   def write_json(self, name: str, value: dict) -> None:
     """Process 0 replaces `name` atomically: other processes may be reading the old one meanwhile."""
