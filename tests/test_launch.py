@@ -83,6 +83,8 @@ def test_a_bad_config_from_the_command_line_is_one_line_and_exit_1(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--config.num_env=8"], "unknown config field 'num_env': did you mean 'num_envs'?"),
+    (["--config=sac", "--config.recurrent=True"],
+     "unknown config field 'recurrent' (a field of the configs of impala, ppo, pqn)"),
     (["--config.lr=fast"], "flag --config.lr=fast: could not convert string to float: 'fast'"),
     (["--config=ppo:Pong"], "unknown preset 'Pong' for --config=ppo"),
     (["--config=pqn:cartpole-v1"], "unknown preset 'cartpole-v1' for --config=pqn; did you mean 'CartPole-v1'? choose"),

@@ -3,6 +3,7 @@ path, `--config.env_kwargs.NAME=VALUE` and `--config.sweep.NAME=VALUE` for any N
 (a `ConfigError`)."""
 
 import ast
+import importlib
 import os
 import re
 
@@ -23,11 +24,18 @@ def flag_error(error: Exception) -> str:
     if suggestion:
       return f"unknown config field {suggestion[2]!r}: did you mean {suggestion[1]!r}?"
     name = re.search(r"(\w+)", text)
-    return f"unknown config field {name[1] if name else text!r}"
+    return f"unknown config field {name[1] if name else text!r}" + (_owners(name[1]) if name else "")
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   if "Traceback" in text:  # a config file raised: its own message is the last line
     return re.sub(r"^\w+(Error|Exception): ", "", lines[-1])
   return " ".join(lines)
+
+
+def _owners(field: str) -> str:
+  """' (a field of the configs of ppo, pqn)' where other shipped configs have `field`."""
+  owners = [algo for algo in configs.names()
+            if field in importlib.import_module(f"distrl.configs.{algo}").get_config()]
+  return f" (a field of the configs of {', '.join(owners)})" if owners else ""
 
 
 def shipped_configs(argv: list[str]) -> list[str]:
