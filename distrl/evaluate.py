@@ -24,6 +24,14 @@ _GIF = flags.DEFINE_string("gif", None, "Also render one greedy episode to this 
                            "classic-control environments: pip install -e '.[render]').")
 
 
+def _limit(env) -> str:
+  """How long an evaluation episode runs: to its end or the environment's time limit (distrl's cap where the
+  environment declares none, as a user's gymnasium factory may truncate itself without saying so)."""
+  if getattr(env, "declared_limit", True):
+    return f"each to its end or the {env.max_steps}-step time limit"
+  return f"each to its end, at most {env.max_steps} steps (the environment declares no time limit)"
+
+
 def load_run(workdir: str, checkpoint: int | None, best: bool = False):
   """-> (program, state, update): the run's program (`programs.build` of its config) and the state saved at
   `checkpoint`.
@@ -159,7 +167,7 @@ def main(argv):
   action = "the most likely action" if program.env.discrete else "the mean action"
   print(f"{heading} ({which}{config.algo} on {config.env_name}): "
         f"{returns.shape[-1]} greedy episodes" + (f" for each of {len(shown)} agents" if len(shown) > 1 else "") +
-        f" ({action}, each to its end or the {program.env.max_steps}-step time limit)")
+        f" ({action}, {_limit(program.env)})")
   _print_results(config, returns, lengths, agents, shown)
   if _GIF.value:
     learner = sharding.to_host(state.learner)

@@ -299,3 +299,14 @@ def test_a_run_recorded_before_architectures_existed_gets_the_one_it_ran_on(pres
   recorded = ml_collections.ConfigDict({k: v for k, v in ppo_config.get_config(preset).items() if k != "architecture"})
   assert configs.with_new_fields(recorded) == ["architecture"]
   assert recorded.architecture == architecture
+
+
+@pytest.mark.unit
+def test_evaluation_names_the_time_limit_only_where_the_environment_declares_one():
+  """gymnasium:CartPole-v1 declares 500 steps; the example corridor (a user's factory) declares none, so evaluation
+  says distrl's cap is what stops it, not "the 10000-step time limit" of an environment that truncates on its own."""
+  from distrl.evaluate import _limit
+  assert _limit(envs.make("gymnasium:CartPole-v1", {})) == "each to its end or the 500-step time limit"
+  corridor = envs.make("examples.gym_corridor:make", {})
+  assert not corridor.declared_limit
+  assert _limit(corridor) == "each to its end, at most 10000 steps (the environment declares no time limit)"

@@ -77,6 +77,9 @@ class Batch:
     raise NotImplementedError
 
 
+UNDECLARED_LIMIT = 10_000  # the longest evaluation episode of an environment that declares no time limit
+
+
 @dataclasses.dataclass
 class Spec(Actions):
   """A host environment by name: what the networks and policies need (the `Env` attributes they read), and `open`."""
@@ -87,6 +90,7 @@ class Spec(Actions):
   max_steps: int  # the time limit, for evaluation
   open_batch: Callable[[int, int], Batch]  # (num_envs, seed) -> the environments, environment i seeded seed + i
   observation_dtype: Any = np.float32  # uint8 for Atari's frames (the CNN torsos scale them), else float32
+  declared_limit: bool = True  # False: the environment declares no time limit; max_steps is UNDECLARED_LIMIT
   action_mask_slice: None = None
   kind = "host"  # steps outside JAX: `distrl.architectures.host` runs it
 
@@ -245,10 +249,12 @@ def _gymnasium_spec(name: str, env, gym) -> Spec:
           (isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) == 1)):
     raise ConfigError(f"env_name={name!r}: the action space {env.action_space} is neither Discrete nor a Box of one "
                       f"axis")
-  limit = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 10_000
+  declared = env.spec is not None and bool(env.spec.max_episode_steps)
+  limit = env.spec.max_episode_steps if declared else UNDECLARED_LIMIT
   space = env.action_space
   env.close()
-  return Spec(name=name, observation_shape=shape, action_space=space, max_steps=int(limit), open_batch=None)
+  return Spec(name=name, observation_shape=shape, action_space=space, max_steps=int(limit), open_batch=None,
+              declared_limit=declared)
 
 
 def from_factory(name: str, kwargs: dict, made) -> Spec | None:
