@@ -68,9 +68,10 @@ BAD_ENVS = [
                                    "'a_simulator_that_is_not_installed')"),
     ("no_such_package.envs:make", {}, "cannot import no_such_package.envs (ModuleNotFoundError"),
     ("tests.user_code:nothing", {}, "module tests.user_code has no attribute 'nothing'"),
-    ("tests.user_code:not_callable", {}, "is not a function returning (env, env_params) but a int"),
+    ("tests.user_code:not_callable", {}, "is not a function returning (env, env_params) or a gymnasium.Env but a int"),
     ("tests.user_code:raises", {}, "the factory raised RuntimeError: the simulator failed to start"),
-    ("tests.user_code:not_a_pair", {}, "the factory returned Walk, not (env, env_params)"),
+    ("tests.user_code:not_a_pair", {},
+     "the factory returned Walk, neither (env, env_params) of a JAX environment nor a gymnasium.Env"),
     ("tests.user_code:corridor_of", {"lenght": 3}, "env_kwargs {'lenght': 3} do not fit tests.user_code:corridor_of: "
                                                    "got an unexpected keyword argument 'lenght'"),
     ("examples.corridor", {}, "names no factory: use package.module:factory, e.g. examples.corridor:make"),

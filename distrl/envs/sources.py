@@ -62,7 +62,7 @@ def from_factory(name: str, kwargs: dict):
   gymnasium environment: then the `host.Spec` of host environments made by it)."""
   factory = load_attribute(name, "env_name")
   if not callable(factory):
-    raise ConfigError(f"env_name={name!r} is not a function returning (env, env_params) but a "
+    raise ConfigError(f"env_name={name!r} is not a function returning (env, env_params) or a gymnasium.Env but a "
                       f"{type(factory).__name__}")
   try:
     inspect.signature(factory).bind(**kwargs)
@@ -79,5 +79,6 @@ def from_factory(name: str, kwargs: dict):
     spec = host.from_factory(name, kwargs, made)
     if spec is not None:
       return spec
-    raise ConfigError(f"env_name={name!r}: the factory returned {type(made).__name__}, not (env, env_params)")
+    raise ConfigError(f"env_name={name!r}: the factory returned {type(made).__name__}, neither (env, env_params) "
+                      f"of a JAX environment nor a gymnasium.Env")
   return made
