@@ -1,6 +1,7 @@
 """Sweeps (`--config.sweep.FIELD=(...)`): many configurations in one program, each member its own run."""
 
 import importlib
+import json
 
 import jax
 import numpy as np
@@ -129,6 +130,8 @@ def test_each_member_equals_its_own_run(runs):
 def test_a_sweep_of_one_member_trains_that_members_values(runs, tmp_path):
   _, _, alone = runs
   one = trainer.train(_ppo({"lr": (3e-4,), "gamma": 0.9}), str(tmp_path / "one"))  # member 1 of GRID
+  recorded = json.loads((tmp_path / "one" / "config.json").read_text())
+  assert (recorded["lr"], recorded["gamma"]) == (3e-4, 0.9) and "sweep" not in recorded  # as it trained
   for a, b in zip(jax.tree.leaves(one.state.learner.params), jax.tree.leaves(alone[1].state.learner.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -294,6 +297,16 @@ def test_members_split_over_groups_of_devices_learn_what_they_learn_on_every_dev
       assert first[f"train/episode_return/member_{m}"] == pytest.approx(
           swept.history[0][f"train/episode_return/member_{m}"], rel=1e-5)
       assert first[f"eval/return/member_{m}"] == pytest.approx(swept.history[0][f"eval/return/member_{m}"], rel=1e-5)
+
+
+@pytest.mark.unit
+def test_a_field_given_one_value_is_the_runs_own_value_not_a_sweep():
+  config = sweep.folded(_ppo({"lr": 1e-3, "gamma": (0.9, 0.99)}))
+  assert config.lr == 1e-3 and dict(config.sweep) == {"gamma": (0.9, 0.99)}
+  alone = sweep.folded(_ppo({"lr": (1e-3,)}))
+  assert alone.lr == 1e-3 and "sweep" not in alone
+  drawn = _ppo({"lr": (1e-4, 1e-2), "draws": 1})
+  assert sweep.folded(drawn) is drawn
 
 
 @pytest.mark.unit

@@ -77,6 +77,24 @@ def members(config) -> list[dict[str, float]]:
   return drawn
 
 
+def folded(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with each field a grid gives one value set to that value and taken out of the sweep (a copy; `config`
+  itself where there is none): `--config.sweep.lr=0.001` trains and records (config.json) the run of lr=0.001."""
+  spec = _spec(config)
+  single = {} if DRAWS in spec else {name: spec[name] for name in fields(config) if name in config
+                                     and len(_values(name, spec[name])) == 1}
+  if not single:
+    return config
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    for name, value in single.items():
+      config[name] = _values(name, value)[0]
+      del config.sweep[name]
+    if not config.sweep:
+      del config["sweep"]
+  return config
+
+
 def count(config) -> int:
   return len(members(config))
 

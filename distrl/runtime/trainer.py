@@ -53,6 +53,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None, over
 def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.StopRequest) -> Result:
   started = time.perf_counter()
   stop.enter(stopping.Phase.STARTING)
+  config = sweep.folded(config)
   program = programs.build(config, programs.mesh_for(config, devices))
   try:
     return _run(program, config, workdir, overwrite, stop, started)
