@@ -29,7 +29,9 @@ _OUT = flags.DEFINE_string("out", "curves.png", "Where to write the figure (.png
 _METRIC = flags.DEFINE_string("metric", "train/episode_return", "Which scalar of metrics.jsonl to draw.")
 
 NOT_LABELS = ("seed", "num_seeds")  # what differs between the seeds of one curve
-BOOKKEEPING = ("log_every", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints", "backend")
+# Fields that change how a run is carried out, not what it learns: never what tells two curves apart.
+BOOKKEEPING = ("log_every", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints", "backend",
+               "member_groups")
 MAX_FIELDS = 3  # fields in a label; more differing fields are counted, not shown
 
 
@@ -144,14 +146,24 @@ def curves(workdirs: list[str], metric: str) -> list[Curve]:
 
 
 def draw(shown: Figure, metric: str, out: str) -> None:
+  """The figure as `out`."""
+  import matplotlib.pyplot as plt
+
+  fig = matplotlib_figure(shown, metric)
+  fig.savefig(out, dpi=120)
+  plt.close(fig)
+
+
+def matplotlib_figure(shown: Figure, metric: str):
+  """The matplotlib figure of `shown`: the legend below the axes, where it covers no curve however many there are."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  fig, ax = plt.subplots(figsize=(7, 4.5 + 0.25 * len(shown.curves)), layout="constrained")
   for curve in shown.curves:
-    (line,) = ax.plot(curve.steps, curve.mean, label=textwrap.fill(curve.label, 40),
+    (line,) = ax.plot(curve.steps, curve.mean, label=textwrap.fill(curve.label, 60),
                       linestyle="--" if curve.training else "-")
     if len(curve.seeds) > 1:
       ax.fill_between(curve.steps, curve.low, curve.high, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -159,13 +171,10 @@ def draw(shown: Figure, metric: str, out: str) -> None:
   ax.set_ylabel(metric)
   ax.set_title(textwrap.fill(shown.title, 70), fontsize="medium")
   ax.grid(alpha=0.3)
-  legend = ax.legend(fontsize="small", loc="best", ncol=2 if len(shown.curves) > 6 else 1,
-                     title="mean; band: lowest to highest seed" if any(len(c.seeds) > 1 for c in shown.curves)
-                     else None, title_fontsize="x-small")
-  legend.set_in_layout(True)
-  fig.tight_layout()
-  fig.savefig(out, dpi=120)
-  plt.close(fig)
+  fig.legend(fontsize="small", loc="outside lower center", ncol=2 if len(shown.curves) > 6 else 1,
+             title="mean; band: lowest to highest seed" if any(len(c.seeds) > 1 for c in shown.curves) else None,
+             title_fontsize="x-small")
+  return fig
 
 
 def main(argv):

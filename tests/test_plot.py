@@ -174,3 +174,20 @@ def test_out_names_the_file_written_or_is_refused_in_one_line(runs, tmp_path):
     assert result.returncode == 1
     assert result.stderr == f"distrl: error: --out={str(out)!r} {what}: name the figure's file (.png, .pdf or .svg)\n"
   assert sorted(os.listdir(tmp_path)) == ["curves.png"]  # nothing else written
+
+
+@pytest.mark.unit
+def test_the_legend_covers_no_curve_and_member_groups_labels_none(tmp_path):
+  """Three runs whose configs differ in lr and in member_groups (how a run is split over devices, not what it
+  learns): the labels name lr alone, and the legend lies outside the axes (it was drawn over the curves)."""
+  runs = []
+  for i, (lr, groups) in enumerate([(1e-3, 1), (3e-4, 4), (1e-4, 2)]):
+    config = ppo_config.get_config()
+    config.update(dict(lr=lr, member_groups=groups))
+    runs.append(_fake_run(tmp_path / str(i), config, [[1, 2, 3]]))
+  shown = plot.figure(runs, "train/episode_return")
+  assert [c.label for c in shown.curves] == ["lr=0.001 (1 seed)", "lr=0.0003 (1 seed)", "lr=0.0001 (1 seed)"]
+  fig = plot.matplotlib_figure(shown, "train/episode_return")
+  fig.canvas.draw()
+  (legend,), (ax,) = fig.legends, fig.axes
+  assert not legend.get_window_extent().overlaps(ax.get_window_extent())
