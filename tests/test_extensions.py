@@ -1,6 +1,7 @@
 """The two extension points: a user's own environment (`env_name=package.module:factory`) and a user's own
 algorithm (`algo=package.module[:attribute]`), with every bad input a user can give them."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from distrl.runtime import programs, trainer
 from distrl.errors import ConfigError, first_line
 from examples import a2c, a2c_config
 from tests.cli import ROOT, launch, records
+from tests import user_code
 from tests.runs import tiny_ppo
 
 
@@ -135,8 +137,11 @@ def test_an_environment_failing_mid_run_is_one_line_and_a_nonzero_exit(tmp_path)
   out, err = run.communicate(timeout=120)
   assert run.returncode == 1, out
   kept = tmp_path / "run" / "noise.log"
-  assert err == ("distrl: error: updates 1..1 failed (RuntimeError: the simulator lost its connection); no checkpoint "
-                 f"was complete yet. Fix the cause and run the same command to resume (other libraries' messages: "
+  raising = inspect.getsourcelines(user_code._host_observation)
+  line = raising[1] + next(i for i, text in enumerate(raising[0]) if "raise RuntimeError" in text)
+  assert err == ("distrl: error: updates 1..1 failed: RuntimeError: the simulator lost its connection (at "
+                 f"tests/user_code.py:{line}, in _host_observation); nothing was saved (no checkpoint was complete "
+                 f"yet). Fix the cause and the same command starts the run again (other libraries' messages: "
                  f"{kept})\n")
   text = kept.read_text()
   assert "jax.pure_callback failed" in text and "tests/user_code.py" in text, text

@@ -2,6 +2,7 @@
 receives, the actor's lag, envpool and gymnasium, a user's gymnasium factory, what is refused, and learning."""
 
 import functools
+import inspect
 import json
 import os
 import re
@@ -14,13 +15,14 @@ import numpy as np
 import pytest
 
 from distrl import envs, sharding
-from distrl.errors import ConfigError
+from distrl.errors import ConfigError, RunFailed
 from distrl.architectures.host import learner as host_learner
 from distrl.envs import host as host_envs
 from distrl.runtime import programs, trainer
 from distrl.configs import ppo as ppo_config
 from distrl.ppo import learner as ppo
 from distrl.rl import actor_critic, rollout_learner
+from tests import user_code
 
 
 def _config(**fields):
@@ -310,3 +312,37 @@ def test_evaluation_names_the_time_limit_only_where_the_environment_declares_one
   corridor = envs.make("examples.gym_corridor:make", {})
   assert not corridor.declared_limit
   assert _limit(corridor) == "each to its end, at most 10000 steps (the environment declares no time limit)"
+
+
+def test_a_simulator_that_raises_mid_run_is_named_by_its_file_and_line_and_its_traceback_kept(tmp_path):
+  """A user's gymnasium environment whose step raises in update 3 (its 33rd step, 16 a rollout): one line naming
+  the exception, the user's file and line, where the traceback is kept and what was saved (update 2, of
+  checkpoint_every=2); the traceback is in that file; the same command resumes from it (and fails there again)."""
+  config = _config(env_name="tests.user_code:gym_corridor_failing_after", num_steps=16, num_minibatches=2,
+                   log_every=1, checkpoint_every=2, eval_every=100, eval_episodes=jax.device_count())
+  config.env_kwargs = {"steps": 32}
+  workdir = tmp_path / "run"
+  with pytest.raises(RunFailed) as failed:
+    trainer.train(config, str(workdir))
+  kept = workdir / "failures.log"
+  line = inspect.getsourcelines(user_code.gym_corridor_failing_after)
+  raising = line[1] + next(i for i, text in enumerate(line[0]) if "raise RuntimeError" in text)
+  assert str(failed.value) == (
+      f"the environment failed at update 3: RuntimeError: the simulator lost its connection (at "
+      f"tests/user_code.py:{raising}, in step); traceback: {kept}; the last complete checkpoint is update 2 in "
+      f"{workdir / 'checkpoints'}. Fix the cause and run the same command to resume from it")
+  text = kept.read_text()
+  assert text.startswith("== ") and ", update 3: RuntimeError ==" in text and "tests/user_code.py" in text, text
+  assert "gymnasium" in text  # the whole traceback, the library's frames too
+
+
+@pytest.mark.unit
+def test_arguments_with_which_a_simulator_cannot_start_are_refused_before_the_run(tmp_path):
+  """`--config.env_kwargs.length=abc`: the corridor is made but cannot reset; one ConfigError naming the user's line,
+  raised by programs.build, before trainer.train makes the workdir."""
+  config = _config(env_name="examples.gym_corridor:make")
+  config.env_kwargs = {"length": "abc"}
+  with pytest.raises(ConfigError, match=r"the environment's reset raised \w+Error: .* \(at examples/gym_corridor.py:"
+                                        r"\d+, in reset\)"):
+    trainer.train(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

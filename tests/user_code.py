@@ -155,3 +155,19 @@ def fails_mid_run():
                                         vmap_method="expand_dims")
   env = Walk(observe=observe)
   return env, env.default_params
+
+
+def gym_corridor_failing_after(steps: int):
+  """examples/gym_corridor.py's corridor, whose simulator crashes in `step` after `steps` steps of its own."""
+  from examples import gym_corridor
+
+  class Failing(gym_corridor.Corridor):
+    taken = 0
+
+    def step(self, action):
+      self.taken += 1
+      if self.taken > steps:
+        raise RuntimeError("the simulator lost its connection")
+      return super().step(action)
+
+  return Failing()

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from distrl.errors import ConfigError, first_line
+from distrl.errors import ConfigError, first_line, where
 from distrl.envs.interface import Actions, is_discrete
 from distrl.user_modules import load_attribute
 
@@ -249,6 +249,12 @@ def _gymnasium_spec(name: str, env, gym) -> Spec:
           (isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) == 1)):
     raise ConfigError(f"env_name={name!r}: the action space {env.action_space} is neither Discrete nor a Box of one "
                       f"axis")
+  try:  # arguments that make an environment which cannot start fail here, before the run's workdir is made
+    env.reset(seed=0)
+  except Exception as error:
+    env.close()
+    raise ConfigError(f"env_name={name!r}: the environment's reset raised {first_line(error, with_type=True)}"
+                      f"{where(error)}") from None
   declared = env.spec is not None and bool(env.spec.max_episode_steps)
   limit = env.spec.max_episode_steps if declared else UNDECLARED_LIMIT
   space = env.action_space

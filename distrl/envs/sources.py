@@ -8,7 +8,7 @@ import inspect
 from gymnax.wrappers.purerl import FlattenObservationWrapper
 
 from distrl.envs.gymnax_import import gymnax
-from distrl.errors import ConfigError, first_line
+from distrl.errors import ConfigError, first_line, where
 from distrl.user_modules import load_attribute
 
 # Suites adapted to the gymnax API, each behind the pip extra of its name: `suite:id` -> the adapter module, whose
@@ -73,7 +73,8 @@ def from_factory(name: str, kwargs: dict):
   try:
     made = factory(**kwargs)
   except Exception as error:
-    raise ConfigError(f"env_name={name!r}: the factory raised {first_line(error, with_type=True)}") from None
+    raise ConfigError(f"env_name={name!r}: the factory raised "
+                      f"{first_line(error, with_type=True)}{where(error)}") from None
   if not (isinstance(made, tuple) and len(made) == 2):
     from distrl.envs import host  # a gymnasium environment steps on the host
     spec = host.from_factory(name, kwargs, made)

@@ -155,8 +155,17 @@ class Checkpoints:
     tmp = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)
     update = int(tmp[1]) if tmp else update
     what = f"update {update}" if update is not None else "a checkpoint"
-    return RunFailed(f"saving {what} to {self.directory} failed ({reason}); {self.kept()}. Free space (or fix the "
-                     f"cause) and run the same command to resume")
+    return RunFailed(f"saving {what} to {self.directory} failed ({reason}); "
+                     f"{self.then('Free space (or fix the cause)')}")
+
+  def then(self, fix: str) -> str:
+    """The end of a failure's line: what is kept, and that the same command resumes from it once `fix` is done (or,
+    with nothing kept, starts the run again)."""
+    complete = self.complete()
+    if complete:
+      return (f"the last complete checkpoint is update {complete[-1]} in {self.directory}. {fix} and run the same "
+              f"command to resume from it")
+    return f"nothing was saved (no checkpoint was complete yet). {fix} and the same command starts the run again"
 
   def kept(self) -> str:
     """What a failure keeps, said in the failure's line: the last checkpoint complete on disk, or none."""

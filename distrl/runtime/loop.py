@@ -7,6 +7,7 @@ An interval's record is written when it ends, with a greedy evaluation every `ev
 checkpoint every `checkpoint_every` updates; a non-finite metric or learner stops the run (`TrainingDiverged`).
 """
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 
 from distrl import sharding
-from distrl.errors import DeviceFailed, RunFailed, first_line
+from distrl.errors import DeviceFailed, EnvironmentFailed, RunFailed, first_line, where_in_text
 from distrl.runtime import agents, metrics, stopping, sweep
 from distrl.runtime.best import Best
 from distrl.runtime.programs import Program
@@ -66,7 +67,7 @@ def _device_failure(error: Exception) -> str:
   the Python traceback JAX carries), else its first line."""
   text = str(error)
   if "Traceback (most recent call last)" in text:
-    return [line.strip() for line in text.splitlines() if line.strip()][-1][:200]
+    return [line.strip() for line in text.splitlines() if line.strip()][-1][:200] + where_in_text(text)
   return first_line(error)[:200]
 
 
@@ -119,9 +120,13 @@ class UpdateLoop:
     except jax.errors.JaxRuntimeError as error:  # e.g. an environment's host callback raised
       if jax.process_count() > 1:
         raise  # perhaps a lost process: the launcher says which
-      raise DeviceFailed(f"updates {update + 1}..{update + n} failed ({_device_failure(error)}); "
-                         f"{self.session.checkpoints.kept()}. Fix the cause and run the same command to "
-                         f"resume") from None
+      raise DeviceFailed(f"updates {update + 1}..{update + n} failed: {_device_failure(error)}; "
+                         f"{self.session.checkpoints.then('Fix the cause')}") from None
+    except EnvironmentFailed as failure:
+      with contextlib.suppress(RunFailed):  # a save in flight completes, so that what is kept is said as it is
+        self.session.checkpoints.finish()
+      kept = self.session.workdir.keep_failure(failure.error, f"update {failure.update}")
+      raise RunFailed(f"{failure}; traceback: {kept}; {self.session.checkpoints.then('Fix the cause')}") from None
     seconds = time.perf_counter() - start
     interval.updates, interval.seconds = interval.updates + n, interval.seconds + seconds
     if not finite:
@@ -149,7 +154,7 @@ class UpdateLoop:
       session.writer.write(step=record["step"], update=update, time=record["time"], scalars=scalars)
     except OSError as error:
       raise RunFailed(f"cannot write {error.filename} ({error.strerror}); "
-                      f"{session.checkpoints.kept()}. Free space and run the same command to resume") from None
+                      f"{session.checkpoints.then('Free space')}") from None
     if update // config.checkpoint_every > last_saved // config.checkpoint_every:
       session.checkpoints.save(update, self.runner.get(state), record=record)
       return update

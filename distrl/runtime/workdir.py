@@ -22,11 +22,13 @@ import shlex
 import socket
 import sys
 import time
+import traceback
 from typing import Callable
 
 from distrl.errors import ConfigError, RunFailed
 
 RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "tb", "checkpoints", "best")
+FAILURES = "failures.log"  # the full tracebacks of what a user's code raised, each under a header; never read back
 
 
 def load_json(path: str) -> dict | None:
@@ -205,6 +207,20 @@ class Workdir:
       for name in present:
         os.rename(self.file(name), os.path.join(target, name))
     return target
+
+  def keep_failure(self, error: BaseException, when: str) -> str:
+    """Appends `error`'s full traceback to FAILURES (this process's own file in a run of several) under a header
+    saying `when`, and returns the file's path (or where it could not be written)."""
+    import jax
+    several = jax.process_count() > 1
+    path = self.file(FAILURES.replace(".log", f"-{jax.process_index()}.log") if several else FAILURES)
+    header = f"== {time.strftime('%Y-%m-%d %H:%M:%S')}, {when}: {type(error).__name__} ==\n"
+    try:
+      with open(path, "a") as f:
+        f.write(header + "".join(traceback.format_exception(error)) + "\n")
+    except OSError as failure:
+      return f"not kept ({path}: {failure.strerror})"
+    return path
 
   def read_json(self, name: str) -> dict | None:
     return load_json(self.file(name))

@@ -81,13 +81,15 @@ class Actor:
       self._changed.notify_all()
 
   def next(self) -> Rollout:
-    """The next rollout (blocking); the actor's failure is raised here."""
+    """The next rollout (blocking); the actor's failure is raised here, once the rollouts made before it are taken
+    (so a failure is said at the update whose rollout it cut short)."""
     while True:
-      if self._error is not None:
-        raise self._error
+      failed = self._error is not None
       try:
-        return self._rollouts.get(timeout=_POLL_SECONDS)
+        return self._rollouts.get_nowait() if failed else self._rollouts.get(timeout=_POLL_SECONDS)
       except queue.Empty:
+        if failed:
+          raise self._error from None
         if self._closed:
           raise Closed()
 

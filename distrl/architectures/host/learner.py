@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from distrl import sharding
 from distrl.architectures.host import actor as actors
 from distrl.envs.host import Spec
-from distrl.errors import ConfigError, RunFailed, first_line
+from distrl.errors import ConfigError, EnvironmentFailed, RunFailed
 from distrl.rl import acting, rollout_learner
 from distrl.rl.state import TrainState
 
@@ -145,10 +145,8 @@ class HostRunner:
         raise RunFailed("the actor was closed") from None
       except ConfigError:
         raise
-      except Exception as error:
-        raise RunFailed(f"the host environments failed at update {int(sharding.to_host(state.update)) + 1}: "
-                        f"{first_line(error, with_type=True)}; run the same command to resume from the last "
-                        f"checkpoint") from None
+      except Exception as error:  # the user's environment raised in reset or step: the update loop says it
+        raise EnvironmentFailed(int(sharding.to_host(state.update)) + 1, error) from None
       steps = self._global(rollout.steps, self._step_specs)
       last_obs = self._global(rollout.last_obs, P(sharding.DATA_AXIS))
       state, totals, ok = self._update(state, totals, steps, last_obs)
