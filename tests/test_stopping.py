@@ -180,6 +180,7 @@ def test_signals_at_every_moment_stop_cleanly_and_lose_nothing(tmp_path):
   assert run.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
   last = records(tmp_path)[-1]["update"]
   assert checkpoints()[-1] == last > stopped_at
+  assert "distrl: stdout was closed" in err and f"stopped by closed stdout: saved update {last}" in err, err
 
   run = launch(*flags, "--config.log_every=2")
   read_until(run, f"[ppo {FAST}]")

@@ -60,13 +60,14 @@ def _duration(seconds: float) -> str:
 class Console:
   """This process's stdout: messages on lines of their own, and (on a terminal) one live line redrawn in place.
 
-  If stdout goes away (`distrl.launch ... | head`), further output is dropped and `on_closed` is called
-  once: the run is not killed by its next log line.
+  If stdout goes away (`distrl.launch ... | head`), `on_closed` is called once (the run is not killed by its next
+  log line: the trainer stops with a checkpoint) and the messages that follow, the stop's included, go to stderr.
   """
 
   def __init__(self, *, enabled: bool = True, live: bool | None = None, on_closed=lambda: None):
     self.enabled, self._on_closed = enabled, on_closed
     self.live = sys.stdout.isatty() if live is None else live
+    self._stream = sys.stdout
     self._open_line = False  # a live line is on screen without its newline
 
   def print(self, text: str) -> None:
@@ -90,14 +91,19 @@ class Console:
     if not self.enabled:
       return
     try:
-      sys.stdout.write(text)
-      sys.stdout.flush()
-    except (BrokenPipeError, ValueError):  # the reader went away (or stdout was closed)
-      self.enabled = False
+      self._stream.write(text)
+      self._stream.flush()
+    except (BrokenPipeError, ValueError, OSError):  # the reader went away (or the stream was closed)
+      if self._stream is sys.stderr:
+        self.enabled = False
+        return
       try:  # Python would otherwise fail again flushing stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
       except (OSError, ValueError):
         pass
+      self._stream, self.live, self._open_line = sys.stderr, False, False
+      self.print("distrl: stdout was closed: the run stops after this update with a checkpoint; what it says "
+                 "goes here")
       self._on_closed()
 
 
