@@ -37,8 +37,9 @@ def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int
   config.num_envs = num_envs  # parallel environments
 
   config.log_every = log_every  # iterations per log line (run as one or more calls of the compiled update loop)
-  config.eval_every = eval_every  # iterations between greedy evaluations (rounded up to a log line)
-  config.eval_episodes = eval_episodes  # greedy evaluation episodes, split over devices
+  config.eval_every = eval_every  # iterations between evaluations (rounded up to a log line)
+  config.eval_episodes = eval_episodes  # evaluation episodes, split over devices
+  config.eval_policy = "greedy"  # how evaluations act (best/ ranks them): "greedy" (likeliest action) or "sampled"
   config.checkpoint_every = checkpoint_every  # iterations between checkpoints (rounded up to a log line)
   config.keep_checkpoints = 3  # how many recent checkpoints to keep
   return config

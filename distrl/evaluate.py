@@ -17,7 +17,9 @@ from absl import app, flags, logging
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate (a --workdir of distrl.launch).")
 _CHECKPOINT = flags.DEFINE_integer("checkpoint", None, "Which saved update to load (default: the latest).")
 _BEST = flags.DEFINE_boolean("best", False, "Load the checkpoint of the best evaluation during training instead.")
-_EPISODES = flags.DEFINE_integer("episodes", 16, "Greedy episodes to run (each in its own environment).")
+_EPISODES = flags.DEFINE_integer("episodes", 16, "Episodes to run (each in its own environment).")
+_POLICY = flags.DEFINE_enum("policy", None, ["greedy", "sampled"], "How the agent acts: greedy (the likeliest action) "
+                            "or sampled (as in training). Default: the run's eval_policy (greedy). --gif: greedy.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation environments.")
 _MEMBER = flags.DEFINE_integer("member", None, "Of a sweep (--config.sweep.*), only member K: its results, its GIF.")
 _GIF = flags.DEFINE_string("gif", None, "Also render one greedy episode to this .gif file (needs pygame for "
@@ -152,6 +154,9 @@ def main(argv):
                                                           else "the run is not a sweep (no --config.sweep.*)"))
     if _EPISODES.value <= 0 or _EPISODES.value % mesh.size:
       raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
+    if _POLICY.value is not None:
+      with config.unlocked():
+        config.eval_policy = _POLICY.value
     evaluate = program.evaluator(_EPISODES.value)
     key = jax.random.PRNGKey(_SEED.value)  # the same evaluation environments for every agent
     key = key if run_agents.count(config) == 1 else jax.numpy.tile(key, (run_agents.count(config), 1))
@@ -164,10 +169,12 @@ def main(argv):
   agents = shown = list(range(run_agents.count(config)))
   if _MEMBER.value is not None:
     shown = [a for a in agents if a // config.num_seeds == _MEMBER.value]
-  action = "the most likely action" if program.env.discrete else "the mean action"
-  print(f"{heading} ({which}{config.algo} on {config.env_name}): "
-        f"{returns.shape[-1]} greedy episodes" + (f" for each of {len(shown)} agents" if len(shown) > 1 else "") +
-        f" ({action}, {_limit(program.env)})")
+  greedy = config.get("eval_policy", "greedy") == "greedy"
+  action = ("the most likely action" if program.env.discrete else "the mean action") if greedy else \
+      "actions sampled as in training"
+  print(f"{heading} ({which}{config.algo} on {config.env_name}): {returns.shape[-1]} "
+        f"{'greedy' if greedy else 'sampled'} episodes" + (f" for each of {len(shown)} agents" if len(shown) > 1 else "")
+        + f" ({action}, {_limit(program.env)})")
   _print_results(config, returns, lengths, agents, shown)
   if _GIF.value:
     learner = sharding.to_host(state.learner)

@@ -6,12 +6,14 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 from PIL import Image
 
-from distrl.runtime import trainer
+from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from tests.cli import ROOT
+from tests.runs import tiny_ppo
 
 # Under pytest-xdist this module's tests share a worker, so its module fixture's training runs once.
 pytestmark = pytest.mark.xdist_group("evaluate")
@@ -63,7 +65,9 @@ def test_the_best_evaluation_is_kept_as_its_own_checkpoint(trained):
 
 
 def test_a_named_checkpoint_and_a_missing_one(run):
-  assert "at update 4 (ppo" in evaluate(f"--workdir={run}", "--checkpoint=4").stdout
+  sampled = evaluate(f"--workdir={run}", "--checkpoint=4", "--policy=sampled").stdout
+  assert "at update 4 (ppo" in sampled and "greedy" not in sampled
+  assert f" {jax.device_count()} sampled episodes (actions sampled as in training, " in sampled
   missing = evaluate(f"--workdir={run}", "--checkpoint=5")
   assert missing.returncode == 1
   assert missing.stderr.strip() == f"distrl: error: no checkpoint 5 in {run}/checkpoints; saved: 4, 8"
@@ -131,3 +135,23 @@ def test_a_directory_without_a_run_is_one_line(tmp_path):
   out = evaluate(f"--workdir={tmp_path}")
   assert out.returncode == 1
   assert out.stderr.strip() == f"distrl: error: no run in --workdir={tmp_path}: {tmp_path}/config.json is missing"
+
+
+def test_a_sampled_evaluation_follows_from_its_key_alone_on_any_device_count():
+  """eval_policy="sampled" evaluates the policy as it trains: the same key gives the same episodes on one device and
+  on every device (evaluation environment i and its actions draw from the key and i), another key other episodes,
+  and the greedy policy others again."""
+  config = tiny_ppo(4, eval_episodes=8)
+
+  def returns(policy, devices, seed):
+    config.eval_policy = policy
+    program = programs.build(config, programs.mesh_for(config, devices))
+    try:
+      return jax.device_get(program.evaluator(8)(program.state.learner, jax.random.PRNGKey(seed)))["return"]
+    finally:
+      program.close()
+
+  sampled = returns("sampled", None, 0)
+  np.testing.assert_allclose(returns("sampled", jax.devices()[:1], 0), sampled, rtol=1e-6)
+  assert not np.allclose(returns("sampled", None, 1), sampled)
+  assert not np.allclose(returns("greedy", None, 0), sampled)

@@ -85,3 +85,23 @@ def test_a_full_disk_fails_a_write_of_the_logs_once_and_names_the_file(tmp_path)
   assert done.returncode == 0 and done.stderr == "", done.stderr
   assert done.stdout in (f"No space left on device | {disk / 'metrics.jsonl'}\n",
                          f"No space left on device | {disk / 'tb'}\n"), done.stdout
+
+
+@pytest.mark.unit
+def test_the_summary_names_the_sampled_policy_where_greedy_evaluation_is_far_below_training(tmp_path, capsys):
+  """MiniGrid through navix: training scored 0.99 while every greedy episode looped to the time limit at 0. The gap
+  is more than half the larger magnitude: 0.99 vs 0 and -150 vs -400 are; 480 vs 500 and -300 vs -150 are not."""
+  assert metrics.far_below(0.0, 0.99) and metrics.far_below(-400.0, -150.0)
+  assert not metrics.far_below(480.0, 500.0) and not metrics.far_below(-300.0, -150.0)
+  assert not metrics.far_below(500.0, 200.0)  # evaluation above training
+  writer = metrics.Writer(str(tmp_path), total_steps=100, name="ppo MiniGrid", console=metrics.Console(live=False))
+  history = [{"step": 100, "update": 1, "train/episode_return": 0.99, "eval/return": 0.0}]
+  said = []
+  for greedy in (True, False):
+    writer.summary(history, seconds=1.0, compile_seconds=1.0, workdir="runs/grid", checkpoint=None, best=None,
+                   greedy=greedy)
+    said.append(capsys.readouterr().out)
+  writer.close()
+  assert "python -m distrl.evaluate --workdir=runs/grid --policy=sampled\n" in said[0]
+  assert "--policy=sampled" not in said[1]  # already evaluated as it samples
+  assert max(len(line) for line in said[0].splitlines()) <= 80

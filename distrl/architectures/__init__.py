@@ -47,7 +47,8 @@ class Runner(Protocol):
 
 
 class Evaluator(Protocol):
-  """Greedy episodes of every agent: `evaluator(learner, keys) -> {"return": (..., episodes), "length": ...}`."""
+  """Evaluation episodes of every agent (greedy or sampled: `config.eval_policy`):
+  `evaluator(learner, keys) -> {"return": (..., episodes), "length": ...}`."""
 
   def compile(self, learner: Any, keys: jax.Array) -> None:
     """Compiles the evaluation for these shapes now (the trainer does it beside the update's compile)."""
@@ -76,10 +77,18 @@ class Architecture(Protocol):
 
   def evaluator(self, *, config: ml_collections.ConfigDict, algorithm: algorithms.Algorithm, env: Any,
                 mesh: jax.sharding.Mesh, episodes: int) -> Evaluator:
-    """Greedy evaluation of `episodes` fresh environments per agent."""
+    """Evaluation of `episodes` fresh environments per agent, acting as `config.eval_policy` says."""
 
 
 # A module path is imported when used.
+EVAL_POLICIES = ("greedy", "sampled")  # config.eval_policy: how an evaluator acts
+
+
+def greedy(config) -> bool:
+  """Whether evaluation acts greedily (`config.eval_policy`, "greedy" in a config without it), else as it samples."""
+  return config.get("eval_policy", "greedy") == "greedy"
+
+
 _REGISTRY: dict[str, Architecture | str] = {"compiled": "distrl.architectures.compiled",
                                             "host": "distrl.architectures.host"}
 DEFAULT = "compiled"

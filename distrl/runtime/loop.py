@@ -162,7 +162,8 @@ class UpdateLoop:
     return last_saved
 
   def _evaluation(self, state, update: int) -> dict[str, float]:
-    """Greedy episodes of every agent after `update`: eval/return and eval/length; best/ kept (`Best`)."""
+    """Evaluation episodes (`config.eval_policy`) of every agent after `update`: eval/return and eval/length; best/
+    kept (`Best`)."""
     state = self.runner.get(state)
     results = sharding.to_host(self.evaluate(state.learner, self.eval_keys(update)))
     episodes = {f"eval/{name}": (values.sum(-1), np.full(values.shape[:-1], values.shape[-1]))

@@ -57,6 +57,12 @@ def _duration(seconds: float) -> str:
   return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+def far_below(evaluated: float, trained: float) -> bool:
+  """Whether an evaluation's return is below the training return by more than half the larger's magnitude (MiniGrid's
+  greedy policy looping to the time limit at 0 while training scores 0.99, say)."""
+  return trained - evaluated > 0.5 * max(abs(trained), abs(evaluated))
+
+
 class Console:
   """This process's stdout: messages on lines of their own, and (on a terminal) one live line redrawn in place.
 
@@ -203,8 +209,9 @@ class Writer:
     return max(20, shutil.get_terminal_size(fallback=(80, 24)).columns - 1)
 
   def summary(self, history: list[dict], *, seconds: float, compile_seconds: float, workdir: str,
-              checkpoint: str | None, best: tuple[int, float] | None) -> None:
-    """The end of a run in a few short lines: returns, time, where the checkpoint is and how to evaluate it."""
+              checkpoint: str | None, best: tuple[int, float] | None, greedy: bool = True) -> None:
+    """The end of a run in a few short lines: returns, time, where the checkpoint is and how to evaluate it (and,
+    where a greedy evaluation is far below what the agent scores as it trains, how to evaluate it as it trains)."""
     if not history:
       return
     last = history[-1]
@@ -222,6 +229,10 @@ class Writer:
         returns.append(f"eval {best_text}")
     if returns:
       lines.append("  " + "; ".join(returns))
+    if greedy and trained and "eval/return" in last and far_below(last["eval/return"], trained[-1]):
+      lines += ["  greedy evaluation scores far below training; the policy as it trains:",
+                f"  python -m distrl.evaluate --workdir={workdir} --policy=sampled",
+                "  (and --config.eval_policy=sampled evaluates it so in training, best/ too)"]
     if checkpoint:
       lines.append(f"  checkpoint {checkpoint}")
     lines.append(f"  evaluate it: python -m distrl.evaluate --workdir={workdir}" + (" --best" if best else ""))

@@ -19,6 +19,9 @@ def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> Non
   require_positive(config, "num_seeds", "num_envs", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                    "eval_episodes")
   require(config.backend in sharding.BACKENDS, f"backend={config.backend!r} must be one of {sharding.BACKENDS}")
+  policy = config.get("eval_policy", "greedy")
+  require(policy in architectures.EVAL_POLICIES,
+          f"eval_policy={policy!r} must be one of {architectures.EVAL_POLICIES}: how evaluations act")
   if "hidden_sizes" in config:
     widths = config.hidden_sizes
     widths = (widths,) if isinstance(widths, (int, float)) else widths

@@ -14,6 +14,7 @@ import time
 import jax
 import ml_collections
 
+from distrl import architectures
 from distrl.rl.state import TrainState
 from distrl.runtime import best, compiling, metrics, programs, resume, stopping, sweep
 from distrl.runtime.loop import UpdateLoop, eval_keys
@@ -125,7 +126,7 @@ def _save_final(session: Session, program: Program, end, stop: stopping.StopRequ
   swept = sweep.count(program.config) > 1  # best/ holds each member at its best: the ranking says where
   session.writer.summary(end.history, seconds=seconds, compile_seconds=compile_seconds,
                          workdir=session.workdir.path, checkpoint=os.path.join(checkpoints.directory, str(end.update)),
-                         best=None if swept else top)
+                         best=None if swept else top, greedy=architectures.greedy(program.config))
   kept = best.texts(session.best.metrics(top[0]), sweep.count(program.config)) if top and swept else None
   for line in sweep.ranking(program.config, end.history, kept, session.workdir.path):
     session.say(line)

@@ -12,7 +12,7 @@ import jax
 import ml_collections
 
 from distrl import sharding
-from distrl.architectures.compiled.evaluation import GreedyEvaluator
+from distrl.architectures.compiled.evaluation import CompiledEvaluator
 from distrl.runtime import agents
 
 ENV_KIND = "jax"
@@ -35,5 +35,5 @@ def runner(*, config, algorithm, env, sizes, mesh, state) -> sharding.Runner:
   return sharding.Runner(update, mesh, config.backend, state, split)
 
 
-def evaluator(*, config, algorithm, env, mesh, episodes: int) -> GreedyEvaluator:
-  return GreedyEvaluator(algorithm, config, env, mesh, episodes)
+def evaluator(*, config, algorithm, env, mesh, episodes: int) -> CompiledEvaluator:
+  return CompiledEvaluator(algorithm, config, env, mesh, episodes)

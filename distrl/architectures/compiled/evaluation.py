@@ -1,5 +1,5 @@
 """The compiled architecture's evaluation: `episodes` fresh environments, split over devices, each play one episode
-greedily, in one compiled program."""
+(greedily, or sampling actions: `config.eval_policy`), in one compiled program."""
 
 import functools
 from typing import Any, Callable
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
-from distrl import algorithms, envs, sharding
+from distrl import algorithms, architectures, envs, sharding
 from distrl.runtime import agents
 from distrl.envs import Env
 
@@ -29,20 +29,25 @@ class _Play:
 def make_evaluate(algorithm, config: ml_collections.ConfigDict, env: Env, mesh, episodes: int) -> Callable:
   """-> evaluate(learner, key) -> {"return": (episodes,), "length": (episodes,)}: each episode's.
 
-  `algorithm` acts greedily, with its memory if it has one (`algorithms.act`); evaluation environment i
-  resets from fold_in(key, i) whatever device runs it. Each environment runs for the
-  environment's time limit and counts its first episode only. With several agents
-  (`config.num_seeds`), the learner and keys have a leading seed axis, and so do the results.
+  `algorithm` acts greedily (or samples its actions, `config.eval_policy`), with its memory if it has one
+  (`algorithms.act`); evaluation environment i resets from fold_in(key, i) whatever device runs it. Each environment
+  runs for the environment's time limit and counts its first episode only. With several agents (`config.num_seeds`),
+  the learner and keys have a leading seed axis, and so do the results.
   """
   local = episodes // sharding.data_size(mesh)
-  policy = functools.partial(algorithms.act, algorithm, config=config, env=env, greedy=True)
+  greedy = architectures.greedy(config)
+  policy = functools.partial(algorithms.act, algorithm, config=config, env=env, greedy=greedy)
 
   def per_device(learner, key):
     obs, env_state, keys = envs.reset_batch(env, key, sharding.global_index(local))
     step_keys = jnp.swapaxes(jax.vmap(functools.partial(jax.random.split, num=env.max_steps))(keys), 0, 1)
 
     def step(play: _Play, step_key):
-      action, memory = policy(learner, play.obs, None, play.memory)
+      if greedy:
+        action, memory = policy(learner, play.obs, None, play.memory)
+      else:  # a greedy evaluation's keys stay as they were: its results do not change
+        step_key, act_key = jnp.swapaxes(jax.vmap(jax.random.split)(step_key), 0, 1)
+        action, memory = jax.vmap(functools.partial(_sampled, policy, learner))(play.obs, act_key, play.memory)
       obs, env_state, _, _, _, info = env.step_batch(step_key, play.env_state, action)
       first_end = info["returned_episode"] & ~play.done
       return _Play(obs=obs, env_state=env_state, memory=memory, done=play.done | info["returned_episode"],
@@ -59,7 +64,15 @@ def make_evaluate(algorithm, config: ml_collections.ConfigDict, env: Env, mesh, 
   return sharding.map_replicated(agents.vmap(per_device, config), mesh, split)
 
 
-class GreedyEvaluator:
+def _sampled(policy: Callable, learner, obs, key, memory):
+  """The action (and memory) of one environment, sampled from its own key: what environment i does depends on its
+  key alone, not on how many environments share a device."""
+  one = lambda x: x[None]
+  action, after = policy(learner, one(obs), key, jax.tree.map(one, memory))
+  return action[0], jax.tree.map(lambda x: x[0], after)
+
+
+class CompiledEvaluator:
   """An `architectures.Evaluator`: `make_evaluate`'s program, compiled ahead by `compile`."""
 
   def __init__(self, algorithm, config: ml_collections.ConfigDict, env: Env, mesh, episodes: int):
