@@ -261,6 +261,10 @@ class Runner:
     """Traces and compiles the chunk for `state`'s shapes now, so that compile time is measured apart."""
     self._step = self._step.lower(state, self.zeros, np.int32(1)).compile()
 
+  def memory_analysis(self):
+    """XLA's memory analysis of the compiled chunk (after `compile`)."""
+    return memory_analysis(self._step)
+
   def compiled_text(self) -> str:
     """The compiled chunk's HLO text (after `compile`; shard_map only): what benchmarks/profile.py attributes."""
     return self._step.as_text()
@@ -304,3 +308,11 @@ class Runner:
     flat = jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=self.mesh.devices.flatten())
     self._to_pmap = jax.jit(to_pmap, out_shardings=NamedSharding(flat, P(DATA_AXIS)))
     self._from_pmap = jax.jit(from_pmap, out_shardings=self._shardings)
+
+
+def memory_analysis(compiled):
+  """`compiled.memory_analysis()`, or None (not compiled yet, or a backend that has none)."""
+  try:
+    return compiled.memory_analysis()
+  except (AttributeError, NotImplementedError, jax.errors.JaxRuntimeError):
+    return None

@@ -38,6 +38,10 @@ class Runner(Protocol):
   def compile(self, state: Any) -> None:
     """Compiles what a call runs for `state`'s shapes now, so that compile time is measured apart."""
 
+  def memory_analysis(self) -> Any:
+    """XLA's memory analysis of what a call runs on each device, once compiled (None where XLA has none): the
+    trainer refuses a run that cannot fit (`distrl.runtime.memory`)."""
+
   def __call__(self, state: Any, num_updates: int, totals: dict | None = None) -> Any:
     """Runs `num_updates` updates -> `sharding.Chunk(state, totals, finite)`, the metric sums going on from
     `totals` (an earlier call's: the interval goes on) or from `zeros`."""

@@ -14,9 +14,9 @@ import time
 import jax
 import ml_collections
 
-from distrl import architectures
+from distrl import architectures, sharding
 from distrl.rl.state import TrainState
-from distrl.runtime import best, compiling, metrics, programs, resume, stopping, sweep
+from distrl.runtime import best, compiling, memory, metrics, programs, resume, stopping, sweep
 from distrl.runtime.loop import UpdateLoop, eval_keys
 from distrl.runtime.programs import Program
 from distrl.runtime.session import Session
@@ -83,6 +83,8 @@ def _run(program: Program, config, workdir: Workdir, overwrite: bool, stop: stop
       session.say(f"stopped by {stop.reason} while {doing}: nothing trained {since}, nothing lost")
       return Result(state=plan.state, history=[], compile_seconds=compiled.seconds, stopped=True, compiling=True)
     compile_seconds = compiled.seconds
+    local = [d for d in program.mesh.devices.flat if d.process_index == jax.process_index()]
+    memory.check(config, program.runner.memory_analysis(), local, sharding.data_size(program.mesh))
     session.record_start(plan, config, devices=program.mesh.size, total_steps=program.total_steps,
                          steps_per_update=program.sizes.steps_per_update)
     stop.enter(stopping.Phase.UPDATING)

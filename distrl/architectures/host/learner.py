@@ -104,6 +104,10 @@ class HostRunner:
     steps, obs = self._abstract_rollout(state)
     self._update = self._update.lower(state, self.zeros, steps, obs).compile()
 
+  def memory_analysis(self):
+    """XLA's memory analysis of the learner's compiled update (after `compile`)."""
+    return sharding.memory_analysis(self._update)
+
   def put(self, state: TrainState):
     self._abstract_state = state
     return jax.device_put(state, self._shardings)
