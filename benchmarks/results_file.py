@@ -96,9 +96,16 @@ def machine() -> str:
 
 
 def command(argv: list[str] | None = None) -> str:
-  """The command line of this invocation, as run from the repository root."""
+  """The command line of this invocation, as run from the repository root; an absolute path given to it (a peer's
+  file, a scratch venv's python) is written PATH/<its last part>, the machine's folders left out."""
   argv = sys.argv if argv is None else argv
-  return shlex.join(["python", f"benchmarks/{os.path.basename(argv[0])}", *argv[1:]])
+  return shlex.join(["python", f"benchmarks/{os.path.basename(argv[0])}", *map(_portable, argv[1:])])
+
+
+def _portable(arg: str) -> str:
+  """`--flag=/a/b/c.py` or `/a/b/c.py` as `--flag=PATH/c.py`."""
+  flag, equals, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+  return flag + equals + (f"PATH/{os.path.basename(value)}" if os.path.isabs(value) else value)
 
 
 def provenance(argv: list[str] | None = None) -> str:

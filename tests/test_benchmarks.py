@@ -393,3 +393,17 @@ def test_profile_py_splits_an_update_into_its_named_parts():
   assert result["sps"] > 0
   for part in ("acting: environment step", "gradient (forward, backward, all-reduce)", "optimizer"):
     assert result["parts"].get(part, 0) > 0, (part, result["parts"])
+
+
+@pytest.mark.unit
+def test_the_results_name_no_folder_of_the_machine_they_ran_on():
+  """A peer's file or a scratch venv given by absolute path is written PATH/<name> in the provenance line (RESULTS.md
+  printed /work/scratch/... and /tmp/... before), and the committed tables hold no such path."""
+  results_file = _script("results_file")
+  argv = ["benchmarks/cleanba.py", "--cleanba", "/work/scratch/cleanba/cleanba_ppo.py", "--python=/tmp/v/bin/python",
+          "--steps", "64", "--out", "runs/x"]
+  assert results_file.command(argv) == ("python benchmarks/cleanba.py --cleanba PATH/cleanba_ppo.py "
+                                        "--python=PATH/python --steps 64 --out runs/x")
+  with open(os.path.join(ROOT, "benchmarks", "RESULTS.md")) as f:
+    found = re.findall(r"(?<![\w.])/(?:work|tmp|root|home)/\S*", f.read())
+  assert not found, found
