@@ -27,11 +27,17 @@ def ppo_cfg():
   return config
 
 
+TIERS = ("slow", "program", "unit")  # pyproject.toml's markers, in the order the tests run
+
+
 def pytest_collection_modifyitems(config, items):
-  """Every test is in one tier: one marked neither `unit` nor `slow` compiles programs or starts processes."""
+  """Every test is in one tier: one marked neither `unit` nor `slow` compiles programs or starts processes. The
+  tiers run slow first, then program, then unit (each in file order): under pytest-xdist the minutes-long learning
+  runs start at once and the short tests fill in at the end, instead of one worker finishing a learning run alone."""
   for item in items:
     if item.get_closest_marker("unit") is None and item.get_closest_marker("slow") is None:
       item.add_marker(pytest.mark.program)
+  items.sort(key=lambda item: next(i for i, tier in enumerate(TIERS) if item.get_closest_marker(tier)))
   _xdist_groups(config, items)
 
 
