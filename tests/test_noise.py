@@ -182,8 +182,11 @@ DISTRIBUTED = """
     if noise.raw():
       assert not logging.get_absl_logger().filters and sys.unraisablehook is sys.__unraisablehook__
     import jax
+    from distrl.runtime import distributed
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", 2, process, initialization_timeout=timeout,
                                heartbeat_timeout_seconds=timeout)
+    distributed.connect_devices()
     print("joined", flush=True)
     time.sleep(120)
     """
@@ -217,6 +220,8 @@ def test_jax_ending_a_process_of_a_run_is_one_line_naming_the_process_to_look_at
       KEPT_AT.search(then.rstrip("\n")) and len(then.splitlines()) == 1, then
   text = (tmp_path / "pair" / "noise-0.log").read_text()
   assert f"dropped by {noise.JAX_DISTRIBUTED.name}" in text and "Terminating process" in text, text
+  # Gloo's line as the devices connected, on stdout (C++), is kept too: "joined" was the first line there.
+  assert f"dropped by {noise.GLOO_CONNECTED.name}" in text and "[Gloo] Rank 0 is connected to 1 peer ranks" in text
   err = alone.communicate(timeout=60)[1]
   assert err.startswith("distrl: error: process 1 of 2 stops: not every process joined the run in time (") and \
       len(err.splitlines()) == 1, err

@@ -23,9 +23,13 @@ Python code runs: for it, a small helper forked before JAX starts owns fd 2. Thi
 helper passes each line on unchanged but the runtime's, and after the runtime's abort writes one line of ours
 saying what it reported. It reads a second pipe, on which this process's own filters send what they drop and
 `keep_in` names the file; so one writer keeps everything, in order. The helper ignores the stop signals, lives
-exactly as long as the pipe, and ends when this process ends.
+exactly as long as the pipe, and ends when this process ends. A line C++ code writes to stdout at a known moment
+(Gloo's, as a run's processes connect) is filtered around that moment only (`stdout_filtered`): stdout is the
+user's, and nothing else written there is held back.
 """
 
+import contextlib
+import ctypes
 import dataclasses
 import logging
 import os
@@ -83,7 +87,14 @@ JAX_DISTRIBUTED = Filter(
     "before any Python code can act, in terms of gRPC calls and statuses; one line of ours says which process to "
     "look at")
 
-FILTERS = (JAX_CALLBACK, ORBAX_LOGS, ORBAX_ABANDONED, JAX_DISTRIBUTED)
+GLOO_CONNECTED = Filter(
+    "gloo-connected", "jaxlib 0.10 (gloo, the CPU collectives of a run of several processes)",
+    "Gloo's '[Gloo] Rank R is connected to N peer ranks. Expected number of connected peer ranks is : N' line, which "
+    "it writes to stdout from C++ as the processes' CPU devices connect",
+    "it says that the processes joined, in the middle of distrl's own lines, which say so already (the start's "
+    "'N device(s)' and the processes of run.json)")
+
+FILTERS = (JAX_CALLBACK, ORBAX_LOGS, ORBAX_ABANDONED, JAX_DISTRIBUTED, GLOO_CONNECTED)
 
 # A C++ log line (absl's prefix: level, date, time, thread, file:line) of JAX's distributed runtime
 _RUNTIME_LOG = re.compile(r"[EWF]\d{4} [\d:.]+\s+\d+ (?:coordination_\w+\.cc|preemption_\w+\.cc|client\.h):\d+\] ")
@@ -129,6 +140,33 @@ def switch_on(who: str) -> None:
   for logger in (absl_logging.get_absl_logger(), logging.getLogger("asyncio"), logging.getLogger("jax._src.callback")):
     logger.addFilter(_passes)
   sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
+
+
+@contextlib.contextmanager
+def stdout_filtered(kind: Filter, line: re.Pattern):
+  """Runs the block with fd 1 (where C++ code writes past Python) in a temporary file, then writes what the block
+  wrote to stdout, but the lines matching `line`, which are kept as `kind`'s. Nothing is filtered when the filter is
+  off."""
+  if _to_helper is None:
+    yield
+    return
+  sys.stdout.flush()
+  saved = os.dup(1)
+  with tempfile.TemporaryFile() as written:
+    os.dup2(written.fileno(), 1)
+    try:
+      yield
+    finally:
+      sys.stdout.flush()
+      ctypes.CDLL(None).fflush(None)  # C's stdio buffers (C++'s std::cout writes there) into the file now
+      os.dup2(saved, 1)
+      os.close(saved)
+      written.seek(0)
+      for text in written.read().splitlines(keepends=True):
+        if line.match(text.decode(errors="replace")):
+          _drop(kind, text.decode(errors="replace"))
+        else:
+          os.write(1, text)
 
 
 def keep_in(workdir: str, process: int | None = None) -> None:

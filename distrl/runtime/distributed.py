@@ -22,17 +22,20 @@ coordination service would end that one as if a peer had died.
 """
 
 import os
+import re
 import sys
 import threading
 import time
 
 import jax
-from jax._src import distributed as jax_distributed  # the runtime client: key-value store of the run
+from jax._src import distributed as jax_distributed
+from jax.experimental import multihost_utils  # the runtime client: key-value store of the run
 
 from distrl import errors
 from distrl.cli import noise
 
 _PREFIX = "distrl/peers"
+_GLOO_CONNECTED = re.compile(r"\[Gloo\] Rank \d+ is connected to \d+ peer ranks")
 _JOIN_SECONDS = 300  # how long a process waits for the others to join (JAX's default)
 _ENDED = threading.Event()  # this process has finished: its watchdog stands down
 _CALLS = threading.Lock()  # held by the watchdog around its calls to the coordinator, and by `finished`
@@ -51,8 +54,16 @@ def start(coordinator_address: str | None, num_processes: int | None, process_id
   jax.distributed.initialize(*explicit, initialization_timeout=_JOIN_SECONDS, heartbeat_timeout_seconds=2 * timeout,
                              shutdown_timeout_seconds=2 * timeout)
   if jax.process_count() > 1:
+    connect_devices()
     threading.Thread(target=_watch, args=(timeout,), daemon=True, name="distrl-peers").start()
   return True
+
+
+def connect_devices() -> None:
+  """The first collective of the run's processes, where their CPU devices connect over gloo: Gloo's line saying so
+  (written to stdout from C++) is kept in noise.log, not printed amid distrl's."""
+  with noise.stdout_filtered(noise.GLOO_CONNECTED, _GLOO_CONNECTED):
+    multihost_utils.sync_global_devices("distrl-joined")
 
 
 def finished() -> None:
