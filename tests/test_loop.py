@@ -60,17 +60,17 @@ def test_pmap_backend_through_the_trainer_compiles_each_layout_conversion_once(t
 def test_non_finite_values_stop_the_run_naming_step_and_quantity_and_keep_the_last_good_checkpoint(tmp_path):
   config = dqn_config.get_config()
   config.update(dict(env_name=FAST, num_envs=jax.device_count() * 2, train_frequency=jax.device_count() * 2, lr=1e30,
-                     max_grad_norm=1e30, learning_starts=200 * jax.device_count() * 2, log_every=100,
-                     checkpoint_every=100, eval_episodes=jax.device_count(),
-                     total_timesteps=400 * jax.device_count() * 2))
+                     max_grad_norm=1e30, learning_starts=20 * jax.device_count() * 2, log_every=10,
+                     checkpoint_every=10, eval_episodes=jax.device_count(),
+                     total_timesteps=40 * jax.device_count() * 2))
   with pytest.raises(loop.TrainingDiverged) as error:
     trainer.train(config, str(tmp_path))
   message = str(error.value)
   assert "non-finite" in message and "loss/total" in message and "parameters or optimizer state" in message
-  assert "in updates 201..300" in message and f"(step {300 * config.num_envs:,})" in message
+  assert "in updates 21..30" in message and f"(step {30 * config.num_envs:,})" in message
   checkpoints = Checkpoints(str(tmp_path / "checkpoints"), keep=3)
-  assert checkpoints.latest() == 200  # learning started at update 200: the state before that is kept
+  assert checkpoints.latest() == 20  # learning started at update 20: the state before that is kept
   restored_config = config.copy_and_resolve_references()
   restored_config.lr = 2.5e-4
   resumed = trainer.train(restored_config, str(tmp_path))  # resuming with a sane lr works from there
-  assert [h["update"] for h in resumed.history] == [300, 400]
+  assert [h["update"] for h in resumed.history] == [30, 40]
