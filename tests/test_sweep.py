@@ -2,6 +2,10 @@
 
 import importlib
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -13,7 +17,7 @@ from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
 from distrl.runtime import best as best_kept, programs, sweep, trainer
 from distrl.runtime.checkpoint import Checkpoints
-from tests.cli import launch
+from tests.cli import ROOT, launch
 from tests.runs import FAST
 from tests.test_evaluate import evaluate
 
@@ -297,6 +301,16 @@ def test_members_split_over_groups_of_devices_learn_what_they_learn_on_every_dev
       assert first[f"train/episode_return/member_{m}"] == pytest.approx(
           swept.history[0][f"train/episode_return/member_{m}"], rel=1e-5)
       assert first[f"eval/return/member_{m}"] == pytest.approx(swept.history[0][f"eval/return/member_{m}"], rel=1e-5)
+  # The best member alone, by the command the end of the run printed, runs as printed on one device.
+  command = sweep.ranking(_ppo(GRID, member_groups=4), split.history)[-1].split("the best alone: ")[1]
+  python, *words = shlex.split(command)  # python: this interpreter
+  assert python == "python"
+  alone = subprocess.run([sys.executable, *words, f"--workdir={tmp_path / 'alone'}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "XLA_FLAGS": "", "PYTHONPATH": ROOT})
+  assert alone.returncode == 0, alone.stderr
+  recorded = json.loads((tmp_path / "alone" / "config.json").read_text())
+  best = sweep.members(_ppo(GRID))[int(sweep.ranking(_ppo(GRID), split.history)[2].split()[1])]
+  assert (recorded["lr"], recorded["gamma"], recorded["member_groups"]) == (best["lr"], best["gamma"], 1)
 
 
 @pytest.mark.unit
