@@ -20,6 +20,8 @@ from distrl.runtime.loop import TrainingDiverged
 from tests.cli import ROOT, launch
 from tests.runs import FAST, damage, files, overwrite_64_bytes, tiny_ppo, tiny_ppo_flags
 
+pytestmark = pytest.mark.xdist_group("checkpoint")  # one worker trains the module's finished run (`finished_run`)
+
 
 def _short_ppo(total_updates, **fields):
   """A record and a checkpoint every 5 updates."""
@@ -41,6 +43,19 @@ def _launch_tiny_ppo(workdir, updates):
 def _lose_array_metadata(directory):
   """Deletes the file that lists a checkpoint's arrays (orbax then reads no metadata, not an error)."""
   os.remove(os.path.join(directory, "default", "_METADATA"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """`tiny_ppo(8)` trained once for the module (checkpoints 4 and 8, best/): each test damages a copy of it."""
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  trainer.train(tiny_ppo(8), str(workdir))
+  return workdir
+
+
+def _copy(finished_run, tmp_path):
+  """A copy of the module's finished run as `tmp_path`, the workdir a test damages."""
+  shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
 
 
 @pytest.mark.parametrize("damage", [damage, _lose_array_metadata])
@@ -80,8 +95,8 @@ def test_a_save_cut_short_leaves_the_last_complete_checkpoint_in_use(tmp_path, c
   assert [h["update"] for h in result.history] == [15, 20]
 
 
-def test_a_damaged_latest_checkpoint_is_skipped_quietly_by_evaluate_and_launch(tmp_path):
-  trainer.train(tiny_ppo(8), str(tmp_path))
+def test_a_damaged_latest_checkpoint_is_skipped_quietly_by_evaluate_and_launch(finished_run, tmp_path):
+  _copy(finished_run, tmp_path)
   for root, _, names in os.walk(tmp_path / "checkpoints" / "8"):  # arrays damaged, metadata intact
     if os.sep + "d" in root:
       damage(root)
@@ -127,10 +142,10 @@ def test_checksums_name_the_first_data_file_changed_missing_or_added(tmp_path):
   assert checksums.difference(str(step)).startswith(f"its {checksums.CHECKSUMS} is unreadable (")
 
 
-def test_bytes_overwritten_in_place_are_caught_by_evaluate_and_set_aside_by_launch(tmp_path):
+def test_bytes_overwritten_in_place_are_caught_by_evaluate_and_set_aside_by_launch(finished_run, tmp_path):
   """64 bytes overwritten inside a checkpoint's largest file: orbax restores them as they are (a wrong policy, or a
   NaN later); the checksums saved with the checkpoint name the file instead."""
-  trainer.train(tiny_ppo(8), str(tmp_path))
+  _copy(finished_run, tmp_path)
   directory = tmp_path / "checkpoints"
   assert all((directory / update / checksums.CHECKSUMS).exists() for update in ("4", "8"))
   assert all((step / checksums.CHECKSUMS).exists() for step in (tmp_path / "best").iterdir())
@@ -169,10 +184,10 @@ def test_bytes_overwritten_in_place_are_caught_by_evaluate_and_set_aside_by_laun
   assert checksums.difference(str(directory / "8")) is None
 
 
-def test_every_checkpoint_damaged_is_one_line_saying_so_every_time(tmp_path):
+def test_every_checkpoint_damaged_is_one_line_saying_so_every_time(finished_run, tmp_path):
   """Not the "no checkpoint to resume from" of a run that never saved one: the line says the checkpoints are
   damaged and where they were moved, at the start that moves them and at every start after it."""
-  trainer.train(tiny_ppo(8), str(tmp_path))
+  _copy(finished_run, tmp_path)
   directory = tmp_path / "checkpoints"
   for update in ("4", "8"):
     overwrite_64_bytes(str(directory / update))
@@ -189,9 +204,9 @@ def test_every_checkpoint_damaged_is_one_line_saying_so_every_time(tmp_path):
   assert files(tmp_path) == before, "the second start changes nothing"
 
 
-def test_a_damaged_metrics_file_in_best_is_one_line_for_evaluate_and_set_aside_by_launch(tmp_path):
+def test_a_damaged_metrics_file_in_best_is_one_line_for_evaluate_and_set_aside_by_launch(finished_run, tmp_path):
   """Orbax reads every best/ checkpoint's metrics as it opens; an empty one stopped it with a traceback."""
-  trainer.train(tiny_ppo(8), str(tmp_path))
+  _copy(finished_run, tmp_path)
   [best] = os.listdir(tmp_path / "best")
   (tmp_path / "best" / best / "metrics" / "metrics").write_text("")
   before = files(tmp_path)
@@ -271,10 +286,10 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
   assert Checkpoints(str(tmp_path / "moved" / "checkpoints"), keep=100, create=False).latest() == kept
 
 
-def test_a_truncated_array_file_is_one_warning_line_every_time(tmp_path):
+def test_a_truncated_array_file_is_one_warning_line_every_time(finished_run, tmp_path):
   """Truncating a checkpoint's largest array file made about half of the evaluations print thousands of lines
   (orbax's reads and tensorstore's callbacks failing in several threads as they are collected)."""
-  trainer.train(tiny_ppo(8), str(tmp_path))
+  _copy(finished_run, tmp_path)
   data = [os.path.join(root, name) for root, _, names in os.walk(tmp_path / "checkpoints" / "8") for name in names
           if os.sep + "d" in root]
   os.truncate(max(data, key=os.path.getsize), 100)

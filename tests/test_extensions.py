@@ -238,35 +238,45 @@ def test_an_optional_hook_that_cannot_be_called_as_its_protocol_says_is_refused(
   assert "broken-memory" not in algorithms.names()
 
 
-def test_the_a2c_example_learns_cartpole_through_the_launcher(tmp_path):
+@pytest.fixture(scope="module")
+def a2c_launched_elsewhere(tmp_path_factory):
+  """The example algorithm's run from its own config file (`--config=.../examples/a2c_config.py`), launched from a
+  directory that is not the repository's with nothing of it on PYTHONPATH, on every device the tests have: 300
+  updates of 16 environments x 8 steps. -> (that directory, the workdir, the launch's exit status, stdout, stderr)."""
+  elsewhere = tmp_path_factory.mktemp("elsewhere")
+  n = jax.device_count()
+  run = launch(f"--workdir={elsewhere / 'run'}", f"--config.eval_episodes={n}",
+               f"--config.total_timesteps={300 * 8 * 16}", config="examples/a2c_config.py", cwd=str(elsewhere),
+               env_extra={"PYTHONPATH": ""})
+  out, err = run.communicate(timeout=300)
+  return elsewhere, elsewhere / "run", run.returncode, out, err
+
+
+@pytest.mark.xdist_group("a2c_launched_elsewhere")  # one worker runs the fixture's launch for both tests
+def test_the_a2c_example_learns_cartpole_through_the_launcher(a2c_launched_elsewhere):
   """The example algorithm, from its own config file, on every device the tests have. A random policy lasts
   ~22 steps on CartPole; 300 updates of 16 environments x 8 steps (38,400 steps) reach a mean of 85 over
   updates 201-300 (the default run goes on to 500 by 500k steps); 50 is more than twice chance."""
-  n = jax.device_count()
-  run = launch(f"--workdir={tmp_path}", f"--config.eval_episodes={n}", f"--config.total_timesteps={300 * 8 * 16}",
-               config="examples/a2c_config.py")
-  out, err = run.communicate(timeout=300)
-  assert run.returncode == 0, err
+  _, workdir, returncode, out, err = a2c_launched_elsewhere
+  assert returncode == 0, err
   assert "training examples.a2c on CartPole-v1" in out
-  history = records(tmp_path)
+  history = records(workdir)
   assert [r["update"] for r in history] == [100, 200, 300]
   assert history[-1]["train/episode_return"] > 50, [r["train/episode_return"] for r in history]
-  with open(tmp_path / "config.json") as f:
+  with open(workdir / "config.json") as f:
     assert json.load(f)["algo"] == "examples.a2c"
 
 
-def test_a_config_file_finds_its_code_from_another_directory(tmp_path):
+@pytest.mark.xdist_group("a2c_launched_elsewhere")
+def test_a_config_file_finds_its_code_from_another_directory(a2c_launched_elsewhere):
   """`--config=.../examples/a2c_config.py` from a directory that is not the repository's, with nothing of it on
   PYTHONPATH: `examples.a2c` imports beside its config. `evaluate`, which has only the workdir, says in one line
   how to make it importable, and evaluates once it is."""
-  n = jax.device_count()
+  elsewhere, workdir, returncode, _, err = a2c_launched_elsewhere
+  assert returncode == 0, err
   outside = {"PYTHONPATH": ""}
-  run = launch(f"--workdir={tmp_path / 'run'}", f"--config.eval_episodes={n}", "--config.total_timesteps=2560",
-               "--config.log_every=10", config="examples/a2c_config.py", cwd=str(tmp_path), env_extra=outside)
-  out, err = run.communicate(timeout=300)
-  assert run.returncode == 0, err
-  evaluate = [sys.executable, "-m", "distrl.evaluate", f"--workdir={tmp_path / 'run'}", "--episodes=8"]
-  told = subprocess.run(evaluate, cwd=tmp_path, env={**os.environ, **outside}, capture_output=True, text=True)
+  evaluate = [sys.executable, "-m", "distrl.evaluate", f"--workdir={workdir}", "--episodes=8"]
+  told = subprocess.run(evaluate, cwd=elsewhere, env={**os.environ, **outside}, capture_output=True, text=True)
   assert told.returncode == 1 and told.stderr == (
       "distrl: error: algo='examples.a2c': cannot import examples.a2c (ModuleNotFoundError: No module named "
       "'examples'); run from the directory that holds examples, or add that directory to PYTHONPATH\n")

@@ -28,19 +28,21 @@ from tests.runs import FAST, files, tiny_ppo, tiny_ppo_fields
 # tests/runs.py's tiny_ppo, which other tests compile too. What each algorithm keeps in its state (a replay buffer,
 # priorities, a target network, an algorithm from outside distrl) resumes bit for bit in test_stopping.py, in-process;
 # this is the kill.
-KILLED = tiny_ppo_fields(60, log_every=1, checkpoint_every=2, eval_every=1000)
+KILLED = tiny_ppo_fields(30, log_every=1, checkpoint_every=2, eval_every=1000)
 
 
 # A recurrent agent's memory (one row per environment) is killed mid-episode with the rest of its state: an episode of
 # tests/fast_env.py ends with probability 1/8 a step, so at any kill most environments are inside one, their memory
 # not zeros. Two environments a device: minibatches take whole environments.
 MEMORY = {"recurrent": "gru", "recurrent_size": 16, "num_envs": 2 * jax.device_count(),
-          "total_timesteps": 2 * jax.device_count() * 16 * 60}
+          "total_timesteps": 2 * jax.device_count() * 16 * 30}
 # SAC's state: twin critic, its targets, the temperature, and a replay buffer that is half full when the run ends
-# (600 of 1,200 slots of every row), so less at the kill. 600 iterations of 2 gradient steps, a record every 20.
-REPLAY = {"num_envs": 8, "total_timesteps": 8 * 600, "buffer_size": 2 * 8 * 600, "learning_starts": 400,
-          "gradient_steps": 2, "batch_size": 32, "hidden_sizes": (32, 32), "log_every": 20, "checkpoint_every": 40,
-          "eval_every": 100_000, "eval_episodes": 8}
+# (240 of 480 slots of every row), so less at the kill. 240 iterations of 2 gradient steps, learning from the 20th
+# (before any kill), a record every 10.
+SAC_ITERATIONS = 240
+REPLAY = {"num_envs": 8, "total_timesteps": 8 * SAC_ITERATIONS, "buffer_size": 2 * 8 * SAC_ITERATIONS,
+          "learning_starts": 8 * 20, "gradient_steps": 2, "batch_size": 32, "hidden_sizes": (32, 32), "log_every": 10,
+          "checkpoint_every": 20, "eval_every": 100_000, "eval_episodes": 8}
 
 
 @pytest.mark.parametrize("algo,fields", [("ppo", KILLED), ("ppo", {**KILLED, **MEMORY}), ("sac", REPLAY)],
@@ -77,6 +79,7 @@ def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_
   config = importlib.import_module(f"distrl.configs.{algo}").get_config()
   config.update(fields)
   every = config.log_every
+  config.checkpoint_every = 10**6  # the same updates and records, saved only at the end: its state is compared
   reference = trainer.train(config, str(tmp_path / "reference"))
   updates = int(reference.state.update)
   assert [r["update"] for r in records(workdir)] == list(range(every, updates + 1, every)), \
@@ -88,7 +91,7 @@ def test_kill_9_at_a_random_chunk_leaves_no_stale_lock_and_the_resumed_run_ends_
     assert np.mean(np.any(np.asarray(final.actors.memory) != 0, axis=-1)) > 0.5, "most memory rows mid-episode"
   if algo == "sac":  # the second half of every replay row was never written
     filled = np.any(np.asarray(final.actors.replay.obs) != 0, axis=-1)
-    assert filled[:, :600].all() and not filled[:, 600:].any()
+    assert filled[:, :SAC_ITERATIONS].all() and not filled[:, SAC_ITERATIONS:].any()
   # The records too, every bit: a resumed session's first interval is split into calls (one update first) that
   # the uninterrupted run's is not, and its sums are the same float32 additions all the same.
   assert timeless(records(workdir)) == timeless(records(tmp_path / "reference"))

@@ -11,20 +11,20 @@ import jax
 import numpy as np
 import pytest
 
-from distrl.configs import dqn as dqn_config, sac as sac_config, td3 as td3_config
+from distrl.configs import dqn as dqn_config, ppo as ppo_config, sac as sac_config, td3 as td3_config
 from distrl.runtime import loop, stopping, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from examples import a2c_config
 from tests.cli import launch, read_until, records
-from tests.runs import FAST, tiny_ppo, tiny_ppo_flags
+from tests.runs import FAST, override, tiny_ppo, tiny_ppo_flags
 
 
 def _dqn():
   """Prioritised replay and 3-step returns from update 10; the target network moves every 20 updates; on
-  tests/fast_env.py."""
+  tests/fast_env.py: 30 updates."""
   config = dqn_config.get_config()
   config.update(dict(env_name=FAST, num_envs=8, train_frequency=8, buffer_size=800, batch_size=32, learning_starts=80,
-                     target_update_interval=160, prioritized=True, n_step=3, total_timesteps=8 * 50, log_every=10,
+                     target_update_interval=160, prioritized=True, n_step=3, total_timesteps=8 * 30, log_every=10,
                      checkpoint_every=1000, eval_every=1000, eval_episodes=8))
   return config
 
@@ -39,11 +39,11 @@ def _a2c():
 
 def _off_policy(algo):
   """Learning from iteration 10, 2 gradient steps an iteration (TD3's actor every third), on tests/fast_env.py with
-  actions in [-2, 2]."""
+  actions in [-2, 2]: 30 iterations."""
   config = {"sac": sac_config, "td3": td3_config}[algo].get_config()
   config.env_name, config.env_kwargs = FAST, {"continuous": True}
   config.update(dict(num_envs=8, train_frequency=8, gradient_steps=2, batch_size=32, buffer_size=800,
-                     learning_starts=80, hidden_sizes=(32, 32), total_timesteps=8 * 50, log_every=10,
+                     learning_starts=80, hidden_sizes=(32, 32), total_timesteps=8 * 30, log_every=10,
                      checkpoint_every=1000, eval_every=1000, eval_episodes=8))
   if algo == "td3":
     config.policy_frequency = 3
@@ -54,7 +54,7 @@ def _off_policy(algo):
 # key and target network; SAC's and TD3's twin critics, targets and temperature; and that of an algorithm from
 # outside distrl (examples/a2c.py).
 STOPPED = {"ppo": (lambda: tiny_ppo(12, log_every=4, checkpoint_every=1000, eval_every=1000), 6),
-           "dqn": (_dqn, 33), "sac": (lambda: _off_policy("sac"), 27), "td3": (lambda: _off_policy("td3"), 27),
+           "dqn": (_dqn, 23), "sac": (lambda: _off_policy("sac"), 17), "td3": (lambda: _off_policy("td3"), 17),
            "a2c": (_a2c, 7)}
 
 
@@ -93,16 +93,16 @@ def test_a_stop_request_saves_where_the_run_is_and_the_resumed_run_ends_bit_iden
                                                         jax.tree.leaves(state.learner.target_critic)))
   if algo == "dqn":
     assert "loss/total" in reference.history[-1]  # it trained
-    # The target network (last moved at update 40) lags the online network: restoring it mattered.
+    # The target network (last moved at update 20) lags the online network: restoring it mattered.
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.learner.params),
                                                         jax.tree.leaves(state.learner.target_params)))
 
 
 def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_identical(tmp_path):
-  # tiny_ppo's 200 updates, a record each: seconds, long enough to interrupt the run in its middle; checkpoints only at
-  # the stop and at the end.
+  # tiny_ppo's 40 updates, a record each: long enough to interrupt the run in its middle (the stop comes at the end
+  # of the call after the third record, one update a call here); checkpoints only at the stop and at the end.
   fields = dict(log_every=1, checkpoint_every=10**6, eval_every=10**6)
-  sizes = tiny_ppo_flags(200, **fields)
+  sizes = tiny_ppo_flags(40, **fields)
   workdir = str(tmp_path / "run")
   run = launch(f"--workdir={workdir}", *sizes)
   deadline = time.time() + 120
@@ -115,7 +115,7 @@ def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_id
   assert run.returncode == 0, err
   assert "stopped by SIGTERM: saved update" in out
   stopped_at = records(workdir)[-1]["update"]
-  assert 3 <= stopped_at < 200, "the run should stop in its middle"
+  assert 3 <= stopped_at < 40, "the run should stop in its middle"
   assert Checkpoints(os.path.join(workdir, "checkpoints"), keep=3).latest() == stopped_at
 
   resumed = launch(f"--workdir={workdir}", *sizes)
@@ -123,12 +123,12 @@ def test_sigterm_from_the_command_line_saves_and_the_same_command_resumes_bit_id
   assert resumed.returncode == 0, err
   assert f"resuming {workdir} from update {stopped_at}" in out
   updates = [r["update"] for r in records(workdir)]
-  assert updates == list(range(1, 201)), "the resumed run continues the step count, no repeats or gaps"
+  assert updates == list(range(1, 41)), "the resumed run continues the step count, no repeats or gaps"
 
   # The same run, never interrupted, here in-process on the same devices.
-  reference = trainer.train(tiny_ppo(200, **fields), str(tmp_path / "reference"))
+  reference = trainer.train(tiny_ppo(40, **fields), str(tmp_path / "reference"))
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=3)
-  final = checkpoints.restore(200, like=reference.state)
+  final = checkpoints.restore(40, like=reference.state)
   for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(reference.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -235,9 +235,9 @@ def test_ctrl_c_during_the_compile_of_a_resumed_run_leaves_its_checkpoint_and_re
   """A resume recompiles (here, at a depth that compiles slowly): stopped there, nothing was trained since the
   checkpoint, and every file of the run is as it was before the start."""
   workdir = tmp_path / "run"
-  run = launch(f"--workdir={workdir}", *DEEP, "--config.total_timesteps=512")  # depth 1: a quick compile
-  _, err = run.communicate(timeout=300)
-  assert run.returncode == 0, err
+  # The run to resume, in-process: the command line's config (DEEP), at depth 1 (a quick compile), 4 updates.
+  trainer.train(override(ppo_config.get_config(), [flag.removeprefix("--config.") for flag in DEEP] +
+                         ["total_timesteps=512"]), str(workdir))
   before = _files(workdir)
   assert "checkpoints/4/_CHECKPOINT_METADATA" in before and "run.json" in before  # the files compared
 
