@@ -6,6 +6,7 @@ import types
 import jax
 import pytest
 
+from distrl import algorithms
 from distrl.configs import dqn as dqn_config
 from distrl.configs import ppo as ppo_config
 from distrl.errors import ConfigError
@@ -35,6 +36,11 @@ def test_a_rollout_that_cannot_fit_names_both_numbers_and_a_num_envs_that_fits(m
                                 "16.0 GiB: num_envs and num_steps scale it (num_envs=128); --config.num_envs=38 fits "
                                 "(about 14.2 GiB)")
   memory.check(config, _stats(1, 14), jax.devices()[:1], 2)  # 15 GiB: fits
+  # With a GRU, each device's environments split into the minibatches: on 2 devices, 38 and 36 do not (19 and 18 are
+  # not multiples of 4); 32 does, and is what the line names.
+  config.recurrent = "gru"
+  with pytest.raises(ConfigError, match=r"--config.num_envs=32 fits \(about 12.0 GiB\)"):
+    memory.check(config, _stats(1, 47), jax.devices()[:1], 2, lambda smaller: algorithms.get("ppo").sizes(smaller, 2))
 
 
 @pytest.mark.unit

@@ -3,6 +3,8 @@ analysis of the program against what its devices have (an accelerator's own memo
 RAM, which every CPU device of the process shares). A run that cannot fit is refused in one line, with both numbers,
 the fields that scale it and a value that fits, instead of failing in the allocator after its compile."""
 
+from typing import Callable
+
 import ml_collections
 
 from distrl.errors import ConfigError
@@ -36,21 +38,35 @@ def available(devices) -> tuple[int, str] | None:
   return kilobytes * 1024 // len(devices), f"the host's available RAM{share}"
 
 
-def check(config: ml_collections.ConfigDict, stats, devices, num_devices: int) -> None:
+def check(config: ml_collections.ConfigDict, stats, devices, num_devices: int,
+          accepted: Callable[[ml_collections.ConfigDict], object] = lambda config: None) -> None:
   """ConfigError if the compiled call (`stats`, its memory analysis) needs more than each of `devices` has; the
-  message names the field that scales it and a value that fits (sizes scale the program about linearly)."""
+  message names the field that scales it and a value that fits (sizes scale the program about linearly) and that
+  `accepted` (the algorithm's `sizes`) takes without a ConfigError."""
   need, have = needed(stats), available(devices)
   if need is None or have is None or need <= have[0]:
     return
   field, unit = ("buffer_size", 1) if _replay_dominates(config, stats) else ("num_envs", num_devices)
   value = int(config[field])
   fits = int(value * HEADROOM * have[0] / need) // unit * unit
+  while fits >= unit and not _accepts(accepted, config, field, fits):
+    fits -= unit
   scales = "buffer_size (and batch_size)" if field == "buffer_size" else \
       "num_envs" + (" and num_steps" if "num_steps" in config else "")
   hint = (f"--config.{field}={fits} fits (about {_size(need * fits / value)})" if fits >= unit else
           "even the smallest run does not fit: use a device with more memory")
   raise ConfigError(f"the compiled update needs {_size(need)} on each device and {have[1]} is {_size(have[0])}: "
                     f"{scales} scale it ({field}={value}); {hint}")
+
+
+def _accepts(accepted: Callable, config: ml_collections.ConfigDict, field: str, value: int) -> bool:
+  smaller = config.copy_and_resolve_references()
+  smaller[field] = value
+  try:
+    accepted(smaller)
+  except ConfigError:
+    return False
+  return True
 
 
 def _replay_dominates(config, stats) -> bool:

@@ -84,7 +84,8 @@ def _run(program: Program, config, workdir: Workdir, overwrite: bool, stop: stop
       return Result(state=plan.state, history=[], compile_seconds=compiled.seconds, stopped=True, compiling=True)
     compile_seconds = compiled.seconds
     local = [d for d in program.mesh.devices.flat if d.process_index == jax.process_index()]
-    memory.check(config, program.runner.memory_analysis(), local, sharding.data_size(program.mesh))
+    memory.check(config, program.runner.memory_analysis(), local, sharding.data_size(program.mesh),
+                 lambda smaller: program.algorithm.sizes(smaller, sharding.data_size(program.mesh)))
     session.record_start(plan, config, devices=program.mesh.size, total_steps=program.total_steps,
                          steps_per_update=program.sizes.steps_per_update)
     stop.enter(stopping.Phase.UPDATING)
