@@ -4,6 +4,7 @@ import importlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +24,9 @@ from tests.runs import override, overwrite_64_bytes
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "multiprocess_worker.py")
 
-pytestmark = pytest.mark.skipif(jax.device_count() != 8, reason="compares 2 processes x 4 devices with 8 devices")
+# One worker runs the module (--dist=loadgroup), so that its fixture's launch runs once.
+pytestmark = [pytest.mark.skipif(jax.device_count() != 8, reason="compares 2 processes x 4 devices with 8 devices"),
+              pytest.mark.xdist_group("distributed")]
 
 # Every PPO run here, launched or in-process: tests/fast_env.py, the learning rate not annealed, so that runs of any
 # length compile the same programs (loaded from the compilation cache after the first).
@@ -55,23 +58,29 @@ def config_of(algo, overrides):
                   (PPO if algo == "ppo" else []) + list(overrides))
 
 
-@pytest.mark.parametrize("algo", ["dqn", "sac"])
-def test_two_processes_of_four_devices_equal_one_process_of_eight(algo, tmp_path):
-  """The replay family (rows and shared batches across processes; SAC's batch noise too), its whole learner; PPO in
-  the test below, from the launcher."""
-  port = free_port()
-  workers = [spawn([sys.executable, WORKER, str(port), "2", str(i), algo, str(tmp_path / "run"),
-                    str(tmp_path / f"learner{i}.npz"), *SMALL[algo]], devices=4) for i in range(2)]
+def test_two_processes_of_four_devices_equal_one_process_of_eight(tmp_path):
+  """The replay family (rows and shared batches across processes; SAC's batch noise too), its whole learner: DQN and
+  SAC, one after the other in the same two processes (one start of the pair for both), each equal in both processes
+  and, to float rounding, to one process of 8 devices. PPO in the test below, from the launcher."""
+  port, algos = free_port(), ["dqn", "sac"]
+
+  def command(i):
+    runs = [arg for algo in algos for arg in ["--", algo, str(tmp_path / algo), str(tmp_path / f"{algo}-{i}.npz"),
+                                              *SMALL[algo]]]
+    return [sys.executable, WORKER, str(port), "2", str(i), *runs[1:]]
+
+  workers = [spawn(command(i), devices=4) for i in range(2)]
   for worker in workers:
     out, err = worker.communicate(timeout=300)
     assert worker.returncode == 0, err[-3000:]
-  learners = [np.load(tmp_path / f"learner{i}.npz") for i in range(2)]
-  reference = trainer.train(config_of(algo, SMALL[algo]), str(tmp_path / "reference"))
-  expected = jax.tree.leaves(jax.device_get(reference.state.learner))
-  assert len(learners[0].files) == len(expected)
-  for i, name in enumerate(learners[0].files):
-    np.testing.assert_array_equal(learners[0][name], learners[1][name])  # identical in both processes
-    np.testing.assert_allclose(learners[0][name], expected[i], atol=2e-5)  # equal to one process of 8 devices
+  for algo in algos:
+    learners = [np.load(tmp_path / f"{algo}-{i}.npz") for i in range(2)]
+    reference = trainer.train(config_of(algo, SMALL[algo]), str(tmp_path / f"{algo}-reference"))
+    expected = jax.tree.leaves(jax.device_get(reference.state.learner))
+    assert len(learners[0].files) == len(expected), algo
+    for i, name in enumerate(learners[0].files):
+      np.testing.assert_array_equal(learners[0][name], learners[1][name], err_msg=algo)  # identical in both processes
+      np.testing.assert_allclose(learners[0][name], expected[i], atol=2e-5, err_msg=algo)  # equal to 8 devices
 
 
 def launch_two(workdir, *flags, heartbeat=60):
@@ -91,12 +100,28 @@ def _told(runs, outputs, workdir) -> str:
   return "\n".join(told)
 
 
-def test_only_process_zero_logs_and_the_checkpoint_moves_between_process_counts(tmp_path):
-  workdir = tmp_path / "run"
-  flags = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=5", "--config.eval_episodes=8"]
-  runs = launch_two(workdir, *flags, "--config.total_timesteps=2560")  # 10 updates
+# The launched 2-process run that the checkpoint tests start from: 10 updates, a record and a checkpoint every 5.
+TEN = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=5", "--config.checkpoint_every=5",
+       "--config.eval_episodes=8"]
+
+
+@pytest.fixture(scope="module")
+def ten_updates(tmp_path_factory):
+  """One launch of 2 processes x 4 devices, 10 updates (each test takes a copy of its workdir): (workdir, each
+  process's (stdout, stderr))."""
+  workdir = tmp_path_factory.mktemp("ten") / "run"
+  runs = launch_two(workdir, *TEN, "--config.total_timesteps=2560")
   outputs = [run.communicate(timeout=300) for run in runs]
   assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
+  return workdir, outputs
+
+
+def test_only_process_zero_logs_and_the_checkpoint_moves_between_process_counts(ten_updates, tmp_path):
+  """Of a 2-process run, process 0 alone prints progress and writes records and events; its checkpoint holds what
+  one process of 8 devices trains (to float rounding), resumes in one process of 8 devices, and that one's
+  checkpoint resumes in two processes in turn."""
+  workdir, outputs = tmp_path / "run", ten_updates[1]
+  shutil.copytree(ten_updates[0], workdir)
   assert "step 2,560/2,560" in outputs[0][0]
   assert "step" not in outputs[1][0], "process 1 prints no progress"
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2
@@ -109,13 +134,13 @@ def test_only_process_zero_logs_and_the_checkpoint_moves_between_process_counts(
     np.testing.assert_allclose(a, b, atol=2e-5, err_msg=jax.tree_util.keystr(path))
 
   # The 2-process checkpoint resumes in one process of 8 devices, and training goes on.
-  config = config_of("ppo", ["num_envs=8", "num_steps=32", "log_every=5", "eval_episodes=8", "total_timesteps=5120"])
+  config = config_of("ppo", [flag.split(".", 1)[1] for flag in TEN] + ["total_timesteps=5120"])
   result = trainer.train(config, str(workdir))
   assert [h["update"] for h in result.history] == [15, 20]
   assert Checkpoints(str(workdir / "checkpoints"), keep=3).latest() == 20
 
   # ... and two processes resume from that shared checkpoint in turn.
-  runs = launch_two(workdir, *flags, "--config.total_timesteps=7680")  # 30 updates
+  runs = launch_two(workdir, *TEN, "--config.total_timesteps=7680")  # 30 updates
   outputs = [run.communicate(timeout=300) for run in runs]
   assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
   assert f"resuming {workdir} from update 20" in outputs[0][0]
@@ -154,17 +179,14 @@ def test_a_sweep_with_a_group_of_members_a_process_logs_what_one_process_of_eigh
     np.testing.assert_allclose(a, b, atol=2e-5)
 
 
-def test_a_checkpoint_unlike_its_checksums_is_set_aside_once_and_both_processes_resume_from_the_one_before(tmp_path):
+def test_a_checkpoint_unlike_its_checksums_is_set_aside_once_and_both_processes_resume_from_the_one_before(
+    ten_updates, tmp_path):
   workdir = tmp_path / "run"
-  flags = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=5", "--config.checkpoint_every=5",
-           "--config.eval_episodes=8"]
-  runs = launch_two(workdir, *flags, "--config.total_timesteps=2560")  # 10 updates
-  outputs = [run.communicate(timeout=300) for run in runs]
-  assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
+  shutil.copytree(ten_updates[0], workdir)
   directory = workdir / "checkpoints"
   changed = overwrite_64_bytes(str(directory / "10"))  # process 0 checks it, and both take its word
 
-  runs = launch_two(workdir, *flags, "--config.total_timesteps=3840")  # 15 updates
+  runs = launch_two(workdir, *TEN, "--config.total_timesteps=3840")  # 15 updates
   outputs = [run.communicate(timeout=300) for run in runs]
   assert all(run.returncode == 0 for run in runs), _told(runs, outputs, workdir)
   [aside] = [name for name in os.listdir(directory) if name.startswith("10.corrupt-")]
@@ -198,52 +220,66 @@ def _finish(runs, timeout):
   return time.time() - start, outputs
 
 
-STOP_TRIALS = int(os.environ.get("DISTRL_STOP_TRIALS", "1"))  # per case; the issue's stress run uses 10
+STOP_TRIALS = int(os.environ.get("DISTRL_STOP_TRIALS", "1"))  # per case; the issue's stress runs use 7 and 10
+LOCAL_SH = os.path.join(ROOT, "launch", "local.sh")
+
+
+def _process(script, workdir, index):
+  """The pid of process `index` of the run that launch/local.sh (`script`) started in `workdir` (its child, not the
+  filter of its stderr that the process forked)."""
+  pattern = f"distrl.launch .*--workdir={workdir} .*--process_id={index}( |$)"
+  pids = subprocess.run(["pgrep", "-P", str(script.pid), "-f", pattern], capture_output=True, text=True).stdout.split()
+  assert len(pids) == 1, f"process {index}: {pids}"
+  return int(pids[0])
 
 
 def test_a_stop_request_to_any_process_is_agreed_and_the_run_resumes_bit_exactly(tmp_path):
-  """SIGTERM to process 1 only, to process 0 only, and to both up to two chunks apart (random order and gap),
-  STOP_TRIALS times each, one after the other in one workdir: every time both processes stop after the same
-  update, save it and exit 0 within a bound; the run then goes on from there. At the end its parameters equal
-  those of the same 2-process run never stopped, bit for bit."""
+  """launch/local.sh, 2 processes x 4 devices: SIGTERM to process 1 only, to process 0 only, and to both up to two
+  chunks apart (one process, chosen at random, then the script, which passes it to both: the script's own trap),
+  STOP_TRIALS times each, one after the other in one workdir: every time both processes stop after the same update
+  and save it, and the script exits 0 within a bound (a scheduler would otherwise take the job for failed); the next
+  trial resumes from there.
+  The last one's checkpoint equals, bit for bit, that of the same 2-process run never stopped (launched directly,
+  up to the same update: the learning rate is constant, so a run's length changes none of its updates)."""
   flags = ["--config.num_envs=8", "--config.num_steps=32", "--config.log_every=2", "--config.eval_every=1000000",
            "--config.checkpoint_every=1000000", "--config.eval_episodes=8"]
   cases = ["process 1", "process 0", "both"] * STOP_TRIALS
-  total = [f"--config.total_timesteps={(len(cases) * 10 + 10) * 256}"]
+  total = f"--config.total_timesteps={(len(cases) * 10 + 10) * 256}"
+  env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
   rng = random.Random(0)
-  workdir = tmp_path / "stopped"
+  workdir, saved = tmp_path / "stopped", 0
   for trial, case in enumerate(cases):
-    runs = launch_two(workdir, *flags, *total)
-    _wait_for_records(workdir, len(records(workdir)) + 2, runs)
-    chunk = max(0.05, np.median(np.diff([r["time"] for r in records(workdir)][-3:])))
+    env["DISTRL_PORT"] = str(free_port())
+    script = subprocess.Popen(["bash", LOCAL_SH, "2", "4", "--config=ppo", *(f"--config.{f}" for f in PPO), *flags,
+                               f"--workdir={workdir}", total], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _wait_for_records(workdir, len(records(workdir)) + 2, [script])
     if case == "both":
-      first, second = rng.sample(runs, 2)
-      first.send_signal(signal.SIGTERM)
+      chunk = max(0.05, np.median(np.diff([r["time"] for r in records(workdir)][-3:])))
+      os.kill(_process(script, workdir, rng.randrange(2)), signal.SIGTERM)
       time.sleep(rng.uniform(0, 2 * chunk))
-      if second.poll() is None:
-        second.send_signal(signal.SIGTERM)
+      os.kill(script.pid, signal.SIGTERM)
     else:
-      runs[int(case[-1])].send_signal(signal.SIGTERM)
-    seconds, outputs = _finish(runs, timeout=60)
-    assert seconds is not None, f"trial {trial} ({case}) hung: {outputs}"
-    assert [code for code, _, _ in outputs] == [0, 0], f"trial {trial} ({case}): {outputs}"
-    saved = int(outputs[0][1].split("saved update ")[1].split()[0])
-    assert "stopped by SIGTERM" in outputs[0][1], outputs[0][1]
-    assert Checkpoints(str(workdir / "checkpoints"), keep=3, create=False).latest() == saved
-    assert "Traceback" not in outputs[0][2] + outputs[1][2]
-  runs = launch_two(workdir, *flags, *total)  # to the end
-  seconds, outputs = _finish(runs, timeout=300)
-  assert seconds is not None and all(code == 0 for code, _, _ in outputs), outputs
-  reference = launch_two(tmp_path / "straight", *flags, *total)
-  assert all(code == 0 for code, _, _ in _finish(reference, timeout=300)[1])
+      os.kill(_process(script, workdir, int(case[-1])), signal.SIGTERM)
+    seconds, [(code, out, err)] = _finish([script], timeout=60)
+    log = (workdir / "process-1.log").read_text()
+    told = f"trial {trial} (SIGTERM to {case}): exit {code}\n{out}\n{err}\n--- process-1.log:\n{log[-2000:]}"
+    assert seconds is not None, f"hung: {told}"
+    assert code == 0, told  # local.sh exits with the first non-zero status of its processes
+    assert "stopped by SIGTERM" in out and "Traceback" not in err + log, told
+    assert int(out.split("saved update ")[1].split()[0]) > saved, told  # it went on from the last stop
+    saved = int(out.split("saved update ")[1].split()[0])
+    assert Checkpoints(str(workdir / "checkpoints"), keep=3, create=False).latest() == saved, told
   updates = [r["update"] for r in records(workdir)]
-  assert updates == sorted(set(updates)) and updates[-1] == len(cases) * 10 + 10
-  config = config_of("ppo", [f.split(".", 1)[1] for f in flags + total])
+  assert updates == sorted(set(updates)) and updates[-1] == saved
+  straight = tmp_path / "straight"
+  reference = launch_two(straight, *flags, f"--config.total_timesteps={saved * 256}")
+  assert all(code == 0 for code, _, _ in _finish(reference, timeout=300)[1])
+  config = config_of("ppo", [f.split(".", 1)[1] for f in flags])
   like = programs.build(config, sharding.make_mesh()).state
-  final = updates[-1]
-  stopped = Checkpoints(str(workdir / "checkpoints"), keep=3, create=False).restore(final, like=like)
-  straight = Checkpoints(str(tmp_path / "straight" / "checkpoints"), keep=3, create=False).restore(final, like=like)
-  for a, b in zip(jax.tree.leaves(stopped), jax.tree.leaves(straight)):
+  stopped = Checkpoints(str(workdir / "checkpoints"), keep=3, create=False).restore(saved, like=like)
+  reference = Checkpoints(str(straight / "checkpoints"), keep=3, create=False).restore(saved, like=like)
+  for a, b in zip(jax.tree.leaves(stopped), jax.tree.leaves(reference)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -272,41 +308,3 @@ def test_a_lost_or_hung_process_ends_the_other_with_one_line_in_bounded_time(cas
   assert err.startswith(f"distrl: error: process {1 - victim} of 2 stops:") and len(err.strip().splitlines()) == 1, err
 
 
-LOCAL_SH = os.path.join(ROOT, "launch", "local.sh")
-
-
-def _process(script, workdir, index):
-  """The pid of process `index` of the run that launch/local.sh (`script`) started in `workdir` (its child, not the
-  filter of its stderr that the process forked)."""
-  pattern = f"distrl.launch .*--workdir={workdir} .*--process_id={index}( |$)"
-  pids = subprocess.run(["pgrep", "-P", str(script.pid), "-f", pattern], capture_output=True, text=True).stdout.split()
-  assert len(pids) == 1, f"process {index}: {pids}"
-  return int(pids[0])
-
-
-def test_an_agreed_stop_through_local_sh_exits_0(tmp_path):
-  """launch/local.sh, 2 processes x 4 devices: SIGTERM to the script (it passes it to both), to process 1 and to
-  process 0, STOP_TRIALS times each (DISTRL_STOP_TRIALS=7 is the issue's stress run of 21): every time the
-  script exits 0 (a scheduler would otherwise take the job for failed) and process 0 says it saved."""
-  workdir = tmp_path / "run"
-  flags = ["--config=ppo", *(f"--config.{f}" for f in PPO), f"--workdir={workdir}", "--config.num_envs=8",
-           "--config.num_steps=32",
-           "--config.log_every=2", "--config.eval_every=1000000", "--config.checkpoint_every=1000000",
-           "--config.eval_episodes=8", "--config.total_timesteps=50000000"]
-  env = {**os.environ, "PYTHON": sys.executable, "DISTRL_PORT": str(free_port()),
-         "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-  for trial, target in enumerate(["script", "process 1", "process 0"] * STOP_TRIALS):
-    env["DISTRL_PORT"] = str(free_port())
-    script = subprocess.Popen(["bash", LOCAL_SH, "2", "4", *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    _wait_for_records(workdir, len(records(workdir)) + 2, [script])
-    pid = script.pid if target == "script" else _process(script, workdir, int(target[-1]))
-    os.kill(pid, signal.SIGTERM)
-    try:
-      out, err = script.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-      script.kill()
-      pytest.fail(f"trial {trial} (SIGTERM to {target}): local.sh did not end within 60 s")
-    log = (workdir / "process-1.log").read_text()[-2000:]
-    assert script.returncode == 0, f"trial {trial} (SIGTERM to {target}): exit {script.returncode}\n{err}\n{log}"
-    assert "saved update " in out and "Traceback" not in err + log, f"trial {trial}: {out}\n{err}\n{log}"
