@@ -263,7 +263,7 @@ def test_table_py_writes_what_it_formats_and_only_for_a_complete_run(tmp_path, m
   for i, name in enumerate(names):
     line, written = table.results_file.read(str(path), name).strip("\n").split("\n\n")
     assert written == tables[name] and f"{table.CAPTIONS[name]}\n\n{written}\n" in out
-    assert line.startswith(f"Written by `python benchmarks/table.py --rounds 2 --results {path}` on ")
+    assert line.startswith(f"Written by `python benchmarks/table.py --rounds 2 --results PATH/{path.name}` on ")
     assert f"prose {i}\n<!-- {name}: begin -->\n" in content
   assert "| ppo-default | 100 | 50 | 2.00x  | 3.0 | 4.0 |" in tables[table.REFERENCE_TABLE]
 
@@ -311,7 +311,7 @@ def test_suites_py_writes_the_table_it_formats_and_only_for_a_complete_run(tmp_p
                                      [1, 8])
   line, written = suites.results_file.read(str(path), "suites.py").strip("\n").split("\n\n")
   assert written == expected and expected in capsys.readouterr().out
-  assert line.startswith(f"Written by `python benchmarks/suites.py --results {path}` on ")
+  assert line.startswith(f"Written by `python benchmarks/suites.py --results PATH/{path.name}` on ")
   content = path.read_text()
   assert content.startswith("above\n<!-- suites.py: begin -->\n")
   assert content.endswith("<!-- suites.py: end -->\nbelow\n")

@@ -67,7 +67,7 @@ def test_the_best_evaluation_is_kept_as_its_own_checkpoint(trained):
 def test_a_named_checkpoint_and_a_missing_one(run):
   sampled = evaluate(f"--workdir={run}", "--checkpoint=4", "--policy=sampled").stdout
   assert "at update 4 (ppo" in sampled and "greedy" not in sampled
-  assert f" {jax.device_count()} sampled episodes (actions sampled as in training, " in sampled
+  assert " 16 sampled episodes (actions sampled as in training, " in sampled  # --episodes' default
   missing = evaluate(f"--workdir={run}", "--checkpoint=5")
   assert missing.returncode == 1
   assert missing.stderr.strip() == f"distrl: error: no checkpoint 5 in {run}/checkpoints; saved: 4, 8"

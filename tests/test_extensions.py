@@ -74,6 +74,8 @@ BAD_ENVS = [
     ("tests.user_code:raises", {}, "the factory raised RuntimeError: the simulator failed to start"),
     ("tests.user_code:not_a_pair", {},
      "the factory returned Walk, neither (env, env_params) of a JAX environment nor a gymnasium.Env"),
+    ("tests.user_code:step_raises", {}, "step(key, state, action, params) failed: ValueError: the simulator's table "
+                                        "has no row 7 (at tests/user_code.py:"),
     ("tests.user_code:corridor_of", {"lenght": 3}, "env_kwargs {'lenght': 3} do not fit tests.user_code:corridor_of: "
                                                    "got an unexpected keyword argument 'lenght'"),
     ("examples.corridor", {}, "names no factory: use package.module:factory, e.g. examples.corridor:make"),

@@ -171,3 +171,13 @@ def gym_corridor_failing_after(steps: int):
       return super().step(action)
 
   return Failing()
+
+
+class _BrokenStep(Walk):
+  def step_env(self, key, state, action, params):
+    raise ValueError("the simulator's table has no row 7")
+
+
+def step_raises():
+  env = _BrokenStep()
+  return env, env.default_params

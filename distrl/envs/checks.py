@@ -7,7 +7,7 @@ import numpy as np
 
 from distrl.envs.interface import is_discrete
 from distrl.envs.wrappers import FlattenPytreeObservation
-from distrl.errors import ConfigError, first_line
+from distrl.errors import ConfigError, first_line, where
 
 _KEY = jax.ShapeDtypeStruct((2,), jnp.uint32)
 
@@ -72,7 +72,8 @@ def _action_space(env, params, name: str):
   try:
     space = env.action_space(params)
   except Exception as error:
-    raise ConfigError(f"env_name={name!r}: action_space(params) raised {first_line(error, with_type=True)}") from None
+    raise ConfigError(f"env_name={name!r}: action_space(params) raised {first_line(error, with_type=True)}"
+                      f"{where(error)}") from None
   if is_discrete(space) and not int(space.n) >= 1:
     raise ConfigError(f"env_name={name!r}: the action space is Discrete({space.n}); it needs at least one action")
   return space
@@ -93,7 +94,8 @@ def _reset_shapes(env, params, name: str):
   try:
     reset = jax.eval_shape(env.reset, _KEY, params)
   except Exception as error:
-    raise ConfigError(f"env_name={name!r}: reset(key, params) failed: {first_line(error, with_type=True)}") from None
+    raise ConfigError(f"env_name={name!r}: reset(key, params) failed: {first_line(error, with_type=True)}"
+                      f"{where(error)}") from None
   if not (isinstance(reset, tuple) and len(reset) == 2):
     raise ConfigError(f"env_name={name!r}: reset(key, params) must return (obs, state)")
   return reset
@@ -106,7 +108,7 @@ def _step_observation(env, state, action, params, name: str):
     stepped = jax.eval_shape(env.step, _KEY, state, action, params)
   except Exception as error:
     raise ConfigError(f"env_name={name!r}: step(key, state, action, params) failed: "
-                      f"{first_line(error, with_type=True)}") from None
+                      f"{first_line(error, with_type=True)}{where(error)}") from None
   if isinstance(stepped, tuple) and len(stepped) == 5:
     raise ConfigError(f"env_name={name!r}: step returns 5 values (obs, state, reward, done, info), the API of gymnax "
                       f"< 1.0, which does not tell a time limit from a terminal state; return (obs, state, reward, "
