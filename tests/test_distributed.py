@@ -18,6 +18,7 @@ import pytest
 from distrl import sharding
 from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
+from tests import xla
 from tests.cli import records
 from tests.runs import override, overwrite_64_bytes
 
@@ -47,7 +48,7 @@ def free_port() -> int:
 
 
 def spawn(command, devices, **popen):
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+  env = {**os.environ, "XLA_FLAGS": xla.flags(devices),
          "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
   return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           **popen)
