@@ -8,8 +8,6 @@ import time
 
 import jax
 
-from tests import xla
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -18,7 +16,7 @@ def launch(*flags, config="ppo", cwd=ROOT, devices=None, env_extra=None, **popen
 
   CONFIG is a shipped config's name (`ppo`, `dqn:Acrobot-v1`) or a file path relative to the repository (given as it is where `cwd` is the repository's root)."""
   devices = devices or jax.device_count()
-  env = {**os.environ, "XLA_FLAGS": xla.flags(devices),
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
          "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env_extra or {})}
   if config.split(":")[0].endswith(".py") and cwd != ROOT:
     config = os.path.join(ROOT, config)

@@ -1,17 +1,12 @@
-"""Tests run on 8 emulated CPU devices unless XLA_FLAGS already sets a device count, and compile at XLA's lowest
-backend optimisation unless it sets one (tests/xla.py says why; learning runs compile at the default level).
+"""Tests run on 8 emulated CPU devices unless XLA_FLAGS already sets a device count.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=1 pytest   # the same suite on one device
 """
 
 import os
 
-from tests import xla  # noqa: I001  (no JAX: XLA_FLAGS first)
-
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
-if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
-  os.environ["XLA_FLAGS"] += " " + xla.OPTIMIZATION
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 import pytest  # noqa: E402
@@ -22,20 +17,6 @@ jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.expanduser("
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 from distrl.configs import ppo as ppo_config  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def optimised_learning_runs(request, monkeypatch):
-  """A learning run (`slow`) compiles its programs at XLA's default optimisation: it runs for minutes."""
-  if request.node.get_closest_marker("slow") is None:
-    return
-  compile_ = jax.stages.Lowered.compile
-
-  def optimised(self, compiler_options=None, **kwargs):
-    options = {"xla_backend_optimization_level": xla.DEFAULT_LEVEL, **(compiler_options or {})}
-    return compile_(self, compiler_options=options, **kwargs)
-
-  monkeypatch.setattr(jax.stages.Lowered, "compile", optimised)
 
 
 @pytest.fixture

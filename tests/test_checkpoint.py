@@ -17,7 +17,6 @@ from distrl.errors import RunFailed
 from distrl.runtime import checksums, programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from distrl.runtime.loop import TrainingDiverged
-from tests import xla
 from tests.cli import ROOT, launch
 from tests.runs import FAST, damage, files, overwrite_64_bytes, tiny_ppo, tiny_ppo_flags
 
@@ -32,7 +31,7 @@ def _short_ppo(total_updates, **fields):
 def _cli(*args, env=None, module="distrl.evaluate", timeout=120):
   return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
                         timeout=timeout, env={**os.environ, "PYTHONPATH": ROOT,
-                                              "XLA_FLAGS": xla.flags(jax.device_count()),
+                                              "XLA_FLAGS": f"--xla_force_host_platform_device_count={jax.device_count()}",
                                               **(env or {})})
 
 

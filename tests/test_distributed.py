@@ -18,7 +18,6 @@ import pytest
 from distrl import sharding
 from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
-from tests import xla
 from tests.cli import records
 from tests.runs import override, overwrite_64_bytes
 
@@ -48,7 +47,7 @@ def free_port() -> int:
 
 
 def spawn(command, devices, **popen):
-  env = {**os.environ, "XLA_FLAGS": xla.flags(devices),
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
          "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
   return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           **popen)

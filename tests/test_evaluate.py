@@ -12,7 +12,6 @@ from PIL import Image
 
 from distrl.runtime import programs, trainer
 from distrl.runtime.checkpoint import Checkpoints
-from tests import xla
 from tests.cli import ROOT
 from tests.runs import tiny_ppo
 
@@ -40,7 +39,7 @@ def run(trained):
 
 
 def evaluate(*flags):
-  env = {**os.environ, "XLA_FLAGS": xla.flags(jax.device_count()),
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={jax.device_count()}",
          "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
   return subprocess.run([sys.executable, "-m", "distrl.evaluate", *flags], env=env, cwd=ROOT, capture_output=True,
                         text=True, timeout=300)
