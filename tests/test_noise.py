@@ -182,13 +182,26 @@ DISTRIBUTED = """
     if noise.raw():
       assert not logging.get_absl_logger().filters and sys.unraisablehook is sys.__unraisablehook__
     import jax
-    from distrl.runtime import distributed
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", 2, process, initialization_timeout=timeout,
                                heartbeat_timeout_seconds=timeout)
-    distributed.connect_devices()
     print("joined", flush=True)
     time.sleep(120)
+    """
+
+
+CONNECTED = """
+    import sys
+    from distrl.cli import noise
+    process, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    noise.switch_on(f"process {process} of 2")
+    noise.keep_in(workdir, process)
+    import jax
+    from distrl.runtime import distributed
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"localhost:{port}", 2, process, initialization_timeout=60)
+    distributed.connect_devices()
+    print("connected", flush=True)
+    jax.distributed.shutdown()
     """
 
 
@@ -220,8 +233,6 @@ def test_jax_ending_a_process_of_a_run_is_one_line_naming_the_process_to_look_at
       KEPT_AT.search(then.rstrip("\n")) and len(then.splitlines()) == 1, then
   text = (tmp_path / "pair" / "noise-0.log").read_text()
   assert f"dropped by {noise.JAX_DISTRIBUTED.name}" in text and "Terminating process" in text, text
-  # Gloo's line as the devices connected, on stdout (C++), is kept too: "joined" was the first line there.
-  assert f"dropped by {noise.GLOO_CONNECTED.name}" in text and "[Gloo] Rank 0 is connected to 1 peer ranks" in text
   err = alone.communicate(timeout=60)[1]
   assert err.startswith("distrl: error: process 1 of 2 stops: not every process joined the run in time (") and \
       len(err.splitlines()) == 1, err
@@ -229,3 +240,16 @@ def test_jax_ending_a_process_of_a_run_is_one_line_naming_the_process_to_look_at
   err = raw.communicate(timeout=60)[1]
   assert "Terminating process" in err and "distrl: error" not in err, err
   assert not (tmp_path / "raw").exists() and len(list(tmp_path.glob("distrl-noise-*"))) == 1
+
+
+def test_gloos_line_as_the_processes_connect_is_kept_not_printed(tmp_path):
+  """Gloo writes '[Gloo] Rank R is connected to N peer ranks ...' to stdout from C++ as the processes' CPU devices
+  first connect (distributed.connect_devices, right after joining): each process's stdout is only its own line, and
+  the line is in its noise-<i>.log."""
+  port = free_port()
+  pair = [start(CONNECTED, i, port, tmp_path) for i in range(2)]
+  outputs = [p.communicate(timeout=120) for p in pair]
+  assert [p.returncode for p in pair] == [0, 0] and [out for out, _ in outputs] == ["connected\n"] * 2, outputs
+  for i in range(2):
+    text = (tmp_path / f"noise-{i}.log").read_text()
+    assert f"dropped by {noise.GLOO_CONNECTED.name}" in text and f"[Gloo] Rank {i} is connected to 1 peer ranks" in text
