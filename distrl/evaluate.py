@@ -137,7 +137,7 @@ def main(argv):
   import jax
   import numpy as np
 
-  from distrl import sharding
+  from distrl import architectures, sharding
   from distrl.cli import render
   from distrl.runtime import agents as run_agents, metrics, sweep
   from distrl.errors import ConfigError
@@ -169,7 +169,7 @@ def main(argv):
   agents = shown = list(range(run_agents.count(config)))
   if _MEMBER.value is not None:
     shown = [a for a in agents if a // config.num_seeds == _MEMBER.value]
-  greedy = config.get("eval_policy", "greedy") == "greedy"
+  greedy = architectures.greedy(config)
   action = ("the most likely action" if program.env.discrete else "the mean action") if greedy else \
       "actions sampled as in training"
   print(f"{heading} ({which}{config.algo} on {config.env_name}): {returns.shape[-1]} "
