@@ -23,13 +23,13 @@ Python code runs: for it, a small helper forked before JAX starts owns fd 2. Thi
 helper passes each line on unchanged but the runtime's, and after the runtime's abort writes one line of ours
 saying what it reported. It reads a second pipe, on which this process's own filters send what they drop and
 `keep_in` names the file; so one writer keeps everything, in order. The helper ignores the stop signals, lives
-exactly as long as the pipe, and ends when this process ends. A line C++ code writes to stdout at a known moment
-(Gloo's, as a run's processes connect) is filtered around that moment only (`stdout_filtered`): stdout is the
-user's, and nothing else written there is held back.
+exactly as long as the pipe, and ends when this process ends. In a run of several processes, Gloo (the CPU
+collectives) writes a line to stdout from C++ each time a set of devices first connects, at the first collective
+of each compiled program: `route_stdout` then sends fd 1, where C and C++ code write, through the helper too, which
+keeps those lines and passes the rest on; Python's own `sys.stdout` keeps writing where it wrote, held back by
+nothing.
 """
 
-import contextlib
-import ctypes
 import dataclasses
 import logging
 import os
@@ -101,12 +101,17 @@ _RUNTIME_LOG = re.compile(r"[EWF]\d{4} [\d:.]+\s+\d+ (?:coordination_\w+\.cc|pre
 _ABORT = "Terminating process because the JAX distributed service detected fatal errors"
 _UNHEALTHY = "The following tasks are unhealthy (stopped sending heartbeats):"  # then their numbers, one a line
 _CONTINUED = ("Additional GRPC error information", ":UNKNOWN:", "The tasks have crashed")  # lines of one message
+# Gloo's line, or a line of it with parts of others': the devices of a process connect from several threads, whose
+# lines' parts (C++'s `<<`) interleave; each line ends with one's "Expected ...: N" and its newline.
+_GLOO_CONNECTED = re.compile(r"\[Gloo\] Rank |Expected number of connected peer ranks is : ")
+_GLOO_REST = re.compile(rb"\d*\s*")
 _ORBAX = f"{os.sep}orbax{os.sep}"
 _OURS = "distrl: error: "
 _KEPT_AT = " (other libraries' messages: {})"  # ends a line of ours once something was kept
 _FORMAT = logging.Formatter("%(levelname)s %(asctime)s %(name)s %(pathname)s:%(lineno)d] %(message)s")
 
 _to_helper = None  # this process's end of the pipe to the helper, while the filter is on
+_stdout_pipe = None  # the end of the helper's stdout pipe that `route_stdout` puts on fd 1, until it does
 _sending = threading.Lock()
 
 
@@ -118,55 +123,46 @@ def raw() -> bool:
 def switch_on(who: str) -> None:
   """Routes this process's stderr through the helper and installs the log filters, unless `raw()`. Call it before
   JAX starts; `who` names this process in its stop line ("process 1 of 2") and in noise.log."""
-  global _to_helper
+  global _to_helper, _stdout_pipe
   if raw() or _to_helper is not None:
     return
   read, write = os.pipe()
   control_read, control_write = os.pipe()
+  stdout_read, stdout_write = os.pipe()
   if os.fork() == 0:
-    os.close(write)
-    os.close(control_write)
+    for fd in (write, control_write, stdout_write):
+      os.close(fd)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
       signal.signal(sig, signal.SIG_IGN)
     try:
-      _pass_on(read, control_read, _Kept(who), who)
+      kept = _Kept(who)
+      _pass_on(read, _Messages(control_read, kept), _Stdout(stdout_read, kept), kept, who)
     finally:
       os._exit(0)
-  os.close(read)
-  os.close(control_read)
+  for fd in (read, control_read, stdout_read):
+    os.close(fd)
   os.dup2(write, 2)
   os.close(write)
-  _to_helper = control_write
+  _to_helper, _stdout_pipe = control_write, stdout_write
   for logger in (absl_logging.get_absl_logger(), logging.getLogger("asyncio"), logging.getLogger("jax._src.callback")):
     logger.addFilter(_passes)
   sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
 
 
-@contextlib.contextmanager
-def stdout_filtered(kind: Filter, line: re.Pattern):
-  """Runs the block with fd 1 (where C++ code writes past Python) in a temporary file, then writes what the block
-  wrote to stdout, but the lines matching `line`, which are kept as `kind`'s. Nothing is filtered when the filter is
-  off."""
-  if _to_helper is None:
-    yield
+def route_stdout() -> None:
+  """From now on, fd 1 (where C and C++ code write past Python) goes through the helper, which keeps Gloo's lines
+  and passes the rest on; `sys.stdout` becomes a stream on a copy of the old fd 1, so that what Python prints goes
+  where it went, unbuffered by the helper and a terminal still. Nothing when the filter is off."""
+  global _stdout_pipe
+  if _stdout_pipe is None:
     return
-  sys.stdout.flush()
-  saved = os.dup(1)
-  with tempfile.TemporaryFile() as written:
-    os.dup2(written.fileno(), 1)
-    try:
-      yield
-    finally:
-      sys.stdout.flush()
-      ctypes.CDLL(None).fflush(None)  # C's stdio buffers (C++'s std::cout writes there) into the file now
-      os.dup2(saved, 1)
-      os.close(saved)
-      written.seek(0)
-      for text in written.read().splitlines(keepends=True):
-        if line.match(text.decode(errors="replace")):
-          _drop(kind, text.decode(errors="replace"))
-        else:
-          os.write(1, text)
+  old = sys.stdout
+  old.flush()
+  sys.stdout = os.fdopen(os.dup(1), "w", buffering=1 if old.line_buffering else -1, encoding=old.encoding,
+                         errors=old.errors)
+  os.dup2(_stdout_pipe, 1)
+  os.close(_stdout_pipe)
+  _stdout_pipe = None
 
 
 def keep_in(workdir: str, process: int | None = None) -> None:
@@ -340,10 +336,36 @@ class _Messages:
         self.kept.keep(next(f for f in FILTERS if f.name == name.decode()), text)
 
 
-def _pass_on(fd: int, messages_fd: int, kept: _Kept, who: str) -> None:
+class _Stdout:
+  """Reads what C and C++ code write to this process's fd 1 once `route_stdout` sent it here (non-blocking) and
+  writes it, line by line, to the helper's fd 1 (the user's stdout), but Gloo's lines, which go to `kept`."""
+
+  def __init__(self, fd: int, kept: _Kept):
+    self.fd, self.kept, self.pending, self.open, self.after_gloo = fd, kept, b"", True, False
+    os.set_blocking(fd, False)
+
+  def read(self) -> None:
+    while self.open:
+      try:
+        chunk = os.read(self.fd, 1 << 16)
+      except BlockingIOError:
+        break
+      self.open = bool(chunk)
+      lines = (self.pending + chunk).splitlines(keepends=True)
+      self.pending = lines.pop() if lines and self.open and not lines[-1].endswith(b"\n") else b""
+      for line in lines:
+        rest = self.after_gloo and _GLOO_REST.fullmatch(line)  # its number or newline, after another's newline
+        self.after_gloo = bool(rest or _GLOO_CONNECTED.search(line.decode(errors="replace")))
+        if self.after_gloo:
+          self.kept.keep(GLOO_CONNECTED, line)
+        else:
+          _write(line, 1)
+
+
+def _pass_on(fd: int, messages: _Messages, stdout: _Stdout, kept: _Kept, who: str) -> None:
   """Copies `fd` to stderr but JAX's distributed runtime's lines, which go to `kept`; after its abort, one line."""
   dying, runtime, listing, unhealthy, joining = False, False, False, [], False
-  for raw_line in _lines(fd, _Messages(messages_fd, kept)):
+  for raw_line in _lines(fd, messages, stdout):
     line = raw_line.decode(errors="replace")
     number = re.fullmatch(r"(\d+)\s*", line) if listing else None  # a process that stopped sending heartbeats
     unhealthy += [number.group(1)] if number else []
@@ -384,17 +406,20 @@ def _why(who: str, unhealthy: list[str], joining: bool) -> str:
   return "lost the run's coordinator, process 0"
 
 
-def _lines(fd: int, messages: _Messages):
-  """The lines read from `fd` until it closes. Messages from this process are read first whenever both pipes have
-  something: they were sent before."""
+def _lines(fd: int, messages: _Messages, stdout: _Stdout):
+  """The lines read from `fd` until it closes; what the other pipes bring is handled as it comes. Messages from this
+  process are read first whenever both pipes have something: they were sent before."""
   pending = b""
   while True:
-    ready = select.select([fd] + ([messages.fd] if messages.open else []), [], [])[0]
+    others = [other.fd for other in (messages, stdout) if other.open]
+    ready = select.select([fd] + others, [], [])[0]
     messages.read()
+    stdout.read()
     if fd not in ready:
       continue
     chunk = os.read(fd, 1 << 16)
     if not chunk:
+      stdout.read()  # what this process wrote last; not waiting for a child that still holds fd 1
       break
     *lines, pending = (pending + chunk).split(b"\n")
     yield from (line + b"\n" for line in lines)
@@ -403,8 +428,9 @@ def _lines(fd: int, messages: _Messages):
     yield pending
 
 
-def _write(text: bytes) -> None:
+def _write(text: bytes, fd: int = 2) -> None:
   try:
-    os.write(2, text)
-  except OSError:
+    while text:
+      text = text[os.write(fd, text):]
+  except OSError:  # the reader went away
     pass

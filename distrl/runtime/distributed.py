@@ -22,7 +22,6 @@ coordination service would end that one as if a peer had died.
 """
 
 import os
-import re
 import sys
 import threading
 import time
@@ -35,7 +34,6 @@ from distrl import errors
 from distrl.cli import noise
 
 _PREFIX = "distrl/peers"
-_GLOO_CONNECTED = re.compile(r"\[Gloo\] Rank \d+ is connected to \d+ peer ranks")
 _JOIN_SECONDS = 300  # how long a process waits for the others to join (JAX's default)
 _ENDED = threading.Event()  # this process has finished: its watchdog stands down
 _CALLS = threading.Lock()  # held by the watchdog around its calls to the coordinator, and by `finished`
@@ -60,10 +58,11 @@ def start(coordinator_address: str | None, num_processes: int | None, process_id
 
 
 def connect_devices() -> None:
-  """The first collective of the run's processes, where their CPU devices connect over gloo: Gloo's line saying so
-  (written to stdout from C++) is kept in noise.log, not printed amid distrl's."""
-  with noise.stdout_filtered(noise.GLOO_CONNECTED, _GLOO_CONNECTED):
-    multihost_utils.sync_global_devices("distrl-joined")
+  """The first collective of the run's processes, where their CPU devices connect over gloo. Gloo says so on stdout
+  from C++, here and at the first collective of each compiled program: `noise.route_stdout` keeps those lines in
+  noise.log, not amid distrl's."""
+  noise.route_stdout()
+  multihost_utils.sync_global_devices("distrl-joined")
 
 
 def finished() -> None:
