@@ -77,10 +77,14 @@ def test_without_memory_every_policy_expects_nothing_on_memory_chain():
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "pqn"])
 def test_memory_solves_memory_chain(algo, tmp_path):
-  """With a GRU each seed answers right in >= 90% of the greedy episodes (>= 0.8: +1 right, -1 wrong) by the
-  preset's budget, where no policy without memory expects more than 0 (the test above)."""
+  """With a GRU each seed answers right in >= 90% of the greedy episodes (>= 0.8: +1 right, -1 wrong), where no
+  policy without memory expects more than 0 (the test above): PPO within 60 of its preset's 390 updates (in
+  development every seed answered right in every episode from update 10 on), PQN by its preset's budget (from update
+  40 of 97)."""
   config = importlib.import_module(f"distrl.configs.{algo}").get_config("MemoryChain-bsuite")
   config.num_seeds = 3
+  if algo == "ppo":
+    config.total_timesteps = 60 * config.num_envs * config.num_steps
   last = trainer.train(config, str(tmp_path), devices=jax.devices()[:1]).history[-1]
   for seed in range(3):
     assert last[f"eval/return/seed_{seed}"] >= 0.8, (algo, seed, last[f"eval/return/seed_{seed}"])
