@@ -57,3 +57,12 @@ def _xdist_groups(config, items):
                      for m in item.iter_markers("xdist_group")})
     if groups and "@" not in item.nodeid:
       item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+  """The machine under the summary (shown with -q too), so that a time printed there can be compared with another's:
+  the CPUs this process may use, the workers that shared them, the emulated device count."""
+  workers = getattr(config.option, "numprocesses", None) or 1
+  cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  terminalreporter.write_line(f"distrl tests: {cpus} CPU(s), {workers} worker(s), {jax.device_count()} emulated "
+                              f"device(s) a process")
