@@ -311,20 +311,28 @@ class _Kept:
       return False
 
 
-class _Messages:
-  """Reads the messages of `_send` from the pipe `fd` (non-blocking) and hands them to `kept`."""
+class _Pipe:
+  """A pipe the helper reads without blocking, for `kept`: `chunks` yields what is there and notes its end."""
 
   def __init__(self, fd: int, kept: _Kept):
     self.fd, self.kept, self.pending, self.open = fd, kept, b"", True
     os.set_blocking(fd, False)
 
-  def read(self) -> None:
+  def chunks(self):
     while self.open:
       try:
         chunk = os.read(self.fd, 1 << 16)
       except BlockingIOError:
-        break
+        return
       self.open = bool(chunk)
+      yield chunk
+
+
+class _Messages(_Pipe):
+  """Reads the messages of `_send` and hands them to `kept`."""
+
+  def read(self) -> None:
+    for chunk in self.chunks():
       self.pending += chunk
     while len(self.pending) >= 5 and len(self.pending) >= 5 + int.from_bytes(self.pending[1:5], "big"):
       end = 5 + int.from_bytes(self.pending[1:5], "big")
@@ -336,21 +344,14 @@ class _Messages:
         self.kept.keep(next(f for f in FILTERS if f.name == name.decode()), text)
 
 
-class _Stdout:
-  """Reads what C and C++ code write to this process's fd 1 once `route_stdout` sent it here (non-blocking) and
-  writes it, line by line, to the helper's fd 1 (the user's stdout), but Gloo's lines, which go to `kept`."""
+class _Stdout(_Pipe):
+  """Reads what C and C++ code write to this process's fd 1 once `route_stdout` sent it here and writes it, line by
+  line, to the helper's fd 1 (the user's stdout), but Gloo's lines, which go to `kept`."""
 
-  def __init__(self, fd: int, kept: _Kept):
-    self.fd, self.kept, self.pending, self.open, self.after_gloo = fd, kept, b"", True, False
-    os.set_blocking(fd, False)
+  after_gloo = False  # the last line was Gloo's
 
   def read(self) -> None:
-    while self.open:
-      try:
-        chunk = os.read(self.fd, 1 << 16)
-      except BlockingIOError:
-        break
-      self.open = bool(chunk)
+    for chunk in self.chunks():
       lines = (self.pending + chunk).splitlines(keepends=True)
       self.pending = lines.pop() if lines and self.open and not lines[-1].endswith(b"\n") else b""
       for line in lines:
