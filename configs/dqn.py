@@ -3,6 +3,7 @@
   python -m distrl.launch --config=dqn --workdir=runs/dqn-cartpole
   python -m distrl.launch --config=dqn:Acrobot-v1
   python -m distrl.launch --config=dqn:CleanRL      # the well-known single-file DQN's settings
+  python -m distrl.launch --config=dqn --config.distributional=c51   # C51: distributions of returns
 
 The default is CartPole-v1 with CleanRL's dqn_jax sizes and schedule (10 environments, a 10,000-transition
 buffer, a gradient step every 10 environment steps, epsilon 1 -> 0.05 over 250k steps, target copied every
@@ -46,13 +47,17 @@ def get_config(arg=None):
   config.lr = 2.5e-4  # Adam step size
   config.anneal_lr = True  # decay the step size linearly to 0 over the run's gradient steps
   config.max_grad_norm = 10.0  # clip gradients to this global norm
-  config.loss = "mse"  # TD loss: "mse" or "huber"
+  config.loss = "mse"  # TD loss: "mse" or "huber" (C51's loss is the KL divergence)
   config.double_dqn = False  # pick the bootstrap action with the online network
   config.prioritized = False  # sample transitions in proportion to priority (Schaul et al. 2016), not uniformly
   config.priority_alpha = 0.6  # priority = (|TD error| + priority_eps)^alpha; 0 is uniform
   config.priority_beta = 0.4  # importance-weight exponent at the start, annealed linearly to 1 over the run
   config.priority_eps = 1e-6  # added to |TD error| so that no transition's priority is 0
   config.target_update_interval = 500  # environment steps between target network updates
+  config.distributional = "none"  # "c51": learn each action's distribution of returns (Bellemare et al. 2017)
+  config.num_atoms = 51  # C51: the returns the distributions are over, evenly spaced from v_min to v_max
+  config.v_min = -100.0  # C51's lowest return; CartPole's discounted returns reach 100 (1 a step, gamma 0.99)
+  config.v_max = 100.0  # C51's highest return (Atari's clipped rewards: [-10, 10])
   configs.normalization_fields(config)
 
   config.start_e = 1.0  # exploration rate at the start

@@ -97,6 +97,33 @@ def test_dueling_head_adds_the_value_to_the_advantages_less_their_mean():
 
 
 @pytest.mark.unit
+def test_a_c51_head_gives_each_action_a_distribution_and_q_is_its_mean():
+  """Three atoms at -1, 0, 1; no hidden layer (features = obs); dueling: logits = V + A - mean_a A, atom by atom."""
+  net = networks.QNetwork(num_actions=2, hidden_sizes=(), dueling=True, num_atoms=3, v_min=-1.0, v_max=1.0)
+  params = {"Dense_0": {"kernel": jnp.array([[1.0, 0.0, 0.0]]), "bias": jnp.zeros(3)},  # V: [x, 0, 0]
+            "Dense_1": {"kernel": jnp.array([[0.0, 0.0, 0.0, 0.0, 0.0, 2.0]]), "bias": jnp.zeros(6)}}  # A: [0; 0, 0, 2x]
+  logits = jax.jit(net.apply, static_argnums=2)({"params": params}, jnp.array([[jnp.log(2.0)]]), True)
+  # x = log 2: V = [log 2, 0, 0]; A = [[0, 0, 0], [0, 0, 2 log 2]], mean [0, 0, log 2]
+  np.testing.assert_allclose(logits, [[[np.log(2), 0, -np.log(2)], [np.log(2), 0, np.log(2)]]], atol=1e-6)
+  # Probabilities: [2, 1, 0.5] / 3.5 and [2, 1, 2] / 5: means (-2 + 0.5) / 3.5 and 0
+  q = jax.jit(net.apply)({"params": params}, jnp.array([[jnp.log(2.0)]]))
+  np.testing.assert_allclose(q, [[-1.5 / 3.5, 0.0]], atol=1e-6)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("fields, message", [
+    ({"distributional": "qr"}, "distributional='qr' must be 'none' (values) or 'c51'"),
+    ({"num_atoms": 1}, "num_atoms=1 must be a whole number >= 2"),
+    ({"v_min": 5.0, "v_max": 5.0}, "v_min=5.0 must be below v_max=5.0"),
+])
+def test_c51_fields_refuse_bad_values_in_one_line(cfg, fields, message):
+  cfg.update({"distributional": "c51", **fields})
+  with pytest.raises(ConfigError) as error:
+    dqn.sizes(cfg, jax.device_count())
+  assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("field, value, message", [
     ("n_step", 0, "n_step=0 must be a whole number >= 1"),
     ("n_step", 2.5, "n_step=2.5 must be a whole number >= 1"),

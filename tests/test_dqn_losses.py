@@ -36,3 +36,15 @@ def test_importance_weights_hand_computed():
   np.testing.assert_allclose(weights, [0.5774, 1.0, 0.5774], atol=1e-4)
   # beta = 1: full correction, w = P_min / P
   np.testing.assert_allclose(losses.importance_weights(jnp.array([0.4]), jnp.float32(0.1), beta=1.0), [0.25])
+
+
+def test_the_categorical_loss_is_the_kl_to_the_target_at_the_action_taken():
+  # Sample 0 took action 1, whose prediction is uniform over 2 atoms; target [1, 0]: KL = log 2.
+  # Sample 1 took action 0, predicted [0.25, 0.75] (logits log 1, log 3), target the same: KL = 0.
+  logits = jnp.array([[[5.0, 0.0], [0.0, 0.0]], [[0.0, jnp.log(3.0)], [1.0, 2.0]]])
+  loss, kl = td_loss.categorical_loss(logits, jnp.array([1, 0]), jnp.array([[1.0, 0.0], [0.25, 0.75]]))
+  np.testing.assert_allclose(kl, [np.log(2.0), 0.0], atol=1e-6)
+  assert float(loss) == pytest.approx(np.log(2.0) / 2, rel=1e-6)
+  weighted, _ = td_loss.categorical_loss(logits, jnp.array([1, 0]), jnp.array([[1.0, 0.0], [0.25, 0.75]]),
+                                         jnp.array([0.5, 1.0]))
+  assert float(weighted) == pytest.approx(np.log(2.0) / 4, rel=1e-6)

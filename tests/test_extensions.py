@@ -154,7 +154,7 @@ def test_a_shipped_config_pointed_at_another_algorithm_is_refused():
   config = ppo_config.get_config()
   config.algo = "dqn"
   with pytest.raises(ConfigError, match=r"algo='dqn' reads fields this config lacks \(batch_size, buffer_size, "
-                                        r"double_dqn, dueling, end_e and \d+ more\); start from its own config: "
+                                        r"distributional, double_dqn, dueling and \d+ more\); start from its own config: "
                                         r"--config=dqn"):
     programs.build(config, sharding.make_mesh())
 

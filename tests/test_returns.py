@@ -338,3 +338,49 @@ def test_targets_carry_no_gradient():
            jax.grad(lambda v: jnp.sum(returns.lambda_returns(ones, v, zeros, zeros, gamma=0.9, lambda_=0.5)))(ones)]
   for grad in grads:
     np.testing.assert_array_equal(grad, 0.0)
+
+
+# --- C51 (categorical) ----------------------------------------------------------------------------------------------
+
+ATOMS = jnp.array([-1.0, 0.0, 1.0, 2.0])  # dz = 1
+
+
+def test_the_projection_splits_each_atom_between_its_neighbours_by_hand():
+  # Row 0: 0.5 at 0.25 -> 0.375 on 0, 0.125 on 1; 0.5 at 1.5 -> 0.25 on 1, 0.25 on 2.
+  # Row 1: 0.25 at -3 and 0.25 at 5, past either end -> on -1 and on 2; 0.5 exactly at 1 -> all on 1.
+  values = jnp.array([[0.25, 1.5, 0.0], [-3.0, 5.0, 1.0]])
+  probs = jnp.array([[0.5, 0.5, 0.0], [0.25, 0.25, 0.5]])
+  projected = returns.categorical.projection(values, probs, ATOMS)
+  np.testing.assert_allclose(projected, [[0.0, 0.375, 0.375, 0.25], [0.25, 0.0, 0.5, 0.25]], atol=1e-6)
+  np.testing.assert_allclose(jnp.sum(projected, -1), 1.0, rtol=1e-6)  # the mass is kept
+
+
+def test_the_c51_target_moves_the_chosen_distribution_by_the_return_and_a_terminal_step_lands_on_it():
+  # Two actions; the target network's distributions at s_t (as probabilities; logits = their logs):
+  # action 0: all on 0 (mean 0); action 1: half on 1, half on 2 (mean 1.5): a* = 1 (C51), a* = 0 (an online
+  # network preferring action 0: double Q).
+  probs_t = jnp.array([[[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]]] * 2)
+  logits_t = jnp.log(jnp.maximum(probs_t, 1e-30))
+  g, discount = jnp.array([0.5, 0.5]), jnp.array([0.5, 0.0])  # sample 1 ends in a terminal state
+  target = returns.categorical_target(g, discount, logits_t, ATOMS)
+  # Sample 0: atoms 1 and 2 -> 0.5 + 0.5 * [1, 2] = [1.0, 1.5]: 0.5 on 1; 0.25 on 1 and 0.25 on 2.
+  # Sample 1: everything at G = 0.5: half on 0, half on 1.
+  np.testing.assert_allclose(target, [[0.0, 0.0, 0.75, 0.25], [0.0, 0.5, 0.5, 0.0]], atol=1e-6)
+  double = returns.categorical_target(g, discount, logits_t, ATOMS, q_t_online=jnp.array([[1.0, 0.0]] * 2))
+  # Sample 0 from action 0: all at 0.5 + 0.5 * 0 = 0.5 -> half on 0, half on 1.
+  np.testing.assert_allclose(double[0], [0.0, 0.5, 0.5, 0.0], atol=1e-6)
+  masked = returns.categorical_target(g, discount, logits_t, ATOMS, mask_t=jnp.array([[True, False]] * 2))
+  np.testing.assert_allclose(masked, double, atol=1e-6)  # action 1 not allowed: action 0's distribution
+  with pytest.raises(ValueError, match="categorical_target wants"):
+    returns.categorical_target(g, discount, logits_t[:, :, :3], ATOMS)
+
+
+def test_the_projection_equals_rlax():
+  """rlax.categorical_l2_project of one distribution (its atoms and probabilities) onto a support; vmapped."""
+  keys = jax.random.split(jax.random.PRNGKey(3), 3)
+  atoms = returns.categorical.support(51, -10.0, 10.0)
+  g, discount = 4.0 * jax.random.normal(keys[0], (64,)), 0.99 * (jax.random.uniform(keys[1], (64,)) > 0.2)
+  probs = jax.nn.softmax(jax.random.normal(keys[2], (64, 51)), -1)
+  values = g[:, None] + discount[:, None] * atoms[None, :]
+  expected = jax.vmap(rlax.categorical_l2_project, in_axes=(0, 0, None))(values, probs, atoms)
+  np.testing.assert_allclose(returns.categorical.projection(values, probs, atoms), expected, atol=1e-5)  # rounding

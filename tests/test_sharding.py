@@ -75,9 +75,12 @@ CASES = {
                              "num_steps": 16, "num_minibatches": 2, "update_epochs": 2, "hidden_sizes": (16,)},
                      2, ("loss/total", 2), _memory_carried),
     # Batches are drawn from the whole buffer with a replicated key and shared; the target network moves every 10.
-    "dqn-double-dueling": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 1, "double_dqn": True,
-                                       "layer_norm": False, "dueling": True, "target_update_interval": 8 * 10},
-                               30, ("loss/total", 20)),
+    # C51's distributions, their priorities (KL) written back wherever the rows are.
+    "dqn-c51-double-dueling-prioritised": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 1, "double_dqn": True,
+                                                       "layer_norm": False, "dueling": True, "prioritized": True,
+                                                       "distributional": "c51", "num_atoms": 11, "v_min": -5.0,
+                                                       "v_max": 5.0, "target_update_interval": 8 * 10},
+                                               30, ("loss/total", 20), _priorities_written, atol=1e-4),
     # From the first update on: trained in every update from the first whose rows hold a complete n-step window.
     "dqn-prioritised-pmap": Case("dqn", {"env_name": FAST, **REPLAY, "learning_starts": 0, "prioritized": True,
                                          "n_step": 2, "loss": "huber", "scale_rewards": True, "normalize_obs": True,

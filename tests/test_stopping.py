@@ -51,10 +51,11 @@ def _off_policy(algo):
 
 
 # Each algorithm's whole state resumes: PPO's; DQN's replay buffer, priorities and their running maximum, sampling
-# key and target network; SAC's and TD3's twin critics, targets and temperature; and that of an algorithm from
-# outside distrl (examples/a2c.py).
+# key and target network, with values or with C51's distributions; SAC's and TD3's twin critics, targets and
+# temperature; and that of an algorithm from outside distrl (examples/a2c.py).
 STOPPED = {"ppo": (lambda: tiny_ppo(12, log_every=4, checkpoint_every=1000, eval_every=1000), 6),
-           "dqn": (_dqn, 23), "sac": (lambda: _off_policy("sac"), 17), "td3": (lambda: _off_policy("td3"), 17),
+           "dqn": (_dqn, 23), "dqn-c51": (lambda: override(_dqn(), ["distributional=c51", "num_atoms=11"]), 23),
+           "sac": (lambda: _off_policy("sac"), 17), "td3": (lambda: _off_policy("td3"), 17),
            "a2c": (_a2c, 7)}
 
 

@@ -1,7 +1,9 @@
 """DQN (Mnih et al. 2015) for discrete actions: `sizes`, `init`, the per-device `update`, `act`.
 
 Options: n-step returns (`n_step`), double DQN (`double_dqn`), a dueling head (`dueling`),
-prioritised replay (`prioritized`, Schaul et al. 2016), LayerNorm in the Q-network (`layer_norm`).
+prioritised replay (`prioritized`, Schaul et al. 2016), LayerNorm in the Q-network (`layer_norm`), distributions
+of returns instead of values (`distributional="c51"`, Bellemare et al. 2017: `num_atoms` from `v_min` to `v_max`,
+the KL loss, which also ranks priorities; acting and evaluation greedy by the distributions' means).
 
 One iteration (`distrl.rl.replay_learner`, which DQN shares with SAC and TD3): every environment takes
 `num_steps` epsilon-greedy steps into its replay row, then (after `learning_starts` environment steps)
@@ -29,6 +31,7 @@ from distrl.rl import acting, normalization, qlearning, replay, replay_learner, 
 from distrl.dqn import losses, priorities
 from distrl.envs import Env
 from distrl.errors import require, require_positive
+from distrl.rl.returns import categorical
 from distrl.rl.state import TrainState, apply_gradients
 
 
@@ -58,6 +61,13 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
           f"priority_beta={config.priority_beta} must be in [0, 1] (it anneals to 1; 0.4 is common)")
   require(config.priority_eps > 0, f"priority_eps={config.priority_eps} must be > 0 (e.g. 1e-6): a zero priority "
                                    f"would never be sampled again")
+  require(config.distributional in ("none", "c51"),
+          f"distributional={config.distributional!r} must be 'none' (values) or 'c51' (categorical distributions)")
+  if qlearning.categorical(config):
+    require(isinstance(config.num_atoms, int) and config.num_atoms >= 2,
+            f"num_atoms={config.num_atoms!r} must be a whole number >= 2 (C51's is 51)")
+    require(config.v_min < config.v_max, f"v_min={config.v_min} must be below v_max={config.v_max}: the support "
+                                         f"runs from v_min to v_max")
   require(config.target_update_interval < 2**31, f"target_update_interval={config.target_update_interval} must be "
                                                  f"below 2**31 (environment steps are int32 on the devices)")
   return replay_learner.sizes(config, num_devices)
@@ -102,15 +112,26 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
   Returns (learner, td errors (B,), (loss, mean Q, gradient norm)).
   """
 
+  c51 = qlearning.categorical(config)
+
   def loss_fn(params):
-    q_t_target = net.apply(learner.target_params, batch.next_obs)
+    out_t_target = net.apply(learner.target_params, batch.next_obs, c51)
     if config.double_dqn:  # one online pass over obs and next_obs: on a CPU a step costs per operation, not per row
-      q_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]))
-      q_tm1, q_t_online = q_both[:len(batch.obs)], jax.lax.stop_gradient(q_both[len(batch.obs):])
+      out_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]), c51)
+      out_tm1, out_t_online = out_both[:len(batch.obs)], jax.lax.stop_gradient(out_both[len(batch.obs):])
     else:
-      q_tm1, q_t_online = net.apply(params, batch.obs), None
-    y = returns.double_q_target(batch.n_step_return, batch.discount, q_t_target, q_t_online, batch.next_action_mask)
-    loss, q_mean, td = td_loss.q_loss(q_tm1, batch.action, y, weights, loss=config.loss)
+      out_tm1, out_t_online = net.apply(params, batch.obs, c51), None
+    if c51:  # distributions (B, A, N); the greedy action by their means
+      atoms = net.atoms()
+      q_t_online = None if out_t_online is None else categorical.mean(out_t_online, atoms)
+      target = returns.categorical_target(batch.n_step_return, batch.discount, out_t_target, atoms, q_t_online,
+                                          batch.next_action_mask)
+      loss, kl = td_loss.categorical_loss(out_tm1, batch.action, target, weights)
+      q_tm1 = categorical.mean(jnp.take_along_axis(out_tm1, batch.action[:, None, None], axis=1)[:, 0], atoms)
+      return loss, (jnp.mean(q_tm1), kl)  # the KL ranks priorities, as |td| does for DQN
+    y = returns.double_q_target(batch.n_step_return, batch.discount, out_t_target, out_t_online,
+                                batch.next_action_mask)
+    loss, q_mean, td = td_loss.q_loss(out_tm1, batch.action, y, weights, loss=config.loss)
     return loss, (q_mean, td)
 
   with jax.named_scope("gradient"):

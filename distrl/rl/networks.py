@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from distrl.rl import distributions
+from distrl.rl.returns import categorical
 from distrl.errors import ConfigError
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
@@ -251,6 +252,10 @@ class QNetwork(nn.Module):
   V(s) (...,) and advantages A(s, a) (..., num_actions), combined as
       Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a'),
   which keeps V and A identifiable (a constant moved between them would leave Q unchanged).
+
+  With `num_atoms` > 1 (C51, Bellemare et al. 2017) each action's head is a distribution of returns: logits over
+  `num_atoms` evenly spaced returns from `v_min` to `v_max` (the dueling pair per atom, as in Rainbow), and Q(s, a)
+  its mean; `distribution=True` returns the logits (..., num_actions, num_atoms).
   """
 
   num_actions: int
@@ -260,11 +265,21 @@ class QNetwork(nn.Module):
   torso: str = "mlp"
   dueling: bool = False
   layer_norm: bool = False
+  num_atoms: int = 1
+  v_min: float = -10.0
+  v_max: float = 10.0
 
   @nn.compact
-  def __call__(self, obs: jax.Array) -> jax.Array:
+  def __call__(self, obs: jax.Array, distribution: bool = False) -> jax.Array:
     features = torso(self.torso, self.hidden_sizes, None, 1.0, self.activation, self.obs_ndim, self.layer_norm)(obs)
-    return q_values(features, self.num_actions, self.dueling)
+    if self.num_atoms == 1:
+      return q_values(features, self.num_actions, self.dueling)
+    logits = q_logits(features, self.num_actions, self.num_atoms, self.dueling)
+    return logits if distribution else categorical.mean(logits, self.atoms())
+
+  def atoms(self) -> jax.Array:
+    """The returns the distributions are over, (num_atoms,)."""
+    return categorical.support(self.num_atoms, self.v_min, self.v_max)
 
 
 def q_values(features: jax.Array, num_actions: int, dueling: bool) -> jax.Array:
@@ -275,6 +290,17 @@ def q_values(features: jax.Array, num_actions: int, dueling: bool) -> jax.Array:
   value = orthogonal_dense(1, 1.0)(features)
   advantage = orthogonal_dense(num_actions, 1.0)(features)
   return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
+
+
+def q_logits(features: jax.Array, num_actions: int, num_atoms: int, dueling: bool) -> jax.Array:
+  """Logits (..., num_actions, num_atoms) of each action's return distribution from features (..., F): one linear
+  head, or the dueling pair combined atom by atom. Called inside a module's `nn.compact` method."""
+  shape = features.shape[:-1] + (num_actions, num_atoms)
+  if not dueling:
+    return orthogonal_dense(num_actions * num_atoms, 1.0)(features).reshape(shape)
+  value = orthogonal_dense(num_atoms, 1.0)(features)[..., None, :]
+  advantage = orthogonal_dense(num_actions * num_atoms, 1.0)(features).reshape(shape)
+  return value + advantage - jnp.mean(advantage, axis=-2, keepdims=True)
 
 
 class QHead(nn.Module):

@@ -32,11 +32,18 @@ def check(config: ml_collections.ConfigDict) -> None:
                                    f"the devices)")
 
 
-def network(config: ml_collections.ConfigDict, env: Env) -> nn.Module:
-  """Q-values (..., num_actions) from observations (..., *obs_shape)."""
+def network(config: ml_collections.ConfigDict, env: Env) -> QNetwork:
+  """Q-values (..., num_actions) from observations (..., *obs_shape); with `distributional="c51"` (DQN) their
+  distributions too (`QNetwork`)."""
+  atoms = dict(num_atoms=config.num_atoms, v_min=config.v_min, v_max=config.v_max) if categorical(config) else {}
   return QNetwork(num_actions=env.num_actions, hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
                   obs_ndim=len(env.observation_shape), torso=config.torso, dueling=config.dueling,
-                  layer_norm=config.layer_norm)
+                  layer_norm=config.layer_norm, **atoms)
+
+
+def categorical(config: ml_collections.ConfigDict) -> bool:
+  """Whether the Q-network learns distributions over a support (C51), not values."""
+  return config.get("distributional", "none") == "c51"
 
 
 def epsilon(config: ml_collections.ConfigDict, env_steps: jax.Array) -> jax.Array:
