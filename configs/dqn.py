@@ -4,6 +4,7 @@
   python -m distrl.launch --config=dqn:Acrobot-v1
   python -m distrl.launch --config=dqn:CleanRL      # the well-known single-file DQN's settings
   python -m distrl.launch --config=dqn --config.distributional=c51   # C51: distributions of returns
+  python -m distrl.launch --config=dqn --config.distributional=qr    # QR-DQN: quantiles of returns
 
 The default is CartPole-v1 with CleanRL's dqn_jax sizes and schedule (10 environments, a 10,000-transition
 buffer, a gradient step every 10 environment steps, epsilon 1 -> 0.05 over 250k steps, target copied every
@@ -54,8 +55,8 @@ def get_config(arg=None):
   config.priority_beta = 0.4  # importance-weight exponent at the start, annealed linearly to 1 over the run
   config.priority_eps = 1e-6  # added to |TD error| so that no transition's priority is 0
   config.target_update_interval = 500  # environment steps between target network updates
-  config.distributional = "none"  # "c51": learn each action's distribution of returns (Bellemare et al. 2017)
-  config.num_atoms = 51  # C51: the returns the distributions are over, evenly spaced from v_min to v_max
+  config.distributional = "none"  # each action's return distribution: "c51" (Bellemare et al. 2017), "qr" (QR-DQN)
+  config.num_atoms = 51  # C51: the returns its distributions are over, from v_min to v_max; QR-DQN: its quantiles
   config.v_min = -100.0  # C51's lowest return; CartPole's discounted returns reach 100 (1 a step, gamma 0.99)
   config.v_max = 100.0  # C51's highest return (Atari's clipped rewards: [-10, 10])
   configs.normalization_fields(config)

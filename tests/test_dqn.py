@@ -99,7 +99,8 @@ def test_dueling_head_adds_the_value_to_the_advantages_less_their_mean():
 @pytest.mark.unit
 def test_a_c51_head_gives_each_action_a_distribution_and_q_is_its_mean():
   """Three atoms at -1, 0, 1; no hidden layer (features = obs); dueling: logits = V + A - mean_a A, atom by atom."""
-  net = networks.QNetwork(num_actions=2, hidden_sizes=(), dueling=True, num_atoms=3, v_min=-1.0, v_max=1.0)
+  net = networks.QNetwork(num_actions=2, hidden_sizes=(), dueling=True, distributional="c51", num_atoms=3, v_min=-1.0,
+                          v_max=1.0)
   params = {"Dense_0": {"kernel": jnp.array([[1.0, 0.0, 0.0]]), "bias": jnp.zeros(3)},  # V: [x, 0, 0]
             "Dense_1": {"kernel": jnp.array([[0.0, 0.0, 0.0, 0.0, 0.0, 2.0]]), "bias": jnp.zeros(6)}}  # A: [0; 0, 0, 2x]
   logits = jax.jit(net.apply, static_argnums=2)({"params": params}, jnp.array([[jnp.log(2.0)]]), True)
@@ -108,11 +109,17 @@ def test_a_c51_head_gives_each_action_a_distribution_and_q_is_its_mean():
   # Probabilities: [2, 1, 0.5] / 3.5 and [2, 1, 2] / 5: means (-2 + 0.5) / 3.5 and 0
   q = jax.jit(net.apply)({"params": params}, jnp.array([[jnp.log(2.0)]]))
   np.testing.assert_allclose(q, [[-1.5 / 3.5, 0.0]], atol=1e-6)
+  # The same head as QR-DQN's: the numbers are quantiles, Q their mean: [0, 0] + (2 log 2) / 3 for action 1
+  quantiles = net.clone(distributional="qr")
+  np.testing.assert_allclose(jax.jit(quantiles.apply)({"params": params}, jnp.array([[jnp.log(2.0)]])),
+                             [[0.0, 2 * np.log(2) / 3]], atol=1e-6)
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("fields, message", [
-    ({"distributional": "qr"}, "distributional='qr' must be 'none' (values) or 'c51'"),
+    ({"distributional": "iqn"}, "distributional='iqn' must be 'none' (values), 'c51' (categorical distributions) or "
+                                "'qr' (quantiles)"),
+    ({"distributional": "qr", "num_atoms": 0}, "num_atoms=0 must be a whole number >= 2"),
     ({"num_atoms": 1}, "num_atoms=1 must be a whole number >= 2"),
     ({"v_min": 5.0, "v_max": 5.0}, "v_min=5.0 must be below v_max=5.0"),
 ])
@@ -196,3 +203,16 @@ def test_default_config_learns_cartpole(tmp_path):
   evaluations = [[r[f"eval/return/seed_{seed}"] for r in result.history if "eval/return" in r] for seed in range(3)]
   assert min(max(e) for e in evaluations) >= 475, evaluations
   assert sorted(e[-1] for e in evaluations)[1] >= 400, evaluations
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["c51", "qr"])
+def test_distributional_heads_learn_cartpole(head, tmp_path):
+  """C51 (51 atoms from -100 to 100) and QR-DQN (51 quantiles), the default config otherwise, exploring over the first
+  50k steps: the greedy evaluation (16 episodes) at 150k steps >= 400 where a random policy scores ~22. In
+  development (2-core AMD EPYC): C51 216 at 50k, 416 at 100k, 500 at 150k; QR-DQN 132, 284 and 499."""
+  config = dqn_config.get_config()
+  config.update(dict(distributional=head, total_timesteps=150_000, learning_starts=1_000, exploration_steps=50_000,
+                     log_every=1_000))
+  result = trainer.train(config, str(tmp_path), devices=jax.devices()[:1])
+  assert result.history[-1]["step"] == 150_000 and result.history[-1]["eval/return"] >= 400, result.history[-1]

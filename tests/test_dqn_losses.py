@@ -48,3 +48,15 @@ def test_the_categorical_loss_is_the_kl_to_the_target_at_the_action_taken():
   weighted, _ = td_loss.categorical_loss(logits, jnp.array([1, 0]), jnp.array([[1.0, 0.0], [0.25, 0.75]]),
                                          jnp.array([0.5, 1.0]))
   assert float(weighted) == pytest.approx(np.log(2.0) / 4, rel=1e-6)
+
+
+def test_the_quantile_loss_by_hand():
+  # Two quantiles (tau 0.25, 0.75) of the action taken (1): theta = [0, 2]; target samples [1, 3] (kappa 1).
+  # u = T_j - theta_i: [[1, 3], [-1, 1]]; huber: [[0.5, 2.5], [0.5, 0.5]]
+  # weights |tau_i - 1{u < 0}|: [[0.25, 0.25], [0.25, 0.75]]
+  # sum_i mean_j: (0.125 + 0.625) / 2 + (0.125 + 0.375) / 2 = 0.375 + 0.25 = 0.625
+  quantiles = jnp.array([[[5.0, 5.0], [0.0, 2.0]]])
+  loss, per_sample = td_loss.quantile_loss(quantiles, jnp.array([1]), jnp.array([[1.0, 3.0]]))
+  np.testing.assert_allclose(per_sample, [0.625], rtol=1e-6)
+  assert float(td_loss.quantile_loss(quantiles, jnp.array([1]), jnp.array([[1.0, 3.0]]), jnp.array([0.5]))[0]) == \
+      pytest.approx(0.3125)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import rlax
 
-from distrl.rl import returns
+from distrl.rl import returns, td_loss
 
 pytestmark = pytest.mark.unit
 
@@ -384,3 +384,37 @@ def test_the_projection_equals_rlax():
   values = g[:, None] + discount[:, None] * atoms[None, :]
   expected = jax.vmap(rlax.categorical_l2_project, in_axes=(0, 0, None))(values, probs, atoms)
   np.testing.assert_allclose(returns.categorical.projection(values, probs, atoms), expected, atol=1e-5)  # rounding
+
+
+# --- QR-DQN (quantiles) ---------------------------------------------------------------------------------------------
+
+
+def test_the_quantile_target_moves_the_chosen_quantiles_by_the_return():
+  # Two actions, 3 quantiles: action 0 [0, 1, 2] (mean 1), action 1 [-3, 3, 6] (mean 2): a* = 1; double Q with an
+  # online network preferring action 0: a* = 0. Sample 1 ends in a terminal state: every target sample is G.
+  quantiles_t = jnp.array([[[0.0, 1.0, 2.0], [-3.0, 3.0, 6.0]]] * 2)
+  g, discount = jnp.array([1.0, 1.0]), jnp.array([0.5, 0.0])
+  np.testing.assert_allclose(returns.quantile_target(g, discount, quantiles_t), [[-0.5, 2.5, 4.0], [1.0, 1.0, 1.0]])
+  double = returns.quantile_target(g, discount, quantiles_t, q_t_online=jnp.array([[1.0, 0.0]] * 2))
+  np.testing.assert_allclose(double[0], [1.0, 1.5, 2.0])
+  masked = returns.quantile_target(g, discount, quantiles_t, mask_t=jnp.array([[True, False]] * 2))
+  np.testing.assert_allclose(masked, double)
+  np.testing.assert_allclose(returns.quantile.midpoints(4), [0.125, 0.375, 0.625, 0.875])
+  with pytest.raises(ValueError, match="quantile_target wants"):
+    returns.quantile_target(g, discount, quantiles_t[:, 0])
+
+
+def test_the_quantile_loss_equals_rlax():
+  """rlax.quantile_q_learning (quantiles (N, A), one sample) with the Huber parameter 1: its target is ours."""
+  keys = jax.random.split(jax.random.PRNGKey(5), 5)
+  quantiles_tm1, quantiles_t = (jax.random.normal(k, (16, 3, 8)) for k in keys[:2])
+  a_tm1 = jax.random.randint(keys[2], (16,), 0, 3)
+  r_t, discount_t = jax.random.normal(keys[3], (16,)), 0.9 * (jax.random.uniform(keys[4], (16,)) > 0.2)
+  tau = returns.quantile.midpoints(8)
+  expected = jax.vmap(rlax.quantile_q_learning, in_axes=(0, None, 0, 0, 0, 0, 0, None))(
+      quantiles_tm1.swapaxes(1, 2), tau, a_tm1, r_t, discount_t, quantiles_t.swapaxes(1, 2),
+      quantiles_t.swapaxes(1, 2), 1.0)
+  target = returns.quantile_target(r_t, discount_t, quantiles_t)
+  loss, per_sample = td_loss.quantile_loss(quantiles_tm1, a_tm1, target)
+  np.testing.assert_allclose(per_sample, expected, rtol=1e-5, atol=1e-6)
+  assert float(loss) == pytest.approx(float(np.mean(expected)), rel=1e-5)

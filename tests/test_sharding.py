@@ -81,6 +81,9 @@ CASES = {
                                                        "distributional": "c51", "num_atoms": 11, "v_min": -5.0,
                                                        "v_max": 5.0, "target_update_interval": 8 * 10},
                                                30, ("loss/total", 20), _priorities_written, atol=1e-4),
+    # QR-DQN's quantiles with 3-step targets.
+    "dqn-qr-n-step": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 3, "distributional": "qr", "num_atoms": 8,
+                                  "target_update_interval": 8 * 10}, 30, ("loss/total", 20)),
     # From the first update on: trained in every update from the first whose rows hold a complete n-step window.
     "dqn-prioritised-pmap": Case("dqn", {"env_name": FAST, **REPLAY, "learning_starts": 0, "prioritized": True,
                                          "n_step": 2, "loss": "huber", "scale_rewards": True, "normalize_obs": True,

@@ -2,8 +2,9 @@
 
 Options: n-step returns (`n_step`), double DQN (`double_dqn`), a dueling head (`dueling`),
 prioritised replay (`prioritized`, Schaul et al. 2016), LayerNorm in the Q-network (`layer_norm`), distributions
-of returns instead of values (`distributional="c51"`, Bellemare et al. 2017: `num_atoms` from `v_min` to `v_max`,
-the KL loss, which also ranks priorities; acting and evaluation greedy by the distributions' means).
+of returns instead of values (`distributional`: "c51", Bellemare et al. 2017, `num_atoms` from `v_min` to `v_max`
+and the KL loss; "qr", QR-DQN, Dabney et al. 2018, `num_atoms` quantiles and the quantile Huber loss; either loss
+ranks priorities; acting and evaluation greedy by the distributions' means).
 
 One iteration (`distrl.rl.replay_learner`, which DQN shares with SAC and TD3): every environment takes
 `num_steps` epsilon-greedy steps into its replay row, then (after `learning_starts` environment steps)
@@ -31,6 +32,7 @@ from distrl.rl import acting, normalization, qlearning, replay, replay_learner, 
 from distrl.dqn import losses, priorities
 from distrl.envs import Env
 from distrl.errors import require, require_positive
+from distrl.rl.networks import QNetwork
 from distrl.rl.returns import categorical
 from distrl.rl.state import TrainState, apply_gradients
 
@@ -61,11 +63,13 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
           f"priority_beta={config.priority_beta} must be in [0, 1] (it anneals to 1; 0.4 is common)")
   require(config.priority_eps > 0, f"priority_eps={config.priority_eps} must be > 0 (e.g. 1e-6): a zero priority "
                                    f"would never be sampled again")
-  require(config.distributional in ("none", "c51"),
-          f"distributional={config.distributional!r} must be 'none' (values) or 'c51' (categorical distributions)")
-  if qlearning.categorical(config):
+  require(config.distributional in ("none", "c51", "qr"),
+          f"distributional={config.distributional!r} must be 'none' (values), 'c51' (categorical distributions) or "
+          f"'qr' (quantiles)")
+  if config.distributional != "none":
     require(isinstance(config.num_atoms, int) and config.num_atoms >= 2,
-            f"num_atoms={config.num_atoms!r} must be a whole number >= 2 (C51's is 51)")
+            f"num_atoms={config.num_atoms!r} must be a whole number >= 2 (C51's is 51, QR-DQN's 200)")
+  if config.distributional == "c51":
     require(config.v_min < config.v_max, f"v_min={config.v_min} must be below v_max={config.v_max}: the support "
                                          f"runs from v_min to v_max")
   require(config.target_update_interval < 2**31, f"target_update_interval={config.target_update_interval} must be "
@@ -112,23 +116,17 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
   Returns (learner, td errors (B,), (loss, mean Q, gradient norm)).
   """
 
-  c51 = qlearning.categorical(config)
+  distributions = qlearning.distributional(config) != "none"
 
   def loss_fn(params):
-    out_t_target = net.apply(learner.target_params, batch.next_obs, c51)
+    out_t_target = net.apply(learner.target_params, batch.next_obs, distributions)
     if config.double_dqn:  # one online pass over obs and next_obs: on a CPU a step costs per operation, not per row
-      out_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]), c51)
+      out_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]), distributions)
       out_tm1, out_t_online = out_both[:len(batch.obs)], jax.lax.stop_gradient(out_both[len(batch.obs):])
     else:
-      out_tm1, out_t_online = net.apply(params, batch.obs, c51), None
-    if c51:  # distributions (B, A, N); the greedy action by their means
-      atoms = net.atoms()
-      q_t_online = None if out_t_online is None else categorical.mean(out_t_online, atoms)
-      target = returns.categorical_target(batch.n_step_return, batch.discount, out_t_target, atoms, q_t_online,
-                                          batch.next_action_mask)
-      loss, kl = td_loss.categorical_loss(out_tm1, batch.action, target, weights)
-      q_tm1 = categorical.mean(jnp.take_along_axis(out_tm1, batch.action[:, None, None], axis=1)[:, 0], atoms)
-      return loss, (jnp.mean(q_tm1), kl)  # the KL ranks priorities, as |td| does for DQN
+      out_tm1, out_t_online = net.apply(params, batch.obs, distributions), None
+    if distributions:
+      return distributional_loss(net, out_tm1, out_t_target, out_t_online, batch, weights)
     y = returns.double_q_target(batch.n_step_return, batch.discount, out_t_target, out_t_online,
                                 batch.next_action_mask)
     loss, q_mean, td = td_loss.q_loss(out_tm1, batch.action, y, weights, loss=config.loss)
@@ -139,6 +137,24 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
     grads, loss, q_mean = sharding.pmean((grads, loss, q_mean))
   learner = apply_gradients(tx, learner, grads)
   return learner, td, (loss, q_mean, optax.tree.norm(grads))
+
+
+def distributional_loss(net: QNetwork, out_tm1, out_t_target, out_t_online, batch: Batch,
+                        weights: jax.Array | None):
+  """C51's KL or QR-DQN's quantile loss on the networks' distributions (B, A, N), the greedy action by their means.
+  -> (loss, (mean Q of the actions taken, the per-sample loss, which ranks priorities as |td| does for DQN))."""
+  if net.distributional == "c51":
+    mean = lambda out: categorical.mean(out, net.atoms())
+    target_of, loss_of = functools.partial(returns.categorical_target, atoms=net.atoms()), td_loss.categorical_loss
+  else:
+    mean = lambda out: jnp.mean(out, axis=-1)
+    target_of, loss_of = returns.quantile_target, td_loss.quantile_loss
+  q_t_online = None if out_t_online is None else mean(out_t_online)
+  target = target_of(batch.n_step_return, batch.discount, out_t_target, q_t_online=q_t_online,
+                     mask_t=batch.next_action_mask)
+  loss, per_sample = loss_of(out_tm1, batch.action, target, weights)
+  q_taken = jnp.take_along_axis(mean(out_tm1), batch.action[:, None], axis=1)[:, 0]
+  return loss, (jnp.mean(q_taken), per_sample)
 
 
 def draw(buffer: replay.Transition, priority: jax.Array | None, key: jax.Array, where: replay.Starts, *, config,

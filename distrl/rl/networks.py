@@ -253,9 +253,11 @@ class QNetwork(nn.Module):
       Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a'),
   which keeps V and A identifiable (a constant moved between them would leave Q unchanged).
 
-  With `num_atoms` > 1 (C51, Bellemare et al. 2017) each action's head is a distribution of returns: logits over
-  `num_atoms` evenly spaced returns from `v_min` to `v_max` (the dueling pair per atom, as in Rainbow), and Q(s, a)
-  its mean; `distribution=True` returns the logits (..., num_actions, num_atoms).
+  With a `distributional` head each action's is a distribution of returns, `num_atoms` numbers an action (the
+  dueling pair atom by atom, as in Rainbow), and Q(s, a) its mean; `distribution=True` returns them
+  (..., num_actions, num_atoms):
+      "c51"  logits over evenly spaced returns from `v_min` to `v_max` (Bellemare et al. 2017)
+      "qr"   the returns at the quantile midpoints (QR-DQN, Dabney et al. 2018)
   """
 
   num_actions: int
@@ -265,20 +267,23 @@ class QNetwork(nn.Module):
   torso: str = "mlp"
   dueling: bool = False
   layer_norm: bool = False
-  num_atoms: int = 1
+  distributional: str = "none"
+  num_atoms: int = 51
   v_min: float = -10.0
   v_max: float = 10.0
 
   @nn.compact
   def __call__(self, obs: jax.Array, distribution: bool = False) -> jax.Array:
     features = torso(self.torso, self.hidden_sizes, None, 1.0, self.activation, self.obs_ndim, self.layer_norm)(obs)
-    if self.num_atoms == 1:
+    if self.distributional == "none":
       return q_values(features, self.num_actions, self.dueling)
-    logits = q_logits(features, self.num_actions, self.num_atoms, self.dueling)
-    return logits if distribution else categorical.mean(logits, self.atoms())
+    atoms = q_atoms(features, self.num_actions, self.num_atoms, self.dueling)
+    if distribution:
+      return atoms
+    return categorical.mean(atoms, self.atoms()) if self.distributional == "c51" else jnp.mean(atoms, axis=-1)
 
   def atoms(self) -> jax.Array:
-    """The returns the distributions are over, (num_atoms,)."""
+    """C51's support: the returns its distributions are over, (num_atoms,)."""
     return categorical.support(self.num_atoms, self.v_min, self.v_max)
 
 
@@ -292,9 +297,10 @@ def q_values(features: jax.Array, num_actions: int, dueling: bool) -> jax.Array:
   return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
 
 
-def q_logits(features: jax.Array, num_actions: int, num_atoms: int, dueling: bool) -> jax.Array:
-  """Logits (..., num_actions, num_atoms) of each action's return distribution from features (..., F): one linear
-  head, or the dueling pair combined atom by atom. Called inside a module's `nn.compact` method."""
+def q_atoms(features: jax.Array, num_actions: int, num_atoms: int, dueling: bool) -> jax.Array:
+  """Each action's return distribution (..., num_actions, num_atoms), C51's logits or QR-DQN's quantiles, from
+  features (..., F): one linear head, or the dueling pair combined atom by atom. Called inside a module's
+  `nn.compact` method."""
   shape = features.shape[:-1] + (num_actions, num_atoms)
   if not dueling:
     return orthogonal_dense(num_actions * num_atoms, 1.0)(features).reshape(shape)

@@ -33,17 +33,18 @@ def check(config: ml_collections.ConfigDict) -> None:
 
 
 def network(config: ml_collections.ConfigDict, env: Env) -> QNetwork:
-  """Q-values (..., num_actions) from observations (..., *obs_shape); with `distributional="c51"` (DQN) their
-  distributions too (`QNetwork`)."""
-  atoms = dict(num_atoms=config.num_atoms, v_min=config.v_min, v_max=config.v_max) if categorical(config) else {}
+  """Q-values (..., num_actions) from observations (..., *obs_shape); with DQN's `distributional` ("c51", "qr")
+  their distributions too (`QNetwork`)."""
+  head = distributional(config)
+  atoms = dict(num_atoms=config.num_atoms, v_min=config.v_min, v_max=config.v_max) if head != "none" else {}
   return QNetwork(num_actions=env.num_actions, hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
                   obs_ndim=len(env.observation_shape), torso=config.torso, dueling=config.dueling,
-                  layer_norm=config.layer_norm, **atoms)
+                  layer_norm=config.layer_norm, distributional=head, **atoms)
 
 
-def categorical(config: ml_collections.ConfigDict) -> bool:
-  """Whether the Q-network learns distributions over a support (C51), not values."""
-  return config.get("distributional", "none") == "c51"
+def distributional(config: ml_collections.ConfigDict) -> str:
+  """What the Q-network learns: "none" (values), "c51" (distributions over a support), "qr" (quantiles)."""
+  return config.get("distributional", "none")
 
 
 def epsilon(config: ml_collections.ConfigDict, env_steps: jax.Array) -> jax.Array:

@@ -6,6 +6,7 @@
     nstep           n-step returns of a window read from the replay at sampling time (DQN, SAC, TD3)
     double_q        DQN's (double) Q-learning target, SAC's and TD3's clipped double-Q target
     categorical     distributional DQN's (C51) target: the next distribution moved by the return, projected
+    quantile        QR-DQN's target: the next state's quantiles moved by the return
 
 Pure functions of arrays with keyword-only hyperparameters (bind them once with `functools.partial`). Sequences are
 time-major, (T, ...); names carry their time index: `r_t` is the reward of step t (taken in s_t),
@@ -24,7 +25,8 @@ from distrl.rl.returns.double_q import clipped_double_q_target, double_q_target
 from distrl.rl.returns.gae import gae
 from distrl.rl.returns.lambda_returns import lambda_returns
 from distrl.rl.returns.nstep import n_step_return
+from distrl.rl.returns.quantile import quantile_target
 from distrl.rl.returns.vtrace import VTrace, vtrace
 
-__all__ = ["VTrace", "categorical_target", "clipped_double_q_target", "double_q_target", "gae", "lambda_returns", "n_step_return",
-           "vtrace"]
+__all__ = ["VTrace", "categorical_target", "clipped_double_q_target", "double_q_target", "gae", "lambda_returns",
+           "n_step_return", "quantile_target", "vtrace"]
