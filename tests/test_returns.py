@@ -383,7 +383,8 @@ def test_the_projection_equals_rlax():
   probs = jax.nn.softmax(jax.random.normal(keys[2], (64, 51)), -1)
   values = g[:, None] + discount[:, None] * atoms[None, :]
   expected = jax.vmap(rlax.categorical_l2_project, in_axes=(0, 0, None))(values, probs, atoms)
-  np.testing.assert_allclose(returns.categorical.projection(values, probs, atoms), expected, atol=1e-5)  # rounding
+  # To float rounding: a return's place on the support is computed in units of its spacing (up to 50 here).
+  np.testing.assert_allclose(returns.categorical.projection(values, probs, atoms), expected, atol=1e-4)
 
 
 # --- QR-DQN (quantiles) ---------------------------------------------------------------------------------------------

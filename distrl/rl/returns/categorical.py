@@ -6,9 +6,10 @@ the support.
     m_i  = sum_j p_j * max(0, 1 - |clip(Tz_j, z_1, z_N) - z_i| / dz)
 
 with p the next state's distribution at the chosen action a* and dz the support's spacing: each atom's probability
-is split between the two support points around it in proportion to its nearness (the paper's Algorithm 1; the
-same as rlax's `categorical_l2_project` onto an evenly spaced support), so the mass (1) is kept and what falls past
-either end lands on it.
+is split between the two support points around it in proportion to its nearness (the paper's Algorithm 1, as
+rlax's `categorical_l2_project` onto an evenly spaced support), so the mass (1) is kept and what falls past either
+end lands on it. Computed as the paper does, two scatter-adds of N values a row (on a CPU ~4x faster than the N x N
+weights of the formula above).
 """
 
 import jax
@@ -30,10 +31,12 @@ def mean(logits: jax.Array, atoms: jax.Array) -> jax.Array:
 def projection(values: jax.Array, probs: jax.Array, atoms: jax.Array) -> jax.Array:
   """The distribution with probabilities `probs` (B, N) at returns `values` (B, N), projected onto the evenly spaced
   support `atoms` (M,): (B, M), each row summing to what its `probs` sums to."""
-  spacing = atoms[1] - atoms[0]
-  clipped = jnp.clip(values, atoms[0], atoms[-1])
-  nearness = jnp.clip(1.0 - jnp.abs(clipped[:, :, None] - atoms[None, None, :]) / spacing, 0.0, 1.0)  # (B, N, M)
-  return jnp.einsum("bn,bnm->bm", probs, nearness)
+  at = (jnp.clip(values, atoms[0], atoms[-1]) - atoms[0]) / (atoms[1] - atoms[0])  # in units of the spacing
+  below, above = jnp.floor(at), jnp.ceil(at)
+  rows = jnp.arange(values.shape[0])[:, None]
+  projected = jnp.zeros(values.shape[:1] + atoms.shape, probs.dtype)
+  projected = projected.at[rows, below.astype(jnp.int32)].add(probs * jnp.where(above == below, 1.0, above - at))
+  return projected.at[rows, above.astype(jnp.int32)].add(probs * (at - below))
 
 
 def categorical_target(return_t, discount_t, logits_t_target, atoms, q_t_online=None, mask_t=None):
