@@ -33,7 +33,6 @@ from distrl.dqn import losses, priorities
 from distrl.envs import Env
 from distrl.errors import require, require_positive
 from distrl.rl.networks import QNetwork
-from distrl.rl.returns import categorical
 from distrl.rl.state import TrainState, apply_gradients
 
 
@@ -116,16 +115,16 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
   Returns (learner, td errors (B,), (loss, mean Q, gradient norm)).
   """
 
-  distributions = qlearning.distributional(config) != "none"
+  distributional = qlearning.distributional(config) != "none"
 
   def loss_fn(params):
-    out_t_target = net.apply(learner.target_params, batch.next_obs, distributions)
+    out_t_target = net.apply(learner.target_params, batch.next_obs, distributional)
     if config.double_dqn:  # one online pass over obs and next_obs: on a CPU a step costs per operation, not per row
-      out_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]), distributions)
+      out_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]), distributional)
       out_tm1, out_t_online = out_both[:len(batch.obs)], jax.lax.stop_gradient(out_both[len(batch.obs):])
     else:
-      out_tm1, out_t_online = net.apply(params, batch.obs, distributions), None
-    if distributions:
+      out_tm1, out_t_online = net.apply(params, batch.obs, distributional), None
+    if distributional:
       return distributional_loss(net, out_tm1, out_t_target, out_t_online, batch, weights)
     y = returns.double_q_target(batch.n_step_return, batch.discount, out_t_target, out_t_online,
                                 batch.next_action_mask)
@@ -144,16 +143,14 @@ def distributional_loss(net: QNetwork, out_tm1, out_t_target, out_t_online, batc
   """C51's KL or QR-DQN's quantile loss on the networks' distributions (B, A, N), the greedy action by their means.
   -> (loss, (mean Q of the actions taken, the per-sample loss, which ranks priorities as |td| does for DQN))."""
   if net.distributional == "c51":
-    mean = lambda out: categorical.mean(out, net.atoms())
     target_of, loss_of = functools.partial(returns.categorical_target, atoms=net.atoms()), td_loss.categorical_loss
   else:
-    mean = lambda out: jnp.mean(out, axis=-1)
     target_of, loss_of = returns.quantile_target, td_loss.quantile_loss
-  q_t_online = None if out_t_online is None else mean(out_t_online)
+  q_t_online = None if out_t_online is None else net.mean(out_t_online)
   target = target_of(batch.n_step_return, batch.discount, out_t_target, q_t_online=q_t_online,
                      mask_t=batch.next_action_mask)
   loss, per_sample = loss_of(out_tm1, batch.action, target, weights)
-  q_taken = jnp.take_along_axis(mean(out_tm1), batch.action[:, None], axis=1)[:, 0]
+  q_taken = jnp.take_along_axis(net.mean(out_tm1), batch.action[:, None], axis=1)[:, 0]
   return loss, (jnp.mean(q_taken), per_sample)
 
 

@@ -278,9 +278,13 @@ class QNetwork(nn.Module):
     if self.distributional == "none":
       return q_values(features, self.num_actions, self.dueling)
     atoms = q_atoms(features, self.num_actions, self.num_atoms, self.dueling)
-    if distribution:
-      return atoms
-    return categorical.mean(atoms, self.atoms()) if self.distributional == "c51" else jnp.mean(atoms, axis=-1)
+    return atoms if distribution else self.mean(atoms)
+
+  def mean(self, distributions: jax.Array) -> jax.Array:
+    """Q-values (...) from the head's distributions (..., num_atoms): C51's expected return, QR's mean quantile."""
+    if self.distributional == "c51":
+      return categorical.mean(distributions, self.atoms())
+    return jnp.mean(distributions, axis=-1)
 
   def atoms(self) -> jax.Array:
     """C51's support: the returns its distributions are over, (num_atoms,)."""
