@@ -5,6 +5,8 @@
   python -m distrl.launch --config=dqn:CleanRL      # the well-known single-file DQN's settings
   python -m distrl.launch --config=dqn --config.distributional=c51   # C51: distributions of returns
   python -m distrl.launch --config=dqn --config.distributional=qr    # QR-DQN: quantiles of returns
+  python -m distrl.launch --config=dqn --config.noisy=True           # noisy networks explore, not epsilon-greedy
+  python -m distrl.launch --config=rainbow                           # all of the above: configs/rainbow.py
 
 The default is CartPole-v1 with CleanRL's dqn_jax sizes and schedule (10 environments, a 10,000-transition
 buffer, a gradient step every 10 environment steps, epsilon 1 -> 0.05 over 250k steps, target copied every
@@ -46,6 +48,7 @@ def get_config(arg=None):
                         learning_starts=10_000, gamma=0.99, n_step=3, tau=1.0)
 
   config.lr = 2.5e-4  # Adam step size
+  config.adam_eps = 1e-8  # Adam's epsilon, added to the root of its second-moment estimate (optax's default)
   config.anneal_lr = True  # decay the step size linearly to 0 over the run's gradient steps
   config.max_grad_norm = 10.0  # clip gradients to this global norm
   config.loss = "mse"  # TD loss: "mse" or "huber" (C51's loss is the KL divergence)
@@ -61,6 +64,8 @@ def get_config(arg=None):
   config.v_max = 100.0  # C51's highest return (Atari's clipped rewards: [-10, 10])
   configs.normalization_fields(config)
 
+  config.noisy = False  # noisy head layers explore (Fortunato et al. 2018) in place of epsilon-greedy: epsilon 0
+  config.noisy_sigma0 = 0.5  # the noisy layers' initial noise: sigma = noisy_sigma0 / sqrt(fan-in)
   config.start_e = 1.0  # exploration rate at the start
   config.end_e = 0.05  # exploration rate after exploration_steps
   config.exploration_steps = 250_000  # environment steps over which epsilon decays linearly

@@ -34,6 +34,16 @@ def _priorities_written(state, initial):
   assert len(np.unique(state.actors.priority)) > 100
 
 
+def _noise_learned(state, initial):
+  """The noisy layers' scales trained (their gradients come through the noise), and priorities were written back."""
+  sigmas = [(path, leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(state.learner.params)
+            if "sigma" in jax.tree_util.keystr(path)]
+  assert len(sigmas) == 4  # kernel and bias of both dueling heads
+  start = dict(jax.tree_util.tree_leaves_with_path(initial.learner.params))
+  assert all(not np.allclose(leaf, start[path]) for path, leaf in sigmas)
+  _priorities_written(state, initial)
+
+
 def _actor_moved(state, initial):
   """The actor (not only the critics) trained."""
   for x, y in zip(jax.tree.leaves(initial.learner.actor.params), jax.tree.leaves(state.learner.actor.params)):
@@ -81,6 +91,12 @@ CASES = {
                                                        "distributional": "c51", "num_atoms": 11, "v_min": -5.0,
                                                        "v_max": 5.0, "target_update_interval": 8 * 10},
                                                30, ("loss/total", 20), _priorities_written, atol=1e-4),
+    # Rainbow: noisy heads (each environment's acting noise from its own key; the online and target networks' noise
+    # from the replicated key, the same sample on every device's slice of the batch) over all of the above.
+    "dqn-noisy-rainbow": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 3, "double_dqn": True, "dueling": True,
+                                      "prioritized": True, "distributional": "c51", "num_atoms": 11, "v_min": -5.0,
+                                      "v_max": 5.0, "noisy": True, "target_update_interval": 8 * 10},
+                              30, ("loss/total", 20), _noise_learned, atol=1e-4),
     # QR-DQN's quantiles with 3-step targets.
     "dqn-qr-n-step": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 3, "distributional": "qr", "num_atoms": 8,
                                   "target_update_interval": 8 * 10}, 30, ("loss/total", 20)),

@@ -4,7 +4,11 @@ Options: n-step returns (`n_step`), double DQN (`double_dqn`), a dueling head (`
 prioritised replay (`prioritized`, Schaul et al. 2016), LayerNorm in the Q-network (`layer_norm`), distributions
 of returns instead of values (`distributional`: "c51", Bellemare et al. 2017, `num_atoms` from `v_min` to `v_max`
 and the KL loss; "qr", QR-DQN, Dabney et al. 2018, `num_atoms` quantiles and the quantile Huber loss; either loss
-ranks priorities; acting and evaluation greedy by the distributions' means).
+ranks priorities; acting and evaluation greedy by the distributions' means), noisy head layers in place of
+epsilon-greedy (`noisy`, Fortunato et al. 2018: epsilon is 0, `start_e` and `end_e` unused; each environment acts on
+its own noise sample at every step, the online and the target network take independent samples at every gradient
+step, all from keys in the state; evaluation acts on the mean weights). All six together are Rainbow
+(configs/rainbow.py).
 
 One iteration (`distrl.rl.replay_learner`, which DQN shares with SAC and TD3): every environment takes
 `num_steps` epsilon-greedy steps into its replay row, then (after `learning_starts` environment steps)
@@ -18,7 +22,7 @@ whichever device holds them.
 """
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -33,6 +37,7 @@ from distrl.dqn import losses, priorities
 from distrl.envs import Env
 from distrl.errors import require, require_positive
 from distrl.rl.networks import QNetwork
+from distrl.rl.noisy import NOISE
 from distrl.rl.state import TrainState, apply_gradients
 
 
@@ -52,9 +57,10 @@ Actors, Batch, Sizes = replay_learner.Actors, replay_learner.Batch, replay_learn
 def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   """Validates the config's sizes against the device count and derives the rest."""
   require_positive(config, "lr", "target_update_interval", "max_grad_norm")
+  require(config.adam_eps >= 0, f"adam_eps={config.adam_eps} must be >= 0")
   qlearning.check(config)
   require(config.loss in ("mse", "huber"), f"loss={config.loss!r} must be 'mse' or 'huber'")
-  for field in ("double_dqn", "prioritized", "anneal_lr"):
+  for field in ("double_dqn", "prioritized", "anneal_lr", "noisy"):
     require(isinstance(config[field], bool), f"{field}={config[field]!r} must be True or False")
   require(0 <= config.priority_alpha <= 1,
           f"priority_alpha={config.priority_alpha} must be in [0, 1] (0: uniform; 0.6 is common)")
@@ -71,6 +77,9 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
   if config.distributional == "c51":
     require(config.v_min < config.v_max, f"v_min={config.v_min} must be below v_max={config.v_max}: the support "
                                          f"runs from v_min to v_max")
+  if config.noisy:
+    require(config.noisy_sigma0 > 0, f"noisy_sigma0={config.noisy_sigma0} must be > 0: it scales the noisy layers' "
+                                     f"initial noise (the paper's 0.5)")
   require(config.target_update_interval < 2**31, f"target_update_interval={config.target_update_interval} must be "
                                                  f"below 2**31 (environment steps are int32 on the devices)")
   return replay_learner.sizes(config, num_devices)
@@ -85,7 +94,8 @@ def learning_rate(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.Sche
 
 
 def optimizer(config: ml_collections.ConfigDict, sizes: Sizes) -> optax.GradientTransformation:
-  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate(config, sizes)))
+  adam = optax.adam(learning_rate(config, sizes), eps=config.adam_eps)
+  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
 
 
 def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: Sizes) -> TrainState:
@@ -108,22 +118,33 @@ def init(key: jax.Array, *, config: ml_collections.ConfigDict, env: Env, sizes: 
 act = qlearning.act
 
 
+class Noise(NamedTuple):
+  """A gradient step's keys of the noisy layers' samples (`noisy`): one for the online network's passes, another for
+  the target network's; replicated, so every device's slice of the batch sees the same sample."""
+
+  online: jax.Array
+  target: jax.Array
+
+
 def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, learner: Learner, batch: Batch,
-                  weights: jax.Array | None):
-  """One gradient step on this device's slice of a batch (B, ...); gradients averaged over devices.
+                  weights: jax.Array | None, noise: Noise | None = None):
+  """One gradient step on this device's slice of a batch (B, ...); gradients averaged over devices. Noisy layers
+  take their samples from `noise`'s keys (none: their mean weights).
 
   Returns (learner, td errors (B,), (loss, mean Q, gradient norm)).
   """
 
   distributional = qlearning.distributional(config) != "none"
+  online_rngs, target_rngs = ({}, {}) if noise is None else ({NOISE: noise.online}, {NOISE: noise.target})
 
   def loss_fn(params):
-    out_t_target = net.apply(learner.target_params, batch.next_obs, distributional)
+    online = functools.partial(net.apply, params, rngs=online_rngs)
+    out_t_target = net.apply(learner.target_params, batch.next_obs, distributional, rngs=target_rngs)
     if config.double_dqn:  # one online pass over obs and next_obs: on a CPU a step costs per operation, not per row
-      out_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]), distributional)
+      out_both = online(jnp.concatenate([batch.obs, batch.next_obs]), distributional)
       out_tm1, out_t_online = out_both[:len(batch.obs)], jax.lax.stop_gradient(out_both[len(batch.obs):])
     else:
-      out_tm1, out_t_online = net.apply(params, batch.obs, distributional), None
+      out_tm1, out_t_online = online(batch.obs, distributional), None
     if distributional:
       return distributional_loss(net, out_tm1, out_t_target, out_t_online, batch, weights)
     y = returns.double_q_target(batch.n_step_return, batch.discount, out_t_target, out_t_online,
@@ -174,9 +195,11 @@ def update(state: TrainState, *, config: ml_collections.ConfigDict, env: Env, si
   learner = state.learner
   observe = functools.partial(normalization.observations, learner.normalizer, clip=config.obs_clip)
   at = replay_learner.progress(state.update, config=config, sizes=sizes)
-  eps = qlearning.epsilon(config, at.steps_before)
-
-  policy = qlearning.epsilon_greedy(net, learner.params, observe, eps, env)
+  if config.noisy:  # noisy layers explore: no epsilon
+    eps, policy = jnp.float32(0), qlearning.noisy_greedy(net, learner.params, observe, env)
+  else:
+    eps = qlearning.epsilon(config, at.steps_before)
+    policy = qlearning.epsilon_greedy(net, learner.params, observe, eps, env)
   collected = replay_learner.collect(state.actors, learner.normalizer, policy, at.added, config=config, sizes=sizes,
                                      env=env)
   if config.prioritized:  # new transitions get the largest priority so far
@@ -204,15 +227,19 @@ def _learn(at: replay_learner.Progress, learner: Learner, collected: replay_lear
 
   def one(carry, step):
     learner, priority = carry
+    key, noise = step[1], None
+    if config.noisy:  # the online and the target network's samples, independent of each other and of the draw
+      key, online, target = jax.random.split(key, 3)
+      noise = Noise(online=online, target=target)
     with jax.named_scope("sampling"):
-      batch, drawn = draw(buffer, priority, step[1], at.where, config=config, sizes=sizes, normalizer=normalizer)
+      batch, drawn = draw(buffer, priority, key, at.where, config=config, sizes=sizes, normalizer=normalizer)
       batch = batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs),
                             next_action_mask=env.action_mask(batch.next_obs))  # read before normalising
     weights = None
     if config.prioritized:
       weights = losses.importance_weights(batch.priority / drawn.total, drawn.minimum / drawn.total, beta=beta)
       weights = replay_learner.mine(weights, sizes)
-    learner, td, stats = gradient_step(net, tx, config, learner, replay_learner.mine(batch, sizes), weights)
+    learner, td, stats = gradient_step(net, tx, config, learner, replay_learner.mine(batch, sizes), weights, noise)
     if config.prioritized:
       new = (jnp.abs(sharding.gather(td)) + config.priority_eps) ** config.priority_alpha  # (B,), global order
       priority = priorities.assign(priority, drawn, new)

@@ -1,7 +1,8 @@
 """Flax modules: MLP and CNN torsos with orthogonal init, the PPO actor-critic and the (dueling) Q-network, the
 heads a recurrent core (`distrl.rl.recurrent`) feeds, and the continuous actor and twin critic of SAC and TD3."""
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from distrl.rl import distributions
+from distrl.rl.noisy import NoisyDense
 from distrl.rl.returns import categorical
 from distrl.errors import ConfigError
 
@@ -258,6 +260,10 @@ class QNetwork(nn.Module):
   (..., num_actions, num_atoms):
       "c51"  logits over evenly spaced returns from `v_min` to `v_max` (Bellemare et al. 2017)
       "qr"   the returns at the quantile midpoints (QR-DQN, Dabney et al. 2018)
+
+  With `noisy` its head layers (both of a dueling pair) are `noisy.NoisyDense` of initial scale `noisy_sigma0`
+  (noisy networks, Fortunato et al. 2018, as Rainbow's heads); the torso stays deterministic. They draw from the
+  rng stream "noise" (`rngs={"noise": key}`) and are their mean weights without it, as greedy evaluation acts.
   """
 
   num_actions: int
@@ -271,13 +277,16 @@ class QNetwork(nn.Module):
   num_atoms: int = 51
   v_min: float = -10.0
   v_max: float = 10.0
+  noisy: bool = False
+  noisy_sigma0: float = 0.5
 
   @nn.compact
   def __call__(self, obs: jax.Array, distribution: bool = False) -> jax.Array:
     features = torso(self.torso, self.hidden_sizes, None, 1.0, self.activation, self.obs_ndim, self.layer_norm)(obs)
+    head = functools.partial(NoisyDense, sigma0=self.noisy_sigma0) if self.noisy else linear_head
     if self.distributional == "none":
-      return q_values(features, self.num_actions, self.dueling)
-    atoms = q_atoms(features, self.num_actions, self.num_atoms, self.dueling)
+      return q_values(features, self.num_actions, self.dueling, head)
+    atoms = q_atoms(features, self.num_actions, self.num_atoms, self.dueling, head)
     return atoms if distribution else self.mean(atoms)
 
   def mean(self, distributions: jax.Array) -> jax.Array:
@@ -291,25 +300,34 @@ class QNetwork(nn.Module):
     return categorical.support(self.num_atoms, self.v_min, self.v_max)
 
 
-def q_values(features: jax.Array, num_actions: int, dueling: bool) -> jax.Array:
-  """Q-values (..., num_actions) from features (..., F): one linear head, or the dueling pair. Called inside a
+def linear_head(features: int) -> nn.Dense:
+  """A Q-network's head layer: linear, orthogonal weights of gain 1."""
+  return orthogonal_dense(features, 1.0)
+
+
+Head = Callable[[int], nn.Module]  # a head layer of so many outputs: `linear_head`, or a `NoisyDense`
+
+
+def q_values(features: jax.Array, num_actions: int, dueling: bool, head: Head = linear_head) -> jax.Array:
+  """Q-values (..., num_actions) from features (..., F): one head layer, or the dueling pair. Called inside a
   module's `nn.compact` method, whose parameters its layers become."""
   if not dueling:
-    return orthogonal_dense(num_actions, 1.0)(features)
-  value = orthogonal_dense(1, 1.0)(features)
-  advantage = orthogonal_dense(num_actions, 1.0)(features)
+    return head(num_actions)(features)
+  value = head(1)(features)
+  advantage = head(num_actions)(features)
   return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
 
 
-def q_atoms(features: jax.Array, num_actions: int, num_atoms: int, dueling: bool) -> jax.Array:
+def q_atoms(features: jax.Array, num_actions: int, num_atoms: int, dueling: bool,
+            head: Head = linear_head) -> jax.Array:
   """Each action's return distribution (..., num_actions, num_atoms), C51's logits or QR-DQN's quantiles, from
-  features (..., F): one linear head, or the dueling pair combined atom by atom. Called inside a module's
+  features (..., F): one head layer, or the dueling pair combined atom by atom. Called inside a module's
   `nn.compact` method."""
   shape = features.shape[:-1] + (num_actions, num_atoms)
   if not dueling:
-    return orthogonal_dense(num_actions * num_atoms, 1.0)(features).reshape(shape)
-  value = orthogonal_dense(num_atoms, 1.0)(features)[..., None, :]
-  advantage = orthogonal_dense(num_actions * num_atoms, 1.0)(features).reshape(shape)
+    return head(num_actions * num_atoms)(features).reshape(shape)
+  value = head(num_atoms)(features)[..., None, :]
+  advantage = head(num_actions * num_atoms)(features).reshape(shape)
   return value + advantage - jnp.mean(advantage, axis=-2, keepdims=True)
 
 

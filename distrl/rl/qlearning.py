@@ -4,6 +4,9 @@ Both configs have the fields read here: `hidden_sizes`, `activation`, `torso`, `
 (the network), `start_e`, `end_e`, `exploration_steps` (the exploration schedule), `obs_clip`; and both
 learners have `params` and `normalizer`.
 
+DQN's config also has `distributional` (the head learns distributions of returns) and `noisy` (noisy head layers
+explore in place of epsilon-greedy); PQN's has neither, and reads as "none" and False.
+
 Where the environment has an action mask (`Env.action_mask`), acting chooses among the allowed actions
 only, greedy and random choices alike, and the targets bootstrap from the best allowed action.
 """
@@ -18,6 +21,7 @@ from distrl.rl import acting, distributions, normalization
 from distrl.envs import Env
 from distrl.errors import require, require_positive
 from distrl.rl.networks import QNetwork
+from distrl.rl.noisy import NOISE
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -37,14 +41,20 @@ def network(config: ml_collections.ConfigDict, env: Env) -> QNetwork:
   their distributions too (`QNetwork`)."""
   head = distributional(config)
   atoms = dict(num_atoms=config.num_atoms, v_min=config.v_min, v_max=config.v_max) if head != "none" else {}
+  noise = dict(noisy=True, noisy_sigma0=config.noisy_sigma0) if noisy(config) else {}
   return QNetwork(num_actions=env.num_actions, hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
                   obs_ndim=len(env.observation_shape), torso=config.torso, dueling=config.dueling,
-                  layer_norm=config.layer_norm, distributional=head, **atoms)
+                  layer_norm=config.layer_norm, distributional=head, **atoms, **noise)
 
 
 def distributional(config: ml_collections.ConfigDict) -> str:
   """What the Q-network learns: "none" (values), "c51" (distributions over a support), "qr" (quantiles)."""
   return config.get("distributional", "none")
+
+
+def noisy(config: ml_collections.ConfigDict) -> bool:
+  """Whether the Q-network's head layers are noisy (`noisy.NoisyDense`), exploring in place of epsilon-greedy."""
+  return config.get("noisy", False)
 
 
 def epsilon(config: ml_collections.ConfigDict, env_steps: jax.Array) -> jax.Array:
@@ -68,6 +78,19 @@ def epsilon_greedy(net: nn.Module, params, observe, eps: jax.Array, env: Env) ->
   return lambda obs, keys: explore(net.apply(params, observe(obs)), env.action_mask(obs), keys, eps, env.num_actions)
 
 
+def noisy_greedy(net: nn.Module, params, observe, env: Env) -> acting.Policy:
+  """The rollout policy of a network with noisy layers: the allowed argmax of Q-values with noise, each
+  environment's own sample drawn from its own key at every step, so that parallel environments explore
+  independently and a rollout is the same whichever device runs it (as epsilon-greedy's draws). Beside the action
+  it returns max_a Q(s, a)."""
+  def policy(obs, keys):
+    q = jax.vmap(lambda o, key: net.apply(params, o, rngs={NOISE: key}))(observe(obs), keys)
+    mask = env.action_mask(obs)
+    return distributions.masked_argmax(q, mask), distributions.masked_max(q, mask)
+
+  return policy
+
+
 def choose(q: jax.Array, mask: jax.Array | None, key: jax.Array, *, greedy: bool, num_actions: int) -> jax.Array:
   """The allowed argmax of Q-values (B, A) if `greedy`, else a uniformly random allowed action from `key`."""
   if not greedy:
@@ -77,7 +100,7 @@ def choose(q: jax.Array, mask: jax.Array | None, key: jax.Array, *, greedy: bool
 
 def act(learner, obs: jax.Array, key: jax.Array, *, config, env: Env, greedy: bool) -> jax.Array:
   """Actions for a batch of observations (B, *obs_shape): the allowed argmax Q if `greedy`, else a uniformly
-  random allowed action."""
+  random allowed action. Noisy layers act with their mean weights (no noise)."""
   q = network(config, env).apply(learner.params, normalization.observations(learner.normalizer, obs,
                                                                             clip=config.obs_clip))
   return choose(q, env.action_mask(obs), key, greedy=greedy, num_actions=env.num_actions)
