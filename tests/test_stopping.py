@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from distrl.configs import dqn as dqn_config, ppo as ppo_config, sac as sac_config, td3 as td3_config
+from distrl.configs import dqn as dqn_config, ppo as ppo_config, rainbow as rainbow_config, sac as sac_config
+from distrl.configs import td3 as td3_config
 from distrl.runtime import loop, stopping, trainer
 from distrl.runtime.checkpoint import Checkpoints
 from examples import a2c_config
@@ -19,10 +20,10 @@ from tests.cli import launch, read_until, records
 from tests.runs import FAST, override, tiny_ppo, tiny_ppo_flags
 
 
-def _dqn():
+def _dqn(shipped=dqn_config):
   """Prioritised replay and 3-step returns from update 10; the target network moves every 20 updates; on
-  tests/fast_env.py: 30 updates."""
-  config = dqn_config.get_config()
+  tests/fast_env.py: 30 updates. `shipped`: the config module whose other fields it keeps."""
+  config = shipped.get_config()
   config.update(dict(env_name=FAST, num_envs=8, train_frequency=8, buffer_size=800, batch_size=32, learning_starts=80,
                      target_update_interval=160, prioritized=True, n_step=3, total_timesteps=8 * 30, log_every=10,
                      checkpoint_every=1000, eval_every=1000, eval_episodes=8))
@@ -51,10 +52,12 @@ def _off_policy(algo):
 
 
 # Each algorithm's whole state resumes: PPO's; DQN's replay buffer, priorities and their running maximum, sampling
-# key and target network, with values or with C51's distributions; SAC's and TD3's twin critics, targets and
-# temperature; and that of an algorithm from outside distrl (examples/a2c.py).
+# key and target network, with values, with C51's distributions, or as Rainbow (noisy heads, whose noise derives from
+# the state's keys); SAC's and TD3's twin critics, targets and temperature; and that of an algorithm from outside
+# distrl (examples/a2c.py).
 STOPPED = {"ppo": (lambda: tiny_ppo(12, log_every=4, checkpoint_every=1000, eval_every=1000), 6),
            "dqn": (_dqn, 23), "dqn-c51": (lambda: override(_dqn(), ["distributional=c51", "num_atoms=11"]), 23),
+           "rainbow": (lambda: override(_dqn(rainbow_config), ["num_atoms=11"]), 23),
            "sac": (lambda: _off_policy("sac"), 17), "td3": (lambda: _off_policy("td3"), 17),
            "a2c": (_a2c, 7)}
 
@@ -92,7 +95,7 @@ def test_a_stop_request_saves_where_the_run_is_and_the_resumed_run_ends_bit_iden
     assert "loss/critic" in reference.history[-1]
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.learner.critic.params),
                                                         jax.tree.leaves(state.learner.target_critic)))
-  if algo == "dqn":
+  if algo in ("dqn", "rainbow"):
     assert "loss/total" in reference.history[-1]  # it trained
     # The target network (last moved at update 20) lags the online network: restoring it mattered.
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.learner.params),
