@@ -405,6 +405,15 @@ def test_the_quantile_target_moves_the_chosen_quantiles_by_the_return():
     returns.quantile_target(g, discount, quantiles_t[:, 0])
 
 
+def test_iqn_fractions_are_uniform_in_0_1_and_come_from_the_key_alone():
+  tau = returns.quantile.sampled(jax.random.PRNGKey(4), (1000,))
+  assert tau.shape == (1000,) and tau.dtype == jnp.float32 and float(tau.min()) >= 0 and float(tau.max()) < 1
+  assert 0.45 < float(tau.mean()) < 0.55
+  np.testing.assert_array_equal(tau, returns.quantile.sampled(jax.random.PRNGKey(4), (1000,)))
+  np.testing.assert_array_equal(tau, jax.random.uniform(jax.random.PRNGKey(4), (1000,)))
+  assert not np.allclose(tau, returns.quantile.sampled(jax.random.PRNGKey(5), (1000,)))
+
+
 def test_the_quantile_loss_equals_rlax():
   """rlax.quantile_q_learning (quantiles (N, A), one sample) with the Huber parameter 1: its target is ours."""
   keys = jax.random.split(jax.random.PRNGKey(5), 5)

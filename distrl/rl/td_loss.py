@@ -1,5 +1,5 @@
 """The TD loss of a Q-network against fixed targets, which DQN (on replayed batches) and PQN (on Q(lambda) returns
-of a rollout) both minimise; and its distributional counterparts (C51's, QR-DQN's)."""
+of a rollout) both minimise; and its distributional counterparts (C51's; QR-DQN's and IQN's)."""
 
 import jax
 import jax.numpy as jnp
@@ -47,21 +47,23 @@ def categorical_loss(logits_tm1, a_tm1, target, weights=None):
   return jnp.mean(per_sample), kl
 
 
-def quantile_loss(quantiles_tm1, a_tm1, target, weights=None, *, kappa: float = 1.0):
+def quantile_loss(quantiles_tm1, a_tm1, target, weights=None, *, tau=None, kappa: float = 1.0):
   """Weighted mean quantile Huber loss of the predicted quantiles at the actions taken against target samples
-  (QR-DQN, Dabney et al. 2018):
+  (QR-DQN and IQN, Dabney et al. 2018):
 
       u_ij = T_j - theta_i,   rho_i(u) = |tau_i - 1{u < 0}| huber_kappa(u)
       per sample: sum_i mean_j rho_i(u_ij)
 
-  with tau_i = (2i + 1) / 2N the quantile fractions of theta (`returns.quantile.midpoints`) and w = 1 unless
-  `weights` (B,) are given. The per-sample loss also ranks priorities.
+  with tau_i the quantile fractions of theta: QR-DQN's fixed midpoints (2i + 1) / 2N (`returns.quantile.midpoints`,
+  when `tau` is None), or IQN's sampled ones, `tau` (B, N) or (N,); and w = 1 unless `weights` (B,) are given. The
+  per-sample loss also ranks priorities.
 
   quantiles_tm1 is shaped (B, A, N), a_tm1 (B,), target (B, N'). Returns (loss, per-sample loss (B,)).
   """
   theta = jnp.take_along_axis(quantiles_tm1, a_tm1[:, None, None], axis=1)[:, 0]  # (B, N)
   u = target[:, None, :] - theta[:, :, None]  # (B, N, N')
-  tau = quantile.midpoints(theta.shape[-1])
-  weight = jnp.abs(tau[None, :, None] - jax.lax.stop_gradient((u < 0).astype(u.dtype)))
+  tau = quantile.midpoints(theta.shape[-1]) if tau is None else jnp.asarray(tau)
+  tau = jnp.broadcast_to(tau, theta.shape)  # the fraction of each theta_i
+  weight = jnp.abs(tau[:, :, None] - jax.lax.stop_gradient((u < 0).astype(u.dtype)))
   per_sample = jnp.sum(jnp.mean(weight * optax.huber_loss(u, delta=kappa), axis=-1), axis=-1)
   return jnp.mean(per_sample if weights is None else weights * per_sample), per_sample
