@@ -5,6 +5,7 @@
   python -m distrl.launch --config=dqn:CleanRL      # the well-known single-file DQN's settings
   python -m distrl.launch --config=dqn --config.distributional=c51   # C51: distributions of returns
   python -m distrl.launch --config=dqn --config.distributional=qr    # QR-DQN: quantiles of returns
+  python -m distrl.launch --config=dqn --config.distributional=iqn   # IQN: the quantile function, at sampled fractions
   python -m distrl.launch --config=dqn --config.noisy=True           # noisy networks explore, not epsilon-greedy
   python -m distrl.launch --config=rainbow                           # all of the above: configs/rainbow.py
 
@@ -58,10 +59,17 @@ def get_config(arg=None):
   config.priority_beta = 0.4  # importance-weight exponent at the start, annealed linearly to 1 over the run
   config.priority_eps = 1e-6  # added to |TD error| so that no transition's priority is 0
   config.target_update_interval = 500  # environment steps between target network updates
-  config.distributional = "none"  # each action's return distribution: "c51" (Bellemare et al. 2017), "qr" (QR-DQN)
+  # each action's return distribution: "c51" (Bellemare et al. 2017), "qr" (QR-DQN), "iqn" (implicit quantile
+  # networks, Dabney et al. 2018)
+  config.distributional = "none"
   config.num_atoms = 51  # C51: the returns its distributions are over, from v_min to v_max; QR-DQN: its quantiles
   config.v_min = -100.0  # C51's lowest return; CartPole's discounted returns reach 100 (1 a step, gamma 0.99)
   config.v_max = 100.0  # C51's highest return (Atari's clipped rewards: [-10, 10])
+  # IQN, at the paper's and Dopamine's values:
+  config.num_tau_samples = 64  # N: fractions sampled per transition for the online network's quantiles
+  config.num_tau_prime_samples = 64  # N': fractions sampled per transition for the target network's quantiles
+  config.num_quantile_samples = 32  # K: fractions whose mean quantile is Q when choosing an action (a* and acting)
+  config.quantile_embedding_dim = 64  # n: the cosines cos(pi i tau), i < n, that embed a fraction
   configs.normalization_fields(config)
 
   config.noisy = False  # noisy head layers explore (Fortunato et al. 2018) in place of epsilon-greedy: epsilon 0

@@ -117,8 +117,8 @@ def test_a_c51_head_gives_each_action_a_distribution_and_q_is_its_mean():
 
 @pytest.mark.unit
 @pytest.mark.parametrize("fields, message", [
-    ({"distributional": "iqn"}, "distributional='iqn' must be 'none' (values), 'c51' (categorical distributions) or "
-                                "'qr' (quantiles)"),
+    ({"distributional": "iqm"}, "distributional='iqm' must be 'none' (values), 'c51' (categorical distributions), "
+                                "'qr' (quantiles) or 'iqn' (implicit quantiles)"),
     ({"distributional": "qr", "num_atoms": 0}, "num_atoms=0 must be a whole number >= 2"),
     ({"num_atoms": 1}, "num_atoms=1 must be a whole number >= 2"),
     ({"v_min": 5.0, "v_max": 5.0}, "v_min=5.0 must be below v_max=5.0"),
@@ -128,6 +128,93 @@ def test_c51_fields_refuse_bad_values_in_one_line(cfg, fields, message):
   with pytest.raises(ConfigError) as error:
     dqn.sizes(cfg, jax.device_count())
   assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("field, value", [("num_tau_samples", 0), ("num_tau_prime_samples", -1),
+                                          ("num_quantile_samples", 2.5), ("quantile_embedding_dim", 0)])
+def test_iqn_fields_refuse_bad_values_in_one_line(cfg, field, value):
+  cfg.distributional = "iqn"
+  del cfg[field]
+  cfg[field] = value
+  with pytest.raises(ConfigError) as error:
+    dqn.sizes(cfg, jax.device_count())
+  assert str(error.value).startswith(f"{field}={value!r} must be a whole number >= 1") and "\n" not in str(error.value)
+
+
+@pytest.mark.unit
+def test_iqn_cosine_features_by_hand():
+  tau = jnp.array([0.0, 0.25, 0.9])
+  expected = np.cos(np.pi * np.arange(4)[None, :] * np.array([0.0, 0.25, 0.9])[:, None])  # (3, 4): i = 0 .. 3
+  np.testing.assert_allclose(networks.cosine_features(tau, 4), expected, atol=1e-6)
+  np.testing.assert_allclose(networks.cosine_features(tau, 4)[1], [1.0, np.sqrt(0.5), 0.0, -np.sqrt(0.5)], atol=1e-6)
+
+
+@pytest.mark.unit
+def test_iqn_embedding_is_relu_of_a_dense_layer_on_the_cosines():
+  embedding = networks.QuantileEmbedding(features=5, embedding_dim=4)
+  tau = jnp.array([[0.1, 0.5, 0.99]])  # (1, 3)
+  variables = embedding.init(jax.random.PRNGKey(0), tau)
+  params = variables["params"]["Dense_0"]
+  cosines = np.cos(np.pi * np.arange(4) * np.asarray(tau)[..., None])  # (1, 3, 4)
+  expected = np.maximum(cosines @ np.asarray(params["kernel"]) + np.asarray(params["bias"]), 0.0)
+  out = embedding.apply(variables, tau)
+  assert out.shape == (1, 3, 5) and (out == 0).any() and (out > 0).any()
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
+def test_an_iqn_head_gives_the_quantiles_at_the_fractions_asked_and_q_at_k_midpoints_without():
+  """psi(s) * phi(tau) through the dueling heads, one row per fraction: each quantile depends on its own fraction
+  only; without fractions, Q is the mean quantile at the K midpoints (2k + 1) / 2K."""
+  net = networks.QNetwork(num_actions=3, hidden_sizes=(8,), dueling=True, distributional="iqn",
+                          num_quantile_samples=4, quantile_embedding_dim=6)
+  obs = jax.random.normal(jax.random.PRNGKey(1), (2, 5))
+  variables = jax.jit(net.init)(jax.random.PRNGKey(0), obs)
+  assert set(variables["params"]) == {"MLP_0", "QuantileEmbedding_0", "Dense_0", "Dense_1"}
+  apply = jax.jit(net.apply, static_argnums=2)
+  tau = jnp.array([[0.1, 0.7, 0.3], [0.5, 0.2, 0.9]])
+  quantiles = apply(variables, obs, True, tau=tau)
+  assert quantiles.shape == (2, 3, 3)
+  one = apply(variables, obs, True, tau=tau[:, 1:2])
+  np.testing.assert_allclose(one[..., 0], quantiles[..., 1], rtol=1e-5, atol=1e-6)
+  at_midpoints = apply(variables, obs, True, tau=jnp.broadcast_to(jnp.array([0.125, 0.375, 0.625, 0.875]), (2, 4)))
+  np.testing.assert_allclose(apply(variables, obs), jnp.mean(at_midpoints, axis=-1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
+def test_iqn_acting_samples_each_environments_fractions_from_its_own_key():
+  """The rollout policy (epsilon 0): environment i's action and Q are those of its own observation and key alone, and
+  environments with the same observation still draw different fractions; other heads' keys are left as they are."""
+  config = dqn_config.get_config()
+  config.update(dict(env_name=FAST, distributional="iqn", hidden_sizes=(8,), layer_norm=False,
+                     num_quantile_samples=4, quantile_embedding_dim=8))
+  env = envs.make(config.env_name)
+  net = qlearning.network(config, env)
+  params = params_like.init(net, jnp.zeros(env.observation_shape))
+  policy = jax.jit(qlearning.epsilon_greedy(net, params, lambda obs: obs, jnp.float32(0), env))
+  obs = jnp.broadcast_to(jnp.arange(1.0, 1.0 + np.prod(env.observation_shape)), (16,) + env.observation_shape)
+  keys = jax.random.split(jax.random.PRNGKey(1), 16)
+  action, q_max = policy(obs, keys)
+  one, one_max = policy(obs[5:6], keys[5:6])
+  assert action[5] == one[0] and q_max[5] == pytest.approx(float(one_max[0]), rel=1e-6)
+  assert len(np.unique(q_max)) == 16
+  _, tau = qlearning.acting_fractions(net, keys)
+  assert tau.shape == (16, 4) and (tau >= 0).all() and (tau < 1).all()
+  unchanged, none = qlearning.acting_fractions(net.clone(distributional="qr"), keys)
+  assert unchanged is keys and none is None
+
+
+@pytest.mark.unit
+def test_iqn_fractions_are_drawn_per_sample_and_per_pass_from_the_key(cfg):
+  cfg.update(dict(batch_size=16, num_tau_samples=8, num_tau_prime_samples=6, num_quantile_samples=4))
+  fractions = dqn.learner.draw_fractions(jax.random.PRNGKey(3), config=cfg)
+  assert [x.shape for x in fractions] == [(16, 8), (16, 6), (16, 4)]
+  again = dqn.learner.draw_fractions(jax.random.PRNGKey(3), config=cfg)
+  for x, y in zip(fractions, again):
+    np.testing.assert_array_equal(x, y)
+  assert not np.allclose(fractions.online[:, :4], fractions.selection)  # independent passes
+  assert not np.allclose(fractions.online[0], fractions.online[1])  # each sample's own
 
 
 @pytest.mark.unit

@@ -100,6 +100,14 @@ CASES = {
     # QR-DQN's quantiles with 3-step targets.
     "dqn-qr-n-step": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 3, "distributional": "qr", "num_atoms": 8,
                                   "target_update_interval": 8 * 10}, 30, ("loss/total", 20)),
+    # IQN: each sample's fractions drawn for the global batch from the replicated key (online, target and a*'s passes),
+    # double Q's a*, the dueling heads on psi(s) * phi(tau), priorities from the quantile loss.
+    "dqn-iqn-double-prioritised": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 1, "double_dqn": True,
+                                               "dueling": True, "prioritized": True, "distributional": "iqn",
+                                               "num_tau_samples": 8, "num_tau_prime_samples": 6,
+                                               "num_quantile_samples": 4, "quantile_embedding_dim": 8,
+                                               "target_update_interval": 8 * 10},
+                                       30, ("loss/total", 20), _priorities_written, atol=1e-4),
     # From the first update on: trained in every update from the first whose rows hold a complete n-step window.
     "dqn-prioritised-pmap": Case("dqn", {"env_name": FAST, **REPLAY, "learning_starts": 0, "prioritized": True,
                                          "n_step": 2, "loss": "huber", "scale_rewards": True, "normalize_obs": True,

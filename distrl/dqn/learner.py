@@ -3,7 +3,9 @@
 Options: n-step returns (`n_step`), double DQN (`double_dqn`), a dueling head (`dueling`),
 prioritised replay (`prioritized`, Schaul et al. 2016), LayerNorm in the Q-network (`layer_norm`), distributions
 of returns instead of values (`distributional`: "c51", Bellemare et al. 2017, `num_atoms` from `v_min` to `v_max`
-and the KL loss; "qr", QR-DQN, Dabney et al. 2018, `num_atoms` quantiles and the quantile Huber loss; either loss
+and the KL loss; "qr", QR-DQN, Dabney et al. 2018, `num_atoms` quantiles and the quantile Huber loss; "iqn", implicit
+quantile networks, Dabney et al. 2018, the quantile Huber loss over `num_tau_samples` sampled fractions of the online
+network against `num_tau_prime_samples` of the target's, a* by the mean over `num_quantile_samples`; each loss
 ranks priorities; acting and evaluation greedy by the distributions' means), noisy head layers in place of
 epsilon-greedy (`noisy`, Fortunato et al. 2018: epsilon is 0, `start_e` and `end_e` unused; each environment acts on
 its own noise sample at every step, the online and the target network take independent samples at every gradient
@@ -68,10 +70,14 @@ def sizes(config: ml_collections.ConfigDict, num_devices: int) -> Sizes:
           f"priority_beta={config.priority_beta} must be in [0, 1] (it anneals to 1; 0.4 is common)")
   require(config.priority_eps > 0, f"priority_eps={config.priority_eps} must be > 0 (e.g. 1e-6): a zero priority "
                                    f"would never be sampled again")
-  require(config.distributional in ("none", "c51", "qr"),
-          f"distributional={config.distributional!r} must be 'none' (values), 'c51' (categorical distributions) or "
-          f"'qr' (quantiles)")
-  if config.distributional != "none":
+  require(config.distributional in ("none", "c51", "qr", "iqn"),
+          f"distributional={config.distributional!r} must be 'none' (values), 'c51' (categorical distributions), "
+          f"'qr' (quantiles) or 'iqn' (implicit quantiles)")
+  if config.distributional == "iqn":
+    for field in ("num_tau_samples", "num_tau_prime_samples", "num_quantile_samples", "quantile_embedding_dim"):
+      require(isinstance(config[field], int) and not isinstance(config[field], bool) and config[field] >= 1,
+              f"{field}={config[field]!r} must be a whole number >= 1 (IQN's published value: 64, 64, 32, 64)")
+  if config.distributional in ("c51", "qr"):
     require(isinstance(config.num_atoms, int) and config.num_atoms >= 2,
             f"num_atoms={config.num_atoms!r} must be a whole number >= 2 (C51's is 51, QR-DQN's 200)")
   if config.distributional == "c51":
@@ -126,10 +132,28 @@ class Noise(NamedTuple):
   target: jax.Array
 
 
+class Fractions(NamedTuple):
+  """A gradient step's IQN quantile fractions, each sample's own (`returns.quantile.sampled`): drawn for the global
+  batch from the replicated key, independently for each pass, and sliced to this device's samples."""
+
+  online: jax.Array  # (B, num_tau_samples): the online network's quantiles at s_tm1, which the loss fits
+  target: jax.Array  # (B, num_tau_prime_samples): the target network's at s_t, the target samples
+  selection: jax.Array  # (B, num_quantile_samples): the quantiles at s_t whose mean chooses a*
+
+
+def draw_fractions(key: jax.Array, *, config) -> Fractions:
+  """The global batch's fractions (`Fractions`) from `key`, one key per pass."""
+  online, target, selection = jax.random.split(key, 3)
+  batch = config.batch_size
+  return Fractions(online=returns.quantile.sampled(online, (batch, config.num_tau_samples)),
+                   target=returns.quantile.sampled(target, (batch, config.num_tau_prime_samples)),
+                   selection=returns.quantile.sampled(selection, (batch, config.num_quantile_samples)))
+
+
 def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, learner: Learner, batch: Batch,
-                  weights: jax.Array | None, noise: Noise | None = None):
+                  weights: jax.Array | None, noise: Noise | None = None, fractions: Fractions | None = None):
   """One gradient step on this device's slice of a batch (B, ...); gradients averaged over devices. Noisy layers
-  take their samples from `noise`'s keys (none: their mean weights).
+  take their samples from `noise`'s keys (none: their mean weights); IQN's quantiles are at `fractions`.
 
   Returns (learner, td errors (B,), (loss, mean Q, gradient norm)).
   """
@@ -139,6 +163,9 @@ def gradient_step(net: nn.Module, tx: optax.GradientTransformation, config, lear
 
   def loss_fn(params):
     online = functools.partial(net.apply, params, rngs=online_rngs)
+    if fractions is not None:
+      target = functools.partial(net.apply, learner.target_params, rngs=target_rngs)
+      return implicit_quantile_loss(online, target, batch, weights, fractions, double_dqn=config.double_dqn)
     out_t_target = net.apply(learner.target_params, batch.next_obs, distributional, rngs=target_rngs)
     if config.double_dqn:  # one online pass over obs and next_obs: on a CPU a step costs per operation, not per row
       out_both = online(jnp.concatenate([batch.obs, batch.next_obs]), distributional)
@@ -172,6 +199,25 @@ def distributional_loss(net: QNetwork, out_tm1, out_t_target, out_t_online, batc
                      mask_t=batch.next_action_mask)
   loss, per_sample = loss_of(out_tm1, batch.action, target, weights)
   q_taken = jnp.take_along_axis(net.mean(out_tm1), batch.action[:, None], axis=1)[:, 0]
+  return loss, (jnp.mean(q_taken), per_sample)
+
+
+def implicit_quantile_loss(online, target, batch: Batch, weights: jax.Array | None, fractions: Fractions, *,
+                           double_dqn: bool):
+  """IQN's loss (Dabney et al. 2018): the quantile Huber loss (kappa 1) of the online network's quantiles
+  Z_tau_i(s_tm1, a_tm1) against the targets G + discount Z'_tau'_j(s_t, a*) over every pair (i, j), with
+
+      a* = argmax_a (1 / K) sum_k Z_tau_k(s_t, a)    (the target network's; the online network's with double Q)
+
+  `online` and `target` apply the networks (obs, distribution, tau=...). -> (loss, (mean Q of the actions taken,
+  the per-sample loss, which ranks priorities))."""
+  quantiles_tm1 = online(batch.obs, True, tau=fractions.online)  # (B, A, N)
+  quantiles_t = target(batch.next_obs, True, tau=fractions.target)  # (B, A, N')
+  q_t_selector = jax.lax.stop_gradient((online if double_dqn else target)(batch.next_obs, tau=fractions.selection))
+  samples = returns.quantile_target(batch.n_step_return, batch.discount, quantiles_t, q_t_online=q_t_selector,
+                                    mask_t=batch.next_action_mask)
+  loss, per_sample = td_loss.quantile_loss(quantiles_tm1, batch.action, samples, weights, tau=fractions.online)
+  q_taken = jnp.take_along_axis(jnp.mean(quantiles_tm1, axis=-1), batch.action[:, None], axis=1)[:, 0]
   return loss, (jnp.mean(q_taken), per_sample)
 
 
@@ -227,10 +273,13 @@ def _learn(at: replay_learner.Progress, learner: Learner, collected: replay_lear
 
   def one(carry, step):
     learner, priority = carry
-    key, noise = step[1], None
+    key, noise, fractions = step[1], None, None
     if config.noisy:  # the online and the target network's samples, independent of each other and of the draw
       key, online, target = jax.random.split(key, 3)
       noise = Noise(online=online, target=target)
+    if net.distributional == "iqn":  # IQN's fractions, as independent
+      key, fraction_key = jax.random.split(key)
+      fractions = replay_learner.mine(draw_fractions(fraction_key, config=config), sizes)
     with jax.named_scope("sampling"):
       batch, drawn = draw(buffer, priority, key, at.where, config=config, sizes=sizes, normalizer=normalizer)
       batch = batch.replace(obs=observe(batch.obs), next_obs=observe(batch.next_obs),
@@ -239,7 +288,8 @@ def _learn(at: replay_learner.Progress, learner: Learner, collected: replay_lear
     if config.prioritized:
       weights = losses.importance_weights(batch.priority / drawn.total, drawn.minimum / drawn.total, beta=beta)
       weights = replay_learner.mine(weights, sizes)
-    learner, td, stats = gradient_step(net, tx, config, learner, replay_learner.mine(batch, sizes), weights, noise)
+    learner, td, stats = gradient_step(net, tx, config, learner, replay_learner.mine(batch, sizes), weights, noise,
+                                       fractions)
     if config.prioritized:
       new = (jnp.abs(sharding.gather(td)) + config.priority_eps) ** config.priority_alpha  # (B,), global order
       priority = priorities.assign(priority, drawn, new)

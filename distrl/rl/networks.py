@@ -11,7 +11,7 @@ import numpy as np
 
 from distrl.rl import distributions
 from distrl.rl.noisy import NoisyDense
-from distrl.rl.returns import categorical
+from distrl.rl.returns import categorical, quantile
 from distrl.errors import ConfigError
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
@@ -260,6 +260,10 @@ class QNetwork(nn.Module):
   (..., num_actions, num_atoms):
       "c51"  logits over evenly spaced returns from `v_min` to `v_max` (Bellemare et al. 2017)
       "qr"   the returns at the quantile midpoints (QR-DQN, Dabney et al. 2018)
+      "iqn"  the returns at quantile fractions `tau` (..., N) the caller gives (IQN, Dabney et al. 2018): the
+             torso's features times a cosine embedding of each fraction (`implicit_quantiles`), through the head;
+             (..., num_actions, N). Without `tau`, at the `num_quantile_samples` midpoints (2k + 1) / 2K: fixed
+             fractions, which greedy evaluation acts on (acting and learning sample theirs).
 
   With `noisy` its head layers (both of a dueling pair) are `noisy.NoisyDense` of initial scale `noisy_sigma0`
   (noisy networks, Fortunato et al. 2018, as Rainbow's heads); the torso stays deterministic. They draw from the
@@ -279,18 +283,27 @@ class QNetwork(nn.Module):
   v_max: float = 10.0
   noisy: bool = False
   noisy_sigma0: float = 0.5
+  num_quantile_samples: int = 32  # IQN: K, the fractions without `tau`
+  quantile_embedding_dim: int = 64  # IQN: n, the cosines that embed a fraction
 
   @nn.compact
-  def __call__(self, obs: jax.Array, distribution: bool = False) -> jax.Array:
+  def __call__(self, obs: jax.Array, distribution: bool = False, tau: jax.Array | None = None) -> jax.Array:
     features = torso(self.torso, self.hidden_sizes, None, 1.0, self.activation, self.obs_ndim, self.layer_norm)(obs)
     head = functools.partial(NoisyDense, sigma0=self.noisy_sigma0) if self.noisy else linear_head
     if self.distributional == "none":
       return q_values(features, self.num_actions, self.dueling, head)
-    atoms = q_atoms(features, self.num_actions, self.num_atoms, self.dueling, head)
+    if self.distributional == "iqn":
+      if tau is None:
+        tau = jnp.broadcast_to(quantile.midpoints(self.num_quantile_samples),
+                               features.shape[:-1] + (self.num_quantile_samples,))
+      atoms = implicit_quantiles(features, tau, self.num_actions, self.quantile_embedding_dim, self.dueling, head)
+    else:
+      atoms = q_atoms(features, self.num_actions, self.num_atoms, self.dueling, head)
     return atoms if distribution else self.mean(atoms)
 
   def mean(self, distributions: jax.Array) -> jax.Array:
-    """Q-values (...) from the head's distributions (..., num_atoms): C51's expected return, QR's mean quantile."""
+    """Q-values (...) from the head's distributions (..., num_atoms): C51's expected return, QR's and IQN's mean
+    quantile."""
     if self.distributional == "c51":
       return categorical.mean(distributions, self.atoms())
     return jnp.mean(distributions, axis=-1)
@@ -329,6 +342,35 @@ def q_atoms(features: jax.Array, num_actions: int, num_atoms: int, dueling: bool
   value = head(num_atoms)(features)[..., None, :]
   advantage = head(num_actions * num_atoms)(features).reshape(shape)
   return value + advantage - jnp.mean(advantage, axis=-2, keepdims=True)
+
+
+def cosine_features(tau: jax.Array, embedding_dim: int) -> jax.Array:
+  """IQN's inputs of a fraction's embedding: cos(pi i tau), i = 0 .. n - 1, (..., n) from fractions (...)."""
+  return jnp.cos(jnp.pi * jnp.arange(embedding_dim, dtype=jnp.float32) * tau[..., None])
+
+
+class QuantileEmbedding(nn.Module):
+  """IQN's embedding of quantile fractions (..., N) into the torso's feature space (..., N, features):
+
+      phi_j(tau) = ReLU(sum_{i=0}^{n-1} cos(pi i tau) w_ij + b_j)
+
+  a dense layer (orthogonal weights of gain sqrt(2), as the torso's hidden layers) on `cosine_features`."""
+
+  features: int
+  embedding_dim: int = 64  # n
+
+  @nn.compact
+  def __call__(self, tau: jax.Array) -> jax.Array:
+    return nn.relu(orthogonal_dense(self.features, np.sqrt(2))(cosine_features(tau, self.embedding_dim)))
+
+
+def implicit_quantiles(features: jax.Array, tau: jax.Array, num_actions: int, embedding_dim: int, dueling: bool,
+                       head: Head = linear_head) -> jax.Array:
+  """IQN's quantiles Z_tau(s, a) (..., num_actions, N) at fractions tau (..., N) from the torso's features psi(s)
+  (..., F): the head (`q_values`: one layer, or the dueling pair) on psi(s) * phi(tau), elementwise, one row per
+  fraction. Called inside a module's `nn.compact` method."""
+  phi = QuantileEmbedding(features.shape[-1], embedding_dim)(tau)  # (..., N, F)
+  return jnp.swapaxes(q_values(features[..., None, :] * phi, num_actions, dueling, head), -1, -2)
 
 
 class QHead(nn.Module):
