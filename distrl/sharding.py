@@ -67,8 +67,8 @@ def pmean(tree):
   The leaves travel as flat vectors, one all-reduce per vector instead of one per leaf (on emulated CPU devices
   each costs a rendezvous of their threads). XLA's CPU backend fuses the reductions that produce small leaves (a
   bias's gradient, a loss) into the concatenation that builds the vector, and the fusion's cost then grows with the
-  whole vector (DQN's MinAtar CNN, 206k parameters: 78 ms a gradient step instead of ~1). So a tree of more than
-  `ONE_VECTOR` elements travels as two vectors, its large leaves and its small ones; on one device it does not
+  whole vector (a Q-network's MinAtar CNN, 206k parameters: 78 ms a gradient step instead of ~1). So a tree of more
+  than `ONE_VECTOR` elements travels as two vectors, its large leaves and its small ones; on one device it does not
   travel at all (the mean over one device is the leaf).
   """
   if jax.lax.axis_size(DATA_AXIS) == 1:
