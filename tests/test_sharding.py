@@ -85,14 +85,9 @@ CASES = {
                              "num_steps": 16, "num_minibatches": 2, "update_epochs": 2, "hidden_sizes": (16,)},
                      2, ("loss/total", 2), _memory_carried),
     # Batches are drawn from the whole buffer with a replicated key and shared; the target network moves every 10.
-    # C51's distributions, their priorities (KL) written back wherever the rows are.
-    "dqn-c51-double-dueling-prioritised": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 1, "double_dqn": True,
-                                                       "layer_norm": False, "dueling": True, "prioritized": True,
-                                                       "distributional": "c51", "num_atoms": 11, "v_min": -5.0,
-                                                       "v_max": 5.0, "target_update_interval": 8 * 10},
-                                               30, ("loss/total", 20), _priorities_written, atol=1e-4),
-    # Rainbow: noisy heads (each environment's acting noise from its own key; the online and target networks' noise
-    # from the replicated key, the same sample on every device's slice of the batch) over all of the above.
+    # Rainbow: C51's distributions, their priorities (KL) written back wherever the rows are, double Q, the dueling
+    # heads, 3-step targets, and noisy heads (each environment's acting noise from its own key; the online and target
+    # networks' noise from the replicated key, the same sample on every device's slice of the batch).
     "dqn-noisy-rainbow": Case("dqn", {"env_name": FAST, **REPLAY, "n_step": 3, "double_dqn": True, "dueling": True,
                                       "prioritized": True, "distributional": "c51", "num_atoms": 11, "v_min": -5.0,
                                       "v_max": 5.0, "noisy": True, "target_update_interval": 8 * 10},

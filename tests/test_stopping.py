@@ -56,8 +56,7 @@ def _off_policy(algo):
 # the state's keys); SAC's and TD3's twin critics, targets and temperature; and that of an algorithm from outside
 # distrl (examples/a2c.py).
 STOPPED = {"ppo": (lambda: tiny_ppo(12, log_every=4, checkpoint_every=1000, eval_every=1000), 6),
-           "dqn": (_dqn, 23), "dqn-c51": (lambda: override(_dqn(), ["distributional=c51", "num_atoms=11"]), 23),
-           "rainbow": (lambda: override(_dqn(rainbow_config), ["num_atoms=11"]), 23),
+           "dqn": (_dqn, 23), "rainbow": (lambda: override(_dqn(rainbow_config), ["num_atoms=11"]), 23),  # C51 in it
            "sac": (lambda: _off_policy("sac"), 17), "td3": (lambda: _off_policy("td3"), 17),
            "a2c": (_a2c, 7)}
 
