@@ -59,9 +59,7 @@ def get_config(arg=None):
   config.priority_beta = 0.4  # importance-weight exponent at the start, annealed linearly to 1 over the run
   config.priority_eps = 1e-6  # added to |TD error| so that no transition's priority is 0
   config.target_update_interval = 500  # environment steps between target network updates
-  # each action's return distribution: "c51" (Bellemare et al. 2017), "qr" (QR-DQN), "iqn" (implicit quantile
-  # networks, Dabney et al. 2018)
-  config.distributional = "none"
+  config.distributional = "none"  # each action's return distribution: "c51" (C51), "qr" (QR-DQN), "iqn" (IQN)
   config.num_atoms = 51  # C51: the returns its distributions are over, from v_min to v_max; QR-DQN: its quantiles
   config.v_min = -100.0  # C51's lowest return; CartPole's discounted returns reach 100 (1 a step, gamma 0.99)
   config.v_max = 100.0  # C51's highest return (Atari's clipped rewards: [-10, 10])

@@ -152,9 +152,9 @@ def test_an_environment_failing_mid_run_is_one_line_and_a_nonzero_exit(tmp_path)
 def test_a_shipped_config_pointed_at_another_algorithm_is_refused():
   config = ppo_config.get_config()
   config.algo = "dqn"
-  with pytest.raises(ConfigError, match=r"algo='dqn' reads fields this config lacks \(batch_size, buffer_size, "
-                                        r"distributional, double_dqn, dueling and \d+ more\); start from its own config: "
-                                        r"--config=dqn"):
+  with pytest.raises(ConfigError, match=r"algo='dqn' reads fields this config lacks \(adam_eps, batch_size, "
+                                        r"buffer_size, distributional, double_dqn and \d+ more\); start from its own "
+                                        r"config: --config=dqn"):
     programs.build(config, sharding.make_mesh())
 
 
