@@ -10,7 +10,6 @@ import pytest
 from distrl import envs
 from tests.runs import FAST
 
-pytestmark = pytest.mark.unit
 
 
 def _play(env: envs.Env, step, num_envs: int, num_steps: int, seed: int = 0):
@@ -27,7 +26,7 @@ def _play(env: envs.Env, step, num_envs: int, num_steps: int, seed: int = 0):
   return jax.lax.scan(one, (obs, state), jax.random.split(jax.random.PRNGKey(seed + 1), num_steps))[1]
 
 
-@pytest.mark.parametrize("num_envs", [1, 7, 64])
+@pytest.mark.parametrize("num_envs", [1, 7, 64])  # both step paths compiled for each size: the program tier
 def test_resets_in_batches_equal_a_reset_for_every_environment(num_envs):
   batched = envs.make("tests.user_code:random_start_walk")
   plain = envs.make("tests.user_code:random_start_walk", {"in_batches": False})
@@ -44,6 +43,7 @@ def test_resets_in_batches_equal_a_reset_for_every_environment(num_envs):
   assert len(set(np.asarray(want[1].env_state.position)[ends].tolist())) > 1  # resets drew different starts
 
 
+@pytest.mark.unit
 def test_the_fast_environment_resets_in_batches_when_asked():
   """tests/fast_env.py's `in_batches` (test_sharding.py's PPO cases) takes the path tested above."""
   assert envs.make(FAST, {"in_batches": True}).without_reset is not None

@@ -12,9 +12,9 @@ from distrl.impala import losses
 from distrl.rl import networks
 from tests import params as params_like
 
-pytestmark = pytest.mark.unit
 
 
+@pytest.mark.unit
 def test_impala_loss_by_hand():
   """policy -mean(log_prob A) = -mean(-2, 2) = 0; value 0.5 mean(1, 4) = 1.25; entropy 0.6; total
   0 + 0.5 * 1.25 - 0.1 * 0.6; ratios e^0.2 (above rho_clip 1) and e^-0.5."""
@@ -33,7 +33,7 @@ def test_impala_loss_by_hand():
   np.testing.assert_allclose(grad, [-1.0, 0.5])
 
 
-@pytest.mark.parametrize("torso", ["nature", "impala"])
+@pytest.mark.parametrize("torso", ["nature", "impala"])  # compiles both networks at frame size: the program tier
 def test_frame_torsos_as_matrix_products_equal_xlas_convolutions(torso):
   """The Atari torsos' convolutions computed by networks.conv_as_matmul (the CPU default: XLA's CPU convolution is
   ~30x slower inside the learner's loops) against lax.conv_general_dilated, in value and gradient. Frames of 44 x 44
@@ -52,6 +52,7 @@ def test_frame_torsos_as_matrix_products_equal_xlas_convolutions(torso):
     np.testing.assert_allclose(b, a, rtol=2e-3, atol=1e-5)  # float32 sums of ~10^4 terms, in another order
 
 
+@pytest.mark.unit
 def test_the_impala_cnn_has_the_papers_shape():
   """84x84 -> 42 -> 21 -> 11 after the three pools of stride 2: 11 * 11 * 32 features into the dense layer; each
   stage a convolution and two residual blocks of two convolutions (15 convolutions)."""
@@ -64,6 +65,7 @@ def test_the_impala_cnn_has_the_papers_shape():
   assert jax.eval_shape(net.apply, {"params": params}, frames(2, 5)).shape == (2, 5, 256)
 
 
+@pytest.mark.unit
 def test_a_shared_torso_feeds_both_heads():
   """`shared_torso`: one torso (half the parameters of the two networks' torsos) whose features both heads read; the
   value's gradient reaches the torso the policy uses."""

@@ -106,7 +106,6 @@ def test_the_loss_replays_what_acting_computed_so_the_first_ratio_is_one(cell):
     assert np.max(np.abs(value_without_resets - acted)) > 1e-3  # 100 times the tolerance above
 
 
-@pytest.mark.unit
 def test_memory_is_one_row_per_environment_split_over_devices():
   state = programs.build(_config("ppo", "lstm", num_envs=16), sharding.make_mesh()).state
   c, h = state.actors.memory
@@ -133,7 +132,6 @@ def test_a_minibatch_count_that_does_not_split_a_device_share_suggests_one():
     programs.build(_config(num_minibatches=4), sharding.make_mesh())
 
 
-@pytest.mark.unit
 def test_greedy_acting_threads_memory_through_the_contract():
   """`algorithms.act` with the memory `initial_memory` gives: the memory changes step to step, and acting on it
   differs from acting on fresh memory (the untrained network's actions depend on what it saw)."""
