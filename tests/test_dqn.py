@@ -116,33 +116,6 @@ def test_a_c51_head_gives_each_action_a_distribution_and_q_is_its_mean():
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("fields, message", [
-    ({"distributional": "iqm"}, "distributional='iqm' must be 'none' (values), 'c51' (categorical distributions), "
-                                "'qr' (quantiles) or 'iqn' (implicit quantiles)"),
-    ({"distributional": "qr", "num_atoms": 0}, "num_atoms=0 must be a whole number >= 2"),
-    ({"num_atoms": 1}, "num_atoms=1 must be a whole number >= 2"),
-    ({"v_min": 5.0, "v_max": 5.0}, "v_min=5.0 must be below v_max=5.0"),
-])
-def test_c51_fields_refuse_bad_values_in_one_line(cfg, fields, message):
-  cfg.update({"distributional": "c51", **fields})
-  with pytest.raises(ConfigError) as error:
-    dqn.sizes(cfg, jax.device_count())
-  assert str(error.value).startswith(message) and "\n" not in str(error.value)
-
-
-@pytest.mark.unit
-@pytest.mark.parametrize("field, value", [("num_tau_samples", 0), ("num_tau_prime_samples", -1),
-                                          ("num_quantile_samples", 2.5), ("quantile_embedding_dim", 0)])
-def test_iqn_fields_refuse_bad_values_in_one_line(cfg, field, value):
-  cfg.distributional = "iqn"
-  del cfg[field]
-  cfg[field] = value
-  with pytest.raises(ConfigError) as error:
-    dqn.sizes(cfg, jax.device_count())
-  assert str(error.value).startswith(f"{field}={value!r} must be a whole number >= 1") and "\n" not in str(error.value)
-
-
-@pytest.mark.unit
 def test_iqn_cosine_features_by_hand():
   tau = jnp.array([0.0, 0.25, 0.9])
   expected = np.cos(np.pi * np.arange(4)[None, :] * np.array([0.0, 0.25, 0.9])[:, None])  # (3, 4): i = 0 .. 3
@@ -218,21 +191,35 @@ def test_iqn_fractions_are_drawn_per_sample_and_per_pass_from_the_key(cfg):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("field, value, message", [
-    ("n_step", 0, "n_step=0 must be a whole number >= 1"),
-    ("n_step", 2.5, "n_step=2.5 must be a whole number >= 1"),
-    ("n_step", 2000, "n_step=2000 is longer than an environment's replay row"),
-    ("dueling", "yes", "dueling='yes' must be True or False"),
-    ("layer_norm", 1, "layer_norm=1 must be True or False"),
-    ("prioritized", None, "prioritized=None must be True or False"),
-    ("anneal_lr", "no", "anneal_lr='no' must be True or False"),
-    ("priority_alpha", 1.5, "priority_alpha=1.5 must be in [0, 1]"),
-    ("priority_beta", -0.1, "priority_beta=-0.1 must be in [0, 1]"),
-    ("priority_eps", 0.0, "priority_eps=0.0 must be > 0"),
+@pytest.mark.parametrize("fields, message", [
+    ({"n_step": 0}, "n_step=0 must be a whole number >= 1"),
+    ({"n_step": 2.5}, "n_step=2.5 must be a whole number >= 1"),
+    ({"n_step": 2000}, "n_step=2000 is longer than an environment's replay row"),
+    ({"dueling": "yes"}, "dueling='yes' must be True or False"),
+    ({"layer_norm": 1}, "layer_norm=1 must be True or False"),
+    ({"prioritized": None}, "prioritized=None must be True or False"),
+    ({"anneal_lr": "no"}, "anneal_lr='no' must be True or False"),
+    ({"priority_alpha": 1.5}, "priority_alpha=1.5 must be in [0, 1]"),
+    ({"priority_beta": -0.1}, "priority_beta=-0.1 must be in [0, 1]"),
+    ({"priority_eps": 0.0}, "priority_eps=0.0 must be > 0"),
+    ({"distributional": "iqm"}, "distributional='iqm' must be 'none' (values), 'c51' (categorical distributions), "
+                                "'qr' (quantiles) or 'iqn' (implicit quantiles)"),
+    ({"distributional": "qr", "num_atoms": 0}, "num_atoms=0 must be a whole number >= 2"),
+    ({"distributional": "c51", "num_atoms": 1}, "num_atoms=1 must be a whole number >= 2"),
+    ({"distributional": "c51", "v_min": 5.0, "v_max": 5.0}, "v_min=5.0 must be below v_max=5.0"),
+    *[({"distributional": "iqn", field: value}, f"{field}={value!r} must be a whole number >= 1")
+      for field, value in [("num_tau_samples", 0), ("num_tau_prime_samples", -1), ("num_quantile_samples", 2.5),
+                           ("quantile_embedding_dim", 0)]],
+    ({"noisy": True, "noisy_sigma0": 0.0}, "noisy_sigma0=0.0 must be > 0"),
+    ({"noisy": True, "noisy_sigma0": -0.5}, "noisy_sigma0=-0.5 must be > 0"),
+    ({"noisy": "yes"}, "noisy='yes' must be True or False"),
+    ({"adam_eps": -1e-8}, "adam_eps=-1e-08 must be >= 0"),
 ])
-def test_new_fields_refuse_bad_values_in_one_line(cfg, field, value, message):
-  del cfg[field]  # as a config file of one's own may set it: of any type
-  cfg[field] = value
+def test_bad_fields_are_refused_in_one_line(cfg, fields, message):
+  """The last field of `fields` is wrong (the others make it count: the head or the noise it belongs to)."""
+  for field, value in fields.items():
+    del cfg[field]  # as a config file of one's own may set it: of any type
+    cfg[field] = value
   with pytest.raises(ConfigError) as error:
     dqn.sizes(cfg, jax.device_count())
   assert str(error.value).startswith(message) and "\n" not in str(error.value)

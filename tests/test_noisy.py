@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distrl import dqn, envs
+from distrl import envs
 from distrl.configs import dqn as dqn_config
-from distrl.errors import ConfigError
 from distrl.rl import networks, noisy, qlearning
 from tests import params as params_like
 from tests.runs import FAST
@@ -96,24 +95,3 @@ def test_each_environment_acts_on_its_own_sample_from_its_own_key():
   one, one_max = jax.jit(policy)(obs[5:6], keys[5:6])
   assert action[5] == one[0] and q_max[5] == pytest.approx(float(one_max[0]), rel=1e-6)
   assert len(np.unique(q_max)) == 64 and len(np.unique(action)) > 1  # independent samples
-
-
-@pytest.fixture
-def cfg():
-  config = dqn_config.get_config()
-  config.noisy = True
-  return config
-
-
-@pytest.mark.parametrize("field, value, message", [
-    ("noisy_sigma0", 0.0, "noisy_sigma0=0.0 must be > 0"),
-    ("noisy_sigma0", -0.5, "noisy_sigma0=-0.5 must be > 0"),
-    ("noisy", "yes", "noisy='yes' must be True or False"),
-    ("adam_eps", -1e-8, "adam_eps=-1e-08 must be >= 0"),
-])
-def test_noisy_fields_refuse_bad_values_in_one_line(cfg, field, value, message):
-  del cfg[field]  # as a config file of one's own may set it: of any type
-  cfg[field] = value
-  with pytest.raises(ConfigError) as error:
-    dqn.sizes(cfg, jax.device_count())
-  assert str(error.value).startswith(message) and "\n" not in str(error.value)
