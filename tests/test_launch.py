@@ -92,10 +92,11 @@ def test_a_bad_config_from_the_command_line_is_one_line_and_exit_1(tmp_path):
     (["--config.env_kwargs.length", "--config.lr=1"], "flag --config.env_kwargs.length has no value"),
     ([f"--config={PPO_CONFIG}:Pong"], "unknown preset 'Pong' for --config=ppo"),
     (["--config=configs/nope.py"],
-     "config 'configs/nope.py' is neither a file nor one of distrl's configs (dqn, impala, ppo, pqn, sac, td3)"),
+     "config 'configs/nope.py' is neither a file nor one of distrl's configs (dqn, impala, ppo, pqn, rainbow, sac, "
+     "td3)"),
     (["--config=config/ppo.py"],
-     "config 'config/ppo.py' is neither a file nor one of distrl's configs (dqn, impala, ppo, pqn, sac, td3) "
-     "(did you mean --config=ppo?)"),
+     "config 'config/ppo.py' is neither a file nor one of distrl's configs (dqn, impala, ppo, pqn, rainbow, sac, "
+     "td3) (did you mean --config=ppo?)"),
 ])
 def test_bad_flag_is_one_clear_line_and_a_nonzero_exit(flags, message, tmp_path):
   run = launch(f"--workdir={tmp_path / 'run'}", *flags)
