@@ -322,13 +322,9 @@ Head = Callable[[int], nn.Module]  # a head layer of so many outputs: `linear_he
 
 
 def q_values(features: jax.Array, num_actions: int, dueling: bool, head: Head = linear_head) -> jax.Array:
-  """Q-values (..., num_actions) from features (..., F): one head layer, or the dueling pair. Called inside a
-  module's `nn.compact` method, whose parameters its layers become."""
-  if not dueling:
-    return head(num_actions)(features)
-  value = head(1)(features)
-  advantage = head(num_actions)(features)
-  return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
+  """Q-values (..., num_actions) from features (..., F): one head layer, or the dueling pair (`q_atoms` with one
+  number an action). Called inside a module's `nn.compact` method, whose parameters its layers become."""
+  return q_atoms(features, num_actions, 1, dueling, head)[..., 0]
 
 
 def q_atoms(features: jax.Array, num_actions: int, num_atoms: int, dueling: bool,
