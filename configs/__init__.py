@@ -42,7 +42,21 @@ def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int
   config.eval_policy = "greedy"  # how evaluations act (best/ ranks them): "greedy" (likeliest action) or "sampled"
   config.checkpoint_every = checkpoint_every  # iterations between checkpoints (rounded up to a log line)
   config.keep_checkpoints = 3  # how many recent checkpoints to keep
+  tracker_fields(config)
   return config
+
+
+def tracker_fields(config: ml_collections.ConfigDict) -> None:
+  """Adds the experiment trackers' groups (`distrl.runtime.trackers`; README: Trackers), both off, to `config`."""
+  config.wandb = ml_collections.ConfigDict()  # Weights & Biases beside metrics.jsonl: pip install 'distrl[wandb]'
+  config.wandb.project = ""  # the W&B project to log to; "" for none (WANDB_MODE, WANDB_DIR, ... as W&B reads them)
+  config.wandb.entity = ""  # the team or user that owns the project; "" for your default entity
+  config.wandb.group = ""  # a group of runs (an experiment's seeds, say); "" for none
+  config.wandb.tags = ()  # the run's tags, e.g. ("baseline", "minatar")
+  config.wandb.name = ""  # the run's name; "" for the workdir's
+  config.mlflow = ml_collections.ConfigDict()  # MLflow beside metrics.jsonl: pip install 'distrl[mlflow]'
+  config.mlflow.experiment = ""  # the MLflow experiment to log to (made if new); "" for none (MLFLOW_TRACKING_URI)
+  config.mlflow.run_name = ""  # the run's name; "" for the workdir's
 
 
 def rollout_fields(config: ml_collections.ConfigDict, *, num_steps: int, update_epochs: int,

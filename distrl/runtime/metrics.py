@@ -1,4 +1,5 @@
-"""Metric writers: a progress line on stdout, tensorboardX, and WORKDIR/metrics.jsonl."""
+"""Metric writers: a progress line on stdout, tensorboardX, WORKDIR/metrics.jsonl, and the experiment trackers a config
+asks for (`distrl.runtime.trackers`)."""
 
 import contextlib
 import json
@@ -13,6 +14,8 @@ import numpy as np
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.summary import scalar
+
+from distrl.runtime.trackers import Trackers
 
 # The progress line's fields, most important first: a narrow terminal shows a prefix of them.
 LOSSES = (("loss/total", "loss"), ("loss/policy", "pi"), ("loss/value", "v"), ("loss/entropy", "ent"))
@@ -136,15 +139,17 @@ def _events_file(directory: str, resume_step: int) -> EventsWriter:
 
 
 class Writer:
-  """Writes one record per log interval to stdout, tensorboard and metrics.jsonl (appending on resume).
+  """Writes one record per log interval to stdout, tensorboard and metrics.jsonl (appending on resume), then to the
+  trackers (W&B, MLflow) the run opened, if any.
 
   On a terminal, stdout shows one live progress line; otherwise (CI, a log file) one plain line per
   record (see `Console`).
   """
 
   def __init__(self, workdir: str, *, total_steps: int, name: str, console: Console, primary: bool = True,
-               resume_step: int = 0):
+               resume_step: int = 0, trackers: Trackers | None = None):
     self.total_steps, self.name, self.console, self.primary = total_steps, name, console, primary
+    self._trackers = trackers or Trackers([], console.print)
     self._since = None
     if primary:
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
@@ -164,6 +169,7 @@ class Writer:
       for name, value in scalars.items():
         self._tb.write_event(Event(wall_time=now, step=step, summary=scalar(name, value)))
       self._tb.flush()
+    self._trackers.log(record)  # after the run's own files: a tracker's failure is one warning, never theirs
     self.console.redraw(self._line(step, scalars, bar=self.console.live))
 
   def _line(self, step: int, scalars: dict[str, float], bar: bool = False) -> str:
@@ -239,8 +245,10 @@ class Writer:
     for line in lines:
       self.console.print(line)
 
-  def close(self) -> None:
-    """Closes both files (each is closed even where its last flush fails); the first failure is raised."""
+  def close(self, failed: bool = False) -> None:
+    """Ends the trackers' runs (as failed where the run `failed`) and closes both files (each is closed even where
+    its last flush fails); the first failure of a file is raised."""
+    self._trackers.close(failed)
     self.console.end()
     if self.primary:
       failures = []

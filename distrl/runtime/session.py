@@ -3,8 +3,8 @@
 `Session` takes the workdir's lock (process 0; every process learns whether it got it), moves an old run aside
 for `--overwrite`, opens the checkpoint managers (`checkpoints/`, where the newest `keep_checkpoints` and the end of
 every finished run are kept, and `best/` for the best greedy evaluation, `distrl.runtime.best`), records each start in `config.json`
-and `run.json`, opens the log writers, and on the way out waits for a
-save in flight, closes the writers and releases the lock.
+and `run.json`, opens the log writers (and the trackers a config asks for, `distrl.runtime.trackers`), and on the way
+out waits for a save in flight, closes the writers and releases the lock.
 """
 
 from typing import Callable
@@ -17,6 +17,7 @@ from distrl.errors import ConfigError, RunFailed
 from distrl.runtime import metrics
 from distrl.runtime.checkpoint import Checkpoints
 from distrl.runtime.resume import Plan, record_config
+from distrl.runtime.trackers import Trackers
 from distrl.runtime.workdir import Workdir
 
 
@@ -70,16 +71,18 @@ class Session:
                    steps_per_update: int) -> None:
     """Writes config.json (this start's config) and run.json (every start, with the settings it changed), and opens
     the log writers, which go on from the plan's update."""
-    self.workdir.write_json("config.json", record_config(config))
+    recorded = record_config(config)
+    self.workdir.write_json("config.json", recorded)
     this_start = {"devices": devices, "processes": jax.process_count(), "jax": jax.__version__}
     before = (plan.last_start or {}) if plan.restored is not None else {}  # a new run keeps nothing of an old one
     starts = before.get("starts", [])
     starts.append({"update": plan.update, **this_start, "changed": {k: list(v) for k, v in plan.changes.items()}})
     finished = {"finished": before["finished"]} if before.get("finished") else {}  # kept for good, however extended
     self.workdir.write_json("run.json", {**this_start, "starts": starts, **finished})
+    opened = Trackers.open(config, recorded, self.workdir, self.say) if self.workdir.primary else None
     self.writer = metrics.Writer(self.workdir.path, total_steps=total_steps, name=f"{config.algo} {config.env_name}",
                                  console=self.console, primary=self.workdir.primary,
-                                 resume_step=plan.update * steps_per_update)
+                                 resume_step=plan.update * steps_per_update, trackers=opened)
 
   def record_finish(self, update: int) -> None:
     """Adds `update`, where the run finished, to run.json's "finished": those checkpoints are kept for good, also
@@ -97,7 +100,7 @@ class Session:
     try:
       if self.writer is not None:
         try:
-          self.writer.close()
+          self.writer.close(failed=failing)
         except OSError as error:  # a full disk; where a failure is already on its way out, that one is reported
           if not failing:
             raise RunFailed(f"cannot write the logs in {self.workdir.path} ({error.strerror}); the run's checkpoints "

@@ -16,7 +16,7 @@ import ml_collections
 
 from distrl import architectures, sharding
 from distrl.rl.state import TrainState
-from distrl.runtime import best, compiling, memory, metrics, programs, resume, stopping, sweep
+from distrl.runtime import agents, best, compiling, memory, metrics, programs, resume, stopping, sweep, trackers
 from distrl.runtime.loop import UpdateLoop, eval_keys
 from distrl.runtime.programs import Program
 from distrl.runtime.session import Session
@@ -55,6 +55,7 @@ def _train(config, workdir: Workdir, devices, overwrite: bool, stop: stopping.St
   started = time.perf_counter()
   stop.enter(stopping.Phase.STARTING)
   config = sweep.folded(config)
+  trackers.check(config, agents.count(config))  # before anything compiles: a tracker's missing package is one line
   program = programs.build(config, programs.mesh_for(config, devices))
   try:
     return _run(program, config, workdir, overwrite, stop, started)

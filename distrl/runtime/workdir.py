@@ -27,7 +27,7 @@ from typing import Callable
 
 from distrl.errors import ConfigError, RunFailed
 
-RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "tb", "checkpoints", "best")
+RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "tb", "checkpoints", "best", "trackers.json")
 FAILURES = "failures.log"  # the full tracebacks of what a user's code raised, each under a header; never read back
 
 
