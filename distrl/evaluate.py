@@ -8,7 +8,6 @@
 The run's config comes from WORKDIR/config.json; episodes are split over the devices.
 """
 
-import math
 import os
 import sys
 
@@ -35,61 +34,10 @@ def _limit(env) -> str:
 
 
 def load_run(workdir: str, checkpoint: int | None, best: bool = False):
-  """-> (program, state, update): the run's program (`programs.build` of its config) and the state saved at
-  `checkpoint`.
-
-  With `best`, the state kept in WORKDIR/best: the one of the highest evaluation return in training.
-  """
-  import jax
-  import ml_collections
-
-  from distrl import configs, sharding
+  """-> (program, state, update): `programs.load` (imported here, after the noise filter is on)."""
   from distrl.runtime import programs
-  from distrl.runtime.checkpoint import Checkpoints, damage as checkpoint_damage
-  from distrl.runtime.workdir import load_json
-  from distrl.errors import ConfigError
 
-  path = os.path.join(workdir, "config.json")
-  recorded = load_json(path)
-  if recorded is None:
-    raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
-  config = ml_collections.ConfigDict(recorded)
-  configs.with_new_fields(config)  # a run recorded before its algorithm gained a field trained without it
-  # The most devices the run's sizes split over (num_envs, eval_episodes, DQN's batch_size): results do not depend
-  # on the device count. Whatever is still refused on one device is a fault of the config, said as it is.
-  for count in range(math.gcd(config.num_envs, jax.device_count()), 0, -1):
-    try:
-      program = programs.build(config, sharding.make_mesh(jax.devices()[:count]))
-      break
-    except ConfigError:
-      if count == 1:
-        raise
-  directory = os.path.join(workdir, "best" if best else "checkpoints")
-  if not os.path.isdir(directory):
-    raise ConfigError(f"no checkpoint in {directory}")
-  checkpoints = Checkpoints(directory, keep=1 if best else config.keep_checkpoints,
-                            best_of="eval/return" if best else None, create=False)
-  try:
-    saved = checkpoints.saved()
-    if not saved:
-      raise ConfigError(f"no checkpoint in {checkpoints.directory}")
-    if checkpoint is None:  # the latest readable one, as a resuming run would take it (but nothing is moved)
-      update, state = checkpoints.restore_latest(program.state, set_aside=False,
-                                                 warn=lambda text: print(text, file=sys.stderr))
-      if update is None:
-        raise ConfigError(f"every checkpoint in {checkpoints.directory} is damaged")
-    else:
-      update = checkpoint
-      if update not in saved:
-        raise ConfigError(f"no checkpoint {update} in {checkpoints.directory}; saved: {', '.join(map(str, saved))}")
-      try:
-        state = checkpoints.restore(update, like=program.state)
-      except Exception as error:  # noqa: BLE001 - a damaged checkpoint, said in one line
-        raise ConfigError(f"checkpoint {checkpoints.directory}/{update} is damaged ({checkpoint_damage(error)}); "
-                          f"saved: {', '.join(map(str, saved))}") from None
-  finally:
-    checkpoints.close()
-  return program, state, update
+  return programs.load(workdir, checkpoint, best)
 
 
 def _summary(returns, lengths) -> str:
@@ -149,9 +97,7 @@ def main(argv):
       raise ConfigError(f"--gif draws gymnax's own environments ({', '.join(render.RENDERABLE)}); "
                         f"{config.env_name} has no renderer")
     members = sweep.count(config)
-    if _MEMBER.value is not None and (members == 1 or not 0 <= _MEMBER.value < members):
-      raise ConfigError(f"--member={_MEMBER.value}: " + (f"the run's sweep has members 0..{members - 1}" if members > 1
-                                                          else "the run is not a sweep (no --config.sweep.*)"))
+    sweep.check_member(config, _MEMBER.value)
     if _EPISODES.value <= 0 or _EPISODES.value % mesh.size:
       raise ConfigError(f"--episodes={_EPISODES.value} must be a positive multiple of the {mesh.size} devices used")
     if _POLICY.value is not None:

@@ -20,11 +20,10 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from distrl import configs, errors, user_modules, xla_options  # noqa: E402
+from distrl import configs, errors, xla_options  # noqa: E402
 from distrl.cli import config_flag, noise, rerun  # noqa: E402
 from distrl.errors import ConfigError  # noqa: E402
 
@@ -75,36 +74,9 @@ _EXPLICIT: set[str] = set()  # the config fields the command line sets (rerun.ex
 
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag, config field or config file reported as one line, exit 2."""
-  import logging as python_logging
-
-  python_logging.getLogger("absl").setLevel(python_logging.ERROR)  # config_flags' warnings: we say it in one line
-  given = next((a.split("=", 1)[1] if "=" in a else None for a in reversed(argv[1:]) if a.startswith("--config")
-                and not a.startswith("--config.")), None)
-  command = sys.argv
   _EXPLICIT.update(rerun.explicit_fields(argv))
   try:
-    argv, open_fields = config_flag.take_open_fields(argv)
-    argv = config_flag.integral_numbers(argv)
-    sys.argv = argv  # config_flags finds the overrides to define in sys.argv
-    argv = config_flag.shipped_configs(argv)
-    if given and os.path.isfile(given.partition(":")[0]):
-      user_modules.importable_beside(given.partition(":")[0])
-    rest = flags.FLAGS(argv)
-    config = _CONFIG.value
-  except Exception as error:  # flags.Error, or whatever a config file or override raised
-    _fail(config_flag.flag_error(error), 2)
-  finally:
-    sys.argv = command
-  python_logging.getLogger("absl").setLevel(python_logging.NOTSET)
-  if config is None and given is None:
-    _fail("--config is required, e.g. --config=ppo", 2)
-  if not isinstance(config, ml_collections.ConfigDict):
-    _fail(f"--config={given}: get_config() returned {type(config).__name__ if config is not None else 'None'}, "
-          f"not an ml_collections.ConfigDict", 2)
-  if lack := configs.lacking(config):
-    _fail(f"--config={given}: {lack}", 2)
-  try:
-    config_flag.set_open_fields(config, open_fields)
+    _, rest = config_flag.read(argv, flags.FLAGS, _CONFIG)
   except ConfigError as error:
     _fail(str(error), 2)
   return rest

@@ -1,15 +1,18 @@
-"""The `--config` flag's value and overrides, as `distrl.launch` reads them: a shipped config by name, a file by
-path, `--config.env_kwargs.NAME=VALUE` and `--config.sweep.NAME=VALUE` for any NAME, and every mistake as one line
-(a `ConfigError`)."""
+"""The `--config` flag's value and overrides, as `distrl.launch` and `distrl.get_config` read them: a shipped config by
+name, a file by path, `--config.env_kwargs.NAME=VALUE` and `--config.sweep.NAME=VALUE` for any NAME, and every mistake
+as one line (a `ConfigError`). `read` is the one reading of them; the library's keyword overrides become the same
+flags (`as_flags`)."""
 
 import ast
 import importlib
+import logging
 import os
 import re
+import sys
 
 import ml_collections
 
-from distrl import configs
+from distrl import configs, user_modules
 from distrl.errors import ConfigError
 
 # A number written with a decimal point or an exponent: 1e5, 2.5e6, 100000.0.
@@ -133,3 +136,60 @@ def resolve(value: str) -> str:
   hint = f" (did you mean --config={stem}{colon}{preset}?)" if stem in configs.names() else ""
   raise ConfigError(f"config {name!r} is neither a file nor one of distrl's configs ({', '.join(configs.names())}){hint}; "
                     f"e.g. --config=ppo, --config=ppo:Acrobot-v1 or --config=path/to/my_config.py")
+
+
+def read(argv: list[str], flag_values, holder) -> tuple[ml_collections.ConfigDict, list[str]]:
+  """The config `argv`'s `--config` and `--config.FIELD=VALUE` flags give, parsed by absl into `flag_values`, where
+  `holder` is the config flag (`config_flags.DEFINE_config_file("config", ...)`), checked for the run fields: ->
+  (config, the arguments absl leaves). A bad flag, config field, value, preset or config file is a ConfigError."""
+  logging.getLogger("absl").setLevel(logging.ERROR)  # config_flags' warnings: we say it in one line
+  given = next((a.split("=", 1)[1] if "=" in a else None for a in reversed(argv[1:]) if a.startswith("--config")
+                and not a.startswith("--config.")), None)
+  command = sys.argv
+  try:
+    argv, open_fields = take_open_fields(argv)
+    argv = integral_numbers(argv)
+    sys.argv = argv  # config_flags finds the overrides to define in sys.argv
+    argv = shipped_configs(argv)
+    if given and os.path.isfile(given.partition(":")[0]):
+      user_modules.importable_beside(given.partition(":")[0])
+    rest = flag_values(argv)
+    config = holder.value
+  except Exception as error:  # flags.Error, or whatever a config file or override raised
+    raise ConfigError(flag_error(error)) from None
+  finally:
+    sys.argv = command
+    logging.getLogger("absl").setLevel(logging.NOTSET)
+  if config is None and given is None:
+    raise ConfigError("--config is required, e.g. --config=ppo")
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"--config={given}: get_config() returned "
+                      f"{type(config).__name__ if config is not None else 'None'}, not an ml_collections.ConfigDict")
+  if lack := configs.lacking(config):
+    raise ConfigError(f"--config={given}: {lack}")
+  set_open_fields(config, open_fields)
+  return config, rest
+
+
+def as_flags(overrides: dict, prefix: str = "--config") -> list[str]:
+  """Keyword overrides as the command line's flags, `lr=1e-3` -> `--config.lr=0.001`, so that they are read and
+  checked as `read` reads flags. A dict (or ConfigDict) value sets the fields of a group one by one
+  (`env_kwargs={"size": 3}` -> `--config.env_kwargs.size=3`); a tuple or list is written as a tuple literal, a bool
+  as true/false, a string as it is, any other value as its repr."""
+  argv = []
+  for name, value in overrides.items():
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      argv += as_flags(dict(value.items()), f"{prefix}.{name}")
+      continue
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy or JAX scalar
+      value = value.item()
+    if isinstance(value, bool):
+      text = str(value).lower()
+    elif isinstance(value, (tuple, list)):
+      text = repr(tuple(value))
+    elif isinstance(value, str):
+      text = value
+    else:
+      text = repr(value)
+    argv.append(f"{prefix}.{name}={text}")
+  return argv

@@ -1,17 +1,22 @@
-"""What a run executes, built one way for training, `distrl.evaluate` and the benchmarks: the algorithm,
-environment and execution architecture of a config, validated for a mesh, with the initial state placed on it and the
-architecture's runner of its update."""
+"""What a run executes, built one way for training, `distrl.evaluate`, a loaded policy and the benchmarks: the
+algorithm, environment and execution architecture of a config, validated for a mesh, with the initial state placed on
+it and the architecture's runner of its update; `load` rebuilds a saved run's program and reads its checkpoint."""
 
 import dataclasses
 import functools
+import math
+import os
+import sys
 
 import jax
 import ml_collections
 
 from distrl import algorithms, architectures, configs, envs, sharding
-from distrl.errors import require, require_divisible, require_positive
+from distrl.errors import ConfigError, require, require_divisible, require_positive
 from distrl.rl.state import TrainState
 from distrl.runtime import agents, sweep
+from distrl.runtime.checkpoint import Checkpoints, damage as checkpoint_damage
+from distrl.runtime.workdir import load_json
 
 
 def check_run_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -104,3 +109,52 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Program
   runner = architecture.runner(config=config, algorithm=algorithm, env=env, sizes=sizes, mesh=mesh, state=state)
   return Program(config=config, algorithm=algorithm, architecture=architecture, env=env, mesh=mesh, sizes=sizes,
                  state=state, runner=runner)
+
+
+def load(workdir: str, checkpoint: int | None = None, best: bool = False) -> tuple[Program, TrainState, int]:
+  """-> (program, state, update): a saved run's program (`build` of WORKDIR/config.json) and the state saved at
+  `checkpoint` (default: the latest readable one), for `distrl.evaluate`, `distrl.load_policy` and `distrl.export`.
+
+  With `best`, the state kept in WORKDIR/best: the one of the highest evaluation return in training.
+  """
+  path = os.path.join(workdir, "config.json")
+  recorded = load_json(path)
+  if recorded is None:
+    raise ConfigError(f"no run in --workdir={workdir}: {path} is missing")
+  config = ml_collections.ConfigDict(recorded)
+  configs.with_new_fields(config)  # a run recorded before its algorithm gained a field trained without it
+  directory = os.path.join(workdir, "best" if best else "checkpoints")
+  if not os.path.isdir(directory):
+    raise ConfigError(f"no checkpoint in {directory}")
+  # The most devices the run's sizes split over (num_envs, eval_episodes, a replay's batch_size): results do not depend
+  # on the device count. Whatever is still refused on one device is a fault of the config, said as it is.
+  for count in range(math.gcd(config.num_envs, jax.device_count()), 0, -1):
+    try:
+      program = build(config, sharding.make_mesh(jax.devices()[:count]))
+      break
+    except ConfigError:
+      if count == 1:
+        raise
+  checkpoints = Checkpoints(directory, keep=1 if best else config.keep_checkpoints,
+                            best_of="eval/return" if best else None, create=False)
+  try:
+    saved = checkpoints.saved()
+    if not saved:
+      raise ConfigError(f"no checkpoint in {checkpoints.directory}")
+    if checkpoint is None:  # the latest readable one, as a resuming run would take it (but nothing is moved)
+      update, state = checkpoints.restore_latest(program.state, set_aside=False,
+                                                 warn=lambda text: print(text, file=sys.stderr))
+      if update is None:
+        raise ConfigError(f"every checkpoint in {checkpoints.directory} is damaged")
+    else:
+      update = checkpoint
+      if update not in saved:
+        raise ConfigError(f"no checkpoint {update} in {checkpoints.directory}; saved: {', '.join(map(str, saved))}")
+      try:
+        state = checkpoints.restore(update, like=program.state)
+      except Exception as error:  # noqa: BLE001 - a damaged checkpoint, said in one line
+        raise ConfigError(f"checkpoint {checkpoints.directory}/{update} is damaged ({checkpoint_damage(error)}); "
+                          f"saved: {', '.join(map(str, saved))}") from None
+  finally:
+    checkpoints.close()
+  return program, state, update

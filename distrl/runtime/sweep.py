@@ -99,6 +99,14 @@ def count(config) -> int:
   return len(members(config))
 
 
+def check_member(config, member: int | None) -> None:
+  """A ConfigError unless `member` (`--member=K`) is None or one of the run's sweep members."""
+  members = count(config)
+  require(member is None or (members > 1 and 0 <= member < members),
+          f"--member={member}: " + (f"the run's sweep has members 0..{members - 1}" if members > 1
+                                    else "the run is not a sweep (no --config.sweep.*)"))
+
+
 def label(values: dict[str, float]) -> str:
   """A member's values as people write them: 'ent_coef=0.01 lr=0.0003'."""
   return " ".join(f"{k}={v:g}" for k, v in values.items())
