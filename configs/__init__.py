@@ -47,7 +47,8 @@ def run_fields(algo: str, *, total_timesteps: int, num_envs: int, log_every: int
 
 
 def tracker_fields(config: ml_collections.ConfigDict) -> None:
-  """Adds the experiment trackers' groups (`distrl.runtime.trackers`; README: Trackers), both off, to `config`."""
+  """Adds the experiment trackers' groups (`distrl.runtime.trackers`; README: Experiment trackers), both off, to
+  `config`."""
   config.wandb = ml_collections.ConfigDict()  # Weights & Biases beside metrics.jsonl: pip install 'distrl[wandb]'
   config.wandb.project = ""  # the W&B project to log to; "" for none (WANDB_MODE, WANDB_DIR, ... as W&B reads them)
   config.wandb.entity = ""  # the team or user that owns the project; "" for your default entity

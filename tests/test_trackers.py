@@ -138,7 +138,7 @@ def test_a_tracker_without_its_package_is_one_line_naming_the_extra_before_anyth
   config = _tracked(4)
   with pytest.raises(ConfigError) as error:
     trainer.train(config, str(tmp_path / "run"))
-  switch = trackers.SWITCH[key]
+  switch = trackers.TRACKERS[key].SWITCH
   assert str(error.value) == (f"--config.{key}.{switch} needs the {key} extra ({key} is not installed): "
                               f"pip install 'distrl[{key}]' (pip install -e '.[{key}]' in a clone)")
   assert not (tmp_path / "run").exists()  # refused before the workdir, the program and its compile

@@ -25,10 +25,13 @@ FILE = "trackers.json"  # {tracker key: its run's id} in the workdir
 
 
 class Tracker(Protocol):
-  """One tracker's run: `KEY` is its config group, pip extra and package; `TITLE` the name messages use."""
+  """One tracker's run: `KEY` is its config group, pip extra and package; `TITLE` the name messages use; `FIELDS` the
+  group's fields and their types, of which `SWITCH` switches the tracker on."""
 
   KEY: str
   TITLE: str
+  FIELDS: dict[str, type | tuple[type, ...]]
+  SWITCH: str
 
   def open(self, run_id: str | None, config: dict, name: str) -> str:
     """Starts a run named `name` and logs `config` (run_id None), or goes on with run `run_id`; returns the run's
@@ -50,6 +53,7 @@ class WandB:
   has seen, which `wandb.log(..., step=)` would drop."""
 
   KEY, TITLE = "wandb", "W&B"
+  FIELDS, SWITCH = {"project": str, "entity": str, "group": str, "tags": (tuple, list), "name": str}, "project"
 
   def __init__(self, fields: ml_collections.ConfigDict):
     self.fields, self._run = fields, None
@@ -83,6 +87,7 @@ class MLflow:
   `env_kwargs.length`), the records' fields as metrics at their environment step."""
 
   KEY, TITLE = "mlflow", "MLflow"
+  FIELDS, SWITCH = {"experiment": str, "run_name": str}, "experiment"
   BATCH = 100  # parameters and metrics per request: MLflow takes at most 100 parameters (1,000 metrics) in one
 
   def __init__(self, fields: ml_collections.ConfigDict):
@@ -121,9 +126,6 @@ class MLflow:
 
 
 TRACKERS = {tracker.KEY: tracker for tracker in (WandB, MLflow)}
-SWITCH = {"wandb": "project", "mlflow": "experiment"}  # the field that switches each tracker on
-FIELDS = {"wandb": {"project": str, "entity": str, "group": str, "tags": (tuple, list), "name": str},
-          "mlflow": {"experiment": str, "run_name": str}}
 
 
 def _flat(config: dict, prefix: str = "") -> dict:
@@ -145,7 +147,8 @@ def _fields(config: ml_collections.ConfigDict, key: str):
 
 def requested(config: ml_collections.ConfigDict) -> list[str]:
   """The keys of the trackers the config switches on."""
-  return [key for key in TRACKERS if (fields := _fields(config, key)) is not None and fields[SWITCH[key]]]
+  return [key for key, tracker in TRACKERS.items() if (fields := _fields(config, key)) is not None
+          and fields[tracker.SWITCH]]
 
 
 def check(config: ml_collections.ConfigDict, agents: int = 1) -> None:
@@ -153,8 +156,8 @@ def check(config: ml_collections.ConfigDict, agents: int = 1) -> None:
   tracker whose package is not installed (naming its extra), or MLflow's file store with several agents (`agents`),
   whose per-agent metrics (train/episode_return/seed_0 beside train/episode_return) it cannot hold. Imports the
   packages of the trackers asked for, and no other."""
-  for key, types in FIELDS.items():
-    fields = _fields(config, key)
+  for key, tracker in TRACKERS.items():
+    fields, types = _fields(config, key), tracker.FIELDS
     if fields is None:
       continue
     if not isinstance(fields, ml_collections.ConfigDict) or set(fields) != set(types):
@@ -166,18 +169,19 @@ def check(config: ml_collections.ConfigDict, agents: int = 1) -> None:
         form = "a tuple of strings, e.g. --config.wandb.tags='(\"baseline\", \"minatar\")'" if name == "tags" else \
             f"a string (set --config.{key}.{name}=...)"
         raise ConfigError(f"{key}.{name}={value!r} must be {form}")
-    switch = SWITCH[key]
+    switch = tracker.SWITCH
     if not fields[switch] and (extra := next((name for name in types if fields[name]), None)):
       raise ConfigError(f"{key}.{extra}={fields[extra]!r} is set but {key}.{switch} is not: "
-                        f"--config.{key}.{switch}=NAME switches {TRACKERS[key].TITLE} on")
+                        f"--config.{key}.{switch}=NAME switches {tracker.TITLE} on")
   for key in requested(config):
+    switch = TRACKERS[key].SWITCH
     try:
       __import__(key)
     except ImportError as error:
-      raise ConfigError(f"--config.{key}.{SWITCH[key]} needs the {key} extra ({error.name or key} is not installed): "
+      raise ConfigError(f"--config.{key}.{switch} needs the {key} extra ({error.name or key} is not installed): "
                         f"pip install 'distrl[{key}]' (pip install -e '.[{key}]' in a clone)") from None
     except Exception as error:  # noqa: BLE001 - an install that is there but broken
-      raise ConfigError(f"--config.{key}.{SWITCH[key]}: {key} cannot be imported ({first_line(error, with_type=True)}); "
+      raise ConfigError(f"--config.{key}.{switch}: {key} cannot be imported ({first_line(error, with_type=True)}); "
                         f"reinstall it: pip install --force-reinstall 'distrl[{key}]'") from None
   if "mlflow" in requested(config):
     _check_mlflow_store(agents)
@@ -186,7 +190,8 @@ def check(config: ml_collections.ConfigDict, agents: int = 1) -> None:
 def _check_mlflow_store(agents: int) -> None:
   """MLflow's file store (a `file:` or plain path MLFLOW_TRACKING_URI) keeps each metric in a file of its name, so it
   cannot hold train/episode_return/seed_0 beside train/episode_return; recent MLflow 3 releases (those that have
-  MLFLOW_ALLOW_FILE_STORE) refuse it unless that is set. Either is said here, before the run compiles, rather than as a warning once it has."""
+  MLFLOW_ALLOW_FILE_STORE) refuse it unless that is set. Either is said here, before the run compiles, rather than as
+  a warning once it has."""
   import mlflow
   from mlflow import environment_variables
 
@@ -199,8 +204,8 @@ def _check_mlflow_store(agents: int) -> None:
                       f"train/episode_return beside train/episode_return/seed_0; {fix}")
   allowed = getattr(environment_variables, "MLFLOW_ALLOW_FILE_STORE", None)
   if allowed is not None and not allowed.get():
-    raise ConfigError(f"MLflow {mlflow.__version__} refuses its file store ({uri}) unless MLFLOW_ALLOW_FILE_STORE=true: "
-                      f"set that, or {fix}")
+    raise ConfigError(f"MLflow {mlflow.__version__} refuses its file store ({uri}) unless "
+                      f"MLFLOW_ALLOW_FILE_STORE=true: set that, or {fix}")
 
 
 class Trackers:
