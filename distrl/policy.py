@@ -87,7 +87,11 @@ class Policy:
     return self.greedy.initial_memory(1) is not None
 
   def __call__(self, obs) -> np.ndarray:
-    obs = jnp.asarray(obs, self.observation_dtype)
+    try:
+      obs = jnp.asarray(np.asarray(obs, self.observation_dtype))
+    except (TypeError, ValueError):
+      raise ConfigError(f"observations {_brief(obs)} are not numbers of {self.observation_dtype}: give a batch "
+                        f"(B, {', '.join(map(str, self.observation_shape))})") from None
     if obs.shape[1:] != self.observation_shape:
       raise ConfigError(f"observations of shape {tuple(obs.shape)} for a policy of observations "
                         f"{self.observation_shape}: give a batch (B, {', '.join(map(str, self.observation_shape))})")
@@ -102,10 +106,22 @@ class Policy:
     if done is None or self.memory is None:
       self.memory = None
       return
-    done = np.asarray(done, bool)
-    initial = self._initial(len(done))
+    rows = jax.tree.leaves(self.memory)[0].shape[0]
+    done = np.asarray(done)
+    if done.shape != (rows,) or done.dtype != bool:
+      raise ConfigError(f"reset(done) takes booleans (B,) for the {rows} rows of the last call, not {_brief(done)} "
+                        f"(reset() starts every row afresh)")
+    initial = self._initial(rows)
     self.memory = jax.tree.map(lambda m, i: jnp.where(done.reshape(done.shape + (1,) * (m.ndim - 1)), i, m),
                                self.memory, initial)
+
+
+def _brief(value) -> str:
+  """A value as an error names it: an array by its shape and dtype, anything else by a short repr."""
+  if isinstance(value, np.ndarray) or hasattr(value, "shape"):
+    return f"of shape {tuple(np.shape(value))} ({getattr(value, 'dtype', '?')})"
+  text = repr(value)
+  return text if len(text) <= 40 else text[:39] + "…"
 
 
 # The exported policy's files in its directory (`export` writes them; README.md shows how to load them).
@@ -180,7 +196,10 @@ def export(greedy: Greedy, platforms: tuple[str, ...]) -> Exported:
 def write(out: str, exported: Exported) -> None:
   """`exported`'s files (`about` as about.json) in the new directory `out` (its parents made as needed); an
   existing `out` is an OSError, never written into, and nothing is left of `out` if a write fails."""
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  parent = os.path.dirname(os.path.abspath(out))
+  if os.path.lexists(parent) and not os.path.isdir(parent):
+    raise NotADirectoryError(20, os.strerror(20), parent)  # makedirs would say "File exists"
+  os.makedirs(parent, exist_ok=True)
   os.mkdir(out)
   try:
     with open(os.path.join(out, POLICY), "wb") as f:

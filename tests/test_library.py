@@ -4,6 +4,7 @@ Python, its greedy policy loaded, and the exported policy acting as the loaded o
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -171,6 +172,13 @@ def test_the_exported_policy_acts_as_load_policy_in_a_process_without_distrl(run
   np.testing.assert_array_equal(reset[[0, 3]], np.zeros_like(memory[[0, 3]]))
   np.testing.assert_array_equal(reset[[1, 2, 4]], memory[[1, 2, 4]])
   assert not np.array_equal(np.asarray(fresh.memory), memory)
+  # What it cannot take is one line: a mask of another length or a scalar, observations that are not numbers.
+  for done, wrong in (([True, False], "(2,) (bool)"), (True, "() (bool)")):
+    with pytest.raises(distrl.ConfigError, match=re.escape(f"takes booleans (B,) for the 5 rows of the last call, "
+                                                           f"not of shape {wrong}")):
+      recurrent.reset(done)
+  with pytest.raises(distrl.ConfigError, match="observations 'hello' are not numbers of float32"):
+    plain("hello")
 
 
 def test_the_export_command_refuses_wrong_input_in_one_line(run, tmp_path):

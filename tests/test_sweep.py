@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -352,3 +353,13 @@ def test_a_sweep_refused_on_the_command_line_is_one_line(flags, message, tmp_pat
   _, err = run.communicate(timeout=120)
   assert run.returncode in (1, 2) and err.startswith(message) and len(err.strip().splitlines()) == 1, err
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("member, message", [("1", "--member='1': the run's sweep has members 0..3"),
+                                             (4, "--member=4: the run's sweep has members 0..3"),
+                                             (True, "--member=True: the run's sweep has members 0..3")])
+def test_a_member_that_is_not_one_of_the_sweeps_is_one_line(member, message):
+  sweep.check_member(_ppo(GRID), 3)  # the last member is one
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    sweep.check_member(_ppo(GRID), member)

@@ -102,8 +102,9 @@ def count(config) -> int:
 def check_member(config, member: int | None) -> None:
   """A ConfigError unless `member` (`--member=K`) is None or one of the run's sweep members."""
   members = count(config)
-  require(member is None or (members > 1 and 0 <= member < members),
-          f"--member={member}: " + (f"the run's sweep has members 0..{members - 1}" if members > 1
+  whole = isinstance(member, (int, np.integer)) and not isinstance(member, bool)
+  require(member is None or (whole and members > 1 and 0 <= member < members),
+          f"--member={member!r}: " + (f"the run's sweep has members 0..{members - 1}" if members > 1
                                     else "the run is not a sweep (no --config.sweep.*)"))
 
 
