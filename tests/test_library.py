@@ -17,16 +17,14 @@ import distrl
 from distrl import policy as distrl_policy
 from distrl.runtime import loop, stopping
 from tests.cli import ROOT
-from tests.runs import FAST
+from tests.runs import tiny_ppo_fields
 
 pytestmark = pytest.mark.xdist_group("library")
 
-# A tiny PPO on tests/fast_env.py (observations of 2 numbers, 2 actions): 12 updates of 2 environments x 16 steps, a
-# record every 2, a checkpoint and an evaluation every 4; the learning rate is not annealed, so a run's programs do
-# not depend on its length.
-TINY = dict(env_name=FAST, anneal_lr=False, num_envs=2, num_steps=16, num_minibatches=2, log_every=2,
-            checkpoint_every=4, eval_every=4, eval_episodes=2, hidden_sizes=(16, 16), total_timesteps=12 * 2 * 16)
-RECURRENT = dict(TINY, recurrent="gru", recurrent_size=8, total_timesteps=4 * 2 * 16)
+# The tests' tiny PPO (`tests.runs.tiny_ppo`: tests/fast_env.py, observations of 2 numbers, 2 actions) of 12 updates,
+# smaller layers; with a GRU's memory, 4 updates of one minibatch (one environment a device splits no further).
+TINY = tiny_ppo_fields(12, hidden_sizes=(16, 16))
+RECURRENT = tiny_ppo_fields(4, hidden_sizes=(16, 16), recurrent="gru", recurrent_size=8, num_minibatches=1)
 
 
 def _train(workdir, **fields):
